@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
 from safetensors.torch import load_file, save_file
 
 from ..errors import LorikitError, UsageError
@@ -221,7 +220,9 @@ def load_adapter(path_or_hub_id: str | os.PathLike, device: str = "cpu") -> Adap
             tensors = torch.load(folder / ADAPTER_WEIGHTS_BIN, map_location=device, weights_only=True)
         else:
             raise LorikitError(f"{folder}: missing {ADAPTER_WEIGHTS}")
-    except (SafetensorsError, OSError, RuntimeError, ValueError) as exc:
+    except LorikitError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
         raise LorikitError(f"{weights}: corrupt or truncated adapter weights ({str(exc).splitlines()[0]})") from exc
     meta = None
     meta_path = folder / LORIKIT_META

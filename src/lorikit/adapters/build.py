@@ -1,0 +1,101 @@
+"""Attach a LoRA / LoRI adapter to a base model through PEFT, and load saved adapters.
+
+- ``lora``: standard PEFT LoRA (A kaiming-uniform, B = 0, both trained); the global RNG is seeded
+  from ``seed`` first so the run is reproducible.
+- ``lori-d``: same PEFT layers, but every A is replaced by ``seeded_projection(seed, module)``
+  and frozen (``requires_grad=False``: no gradient, no optimizer state). ΔW = s · B A with only
+  B trained (METHODS.md §1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from .seeded import A_INITS, seeded_projection
+from .state import PEFT_PREFIX, resolve_adapter_path
+
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+METHODS = ("lora", "lori-d", "lori-s")
+
+
+@dataclass
+class AdapterConfig:
+    """What adapter to put on the base model."""
+
+    method: str = field(default="lora", metadata={
+        "help": "lora (A and B trained), lori-d (A frozen seeded random projection, B trained), "
+                "lori-s (LoRI-D's A, only masked entries of B trained; needs --mask)", "choices": METHODS})
+    rank: int = field(default=32, metadata={"help": "LoRA rank r"})
+    alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; scaling s = alpha / r (default 2 × rank)"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout on the adapter input"})
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS), metadata={
+        "help": "module names to adapt (suffixes, as PEFT matches them)"})
+    a_init: str = field(default="kaiming", metadata={
+        "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
+        "choices": A_INITS})
+    seed: int = field(default=0, metadata={"help": "seed of A (LoRI: A = f(seed, module)) and of the run"})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UsageError(f"--method {self.method!r}: unknown (choose from {', '.join(METHODS)})")
+        if self.rank <= 0:
+            raise UsageError(f"--rank {self.rank}: must be a positive integer")
+        if self.alpha is None:
+            self.alpha = 2.0 * self.rank
+        if self.a_init not in A_INITS:
+            raise UsageError(f"--a-init {self.a_init!r}: unknown (choose from {', '.join(A_INITS)})")
+        if not self.target_modules:
+            raise UsageError("--target-modules: give at least one module name")
+
+    @property
+    def freezes_a(self) -> bool:
+        return self.method in ("lori-d", "lori-s")
+
+
+def lora_layers(peft_model, adapter_name: str = "default"):
+    """(module path in the base model, PEFT LoRA layer) for every adapted module."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+            yield (name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name), module
+
+
+def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: str | None = None,
+                   task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
+    """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``."""
+    from peft import LoraConfig, get_peft_model
+
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in cfg.target_modules if t not in present]
+    if missing:
+        raise UsageError(f"--target-modules: {missing[0]!r} is not a module of this model")
+    lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=list(cfg.target_modules), bias="none", task_type=task_type,
+                      modules_to_save=modules_to_save)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        peft_model = get_peft_model(model, lcfg)
+    if base_model_id:
+        peft_model.peft_config["default"].base_model_name_or_path = base_model_id
+    if cfg.freezes_a:
+        for name, layer in lora_layers(peft_model):
+            weight = layer.lora_A["default"].weight
+            A = seeded_projection(cfg.seed, name, weight.shape[0], weight.shape[1], cfg.a_init)
+            with torch.no_grad():
+                weight.copy_(A.to(weight.dtype))
+            weight.requires_grad_(False)
+    return peft_model
+
+
+def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: bool = False):
+    """Stock ``PeftModel.from_pretrained`` on a local folder or Hub id."""
+    from peft import PeftModel
+
+    path = resolve_adapter_path(adapter)
+    return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)

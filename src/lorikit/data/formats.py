@@ -1,0 +1,95 @@
+"""Row formats: turn a raw data row into a prompt/response pair.
+
+- ``alpaca``: ``instruction``, optional ``input``, ``output`` → Alpaca template.
+- ``gsm8k``: ``question``, ``answer`` ending in ``#### N`` → GSM8K prompt; the target's
+  ``#### N`` becomes ``The final answer is: N`` (the reference's convention).
+- ``nlu``: commonsense_170k — ``instruction``, ``output`` ("the correct answer is X"), ``answer``.
+- ``auto``: chosen from the first row's fields (question+answer → gsm8k, instruction+output+answer
+  → nlu, instruction+output → alpaca).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import LorikitError, UsageError
+from .templates import FINAL_ANSWER, alpaca_prompt, gsm8k_prompt
+
+FORMATS = ("auto", "alpaca", "gsm8k", "nlu")
+REQUIRED = {"alpaca": ("instruction", "output"), "gsm8k": ("question", "answer"),
+            "nlu": ("instruction", "output", "answer")}
+_GSM_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+@dataclass
+class Example:
+    prompt: str
+    response: str
+    answer: str | None = None  # gold answer for scoring, when the format has one
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def detect_format(row: dict[str, Any], where: str) -> str:
+    keys = set(row)
+    if {"question", "answer"} <= keys:
+        return "gsm8k"
+    if {"instruction", "output", "answer"} <= keys:
+        return "nlu"
+    if {"instruction", "output"} <= keys:
+        return "alpaca"
+    raise LorikitError(f"{where}: cannot detect the format from fields {sorted(keys)} "
+                       "(pass --format alpaca|gsm8k|nlu)")
+
+
+def gsm8k_target(answer: str) -> tuple[str, str]:
+    """(response with 'The final answer is: N', N) from a GSM8K answer ending in '#### N'."""
+    m = _GSM_FINAL.search(answer)
+    if not m:
+        raise ValueError("answer has no '#### N' final line")
+    final = m.group(1).strip().replace(",", "")
+    body = answer[: m.start()].rstrip()
+    return (f"{body}\n{FINAL_ANSWER} {final}" if body else f"{FINAL_ANSWER} {final}"), final
+
+
+def _text(row: dict[str, Any], key: str, where: str) -> str:
+    value = row.get(key)
+    if value is None:
+        raise LorikitError(f"{where}: missing field {key!r}")
+    if not isinstance(value, (str, int, float)):
+        raise LorikitError(f"{where}: field {key!r} is {type(value).__name__}, expected text")
+    return str(value)
+
+
+def _alpaca(row, where):
+    inp = row.get("input")
+    inp = _text(row, "input", where) if inp is not None else None
+    return Example(alpaca_prompt(_text(row, "instruction", where), inp), _text(row, "output", where))
+
+
+def _gsm8k(row, where):
+    try:
+        response, final = gsm8k_target(_text(row, "answer", where))
+    except ValueError as exc:
+        raise LorikitError(f"{where}: field 'answer': {exc}") from exc
+    return Example(gsm8k_prompt(_text(row, "question", where)), response, answer=final)
+
+
+def _nlu(row, where):
+    return Example(alpaca_prompt(_text(row, "instruction", where), row.get("input") or None),
+                   _text(row, "output", where), answer=_text(row, "answer", where).strip())
+
+
+CONVERTERS: dict[str, Callable[[dict[str, Any], str], Example]] = {
+    "alpaca": _alpaca, "gsm8k": _gsm8k, "nlu": _nlu}
+
+
+def to_example(row: Any, fmt: str, where: str) -> Example:
+    if not isinstance(row, dict):
+        raise LorikitError(f"{where}: row is {type(row).__name__}, expected a JSON object")
+    if fmt not in CONVERTERS:
+        raise UsageError(f"--format {fmt!r}: unknown (choose from {', '.join(FORMATS)})")
+    ex = CONVERTERS[fmt](row, where)
+    ex.meta = {k: v for k, v in row.items() if k in ("task", "id", "task_id")}
+    return ex

@@ -1,0 +1,100 @@
+"""``--data``: local .json/.jsonl files, built-in tasks (``builtin:NAME[:SPLIT]``), Hub datasets."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import LorikitError, UsageError
+from .builtin import TASKS, builtin_rows, parse_builtin
+from .formats import FORMATS, Example, detect_format, to_example
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a .jsonl (one object a line) or .json (a list, or an object holding one) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--data {path}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LorikitError(f"{path}: cannot read ({exc})") from exc
+    if path.suffix == ".jsonl":
+        rows = []
+        # split on "\n" only: str.splitlines() also breaks on U+2028, which JSON allows inside strings
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise LorikitError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
+        return rows
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LorikitError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from exc
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise LorikitError(f"{path}: expected a list of rows (or an object holding one list)")
+            data = lists[0]
+        if not isinstance(data, list):
+            raise LorikitError(f"{path}: expected a list of rows")
+        return data
+    raise UsageError(f"--data {path}: unsupported file type {path.suffix!r} (use .json or .jsonl)")
+
+
+def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # offline, unknown name, missing split: one line for all
+        raise LorikitError(f"--data {name}: not a local file and could not load it from the Hub "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
+    return [dict(r) for r in ds]
+
+
+def load_rows(spec: str, split: str = "train", n_builtin: int = 1000, seed: int = 0) -> tuple[list[dict], str]:
+    """(rows, where) for any ``--data`` spec; ``where`` names the source in error messages."""
+    if spec.startswith("builtin:"):
+        name, bsplit = parse_builtin(spec)
+        return builtin_rows(name, bsplit, n_builtin, seed), spec
+    path = Path(spec)
+    if path.suffix in (".json", ".jsonl") or path.exists():
+        return read_rows(path), str(path)
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
+        return _hub_rows(spec, split), spec
+    raise UsageError(f"--data {spec}: file not found")
+
+
+def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split: str = "train",
+                  n_builtin: int = 1000, seed: int = 0) -> list[Example]:
+    """Read ``spec`` and convert every row; errors name the file, line and field."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: unknown (choose from {', '.join(FORMATS)})")
+    rows, where = load_rows(spec, split, n_builtin, seed)
+    if spec.startswith("builtin:") and fmt == "auto":
+        fmt = TASKS[parse_builtin(spec)[0]][1]
+    if not rows:
+        raise LorikitError(f"{where}: no rows")
+    line_of = (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")
+    if fmt == "auto":
+        fmt = detect_format(rows[0] if isinstance(rows[0], dict) else {}, line_of(0))
+    if limit is not None:
+        rows = rows[:limit]
+    return [to_example(row, fmt, line_of(i)) for i, row in enumerate(rows)]
+
+
+def split_dev(examples: list, dev_fraction: float = 0.1, seed: int = 0) -> tuple[list, list]:
+    """(train, dev): a fixed-seed shuffle, dev taking ``dev_fraction`` of the rows."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_dev = max(1, int(round(len(examples) * dev_fraction)))
+    dev = set(order[:n_dev])
+    return [e for i, e in enumerate(examples) if i not in dev], [examples[i] for i in sorted(dev)]

@@ -1,0 +1,44 @@
+"""Tokenise prompt/response pairs for supervised fine-tuning on the response only (+ EOS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on prompt positions
+
+
+def tokenize_example(tok, prompt: str, response: str, max_length: int = 512,
+                     max_prompt_length: int | None = 256) -> TokenizedExample:
+    """Prompt tokens (left-truncated to ``max_prompt_length``) + response + EOS, labels on the response.
+
+    The response is truncated on the right when prompt + response exceed ``max_length``; EOS is
+    kept only when the whole response fits, so a cut-off answer is never taught to stop.
+    """
+    p = tok(prompt, add_special_tokens=True).input_ids
+    r = tok(response, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    if max_prompt_length is not None and len(p) > max_prompt_length:
+        p = p[-max_prompt_length:]
+    r = r[: max(0, max_length - len(p))]
+    return TokenizedExample(p + r, [IGNORE] * len(p) + r)
+
+
+def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; padding is masked in attention and labels."""
+    width = max(len(b.input_ids) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        n = len(b.input_ids)
+        ids[i, :n] = torch.tensor(b.input_ids)
+        labels[i, :n] = torch.tensor(b.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

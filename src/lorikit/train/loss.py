@@ -1,0 +1,45 @@
+"""Causal-LM loss on supervised positions.
+
+With ``supervised_only`` the LM head runs only at positions whose next token is a response
+token: ``logits = lm_head(h[labels[:, 1:] != -100])``. Prompts are usually much longer than
+answers (the NLU format: ~120 prompt tokens for a 5-token answer), and the head is a
+(hidden × vocab) matmul per position — for SmolLM2 49,152 columns — so skipping the prompt
+positions saves most of the head's compute and the (tokens × vocab) logits memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.tokenize import IGNORE
+
+
+def _decoder_and_head(causal_lm):
+    cfg = causal_lm.config
+    # Models that post-process logits (soft-capping, logit scale) need the full forward.
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
+        return None, None
+    decoder = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else None
+    head = causal_lm.get_output_embeddings()
+    if decoder is None or head is None:
+        return None, None
+    return decoder, head
+
+
+def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: bool = True) -> tuple[torch.Tensor, int]:
+    """(sum of token cross-entropies, number of supervised tokens) for one micro-batch."""
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    n = int(keep.sum())
+    decoder, head = _decoder_and_head(causal_lm) if supervised_only else (None, None)
+    if decoder is not None:
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), n
+    out = causal_lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum"), n

@@ -1,0 +1,188 @@
+"""Single-process supervised fine-tuning of one adapter.
+
+Loss = Σ CE over response tokens of the global batch / number of those tokens (token-level mean
+over all micro-batches, so gradient accumulation and data-parallel splits give the same update).
+AdamW (β 0.9/0.999, eps 1e-8, weight decay 0 by default), constant learning rate by default with
+optional warm-up and linear/cosine decay, per-step gradient-norm clipping — the reference's
+settings. The batch order is a function of (seed, epoch) only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..adapters.build import attach_adapter
+from ..data import collate, load_examples, tokenize_example
+from ..errors import LorikitError, UsageError
+from ..models import load_model
+from ..utils.atomic import atomic_output_dir, check_output_dir
+from .config import TrainConfig
+from .loss import sft_loss_sum
+from .plan import DensePlan
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise UsageError(f"--device {device!r}: unknown device") from exc
+
+
+def global_batches(n_examples: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """Example indices of each optimizer step of ``epoch`` (the last batch may be smaller)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n_examples, generator=gen).tolist()
+    return [order[i:i + global_batch] for i in range(0, n_examples, global_batch)]
+
+
+def total_steps(cfg: TrainConfig, n_examples: int) -> int:
+    per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
+    return cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(per_epoch * cfg.epochs))
+
+
+def lr_lambda(cfg: TrainConfig, steps: int):
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_scheduler == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
+        if cfg.lr_scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def step_schedule(cfg: TrainConfig, n_examples: int) -> list[list[int]]:
+    """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget."""
+    steps = total_steps(cfg, n_examples)
+    schedule: list[list[int]] = []
+    epoch = 0
+    while len(schedule) < steps:
+        schedule.extend(global_batches(n_examples, cfg.batch_size * cfg.grad_accum, cfg.adapter.seed, epoch))
+        epoch += 1
+    return schedule[:steps]
+
+
+class Trainer:
+    """Builds model, data and adapter from a ``TrainConfig`` and runs the loop."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.log: list[dict[str, Any]] = []
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def load_data(self, tokenizer):
+        cfg = self.cfg
+        examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
+                                 seed=cfg.adapter.seed)
+        tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
+                     for e in examples]
+        if not any(any(l != -100 for l in t.labels) for t in tokenized):
+            raise LorikitError(f"{cfg.data}: no response tokens left after truncation (raise --max-length)")
+        return examples, tokenized
+
+    def build_model(self):
+        cfg = self.cfg
+        bundle = load_model(cfg.model)
+        peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
+        return bundle, peft_model, DensePlan(peft_model)
+
+    # ---- loop -----------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        check_output_dir(cfg.out, cfg.overwrite)
+        torch.manual_seed(cfg.adapter.seed)
+        bundle, peft_model, plan = self.build_model()
+        examples, tokenized = self.load_data(bundle.tokenizer)
+        peft_model.to(self.device)
+        peft_model.train()
+        params = plan.parameters()
+        if not params:
+            raise LorikitError("nothing to train: every parameter is frozen")
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                      weight_decay=cfg.weight_decay)
+        schedule = step_schedule(cfg, len(tokenized))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
+        causal_lm = peft_model.get_base_model()
+        pad_id = bundle.tokenizer.pad_token_id
+        supervised_only = cfg.logits == "supervised"
+        t_start = time.perf_counter()
+        bar = tqdm(schedule, desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True)
+        for step, indices in enumerate(bar):
+            t0 = time.perf_counter()
+            micro = [indices[i:i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
+            batches = [collate([tokenized[j] for j in m], pad_id) for m in micro]
+            n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+            total = 0.0
+            for batch in batches:
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss_sum, _ = sft_loss_sum(causal_lm, batch, supervised_only)
+                (loss_sum / max(1, n_tokens)).backward()
+                total += float(loss_sum)
+            grad_norm = None
+            if cfg.max_grad_norm:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            plan.after_step()
+            loss = total / max(1, n_tokens)
+            if not math.isfinite(loss):
+                raise LorikitError(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": n_tokens,
+                      "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
+            self.log.append(record)
+            bar.set_postfix(loss=f"{loss:.4f}")
+        bar.close()
+        plan.finalize()
+        return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start)
+
+    # ---- output ---------------------------------------------------------------------------
+    def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
+        cfg = self.cfg
+        hyper = asdict(cfg)
+        hyper.pop("adapter")
+        hyper.pop("overwrite")
+        return {
+            "lorikit_version": __version__, "method": cfg.adapter.method, "seed": cfg.adapter.seed,
+            "a_init": cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
+            "base_model": bundle.base_model_id, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha,
+            "target_modules": list(cfg.adapter.target_modules),
+            "data": {"source": cfg.data, "format": cfg.format, "rows": n_rows},
+            "hyperparameters": hyper, "adapter_config": asdict(cfg.adapter),
+            "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
+                      "seconds": round(seconds, 2), **plan.describe()},
+        }
+
+    def save(self, bundle, peft_model, plan, n_rows: int, seconds: float) -> Path:
+        cfg = self.cfg
+        meta = self.metadata(bundle, plan, n_rows, seconds)
+        with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
+            peft_model.save_pretrained(str(tmp), save_embedding_layers=False)
+            (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            with open(tmp / "train_log.jsonl", "w") as fh:
+                for rec in self.log:
+                    fh.write(json.dumps(rec) + "\n")
+        return Path(cfg.out)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train one adapter as ``cfg`` describes and return the output folder."""
+    return Trainer(cfg).run()
