@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except LorikitError as exc:
         if debug:
             raise
-        print(f"lorikit: error: {exc}", file=sys.stderr)
+        # Under torchrun an error every rank agreed on is printed once, by rank 0.
+        if not getattr(exc, "rank0_only", False) or os.environ.get("RANK", "0") == "0":
+            print(f"lorikit: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lorikit: interrupted", file=sys.stderr)

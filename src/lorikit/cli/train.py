@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..adapters.build import AdapterConfig
 from ..train.config import TrainConfig
 from ._args import add_dataclass_args, dataclass_from_args
@@ -21,5 +23,6 @@ def run(args) -> int:
     adapter = dataclass_from_args(AdapterConfig, args)
     cfg = dataclass_from_args(TrainConfig, args, adapter=adapter)
     out = train(cfg)
-    print(f"lorikit: adapter written to {out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 wrote it
+        print(f"lorikit: adapter written to {out}")
     return 0

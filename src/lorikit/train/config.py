@@ -40,6 +40,13 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     log_every: int = field(default=1, metadata={"help": "write train_log.jsonl every N steps"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
+    save_every: int = field(default=0, metadata={
+        "help": "write a resume checkpoint to <out>.ckpt/step-N every N optimizer steps (0 = never)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept in <out>.ckpt"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the newest complete checkpoint in <out>.ckpt (settings must be unchanged)"})
+    grad_checkpointing: bool = field(default=False, metadata={
+        "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -56,5 +63,9 @@ class TrainConfig:
             raise UsageError(f"--lr {self.lr}: must be positive")
         if self.lr_scheduler not in SCHEDULERS:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
+        if self.save_every < 0:
+            raise UsageError(f"--save-every {self.save_every}: must be 0 (off) or positive")
+        if self.keep_checkpoints <= 0:
+            raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")

@@ -1,10 +1,11 @@
-"""Single-process supervised fine-tuning of one adapter.
+"""Supervised fine-tuning of one adapter, on one process or data-parallel under torchrun.
 
 Loss = Σ CE over response tokens of the global batch / number of those tokens (token-level mean
 over all micro-batches, so gradient accumulation and data-parallel splits give the same update).
 AdamW (β 0.9/0.999, eps 1e-8, weight decay 0 by default), constant learning rate by default with
 optional warm-up and linear/cosine decay, per-step gradient-norm clipping — the reference's
-settings. The batch order is a function of (seed, epoch) only.
+settings. The batch order is a function of (seed, epoch) only, so the step reached is the data
+position a resume checkpoint needs (``checkpoint.py``); sharding lives in ``distributed.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +28,9 @@ from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
 from ..utils.atomic import atomic_output_dir, check_output_dir
+from . import distributed
+from .checkpoint import Checkpointer, latest_checkpoint
 from .config import TrainConfig
-from .loss import sft_loss_sum
 from .plan import DensePlan
 
 
@@ -107,11 +110,29 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.cfg
         check_output_dir(cfg.out, cfg.overwrite)
+        dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum, resolve_device)
+        try:
+            return self._run(dist)
+        finally:
+            dist.close()
+
+    def _run(self, dist) -> Path:
+        cfg = self.cfg
+        self.device = dist.device
         torch.manual_seed(cfg.adapter.seed)
-        bundle, peft_model, plan = self.build_model()
-        examples, tokenized = self.load_data(bundle.tokenizer)
-        peft_model.to(self.device)
-        peft_model.train()
+
+        def set_up():
+            bundle, peft_model, plan = self.build_model()
+            return bundle, peft_model, plan, *self.load_data(bundle.tokenizer)
+
+        bundle, peft_model, plan, examples, tokenized = dist.agree(set_up)
+        causal_lm = peft_model.get_base_model()
+        if cfg.grad_checkpointing:
+            # Non-reentrant: works with frozen inputs (LoRI's frozen embeddings) and FSDP2.
+            enable = getattr(causal_lm, "activation_checkpointing_enable", None) or causal_lm.gradient_checkpointing_enable
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = dist.prepare(peft_model, cfg.logits == "supervised", cfg.bf16)
+        model.train()
         params = plan.parameters()
         if not params:
             raise LorikitError("nothing to train: every parameter is frozen")
@@ -119,47 +140,71 @@ class Trainer:
                                       weight_decay=cfg.weight_decay)
         schedule = step_schedule(cfg, len(tokenized))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
-        causal_lm = peft_model.get_base_model()
+        trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+        ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
+        first_step = self.resume(ckpt, dist) if cfg.resume else 0
         pad_id = bundle.tokenizer.pad_token_id
-        supervised_only = cfg.logits == "supervised"
+        # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
+        autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
-        bar = tqdm(schedule, desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True)
-        for step, indices in enumerate(bar):
+        bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
+                   desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
+        for step in bar:
             t0 = time.perf_counter()
-            micro = [indices[i:i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
-            batches = [collate([tokenized[j] for j in m], pad_id) for m in micro]
-            n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-            total = 0.0
-            for batch in batches:
+            indices = schedule[step]
+            micro = dist.micro_batches(indices, cfg.batch_size, cfg.grad_accum)
+            # A rank with an empty share still runs the pass (FSDP's collectives must line up),
+            # on a stand-in example whose loss is weighted 0.
+            batches = [(collate([tokenized[j] for j in (m or indices[:1])], pad_id), 1.0 if m else 0.0)
+                       for m in micro]
+            local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b, w in batches if w)
+            n_tokens = int(dist.sum([float(local_tokens)])[0])
+            local_loss = 0.0
+            for batch, weight in batches:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    loss_sum, _ = sft_loss_sum(causal_lm, batch, supervised_only)
-                (loss_sum / max(1, n_tokens)).backward()
-                total += float(loss_sum)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss_sum = model(batch)
+                (loss_sum * weight / max(1, n_tokens)).backward()
+                local_loss += weight * float(loss_sum.detach())
             grad_norm = None
             if cfg.max_grad_norm:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             plan.after_step()
-            loss = total / max(1, n_tokens)
+            loss = dist.sum([local_loss])[0] / max(1, n_tokens)
             if not math.isfinite(loss):
                 raise LorikitError(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
             record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
             bar.set_postfix(loss=f"{loss:.4f}")
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
+                ckpt.save(step + 1, self.log)
         bar.close()
         plan.finalize()
-        return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start)
+        return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
+
+    def resume(self, ckpt: Checkpointer, dist) -> int:
+        """Restore the newest complete checkpoint; returns the step to continue from."""
+        latest = latest_checkpoint(ckpt.root)
+        if latest is None:
+            if dist.is_main:
+                print(f"lorikit: --resume: no checkpoint in {ckpt.root}, starting at step 0", file=sys.stderr)
+            return 0
+        step, self.log = dist.agree(lambda: ckpt.load(latest))
+        if dist.is_main:
+            print(f"lorikit: resuming from {latest} (step {step})", file=sys.stderr)
+        return step
 
     # ---- output ---------------------------------------------------------------------------
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
         cfg = self.cfg
         hyper = asdict(cfg)
         hyper.pop("adapter")
-        hyper.pop("overwrite")
+        for key in ("overwrite", "resume"):
+            hyper.pop(key)
         return {
             "lorikit_version": __version__, "method": cfg.adapter.method, "seed": cfg.adapter.seed,
             "a_init": cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
@@ -171,16 +216,36 @@ class Trainer:
                       "seconds": round(seconds, 2), **plan.describe()},
         }
 
-    def save(self, bundle, peft_model, plan, n_rows: int, seconds: float) -> Path:
+    def save(self, bundle, peft_model, plan, n_rows: int, seconds: float, dist=None) -> Path:
+        """Write the PEFT adapter (under torchrun: gathered in full, written by rank 0)."""
         cfg = self.cfg
+        dist = dist or distributed.Single(self.device)
         meta = self.metadata(bundle, plan, n_rows, seconds)
-        with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
-            peft_model.save_pretrained(str(tmp), save_embedding_layers=False)
-            (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-            with open(tmp / "train_log.jsonl", "w") as fh:
-                for rec in self.log:
-                    fh.write(json.dumps(rec) + "\n")
+        full_state = dist.full_adapter_state(peft_model)  # collective: every rank takes part
+
+        def write():
+            if not dist.is_main:
+                return
+            with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
+                peft_model.save_pretrained(str(tmp), save_embedding_layers=False,
+                                           **({"state_dict": full_state} if full_state is not None else {}))
+                _sort_target_modules(tmp / "adapter_config.json")
+                (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                with open(tmp / "train_log.jsonl", "w") as fh:
+                    for rec in self.log:
+                        fh.write(json.dumps(rec) + "\n")
+
+        dist.agree(write)
         return Path(cfg.out)
+
+
+def _sort_target_modules(config_path: Path) -> None:
+    """PEFT keeps target_modules as a set and writes it in hash order, which changes from one
+    process to the next; sorted, the same run writes byte-identical files."""
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -1,0 +1,229 @@
+"""Crash-safe resume checkpoints: ``<out>.ckpt/step-NNNNNN/``.
+
+A checkpoint holds everything the rest of the run depends on: the trainable tensors, the
+optimizer and scheduler state, the RNG states (python ``random``, numpy, torch CPU and CUDA), the
+step reached, the log so far and the settings it was made with. The batch order is a function
+of (seed, epoch, step), so the step is the data position.
+
+Each checkpoint is written into a temporary folder and renamed into place only when complete
+(on one process: ``atomic_output_dir``; under torchrun: ``torch.distributed.checkpoint`` writes
+the shards of every rank into the temporary folder and rank 0 renames it after a barrier).
+A ``step-*`` folder therefore always is complete; a crash or a full disk while saving leaves the
+previous ones untouched. Older checkpoints beyond ``--keep-checkpoints`` are deleted only after
+the new one is in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from ..errors import LorikitError, UsageError
+from ..utils.atomic import atomic_output_dir
+
+FORMAT = 1
+STEP_DIR = re.compile(r"^step-(\d{6,})$")
+# Settings that may change between a run and its resumption: they do not alter the numbers.
+RESUMABLE_CHANGES = {"overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing"}
+
+
+def checkpoint_root(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.parent / f"{out.name}.ckpt"
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    if not root.is_dir():
+        return None
+    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+    return steps[-1][1] if steps else None
+
+
+def settings(cfg) -> dict[str, Any]:
+    """The run's settings as ``{flag name: value}``, in the order the flags are declared."""
+    flat: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        if key == "adapter":
+            flat.update(value)
+        elif key not in RESUMABLE_CHANGES:
+            flat[key] = value
+    return json.loads(json.dumps(flat, default=str))  # tuples → lists, as they come back from JSON
+
+
+def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path) -> None:
+    current = settings(cfg)
+    for key in list(current) + [k for k in saved["settings"] if k not in current]:
+        if saved["settings"].get(key) != current.get(key):
+            raise UsageError(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
+                             f"{ckpt} was made with {saved['settings'].get(key)!r} (same settings are required)")
+    if saved["world_size"] != world:
+        raise UsageError(f"--resume: world size is {world} but the checkpoint {ckpt} was made with "
+                         f"{saved['world_size']} processes")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+    for _, path in steps[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _save_error(root: Path, exc: OSError) -> LorikitError:
+    return LorikitError(f"{root}: cannot write checkpoint: {exc.strerror or exc} "
+                        f"(the previous checkpoint is intact; fix this and rerun with --resume)")
+
+
+class Checkpointer:
+    """Saves and restores resume state; ``dist`` is the trainer's ``Single``/``Distributed``."""
+
+    def __init__(self, cfg, dist, model: torch.nn.Module, params_by_name: dict[str, torch.nn.Parameter],
+                 optimizer, scheduler):
+        self.cfg, self.dist = cfg, dist
+        self.root = checkpoint_root(cfg.out)
+        self.model, self.params = model, params_by_name
+        self.optimizer, self.scheduler = optimizer, scheduler
+
+    def _state(self, step: int, log: list[dict]) -> dict[str, Any]:
+        return {"format": FORMAT, "step": step, "world_size": self.dist.world,
+                "settings": settings(self.cfg), "log": log}
+
+    # ---- save -----------------------------------------------------------------------------
+    def save(self, step: int, log: list[dict]) -> Path:
+        final = self.root / f"step-{step:06d}"
+        if self.dist.sharded:
+            self._save_sharded(final, step, log)
+        else:
+            self._save_local(final, step, log)
+        return final
+
+    def _save_local(self, final: Path, step: int, log: list[dict]) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with atomic_output_dir(final, overwrite=True) as tmp:
+                tensors = {n: p.detach().cpu().contiguous() for n, p in self.params.items()}
+                _write(tmp / "trainable.safetensors", save(tensors))
+                _write(tmp / "optimizer.pt", _torch_bytes(self.optimizer.state_dict()))
+                _write(tmp / "scheduler.pt", _torch_bytes(self.scheduler.state_dict()))
+                _write(tmp / "rng-rank0.pt", _torch_bytes(rng_state()))
+                _write(tmp / "state.json", (json.dumps(self._state(step, log), indent=1) + "\n").encode())
+            _prune(self.root, self.cfg.keep_checkpoints)
+        except OSError as exc:
+            raise _save_error(self.root, exc) from exc
+
+    def _save_sharded(self, final: Path, step: int, log: list[dict]) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        tmp = self.root / f".step-{step:06d}.tmp"
+
+        def make_tmp():
+            if self.dist.is_main:
+                self.root.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+
+        def write_shards():
+            model_sd, optim_sd = get_state_dict(self.model, self.optimizer,
+                                                options=StateDictOptions(ignore_frozen_params=True))
+            try:
+                dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp))
+            except Exception as exc:  # DCP wraps every rank's failure in CheckpointException
+                raise LorikitError(f"{self.root}: cannot write checkpoint: {exc}".splitlines()[0]) from exc
+            _write(tmp / f"rng-rank{self.dist.rank}.pt", _torch_bytes(rng_state()))
+
+        def publish():
+            if self.dist.is_main:
+                _write(tmp / "scheduler.pt", _torch_bytes(self.scheduler.state_dict()))
+                _write(tmp / "state.json", (json.dumps(self._state(step, log), indent=1) + "\n").encode())
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+                _prune(self.root, self.cfg.keep_checkpoints)
+
+        try:
+            for phase in (make_tmp, write_shards, publish):
+                self.dist.agree(phase)  # each phase completes on every rank before the next starts
+        except LorikitError:
+            if self.dist.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    # ---- load -----------------------------------------------------------------------------
+    def load(self, ckpt: Path) -> tuple[int, list[dict]]:
+        """Restore everything from ``ckpt``; returns (steps done, log so far)."""
+        try:
+            saved = json.loads((ckpt / "state.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise LorikitError(f"{ckpt}/state.json: unreadable checkpoint state ({exc})") from exc
+        if saved.get("format") != FORMAT:
+            raise LorikitError(f"{ckpt}: checkpoint format {saved.get('format')} is not {FORMAT}")
+        check_same_settings(saved, self.cfg, self.dist.world, ckpt)
+        try:
+            if self.dist.sharded:
+                self._load_sharded(ckpt)
+            else:
+                self._load_local(ckpt)
+            self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+            set_rng_state(torch.load(ckpt / f"rng-rank{self.dist.rank}.pt", weights_only=False))
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            raise LorikitError(f"{ckpt}: cannot restore checkpoint: {str(exc).splitlines()[0]}") from exc
+        return int(saved["step"]), list(saved["log"])
+
+    def _load_local(self, ckpt: Path) -> None:
+        tensors = load_file(str(ckpt / "trainable.safetensors"))
+        missing = sorted(set(self.params) - set(tensors))
+        if missing:
+            raise LorikitError(f"{ckpt}: trainable tensor {missing[0]} missing from the checkpoint")
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(tensors[name].to(p.device, p.dtype))
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+
+    def _load_sharded(self, ckpt: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+        options = StateDictOptions(ignore_frozen_params=True)
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=options)
+        state = {"model": model_sd, "optimizer": optim_sd}
+        dcp.load(state, checkpoint_id=str(ckpt))
+        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
+                       optim_state_dict=state["optimizer"], options=options)

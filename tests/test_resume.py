@@ -1,0 +1,150 @@
+"""Crash-safe checkpoints, --resume and determinism of single-process training (CPU)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lorikit.adapters.build import AdapterConfig
+from lorikit.errors import LorikitError, UsageError
+from lorikit.train import TrainConfig, train
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+TRAIN_ARGS = ["--model", "tiny-random-llama", "--method", "lori-d", "--rank", "4", "--data", "builtin:compare",
+              "--builtin-rows", "64", "--batch-size", "4", "--lr", "1e-2"]
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def config(out, **kw) -> TrainConfig:
+    adapter = AdapterConfig(method=kw.pop("method", "lori-d"), rank=4, seed=kw.pop("seed", 0))
+    base = dict(model="tiny-random-llama", data="builtin:compare", builtin_rows=64, batch_size=4, lr=1e-2,
+                max_steps=6)
+    base.update(kw)
+    return TrainConfig(out=str(out), adapter=adapter, **base)
+
+
+def tensors(folder) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(folder) / "adapter_model.safetensors"))
+
+
+def assert_bit_identical(a, b) -> None:
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), key
+    assert (Path(a) / "adapter_model.safetensors").read_bytes() == (Path(b) / "adapter_model.safetensors").read_bytes()
+    assert (Path(a) / "adapter_config.json").read_bytes() == (Path(b) / "adapter_config.json").read_bytes()
+
+
+def test_same_run_twice_is_bit_identical(tmp_path):
+    first = train(config(tmp_path / "a"))
+    torch.manual_seed(12345)  # ambient RNG state must not leak into the run
+    torch.rand(100)
+    second = train(config(tmp_path / "b"))
+    assert_bit_identical(first, second)
+    assert not torch.equal(tensors(first)["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"],
+                           torch.zeros(64, 4))  # it did train
+
+
+def test_checkpoints_are_written_and_pruned(tmp_path):
+    out = train(config(tmp_path / "a", save_every=2, keep_checkpoints=1, max_steps=5))
+    ckpt = Path(f"{out}.ckpt")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-000004"]
+    state = json.loads((ckpt / "step-000004" / "state.json").read_text())
+    assert state["step"] == 4 and len(state["log"]) == 4
+    assert {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng-rank0.pt"} <= {
+        p.name for p in (ckpt / "step-000004").iterdir()}
+    # LoRI-D: only B is trainable state; frozen A is a function of the seed.
+    keys = load_file(str(ckpt / "step-000004" / "trainable.safetensors")).keys()
+    assert keys and all("lora_B" in k for k in keys)
+
+
+def test_resume_after_failed_save_is_bit_identical(tmp_path, monkeypatch):
+    """A full disk while writing step 4 fails the run, keeps step 2; --resume finishes identically."""
+    from lorikit.train import checkpoint
+
+    reference = train(config(tmp_path / "ref"))
+    real_write = checkpoint._write
+
+    def failing_write(path, data):  # the temp folder of step 4 is ".step-000004.tmp-*"
+        if "step-000004" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write", failing_write)
+    out = tmp_path / "run"
+    with pytest.raises(LorikitError, match="No space left on device.*previous checkpoint is intact"):
+        train(config(out, save_every=2))
+    ckpt = Path(f"{out}.ckpt")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-000002"]  # no temp folder left behind
+    assert json.loads((ckpt / "step-000002" / "state.json").read_text())["step"] == 2
+    assert not out.exists()
+
+    monkeypatch.setattr(checkpoint, "_write", real_write)
+    resumed = train(config(out, save_every=2, resume=True))
+    assert_bit_identical(reference, resumed)
+    log = [json.loads(line) for line in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    out = tmp_path / "run"
+    train(config(out, save_every=2, max_steps=4))
+    shutil.rmtree(out)  # keep only the checkpoints
+    with pytest.raises(UsageError, match=r"--resume: --lr is 0.02 but the checkpoint .*step-000002 was made with 0.01"):
+        train(config(out, save_every=2, max_steps=4, lr=2e-2, resume=True))
+    with pytest.raises(UsageError, match=r"--resume: --seed is 1 "):
+        train(config(out, save_every=2, max_steps=4, seed=1, resume=True))
+    # settings that do not change the numbers may change
+    train(config(out, save_every=3, max_steps=4, log_every=2, resume=True))
+
+
+def test_grad_checkpointing_gives_the_same_adapter(tmp_path):
+    plain = tensors(train(config(tmp_path / "a", max_steps=3)))
+    ckpt = tensors(train(config(tmp_path / "b", max_steps=3, grad_checkpointing=True)))
+    for key in plain:
+        torch.testing.assert_close(ckpt[key], plain[key], rtol=0, atol=1e-6)
+
+
+def test_kill_9_then_resume_is_bit_identical(tmp_path):
+    """SIGKILL mid-run (after a checkpoint exists), then --resume: same bytes as an uninterrupted run."""
+    steps = ["--max-steps", "60", "--save-every", "2"]
+    cmd = [sys.executable, "-m", "lorikit", "train", *TRAIN_ARGS, *steps]
+    reference = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], env=cli_env(), capture_output=True,
+                               text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = Path(f"{out}.ckpt")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_dir() and any(p.name.startswith("step-") for p in ckpt.iterdir()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()
+
+    resumed = subprocess.run([*cmd, "--out", str(out), "--resume"], env=cli_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+    assert_bit_identical(tmp_path / "ref", out)
