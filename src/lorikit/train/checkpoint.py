@@ -34,8 +34,9 @@ from ..utils.atomic import atomic_output_dir
 
 FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
-# Settings that may change between a run and its resumption: they do not alter the numbers.
-RESUMABLE_CHANGES = {"overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing"}
+# Settings that may change between a run and its resumption: they do not alter the numbers
+# (--out may differ: a checkpoint folder can be moved together with its run).
+RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing"}
 
 
 def checkpoint_root(out: str | os.PathLike) -> Path:
@@ -204,7 +205,7 @@ class Checkpointer:
             self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
             set_rng_state(torch.load(ckpt / f"rng-rank{self.dist.rank}.pt", weights_only=False))
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            raise LorikitError(f"{ckpt}: cannot restore checkpoint: {str(exc).splitlines()[0]}") from exc
+            raise LorikitError(f"{ckpt}: cannot restore checkpoint: {' '.join(str(exc).split())[:300]}") from exc
         return int(saved["step"]), list(saved["log"])
 
     def _load_local(self, ckpt: Path) -> None:
@@ -225,5 +226,8 @@ class Checkpointer:
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=options)
         state = {"model": model_sd, "optimizer": optim_sd}
         dcp.load(state, checkpoint_id=str(ckpt))
+        # Not strict: the frozen weights are left out on purpose (dcp.load already failed if a
+        # trainable tensor was missing from the checkpoint).
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optimizer"], options=options)
+                       optim_state_dict=state["optimizer"],
+                       options=StateDictOptions(ignore_frozen_params=True, strict=False))

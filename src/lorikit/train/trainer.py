@@ -129,8 +129,10 @@ class Trainer:
         causal_lm = peft_model.get_base_model()
         if cfg.grad_checkpointing:
             # Non-reentrant: works with frozen inputs (LoRI's frozen embeddings) and FSDP2.
-            enable = getattr(causal_lm, "activation_checkpointing_enable", None) or causal_lm.gradient_checkpointing_enable
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(causal_lm, "activation_checkpointing_enable"):  # transformers ≥ 5 name
+                causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model = dist.prepare(peft_model, cfg.logits == "supervised", cfg.bf16)
         model.train()
         params = plan.parameters()
