@@ -187,17 +187,33 @@ class Distributed(Single):
         return float(total)
 
     def full_adapter_state(self, peft_model) -> dict[str, torch.Tensor] | None:
-        """Every adapter tensor gathered in full; on rank 0 only (None elsewhere)."""
+        """Every adapter tensor gathered in full, keyed as ``peft_model.state_dict()``; on rank 0
+        only (None elsewhere). A parametrized tensor (LoRI-S: B = scatter(B₀, indices, values)) is
+        evaluated on the gathered tensors, which is what ``plan.finalize()`` bakes in on one
+        process. Every rank walks the modules in the same order, so the gathers line up."""
         from torch.distributed.tensor import DTensor
+        from torch.nn.utils import parametrize
 
-        full: dict[str, torch.Tensor] = {}
-        for name, tensor in [*peft_model.named_parameters(), *peft_model.named_buffers()]:
-            if "lora_" not in name:
+        def full(t: torch.Tensor) -> torch.Tensor:
+            return (t.full_tensor() if isinstance(t, DTensor) else t).detach()
+
+        state: dict[str, torch.Tensor] = {}
+        for name, module in peft_model.named_modules():
+            if "lora_" not in name or ".parametrizations" in name:
                 continue
-            value = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
-            if self.is_main:
-                full[name] = value.detach().to("cpu", torch.float32 if value.is_floating_point() else value.dtype)
-        return full if self.is_main else None
+            tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
+            for key, t in tensors.items():
+                state[f"{name}.{key}"] = full(t)
+            if parametrize.is_parametrized(module):
+                for key, chain in module.parametrizations.items():
+                    value = full(chain.original)
+                    for fn in chain:
+                        inner = {n: full(t) for n, t in [*fn.named_parameters(), *fn.named_buffers()]}
+                        value = torch.func.functional_call(fn, inner, (value,))
+                    state[f"{name}.{key}"] = value
+        if not self.is_main:
+            return None
+        return {k: v.cpu() for k, v in state.items()}
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -2,9 +2,6 @@
 
 ``DensePlan`` trains every parameter left with ``requires_grad`` (LoRA: A and B; LoRI-D: B only,
 A frozen by ``attach_adapter``). Sparse methods supply their own plan with the same interface.
-
-Plans look their parameters up through the model on every call rather than keeping the
-``Parameter`` objects: FSDP2's ``fully_shard`` replaces each parameter by a sharded one.
 """
 
 from __future__ import annotations
@@ -15,9 +12,10 @@ import torch
 class DensePlan:
     def __init__(self, peft_model):
         self.peft_model = peft_model
+        self._params = [p for p in peft_model.parameters() if p.requires_grad]
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.peft_model.parameters() if p.requires_grad]
+        return self._params
 
     def after_step(self) -> None:
         """Called after every optimizer step (sparse plans restore their invariants here)."""
@@ -26,4 +24,4 @@ class DensePlan:
         """Write trained values into the PEFT model's own weights (dense plans already did)."""
 
     def describe(self) -> dict:
-        return {"trainable_parameters": sum(p.numel() for p in self.parameters())}
+        return {"trainable_parameters": sum(p.numel() for p in self._params)}

@@ -133,9 +133,15 @@ class Trainer:
                 causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # FSDP2 replaces every Parameter by a sharded one: find the plan's by name afterwards.
+        names = {id(p): n for n, p in peft_model.named_parameters()}
+        plan_names = [names.get(id(p)) for p in plan.parameters()]
+        if None in plan_names:
+            raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
         model = dist.prepare(peft_model, cfg.logits == "supervised", cfg.bf16)
         model.train()
-        params = plan.parameters()
+        current = dict(peft_model.named_parameters())
+        params = [current[n] for n in plan_names]
         if not params:
             raise LorikitError("nothing to train: every parameter is frozen")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
@@ -185,7 +191,8 @@ class Trainer:
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
         bar.close()
-        plan.finalize()
+        if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
+            plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
