@@ -117,6 +117,7 @@ class Trainer:
             raise LorikitError("nothing to train: every parameter is frozen")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay)
+        self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
         schedule = step_schedule(cfg, len(tokenized))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         causal_lm = peft_model.get_base_model()
@@ -135,7 +136,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     loss_sum, _ = sft_loss_sum(causal_lm, batch, supervised_only)
                 (loss_sum / max(1, n_tokens)).backward()
-                total += float(loss_sum)
+                total += float(loss_sum.detach())
             grad_norm = None
             if cfg.max_grad_norm:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
