@@ -49,8 +49,7 @@ def heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], title: str
     """One annotated heatmap with a colour bar; NaN cells are grey and marked 'n/a'."""
     plt = _plt()
     data = np.ma.masked_invalid(np.asarray(values, dtype=float))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#dddddd")
+    cm = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
     im = ax.imshow(data, cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(cols)), labels=cols, rotation=30 if max(map(len, cols), default=0) > 6 else 0,
                   ha="right" if max(map(len, cols), default=0) > 6 else "center")
