@@ -122,3 +122,14 @@ def test_cli_run_rejects_unknown_kind_and_bad_yaml(tmp_path, capsys):
     assert main(["run", str(path)]) == 2
     assert "malformed YAML" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_shipped_recipe_validates(tmp_path):
+    from pathlib import Path
+
+    import lorikit
+
+    path = Path(lorikit.__file__).parent / "recipes" / "interference-3tasks.yaml"
+    plans = plan_recipe(load_recipe(path, workdir=tmp_path / "w"))
+    assert [p.name for p in plans] == ["arithmetic", "reverse", "compare", "report"]
+    assert all(p.action == "run" and p.status == "missing" for p in plans)
