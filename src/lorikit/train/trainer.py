@@ -146,6 +146,7 @@ class Trainer:
             raise LorikitError("nothing to train: every parameter is frozen")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay)
+        self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
         schedule = step_schedule(cfg, len(tokenized))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}

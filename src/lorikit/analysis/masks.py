@@ -1,0 +1,100 @@
+"""Overlap of LoRI-S masks: which entries of B two tasks train.
+
+A mask file (reference format, METHODS.md §2) is a ``torch.save``d dict mapping the PEFT name of
+each B, e.g. ``base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight`` (the
+``.default`` segment optional), to a bool tensor of B's shape [out, r], True = kept. Per module and
+over all modules (entries pooled):
+
+    J(M1, M2) = |M1 ∧ M2| / |M1 ∨ M2|        (1 for identical masks, 0 for disjoint; NaN if both empty)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters.state import module_name_from_key
+from ..errors import LorikitError, UsageError
+
+
+def load_mask(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """{module path: bool [out, r]} from a reference-format mask file (read with weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--masks {path}: file not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of a corrupt file, or a non-tensor payload
+        raise LorikitError(f"{path}: not a readable mask file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]})") from exc
+    if not isinstance(raw, dict) or not raw:
+        raise LorikitError(f"{path}: expected a non-empty dict of parameter name → bool tensor")
+    masks: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        parsed = module_name_from_key(str(key))
+        if parsed is None or parsed[1] != "B":
+            raise LorikitError(f"{path}: key {key!r} is not a lora_B weight name")
+        if not isinstance(value, torch.Tensor) or value.dim() != 2:
+            raise LorikitError(f"{path}: {key} is not a 2-D tensor")
+        masks[parsed[0]] = value.bool()
+    return masks
+
+
+def jaccard(m1: torch.Tensor, m2: torch.Tensor) -> float:
+    """|m1 ∧ m2| / |m1 ∨ m2| of two bool tensors of one shape."""
+    union = int((m1 | m2).sum())
+    return int((m1 & m2).sum()) / union if union else math.nan
+
+
+@dataclass
+class MaskOverlap:
+    names: list[str]
+    modules: list[str]
+    per_module: np.ndarray  # [n, n, M]
+    overall: np.ndarray  # [n, n], entries pooled over modules
+    density: list[float]  # kept fraction of each mask
+
+    def to_json(self) -> dict:
+        def clean(a):
+            return [[None if math.isnan(x) else round(float(x), 6) for x in row] for row in a]
+        return {"masks": self.names, "density": [round(d, 6) for d in self.density],
+                "overall_jaccard": clean(self.overall),
+                "per_module": {m: clean(self.per_module[:, :, k]) for k, m in enumerate(self.modules)}}
+
+
+def mask_overlap(masks: dict[str, dict[str, torch.Tensor]]) -> MaskOverlap:
+    """Pairwise Jaccard of masks ``{name: {module: bool [out, r]}}``, per module and pooled."""
+    names = list(masks)
+    if not names:
+        raise LorikitError("mask_overlap: no masks given")
+    modules = list(masks[names[0]])
+    for other in names[1:]:
+        diff = [m for m in modules if m not in masks[other]] or [m for m in masks[other] if m not in modules]
+        if diff:
+            raise LorikitError(f"masks {names[0]} and {other} cover different modules (first mismatch: {diff[0]})")
+        for m in modules:
+            if masks[other][m].shape != masks[names[0]][m].shape:
+                raise LorikitError(f"masks {names[0]} and {other}: module {m} has shape "
+                                   f"{tuple(masks[names[0]][m].shape)} vs {tuple(masks[other][m].shape)}")
+    n, M = len(names), len(modules)
+    per = np.full((n, n, M), np.nan)
+    inter = np.zeros((n, n))
+    union = np.zeros((n, n))
+    for k, m in enumerate(modules):
+        for i in range(n):
+            for j in range(i, n):
+                a, b = masks[names[i]][m], masks[names[j]][m]
+                per[i, j, k] = per[j, i, k] = jaccard(a, b)
+                inter[i, j] += int((a & b).sum())
+                union[i, j] += int((a | b).sum())
+                inter[j, i], union[j, i] = inter[i, j], union[i, j]
+    overall = np.full((n, n), np.nan)
+    np.divide(inter, union, out=overall, where=union > 0)
+    total = sum(masks[names[0]][m].numel() for m in modules)
+    density = [sum(int(masks[a][m].sum()) for m in modules) / total for a in names]
+    return MaskOverlap(names, modules, per, overall, density)

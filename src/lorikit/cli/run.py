@@ -1,0 +1,26 @@
+"""``lorikit run``: run a recipe (a YAML pipeline of named stages)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a recipe: named stages (train, analyze, ...) in dependency order",
+                       description="Run the stages of a recipe YAML in dependency order. With --resume, "
+                                   "stages whose output is complete and whose settings (and parents) are "
+                                   "unchanged are skipped.")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--resume", action="store_true", help="skip finished, unchanged stages; redo the rest")
+    p.add_argument("--overwrite", action="store_true", help="redo every stage, replacing existing outputs")
+    p.add_argument("--only", action="append", metavar="STAGE", default=None,
+                   help="run only this stage (repeatable); its parents must already be done")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    p.add_argument("--workdir", default=None, help="override the recipe's workdir")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..pipeline import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe, workdir=args.workdir)
+    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run)
+    return 0

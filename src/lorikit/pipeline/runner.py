@@ -1,0 +1,157 @@
+"""Run a recipe: validate every stage, then run stages in dependency order, skipping finished ones.
+
+Each stage has a hash:
+
+    hash(stage) = sha256(canonical JSON of {kind, kind version, settings with $NAME references
+                          kept symbolic, {parent: hash(parent)}})
+
+so a change to a stage's settings, or to any ancestor's, changes its hash (moving the workdir
+does not). After a stage's output folder is in place the runner writes ``lorikit-stage.json``
+into it (atomically) with the hash and the resolved settings. A stage is **done** when that record
+exists, its hash matches and the kind recognises the folder as a complete output; otherwise it
+is missing (no folder) or stale (folder from other settings, or unfinished).
+
+- default: run everything; refuse if any stage's output folder already exists;
+- ``resume``: skip done stages, run missing and stale ones (and everything downstream of a rerun);
+- ``overwrite``: run everything, replacing existing outputs;
+- ``only``: run just these stages; their parents must be done;
+- ``dry_run``: validate and print the plan, run nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import LorikitError, UsageError
+from ..utils.atomic import atomic_write_json
+from .kinds import StageKind, get_kind
+from .recipe import Recipe
+
+STAGE_RECORD = "lorikit-stage.json"
+
+
+@dataclass
+class StagePlan:
+    name: str
+    kind: str
+    out: Path
+    hash: str
+    status: str  # done | stale | missing
+    reason: str  # why stale
+    action: str = "run"  # run | skip
+    prepared: Any = None
+
+    def describe(self) -> str:
+        what = {"skip": "skip (up to date)", "run": {"missing": "run", "stale": f"redo ({self.reason})",
+                                                      "done": "redo (forced)"}[self.status]}[self.action]
+        return f"{self.name} ({self.kind}): {what} -> {self.out}"
+
+
+def stage_hash(kind: StageKind, settings: dict[str, Any], parent_hashes: dict[str, str]) -> str:
+    payload = {"kind": kind.name, "version": kind.version, "settings": settings, "parents": parent_hashes}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_record(out: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((out / STAGE_RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _status(kind: StageKind, out: Path, digest: str) -> tuple[str, str]:
+    if not out.exists():
+        return "missing", ""
+    record = read_record(out)
+    if record is None:
+        return "stale", "no stage record: unfinished or not written by this recipe"
+    if record.get("hash") != digest:
+        return "stale", "settings or a parent changed"
+    if not kind.complete(out):
+        return "stale", "output incomplete"
+    return "done", ""
+
+
+def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
+                only: list[str] | None = None) -> list[StagePlan]:
+    """Validate every stage (kind registered, settings well formed) and decide what runs."""
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite: choose one")
+    order = recipe.order()
+    for name in only or []:
+        if name not in recipe.stages:
+            raise UsageError(f"--only {name}: no such stage in {recipe.source} (stages: {', '.join(order)})")
+    plans: dict[str, StagePlan] = {}
+    for name in order:
+        stage = recipe.stages[name]
+        kind = get_kind(stage.kind, name, recipe.source)
+        out = recipe.out(name)
+        prepared = kind.validate(name, recipe.resolve(name), out)
+        digest = stage_hash(kind, stage.settings, {p: plans[p].hash for p in stage.parents})
+        status, reason = _status(kind, out, digest)
+        plans[name] = StagePlan(name, stage.kind, out, digest, status, reason, prepared=prepared)
+    selected = list(only) if only else order
+    rerun: set[str] = set()
+    for name in order:
+        plan = plans[name]
+        parents = recipe.stages[name].parents
+        if name not in selected:
+            plan.action = "skip"
+            continue
+        if only:
+            missing = [p for p in parents if p not in selected and plans[p].status != "done"]
+            if missing:
+                raise UsageError(f"--only {name}: needs stage {missing[0]!r}, which is {plans[missing[0]].status} "
+                                 f"(run it first, or add --only {missing[0]})")
+        if resume:
+            upstream_rerun = any(p in rerun for p in parents)
+            plan.action = "run" if plan.status != "done" or upstream_rerun else "skip"
+            if plan.action == "run" and plan.status == "done":
+                plan.status, plan.reason = "stale", "a parent is being redone"
+        else:
+            plan.action = "run"
+            if plan.status != "missing" and not overwrite:
+                raise UsageError(f"stage {name!r}: output {plan.out} exists (pass --resume to keep finished "
+                                 f"stages, or --overwrite to redo them)")
+        if plan.action == "run":
+            rerun.add(name)
+    return [plans[n] for n in order]
+
+
+def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, only: list[str] | None = None,
+               dry_run: bool = False, echo: Callable[[str], None] = print) -> list[StagePlan]:
+    """Run the recipe; returns the plan (each stage's action) for callers and tests."""
+    plans = plan_recipe(recipe, resume, overwrite, only)
+    todo = [p for p in plans if p.action == "run"]
+    prefix = "plan" if dry_run else "lorikit run"
+    echo(f"{prefix}: {recipe.source}: {len(plans)} stages, {len(todo)} to run, workdir {recipe.workdir}")
+    for i, plan in enumerate(plans, 1):
+        echo(f"  [{i}/{len(plans)}] {plan.describe()}")
+    if dry_run:
+        return plans
+    for i, plan in enumerate(todo, 1):
+        kind = get_kind(plan.kind, plan.name, recipe.source)
+        echo(f"lorikit run: [{i}/{len(todo)}] {plan.name} ({plan.kind}) ...")
+        t0 = time.perf_counter()
+        try:
+            kind.run(plan.prepared, plan.out)
+        except LorikitError as exc:
+            raise type(exc)(f"stage {plan.name!r} ({plan.kind}): {exc}") from exc
+        if not kind.complete(plan.out):
+            raise LorikitError(f"stage {plan.name!r} ({plan.kind}): finished but {plan.out} is not a complete output")
+        seconds = time.perf_counter() - t0
+        atomic_write_json(plan.out / STAGE_RECORD, {
+            "recipe": recipe.source, "stage": plan.name, "kind": plan.kind, "hash": plan.hash,
+            "settings": recipe.resolve(plan.name), "parents": {p: next(q.hash for q in plans if q.name == p)
+                                                               for p in recipe.stages[plan.name].parents},
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2)})
+        plan.status, plan.reason = "done", ""
+        echo(f"lorikit run: {plan.name} done in {seconds:.1f} s")
+    return plans

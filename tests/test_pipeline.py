@@ -1,0 +1,135 @@
+"""Recipes: parsing, references, stage graph, validation before running, resume and redo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from lorikit.errors import UsageError
+from lorikit.pipeline import load_recipe, parse_recipe, plan_recipe, run_recipe
+from lorikit.pipeline.runner import STAGE_RECORD
+
+TRAIN = {"model": "tiny-random-llama", "max_steps": 2, "batch_size": 4, "builtin_rows": 16, "rank": 4,
+         "lr": 0.01, "method": "lori-d"}
+
+
+def recipe_dict(**stages):
+    return {"workdir": "unused", "defaults": {"train": TRAIN}, "stages": stages}
+
+
+def test_references_order_and_defaults(tmp_path):
+    r = parse_recipe(recipe_dict(
+        report={"kind": "analyze", "adapters": ["$b", "$a"], "masks": ["$a/masks/0.9_mask.pt"], "scores": "cost$$.json"},
+        a={"kind": "train", "data": "builtin:compare"},
+        b={"kind": "train", "data": "builtin:reverse", "seed": 3}), workdir=tmp_path)
+    assert r.order() == ["a", "b", "report"]
+    assert r.stages["report"].parents == ["b", "a"]
+    resolved = r.resolve("report")
+    assert resolved["adapters"] == [str(tmp_path / "b"), str(tmp_path / "a")]
+    assert resolved["masks"] == [str(tmp_path / "a" / "masks" / "0.9_mask.pt")]
+    assert resolved["scores"] == "cost$.json"
+    assert r.stages["b"].settings["max_steps"] == 2 and r.stages["b"].settings["seed"] == 3
+
+
+def test_unknown_reference_and_cycle_are_named():
+    with pytest.raises(UsageError, match=r"stage 'report' refers to unknown stage \$missing"):
+        parse_recipe(recipe_dict(report={"kind": "analyze", "adapters": ["$missing"]}))
+    with pytest.raises(UsageError, match="cycle: .*a -> b -> c -> a|cycle: .*b -> c -> a -> b|cycle: .*c -> a -> b -> c"):
+        parse_recipe(recipe_dict(a={"kind": "train", "data": "$c/x.json"}, b={"kind": "train", "data": "$a/x.json"},
+                                 c={"kind": "train", "data": "$b/x.json"}, d={"kind": "train"}))
+    with pytest.raises(UsageError, match="own output"):
+        parse_recipe(recipe_dict(a={"kind": "train", "data": "$a/x.json"}))
+    with pytest.raises(UsageError, match="unknown top-level key 'stage'"):
+        parse_recipe({"stage": {}})
+    with pytest.raises(UsageError, match="missing 'kind'"):
+        parse_recipe(recipe_dict(a={"data": "x"}))
+
+
+def test_validation_fails_before_anything_runs(tmp_path):
+    good = {"kind": "train", "data": "builtin:compare"}
+    r = parse_recipe(recipe_dict(a=good, m={"kind": "merge", "adapters": ["$a"]}), workdir=tmp_path / "w")
+    with pytest.raises(UsageError, match="stage 'm': unknown kind 'merge' .*registered kinds: analyze, train"):
+        run_recipe(r, echo=lambda s: None)
+    r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "max_stepz": 3}), workdir=tmp_path / "w")
+    with pytest.raises(UsageError, match="stage 'b' \\(train\\): unknown setting 'max_stepz'"):
+        run_recipe(r, echo=lambda s: None)
+    r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "max_steps": "many"}), workdir=tmp_path / "w")
+    with pytest.raises(UsageError, match="'max_steps' = 'many' is not"):
+        run_recipe(r, echo=lambda s: None)
+    r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "rank": -1}), workdir=tmp_path / "w")
+    with pytest.raises(UsageError, match="stage 'b' \\(train\\): --rank -1"):
+        run_recipe(r, echo=lambda s: None)
+    assert not (tmp_path / "w").exists()
+
+
+def test_resume_skips_done_stages_and_redoes_changed_ones(tmp_path, capsys):
+    from lorikit.cli import main
+
+    stages = {"a": {"kind": "train", "data": "builtin:compare", "seed": 1},
+              "b": {"kind": "train", "data": "builtin:reverse", "seed": 2},
+              "report": {"kind": "analyze", "adapters": ["$a", "$b"]}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"workdir": str(tmp_path / "w"), "defaults": {"train": TRAIN}, "stages": stages}))
+
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert not (tmp_path / "w").exists()
+    assert main(["run", str(path)]) == 0
+    records = {s: json.loads((tmp_path / "w" / s / STAGE_RECORD).read_text()) for s in stages}
+    assert records["report"]["parents"] == {"a": records["a"]["hash"], "b": records["b"]["hash"]}
+    assert json.loads((tmp_path / "w" / "report" / "analysis.json").read_text())["comparison"]["adapters"] == ["a", "b"]
+    mtimes = {s: (tmp_path / "w" / s / STAGE_RECORD).stat().st_mtime_ns for s in stages}
+
+    # plain rerun refuses to clobber; --resume skips everything
+    assert main(["run", str(path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    plans = run_recipe(load_recipe(path), resume=True, echo=lambda s: None)
+    assert [p.action for p in plans] == ["skip", "skip", "skip"]
+    assert {s: (tmp_path / "w" / s / STAGE_RECORD).stat().st_mtime_ns for s in stages} == mtimes
+
+    # change b: b and its child report are redone, a is kept
+    stages["b"]["seed"] = 5
+    path.write_text(yaml.safe_dump({"workdir": str(tmp_path / "w"), "defaults": {"train": TRAIN}, "stages": stages}))
+    plans = run_recipe(load_recipe(path), resume=True, echo=lambda s: None)
+    assert [(p.name, p.action) for p in plans] == [("a", "skip"), ("b", "run"), ("report", "run")]
+    assert (tmp_path / "w" / "a" / STAGE_RECORD).stat().st_mtime_ns == mtimes["a"]
+    assert (tmp_path / "w" / "b" / STAGE_RECORD).stat().st_mtime_ns != mtimes["b"]
+    assert json.loads((tmp_path / "w" / "b" / "lorikit.json").read_text())["seed"] == 5
+
+    # an interrupted stage (output without a record) is redone, and so is everything downstream
+    (tmp_path / "w" / "a" / STAGE_RECORD).unlink()
+    plans = plan_recipe(load_recipe(path), resume=True)
+    assert [(p.name, p.status, p.action) for p in plans] == [("a", "stale", "run"), ("b", "done", "skip"),
+                                                             ("report", "stale", "run")]
+    # --only needs done parents
+    with pytest.raises(UsageError, match="--only report: needs stage 'a', which is stale"):
+        plan_recipe(load_recipe(path), resume=True, only=["report"])
+    plans = plan_recipe(load_recipe(path), resume=True, only=["a"])
+    assert [p.action for p in plans] == ["run", "skip", "skip"]
+    with pytest.raises(UsageError, match="--only nope: no such stage"):
+        plan_recipe(load_recipe(path), only=["nope"])
+
+
+def test_cli_run_rejects_unknown_kind_and_bad_yaml(tmp_path, capsys):
+    from lorikit.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text("stages:\n  x: {kind: eval, adapter: foo}\n")
+    assert main(["run", str(path), "--workdir", str(tmp_path / "w")]) == 2
+    assert "stage 'x': unknown kind 'eval'" in capsys.readouterr().err
+    path.write_text("stages: [unclosed\n")
+    assert main(["run", str(path)]) == 2
+    assert "malformed YAML" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_shipped_recipe_validates(tmp_path):
+    from pathlib import Path
+
+    import lorikit
+
+    path = Path(lorikit.__file__).parent / "recipes" / "interference-3tasks.yaml"
+    plans = plan_recipe(load_recipe(path, workdir=tmp_path / "w"))
+    assert [p.name for p in plans] == ["arithmetic", "reverse", "compare", "report"]
+    assert all(p.action == "run" and p.status == "missing" for p in plans)
