@@ -61,6 +61,16 @@ def test_same_run_twice_is_bit_identical(tmp_path):
                            torch.zeros(64, 4))  # it did train
 
 
+def test_deterministic_flag_changes_nothing_on_cpu(tmp_path):
+    """--deterministic only restricts kernels; CPU kernels already are, so the bytes are the same."""
+    try:
+        first = train(config(tmp_path / "a", max_steps=3, deterministic=True))
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert_bit_identical(first, train(config(tmp_path / "b", max_steps=3)))
+
+
 def test_checkpoints_are_written_and_pruned(tmp_path):
     out = train(config(tmp_path / "a", save_every=2, keep_checkpoints=1, max_steps=5))
     ckpt = Path(f"{out}.ckpt")

@@ -36,7 +36,8 @@ FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Settings that may change between a run and its resumption: they do not alter the numbers
 # (--out may differ: a checkpoint folder can be moved together with its run).
-RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing"}
+RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
+                     "deterministic"}
 
 
 def checkpoint_root(out: str | os.PathLike) -> Path:

@@ -45,6 +45,9 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept in <out>.ckpt"})
     resume: bool = field(default=False, metadata={
         "help": "continue from the newest complete checkpoint in <out>.ckpt (settings must be unchanged)"})
+    deterministic: bool = field(default=False, metadata={
+        "help": "GPU: deterministic kernels only (torch.use_deterministic_algorithms, "
+                "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})

@@ -119,6 +119,8 @@ class Trainer:
     def _run(self, dist) -> Path:
         cfg = self.cfg
         self.device = dist.device
+        if cfg.deterministic:
+            use_deterministic_kernels()
         torch.manual_seed(cfg.adapter.seed)
 
         def set_up():
@@ -247,6 +249,19 @@ class Trainer:
 
         dist.agree(write)
         return Path(cfg.out)
+
+
+def use_deterministic_kernels() -> None:
+    """Make GPU runs repeatable: no atomics-based or autotuned kernels. cuBLAS reads its
+    workspace setting when it first starts, which is after this (the model is not on the GPU
+    yet); attention falls back to the math kernel, whose backward has no atomic adds."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
+        torch.backends.cuda.enable_math_sdp(True)
 
 
 def _sort_target_modules(config_path: Path) -> None:
