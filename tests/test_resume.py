@@ -72,6 +72,9 @@ def test_deterministic_flag_changes_nothing_on_cpu(tmp_path):
 
 
 def test_checkpoints_are_written_and_pruned(tmp_path):
+    stale = tmp_path / "a.ckpt" / ".step-000002.tmp-x1"  # left by a run killed while saving
+    stale.mkdir(parents=True)
+    (stale / "optimizer.pt").write_bytes(b"half")
     out = train(config(tmp_path / "a", save_every=2, keep_checkpoints=1, max_steps=5))
     ckpt = Path(f"{out}.ckpt")
     assert sorted(p.name for p in ckpt.iterdir()) == ["step-000004"]
@@ -120,6 +123,9 @@ def test_resume_refuses_changed_settings(tmp_path):
         train(config(out, save_every=2, max_steps=4, lr=2e-2, resume=True))
     with pytest.raises(UsageError, match=r"--resume: --seed is 1 "):
         train(config(out, save_every=2, max_steps=4, seed=1, resume=True))
+    # a fresh run (no --resume) must not mix its checkpoints with these
+    with pytest.raises(UsageError, match=r"run.ckpt: holds checkpoints of an earlier run \(pass --resume"):
+        train(config(out, save_every=2, max_steps=4))
     # settings that do not change the numbers may change
     train(config(out, save_every=3, max_steps=4, log_every=2, resume=True))
 

@@ -52,6 +52,24 @@ def latest_checkpoint(root: Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
+def claim_checkpoint_dir(cfg, dist) -> None:
+    """A fresh run must not mix its checkpoints with an earlier run's (pruning keeps the highest
+    steps, --resume takes the highest): refuse them, or discard them with --overwrite."""
+    root = checkpoint_root(cfg.out)
+    if cfg.resume or latest_checkpoint(root) is None:
+        return
+
+    def check():
+        if not cfg.overwrite:
+            raise UsageError(f"{root}: holds checkpoints of an earlier run (pass --resume to continue it, "
+                             f"or --overwrite to discard them)")
+
+    dist.agree(check)
+    if dist.is_main:
+        shutil.rmtree(root, ignore_errors=True)
+    dist.barrier()
+
+
 def settings(cfg) -> dict[str, Any]:
     """The run's settings as ``{flag name: value}``, in the order the flags are declared."""
     flat: dict[str, Any] = {}
@@ -108,6 +126,13 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _remove_stale_temp(root: Path) -> None:
+    """Temporary folders left by a run killed while saving (never a complete checkpoint)."""
+    if root.is_dir():
+        for path in root.glob(".step-*.tmp*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _save_error(root: Path, exc: OSError) -> LorikitError:
     return LorikitError(f"{root}: cannot write checkpoint: {exc.strerror or exc} "
                         f"(the previous checkpoint is intact; fix this and rerun with --resume)")
@@ -139,6 +164,7 @@ class Checkpointer:
     def _save_local(self, final: Path, step: int, log: list[dict]) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temp(self.root)
             with atomic_output_dir(final, overwrite=True) as tmp:
                 tensors = {n: p.detach().cpu().contiguous() for n, p in self.params.items()}
                 _write(tmp / "trainable.safetensors", save(tensors))
@@ -159,7 +185,7 @@ class Checkpointer:
         def make_tmp():
             if self.dist.is_main:
                 self.root.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove_stale_temp(self.root)
                 tmp.mkdir()
 
         def write_shards():

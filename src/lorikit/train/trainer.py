@@ -29,7 +29,7 @@ from ..errors import LorikitError, UsageError
 from ..models import load_model
 from ..utils.atomic import atomic_output_dir, check_output_dir
 from . import distributed
-from .checkpoint import Checkpointer, latest_checkpoint
+from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .config import TrainConfig
 from .plan import DensePlan
 
@@ -119,6 +119,7 @@ class Trainer:
     def _run(self, dist) -> Path:
         cfg = self.cfg
         self.device = dist.device
+        claim_checkpoint_dir(cfg, dist)
         if cfg.deterministic:
             use_deterministic_kernels()
         torch.manual_seed(cfg.adapter.seed)
