@@ -145,3 +145,24 @@ def test_error_on_one_rank_is_raised_on_every_rank(tmp_path):
         p.join(timeout=30)
     assert results == {0: "1 rank 1: masks/b.safetensors: no such file",
                        1: "1 rank 1: masks/b.safetensors: no such file"}
+
+
+def test_bf16_mixed_precision_and_grad_checkpointing_under_fsdp(tmp_path):
+    """bf16 compute (FSDP MixedPrecisionPolicy) with fp32 trainable weights, activation
+    checkpointing on: the loss curve follows the single-process autocast run."""
+    import json
+
+    extra = ["--bf16", "--grad-checkpointing"]
+    proc = torchrun(cli_args(tmp_path / "dist", extra=extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(TrainConfig(out=str(tmp_path / "single"), adapter=AdapterConfig(**ADAPTER), bf16=True, **TRAIN))
+    assert {t.dtype for t in tensors(tmp_path / "dist").values()} == {torch.float32}
+
+    def losses(folder):
+        return [json.loads(line)["loss"] for line in (Path(folder) / "train_log.jsonl").read_text().splitlines()]
+
+    dist_losses, single_losses = losses(tmp_path / "dist"), losses(single)
+    assert len(dist_losses) == STEPS
+    for d, s in zip(dist_losses, single_losses):
+        assert abs(d - s) < 5e-3, (dist_losses, single_losses)
+    assert dist_losses[-1] < dist_losses[0]
