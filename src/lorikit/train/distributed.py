@@ -81,6 +81,10 @@ class Single:
     def agree(self, fn: Callable[[], Any]) -> Any:
         return fn()
 
+    def error(self, message: str) -> LorikitError:
+        """An error every rank reaches by itself (it depends on all-reduced values only)."""
+        return LorikitError(message)
+
     def barrier(self) -> None:
         pass
 
@@ -135,6 +139,9 @@ class Distributed(Single):
                 where = "" if rank == 0 or failures[0] is not None else f"rank {rank}: "
                 raise AgreedError(where + message, code)
         return result
+
+    def error(self, message: str) -> LorikitError:
+        return AgreedError(message, LorikitError.exit_code)
 
     def barrier(self) -> None:
         import torch.distributed as dist

@@ -126,9 +126,16 @@ class Trainer:
 
         def set_up():
             bundle, peft_model, plan = self.build_model()
-            return bundle, peft_model, plan, *self.load_data(bundle.tokenizer)
+            # FSDP2 replaces every Parameter by a sharded one: remember the plan's by name.
+            names = {id(p): n for n, p in peft_model.named_parameters()}
+            plan_names = [names.get(id(p)) for p in plan.parameters()]
+            if None in plan_names:
+                raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
+            if not plan_names:
+                raise LorikitError("nothing to train: every parameter is frozen")
+            return bundle, peft_model, plan, plan_names, *self.load_data(bundle.tokenizer)
 
-        bundle, peft_model, plan, examples, tokenized = dist.agree(set_up)
+        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(set_up)
         causal_lm = peft_model.get_base_model()
         if cfg.grad_checkpointing:
             # Non-reentrant: works with frozen inputs (LoRI's frozen embeddings) and FSDP2.
@@ -136,17 +143,10 @@ class Trainer:
                 causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        # FSDP2 replaces every Parameter by a sharded one: find the plan's by name afterwards.
-        names = {id(p): n for n, p in peft_model.named_parameters()}
-        plan_names = [names.get(id(p)) for p in plan.parameters()]
-        if None in plan_names:
-            raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
         model = dist.prepare(peft_model, cfg.logits == "supervised", cfg.bf16)
         model.train()
         current = dict(peft_model.named_parameters())
         params = [current[n] for n in plan_names]
-        if not params:
-            raise LorikitError("nothing to train: every parameter is frozen")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
@@ -187,7 +187,7 @@ class Trainer:
             plan.after_step()
             loss = dist.sum([local_loss])[0] / max(1, n_tokens)
             if not math.isfinite(loss):
-                raise LorikitError(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
+                raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
             record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
