@@ -1,0 +1,39 @@
+"""``ties`` (TIES-Merging, Yadav et al. 2023) on per-module LoRA updates.
+
+For each module, with task updates ΔW_i = s_i B_i A_i (float32):
+
+1. trim: keep the top-k entries of |ΔW_i| per task, k = ⌊density · numel(ΔW_i)⌋ → τ_i
+   (over the adapter's own ΔW of this module: trimming a whole model's task vector, where LoRA
+   touched 8–14 % of the weights, keeps everything and is a no-op);
+2. elect: γ = sign(Σ_i τ_i)  (0 counts as +, as PEFT's ``calculate_majority_sign_mask``);
+3. disjoint mean over agreeing entries: ΔW = λ · Σ_i w_i τ_i [sign τ_i = γ] / max(1, Σ_i [sign τ_i = γ]).
+
+With w_i = 1 this is the paper's formula; other weights scale each task's contribution inside the
+mean (PEFT's semantics). Built from ``peft.utils.merge_utils``: ``magnitude_based_pruning``,
+``calculate_majority_sign_mask`` and ``disjoint_merge``.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge, magnitude_based_pruning
+
+from .registry import DeltaParams, register
+
+
+def trim(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the ⌊density · numel⌋ largest-magnitude entries of one task's update, zero the rest."""
+    return delta if density >= 1.0 else magnitude_based_pruning(delta, density)
+
+
+def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_i τ_i over entries agreeing with sign(Σ τ_i), divided by how many agree."""
+    stacked = torch.stack(tensors, dim=0)
+    agree = calculate_majority_sign_mask(stacked, method="total")
+    weighted = stacked * weights.view(-1, *([1] * (stacked.dim() - 1)))
+    return disjoint_merge(weighted, agree)
+
+
+@register("ties", "delta", uses=("lam", "density"), summary="trim top-k per task, elect sign, disjoint mean, × λ")
+def ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights)
