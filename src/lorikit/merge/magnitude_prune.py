@@ -2,7 +2,8 @@
 
     ΔW = λ Σ_i w_i top_k(ΔW_i),   k = ⌊density · numel(ΔW_i)⌋ per task and module
 
-PEFT's ``merge_utils.magnitude_prune`` (top-k by |ΔW_i| per tensor, then the weighted sum).
+PEFT's ``merge_utils.magnitude_prune`` semantics: top-k by |ΔW_i| per tensor (``ties.trim``), then
+the weighted sum (``merge_utils.task_arithmetic``).
 """
 
 from __future__ import annotations
