@@ -89,7 +89,7 @@ class Merger:
         return self.method.fn(self.parts(module), self.weights)
 
     def deltas(self, module: str) -> list[torch.Tensor]:
-        return [m.delta(torch.float32) for m in self.parts(module)]
+        return [_full(m) for m in self.parts(module)]
 
     def emr_module(self, module: str):
         return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32))
@@ -108,7 +108,7 @@ class Merger:
         """The merged full update ΔW of ``module`` (float32; EMR: of task ``task_index``)."""
         kind = self.method.kind
         if kind == "adapter":
-            return self.factors(module).delta(torch.float32)
+            return _full(self.factors(module))
         if kind == "delta":
             params = DeltaParams(**{**self.params.__dict__, "module": module})
             return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32), params)
@@ -142,6 +142,11 @@ class Merger:
 
     def max_rank(self) -> int:
         return max(m.rank for s in self.states for m in s.modules().values())
+
+
+def _full(m) -> torch.Tensor:
+    """s · B A in float32, with s folded into the small factor B (one pass over out × in, not two)."""
+    return (m.B.float() * m.scaling) @ m.A.float()
 
 
 def adapter_config(states: list[AdapterState]) -> dict:
