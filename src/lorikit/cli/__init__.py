@@ -13,7 +13,7 @@ import sys
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["train", "generate"]
+COMMANDS = ["train", "generate", "masks", "pack", "params"]
 
 
 class _Parser(argparse.ArgumentParser):
