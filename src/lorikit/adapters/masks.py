@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +149,9 @@ def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None) -> M
     if not path.is_file():
         raise UsageError(f"--mask {path}: no such file")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on junk
+            warnings.simplefilter("ignore", UserWarning)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind: report one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise LorikitError(f"{path}: not a readable mask file ({first[:200]})") from exc
