@@ -3,8 +3,8 @@
 A LoRI-S adapter stores B densely with ~90% zeros and A, which is a function of (seed, module).
 The packed file keeps only what cannot be regenerated:
 
-- B: the values of the entries whose bits are non-zero (row-major), plus one bit per entry saying
-  which — all modules' bits in one stream, ``np.packbits`` then LZMA-compressed (a 10%-dense mask
+- B: the values of the entries whose bits are non-zero (row-major, all modules in one vector per
+  dtype), plus one bit per entry saying which — all modules' bits in one stream, ``np.packbits`` then LZMA-compressed (a 10%-dense mask
   costs ~4.9 bits per kept entry, close to its entropy, instead of 8 for raw bits or 32 for
   int32 indices). Testing the bit pattern rather than ``!= 0`` keeps −0.0 exact.
 - A: nothing when ``seeded_projection(seed, module, ...)`` reproduces it bit for bit (checked per
@@ -50,6 +50,14 @@ def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(_bits(a), _bits(b))
 
 
+def _bytes_tensor(data: bytes) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
+
+
+def _unbytes(t: torch.Tensor) -> bytes:
+    return lzma.decompress(t.numpy().tobytes())
+
+
 def _seed_of(state: AdapterState) -> tuple[int | None, str | None]:
     meta = state.meta or {}
     if meta.get("method") in ("lori-d", "lori-s") and meta.get("seed") is not None \
@@ -92,6 +100,7 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
     stored: dict[str, torch.Tensor] = {}
     index = []  # [key, how, dtype, shape] in the original file's order
     bit_chunks = []
+    values: dict[str, list[torch.Tensor]] = {}  # kept B values of every module, concatenated per dtype
     kept = entries = regenerated = 0
     for key, tensor in state.tensors.items():
         parsed = module_name_from_key(key)
@@ -100,7 +109,7 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
         if parsed and parsed[1] == "B" and tensor.dtype in _DTYPES.values():
             nonzero = (_bits(tensor) != 0).reshape(-1)
             bit_chunks.append(nonzero.numpy())
-            stored[f"B:{key}"] = tensor.reshape(-1)[nonzero].contiguous()
+            values.setdefault(dtype, []).append(tensor.reshape(-1)[nonzero])
             kept += int(nonzero.sum())
             entries += tensor.numel()
             how = "sparse"
@@ -112,10 +121,14 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
         if how == "stored":
             stored[f"T:{key}"] = tensor.contiguous()
         index.append([key, how, dtype, list(tensor.shape)])
+    for dtype, chunks in values.items():
+        stored[f"values:{dtype}"] = torch.cat(chunks)
     bits = np.packbits(np.concatenate(bit_chunks)) if bit_chunks else np.zeros(0, np.uint8)
-    stored["masks"] = torch.from_numpy(np.frombuffer(lzma.compress(bits.tobytes(), preset=9), dtype=np.uint8).copy())
+    stored["masks"] = _bytes_tensor(lzma.compress(bits.tobytes(), preset=9))
+    # ~100 characters per key for hundreds of keys: compressed, the index costs ~1/20 of that
+    stored["index"] = _bytes_tensor(lzma.compress(json.dumps(index).encode(), preset=9))
     metadata = {
-        "format": PACK_FORMAT, "version": PACK_VERSION, "index": json.dumps(index),
+        "format": PACK_FORMAT, "version": PACK_VERSION,
         "adapter_config": (folder / ADAPTER_CONFIG).read_text(),
         "safetensors_metadata": json.dumps(st_meta),
         "seed": "" if seed is None else str(seed), "a_init": a_init or "",
@@ -151,16 +164,17 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
     path = Path(path)
     stored, metadata = _read(path)
     try:
-        index = json.loads(metadata["index"])
+        index = json.loads(_unbytes(stored["index"]))
         config = json.loads(metadata["adapter_config"])
         meta = json.loads(metadata["lorikit_json"]) if "lorikit_json" in metadata else None
-        bits = np.unpackbits(np.frombuffer(lzma.decompress(stored["masks"].numpy().tobytes()), dtype=np.uint8))
-    except (KeyError, ValueError, lzma.LZMAError) as exc:
+        bits = np.unpackbits(np.frombuffer(_unbytes(stored["masks"]), dtype=np.uint8))
+    except (KeyError, ValueError, TypeError, lzma.LZMAError) as exc:
         raise LorikitError(f"{path}: corrupt .lori file ({type(exc).__name__}: {exc})") from exc
     seed = int(metadata["seed"]) if metadata.get("seed") else None
     a_init = metadata.get("a_init") or "kaiming"
     tensors: dict[str, torch.Tensor] = {}
     offset = 0
+    value_offset: dict[str, int] = {}
     for key, how, dtype, shape in index:
         if how == "stored":
             tensors[key] = stored[f"T:{key}"]
@@ -171,8 +185,10 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
             n = int(np.prod(shape))
             chunk = torch.from_numpy(bits[offset:offset + n].astype(bool))
             offset += n
-            values = stored[f"B:{key}"]
-            if chunk.numel() != n or int(chunk.sum()) != values.numel():
+            k, start = int(chunk.sum()), value_offset.get(dtype, 0)
+            values = stored.get(f"values:{dtype}", torch.zeros(0))[start:start + k]
+            value_offset[dtype] = start + k
+            if chunk.numel() != n or values.numel() != k:
                 raise LorikitError(f"{path}: corrupt .lori file (mask bits of {key} do not match its values)")
             dense = torch.zeros(n, dtype=_DTYPES[dtype])
             dense[chunk] = values
