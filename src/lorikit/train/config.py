@@ -40,6 +40,13 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     log_every: int = field(default=1, metadata={"help": "write train_log.jsonl every N steps"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
+    mask: str | None = field(default=None, metadata={
+        "help": "LoRI-S: mask file <lori-d adapter>/masks/{sparsity}_mask.pt (reference format); only its "
+                "True entries of B are trained, A and the config come from that adapter"})
+    from_adapter: str | None = field(default=None, metadata={
+        "aliases": ("--from",),
+        "help": "continual learning: start from this adapter's A and B; trains only --mask entries "
+                "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -58,3 +65,18 @@ class TrainConfig:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        self._check_sparse_options()
+
+    def _check_sparse_options(self) -> None:
+        method = self.adapter.method
+        if self.from_adapter:
+            # Continual learning trains B only; the variant follows from the mask.
+            if method == "lori-s" and not self.mask:
+                raise UsageError("--method lori-s with --from: needs --mask FILE (the new task's mask)")
+            if method == "lori-d" and self.mask:
+                raise UsageError("--method lori-d with --mask: a mask trains sparse B, use --method lori-s")
+            self.adapter.method = "lori-s" if self.mask else "lori-d"
+        elif method == "lori-s" and not self.mask:
+            raise UsageError("--method lori-s: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
+        elif self.mask and method != "lori-s":
+            raise UsageError(f"--mask: only with --method lori-s or --from (got --method {method})")

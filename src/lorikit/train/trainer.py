@@ -100,6 +100,11 @@ class Trainer:
     def build_model(self):
         cfg = self.cfg
         bundle = load_model(cfg.model)
+        if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
+            from .from_adapter import build_from_adapter
+
+            peft_model, plan = build_from_adapter(bundle, cfg)
+            return bundle, peft_model, plan
         peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
         return bundle, peft_model, DensePlan(peft_model)
 
@@ -170,6 +175,7 @@ class Trainer:
             "hyperparameters": hyper, "adapter_config": asdict(cfg.adapter),
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
+            **plan.metadata(),
         }
 
     def save(self, bundle, peft_model, plan, n_rows: int, seconds: float) -> Path:
