@@ -13,7 +13,7 @@ import sys
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["train", "generate", "masks", "merge", "eval", "pack", "params", "analyze", "run"]
+COMMANDS = ["demo", "train", "generate", "masks", "merge", "eval", "pack", "params", "analyze", "run"]
 
 
 class _Parser(argparse.ArgumentParser):
