@@ -13,7 +13,7 @@ import sys
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["train", "generate"]
+COMMANDS = ["train", "generate", "osrm_stats", "osrm_transform"]
 
 
 class _Parser(argparse.ArgumentParser):

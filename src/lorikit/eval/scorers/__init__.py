@@ -1,0 +1,1 @@
+"""Scorers: turn predictions and references into task metrics."""
