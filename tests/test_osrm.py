@@ -91,6 +91,18 @@ def test_streamed_statistics_equal_brute_force(tiny_bundle):
         assert torch.allclose(stats[f"{module}.second_moment"], H.T @ H, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("d,dtype", [(100, torch.float64), (800, torch.float64), (1536, torch.float32)])
+def test_upper_triangle_gram_panels_equal_full_product(d, dtype):
+    from lorikit.osrm.stats import add_upper_gram
+
+    h = torch.randn(40, d, dtype=torch.float64)
+    acc = torch.zeros(d, d, dtype=torch.float64)
+    add_upper_gram(acc, h.to(dtype))
+    add_upper_gram(acc, h.to(dtype))
+    full = torch.triu(acc) + torch.triu(acc, 1).T
+    assert torch.allclose(full, 2 * h.T @ h, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-4)
+
+
 def test_padding_excluded_from_statistics(tiny_bundle):
     """One 120-token text among 2–5-token ones: in one batch most positions are padding."""
     from lorikit.osrm.stats import token_batches
