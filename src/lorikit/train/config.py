@@ -8,6 +8,9 @@ from ..adapters.build import AdapterConfig
 from ..errors import UsageError
 
 SCHEDULERS = ("constant", "linear", "cosine")
+HEADS = ("causal-lm", "classification")
+INITS = ("default", "osrm")
+FREEZE = ("none", "A", "B")
 
 
 @dataclass
@@ -47,6 +50,24 @@ class TrainConfig:
         "aliases": ("--from",),
         "help": "continual learning: start from this adapter's A and B; trains only --mask entries "
                 "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen"})
+    head: str = field(default="causal-lm", metadata={
+        "help": "causal-lm: SFT on response tokens; classification: sequence classifier on text/sentence1/"
+                "sentence2 + label rows, head trained in full and saved with the adapter", "choices": HEADS})
+    num_labels: int = field(default=2, metadata={"help": "classes of --head classification (1 = regression, MSE loss)"})
+    init: str = field(default="default", metadata={
+        "help": "default: the method's own A; osrm: A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0",
+        "choices": INITS})
+    osrm_stats: str | None = field(default=None, metadata={"help": "statistics folder from lorikit osrm-stats (--init osrm)"})
+    task: str | None = field(default=None, metadata={"help": "this run's task name in --osrm-stats (--init osrm)"})
+    osrm_mode: str = field(default="mean", metadata={
+        "help": "mean: null space of the other tasks' mean inputs (official code); cov: smallest eigenvectors "
+                "of their summed second moments (paper)", "choices": ("mean", "cov")})
+    osrm_scale: str = field(default="unit", metadata={
+        "help": "row norm of the OSRM A: unit (reference), kaiming (1/√3, PEFT's default A), gaussian (√(in/r)) "
+                "or a number; sets the effective learning rate"})
+    freeze: str = field(default="none", metadata={
+        "help": "freeze A (train B only) or none (train both, OSRM's default); B cannot be frozen at B = 0",
+        "choices": FREEZE})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -66,6 +87,7 @@ class TrainConfig:
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
         self._check_sparse_options()
+        self._check_head_and_init()
 
     def _check_sparse_options(self) -> None:
         method = self.adapter.method
@@ -80,3 +102,27 @@ class TrainConfig:
             raise UsageError("--method lori-s: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
         elif self.mask and method != "lori-s":
             raise UsageError(f"--mask: only with --method lori-s or --from (got --method {method})")
+
+    def _check_head_and_init(self):
+        if self.head not in HEADS:
+            raise UsageError(f"--head {self.head!r}: unknown (choose from {', '.join(HEADS)})")
+        if self.head == "classification" and self.num_labels < 1:
+            raise UsageError(f"--num-labels {self.num_labels}: must be at least 1 (1 = regression)")
+        if self.init not in INITS:
+            raise UsageError(f"--init {self.init!r}: unknown (choose from {', '.join(INITS)})")
+        if self.freeze not in FREEZE:
+            raise UsageError(f"--freeze {self.freeze!r}: unknown (choose from {', '.join(FREEZE)})")
+        if self.freeze == "B":
+            raise UsageError("--freeze B: B starts at 0 and A's gradient is proportional to B, so nothing "
+                             "would ever train (use --freeze A or none)")
+        if (self.mask or self.from_adapter) and (self.init != "default" or self.head != "causal-lm"):
+            raise UsageError("--mask/--from: start from an existing adapter, so --init osrm and "
+                             "--head classification do not apply")
+        if self.init == "osrm":
+            from ..osrm.init import MODES, check_scale
+
+            if not self.osrm_stats or not self.task:
+                raise UsageError("--init osrm: needs --osrm-stats FOLDER and --task NAME")
+            if self.osrm_mode not in MODES:
+                raise UsageError(f"--osrm-mode {self.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
+            check_scale(self.osrm_scale)
