@@ -166,3 +166,50 @@ def test_bf16_mixed_precision_and_grad_checkpointing_under_fsdp(tmp_path):
     for d, s in zip(dist_losses, single_losses):
         assert abs(d - s) < 5e-3, (dist_losses, single_losses)
     assert dist_losses[-1] < dist_losses[0]
+
+
+@pytest.fixture(scope="module")
+def lori_d_with_mask(tmp_path_factory):
+    """A trained LoRI-D adapter (rank 4, seed 7) with a 0.9-sparsity mask in its masks/ folder."""
+    from lorikit.adapters.masks import write_masks
+
+    root = tmp_path_factory.mktemp("lori_d")
+    out = train(TrainConfig(out=str(root / "d"), adapter=AdapterConfig(method="lori-d", rank=4, seed=7),
+                            **{**TRAIN, "max_steps": 2}))
+    write_masks(out, [0.9])
+    return out
+
+
+def test_lori_s_torchrun_matches_single_process_and_keeps_masked_entries_zero(lori_d_with_mask, tmp_path):
+    from lorikit.adapters.masks import load_mask
+    from lorikit.adapters.state import load_adapter
+
+    mask = str(lori_d_with_mask / "masks" / "0.9_mask.pt")
+    train_kw = {**TRAIN, "mask": mask}
+    proc = torchrun(cli_args(tmp_path / "dist", train_kw=train_kw, adapter_kw={"method": "lori-s"}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(TrainConfig(out=str(tmp_path / "single"), adapter=AdapterConfig(method="lori-s"), **train_kw))
+    a, b = tensors(single), tensors(tmp_path / "dist")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5, msg=key)
+    state = load_adapter(tmp_path / "dist")
+    masks = load_mask(mask, state)
+    trained = 0
+    for name, module in state.modules().items():
+        outside = module.B[~masks[name]]
+        assert (outside.contiguous().view(torch.int32) == 0).all(), f"{name}: masked-out entry not exactly 0"
+        trained += int((module.B[masks[name]] != 0).sum())
+    assert trained > 0
+    assert state.meta["method"] == "lori-s" and state.meta["seed"] == 7
+
+
+def test_missing_mask_fails_on_every_rank_with_one_line(tmp_path):
+    out = tmp_path / "s"
+    proc = torchrun(cli_args(out, train_kw={**TRAIN, "mask": str(tmp_path / "nope.pt")},
+                             adapter_kw={"method": "lori-s"}), timeout=120)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("lorikit: error:")]
+    assert len(errors) == 1 and "nope.pt" in errors[0], proc.stderr[-3000:]
+    assert proc.stderr.count("exitcode  : ") == 2 and "exitcode  : 0" not in proc.stderr
+    assert not out.exists()

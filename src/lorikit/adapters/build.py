@@ -38,9 +38,15 @@ class AdapterConfig:
     a_init: str = field(default="kaiming", metadata={
         "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
         "choices": A_INITS})
-    seed: int = field(default=0, metadata={"help": "seed of A (LoRI: A = f(seed, module)) and of the run"})
+    seed: int | None = field(default=None, metadata={
+        "help": "seed of A (LoRI: A = f(seed, module)) and of the run; 0 when not given (LoRI-S: the "
+                "seed of the mask's adapter)"})
 
     def __post_init__(self):
+        # LoRI-S takes the seed of the adapter its mask came from unless one is given explicitly.
+        self.seed_given = self.seed is not None
+        if self.seed is None:
+            self.seed = 0
         if self.method not in METHODS:
             raise UsageError(f"--method {self.method!r}: unknown (choose from {', '.join(METHODS)})")
         if self.rank <= 0:

@@ -13,7 +13,8 @@ import sys
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["train", "generate", "eval", "analyze", "run"]
+COMMANDS = ["demo", "train", "generate", "masks", "merge", "eval", "pack", "params", "osrm_stats",
+            "osrm_transform", "analyze", "run"]
 
 
 class _Parser(argparse.ArgumentParser):

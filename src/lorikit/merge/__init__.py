@@ -1,0 +1,17 @@
+"""Merging LoRA adapters: cat, linear, task arithmetic, TIES, DARE, magnitude prune, EMR.
+
+    from lorikit.merge import MergeConfig, merge, Merger, materialize_emr
+    merge(MergeConfig(adapters=["runs/code-s", "runs/math-s"], method="ties", density=0.2, out="merged/ties"))
+    state = materialize_emr("merged/emr", "code")      # one task of an EMR merge, as an AdapterState
+
+Methods are registered by name (``registry.methods()``); each lives in its own file with its
+formula. See docs/merge.md.
+"""
+
+from .config import MergeConfig
+from .core import Merger, check_compatible, in_memory_model, merge
+from .emr import EmrFolder, emr_task_deltas, materialize_emr
+from .registry import DeltaParams, get_method, methods, register
+
+__all__ = ["DeltaParams", "EmrFolder", "MergeConfig", "Merger", "check_compatible", "emr_task_deltas",
+           "get_method", "in_memory_model", "materialize_emr", "merge", "methods", "register"]

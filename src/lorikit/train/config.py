@@ -8,6 +8,9 @@ from ..adapters.build import AdapterConfig
 from ..errors import UsageError
 
 SCHEDULERS = ("constant", "linear", "cosine")
+HEADS = ("causal-lm", "classification")
+INITS = ("default", "osrm")
+FREEZE = ("none", "A", "B")
 
 
 @dataclass
@@ -40,6 +43,31 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     log_every: int = field(default=1, metadata={"help": "write train_log.jsonl every N steps"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
+    mask: str | None = field(default=None, metadata={
+        "help": "LoRI-S: mask file <lori-d adapter>/masks/{sparsity}_mask.pt (reference format); only its "
+                "True entries of B are trained, A and the config come from that adapter"})
+    from_adapter: str | None = field(default=None, metadata={
+        "aliases": ("--from",),
+        "help": "continual learning: start from this adapter's A and B; trains only --mask entries "
+                "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen"})
+    head: str = field(default="causal-lm", metadata={
+        "help": "causal-lm: SFT on response tokens; classification: sequence classifier on text/sentence1/"
+                "sentence2 + label rows, head trained in full and saved with the adapter", "choices": HEADS})
+    num_labels: int = field(default=2, metadata={"help": "classes of --head classification (1 = regression, MSE loss)"})
+    init: str = field(default="default", metadata={
+        "help": "default: the method's own A; osrm: A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0",
+        "choices": INITS})
+    osrm_stats: str | None = field(default=None, metadata={"help": "statistics folder from lorikit osrm-stats (--init osrm)"})
+    task: str | None = field(default=None, metadata={"help": "this run's task name in --osrm-stats (--init osrm)"})
+    osrm_mode: str = field(default="mean", metadata={
+        "help": "mean: null space of the other tasks' mean inputs (official code); cov: smallest eigenvectors "
+                "of their summed second moments (paper)", "choices": ("mean", "cov")})
+    osrm_scale: str = field(default="unit", metadata={
+        "help": "row norm of the OSRM A: unit (reference), kaiming (1/√3, PEFT's default A), gaussian (√(in/r)) "
+                "or a number; sets the effective learning rate"})
+    freeze: str = field(default="none", metadata={
+        "help": "freeze A (train B only) or none (train both, OSRM's default); B cannot be frozen at B = 0",
+        "choices": FREEZE})
     save_every: int = field(default=0, metadata={
         "help": "write a resume checkpoint to <out>.ckpt/step-N every N optimizer steps (0 = never)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept in <out>.ckpt"})
@@ -72,3 +100,43 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        self._check_sparse_options()
+        self._check_head_and_init()
+
+    def _check_sparse_options(self) -> None:
+        method = self.adapter.method
+        if self.from_adapter:
+            # Continual learning trains B only; the variant follows from the mask.
+            if method == "lori-s" and not self.mask:
+                raise UsageError("--method lori-s with --from: needs --mask FILE (the new task's mask)")
+            if method == "lori-d" and self.mask:
+                raise UsageError("--method lori-d with --mask: a mask trains sparse B, use --method lori-s")
+            self.adapter.method = "lori-s" if self.mask else "lori-d"
+        elif method == "lori-s" and not self.mask:
+            raise UsageError("--method lori-s: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
+        elif self.mask and method != "lori-s":
+            raise UsageError(f"--mask: only with --method lori-s or --from (got --method {method})")
+
+    def _check_head_and_init(self):
+        if self.head not in HEADS:
+            raise UsageError(f"--head {self.head!r}: unknown (choose from {', '.join(HEADS)})")
+        if self.head == "classification" and self.num_labels < 1:
+            raise UsageError(f"--num-labels {self.num_labels}: must be at least 1 (1 = regression)")
+        if self.init not in INITS:
+            raise UsageError(f"--init {self.init!r}: unknown (choose from {', '.join(INITS)})")
+        if self.freeze not in FREEZE:
+            raise UsageError(f"--freeze {self.freeze!r}: unknown (choose from {', '.join(FREEZE)})")
+        if self.freeze == "B":
+            raise UsageError("--freeze B: B starts at 0 and A's gradient is proportional to B, so nothing "
+                             "would ever train (use --freeze A or none)")
+        if (self.mask or self.from_adapter) and (self.init != "default" or self.head != "causal-lm"):
+            raise UsageError("--mask/--from: start from an existing adapter, so --init osrm and "
+                             "--head classification do not apply")
+        if self.init == "osrm":
+            from ..osrm.init import MODES, check_scale
+
+            if not self.osrm_stats or not self.task:
+                raise UsageError("--init osrm: needs --osrm-stats FOLDER and --task NAME")
+            if self.osrm_mode not in MODES:
+                raise UsageError(f"--osrm-mode {self.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
+            check_scale(self.osrm_scale)

@@ -29,7 +29,6 @@ from typing import Any, Callable
 import torch
 
 from ..errors import LorikitError, UsageError
-from .loss import sft_loss_sum
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -52,17 +51,20 @@ class AgreedError(LorikitError):
         self.exit_code = exit_code
 
 
-class LossModule(torch.nn.Module):
-    """The causal LM with the SFT loss as its forward, so FSDP's root hooks run on every step
-    (the supervised-logits path calls the decoder and the head separately)."""
+LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
-    def __init__(self, causal_lm: torch.nn.Module, supervised_only: bool):
+
+class LossModule(torch.nn.Module):
+    """The base model with the training loss as its forward, so FSDP's root hooks run on every
+    step (the supervised-logits SFT path calls the decoder and the head separately)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn):
         super().__init__()
-        self.causal_lm = causal_lm
-        self.supervised_only = supervised_only
+        self.model = model
+        self.loss_fn = loss_fn
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sft_loss_sum(self.causal_lm, batch, self.supervised_only)[0]
+        return self.loss_fn(self.model, batch)
 
 
 @dataclass
@@ -94,9 +96,9 @@ class Single:
     def micro_batches(self, indices: list[int], batch_size: int, grad_accum: int) -> list[list[int]]:
         return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
-    def prepare(self, peft_model, supervised_only: bool, bf16: bool) -> torch.nn.Module:
+    def prepare(self, peft_model, loss_fn: LossFn, bf16: bool) -> torch.nn.Module:
         peft_model.to(self.device)
-        return LossModule(peft_model.get_base_model(), supervised_only)
+        return LossModule(peft_model.get_base_model(), loss_fn)
 
     def clip_grad_norm(self, params, max_norm: float) -> float:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
@@ -161,7 +163,7 @@ class Distributed(Single):
         return [share[i * per:(i + 1) * per] for i in range(grad_accum)]  # may hold empty lists
 
     # ---- model ------------------------------------------------------------------------------
-    def prepare(self, peft_model, supervised_only: bool, bf16: bool) -> torch.nn.Module:
+    def prepare(self, peft_model, loss_fn: LossFn, bf16: bool) -> torch.nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -174,7 +176,7 @@ class Distributed(Single):
         layers = decoder_layers(causal_lm)
         for layer in layers:
             fully_shard(layer, mesh=self.mesh, mp_policy=mp)
-        root = LossModule(causal_lm, supervised_only)
+        root = LossModule(causal_lm, loss_fn)
         fully_shard(root, mesh=self.mesh, mp_policy=mp)
         # Each rank's loss is already divided by the global token count: sum, do not average
         # (plain SUM collectives: gloo has no pre-scaled sum).
@@ -206,7 +208,8 @@ class Distributed(Single):
 
         state: dict[str, torch.Tensor] = {}
         for name, module in peft_model.named_modules():
-            if "lora_" not in name or ".parametrizations" in name:
+            # LoRA tensors and PEFT's modules_to_save copies (a classification head)
+            if not any(k in name for k in ("lora_", "modules_to_save")) or ".parametrizations" in name:
                 continue
             tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
             for key, t in tensors.items():

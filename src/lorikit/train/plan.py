@@ -25,3 +25,7 @@ class DensePlan:
 
     def describe(self) -> dict:
         return {"trainable_parameters": sum(p.numel() for p in self._params)}
+
+    def metadata(self) -> dict:
+        """Top-level ``lorikit.json`` fields this plan sets (e.g. the parent adapter, the mask)."""
+        return {}

@@ -6,6 +6,11 @@ AdamW (β 0.9/0.999, eps 1e-8, weight decay 0 by default), constant learning rat
 optional warm-up and linear/cosine decay, per-step gradient-norm clipping — the reference's
 settings. The batch order is a function of (seed, epoch) only, so the step reached is the data
 position a resume checkpoint needs (``checkpoint.py``); sharding lives in ``distributed.py``.
+
+``--head classification`` swaps the batches and the loss (``train/classification.py``: mean
+cross-entropy / squared error over examples, head trained through ``modules_to_save``); the loop,
+optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter is attached
+(``osrm/init.py``); ``--freeze A`` then turns A's gradient off.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..adapters.build import attach_adapter
+from ..adapters.build import attach_adapter, lora_layers
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
@@ -31,6 +36,7 @@ from ..utils.atomic import atomic_output_dir, check_output_dir
 from . import distributed
 from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .config import TrainConfig
+from .loss import sft_loss_sum
 from .plan import DensePlan
 
 
@@ -92,6 +98,12 @@ class Trainer:
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
         cfg = self.cfg
+        if cfg.head == "classification":
+            from .classification import load_classification_data
+
+            data = load_classification_data(cfg.data, tokenizer, cfg.num_labels, cfg.max_length, cfg.limit,
+                                            seed=cfg.adapter.seed)
+            return data, data
         examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
                                  seed=cfg.adapter.seed)
         tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
@@ -102,9 +114,48 @@ class Trainer:
 
     def build_model(self):
         cfg = self.cfg
-        bundle = load_model(cfg.model)
-        peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
+        if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
+            from .from_adapter import build_from_adapter
+
+            bundle = load_model(cfg.model)
+            self.init_record = None
+            peft_model, plan = build_from_adapter(bundle, cfg)
+            return bundle, peft_model, plan
+        if cfg.head == "classification":
+            from .classification import head_modules
+
+            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
+            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
+                                        modules_to_save=head_modules(bundle.model))
+        else:
+            bundle = load_model(cfg.model)
+            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
+        self.init_record = None
+        if cfg.init == "osrm":
+            from ..osrm.init import apply_osrm_init
+
+            self.init_record = apply_osrm_init(peft_model, cfg.osrm_stats, cfg.task, cfg.osrm_mode,
+                                               cfg.osrm_scale, bundle.base_model_id)
+        if cfg.freeze == "A":
+            for _, layer in lora_layers(peft_model):
+                layer.lora_A["default"].weight.requires_grad_(False)
         return bundle, peft_model, DensePlan(peft_model)
+
+    def loss_sum(self, model, batch) -> torch.Tensor:
+        if self.cfg.head == "classification":
+            from .classification import classification_loss_sum
+
+            return classification_loss_sum(model, batch, self.cfg.num_labels)[0]
+        return sft_loss_sum(model, batch, self.cfg.logits == "supervised")[0]
+
+    def make_batch(self, items, pad_id) -> tuple[dict[str, torch.Tensor], int]:
+        """(batch tensors, units the loss is averaged over: response tokens or examples)."""
+        if self.cfg.head == "classification":
+            from .classification import collate_classification
+
+            return collate_classification(items, pad_id, self.cfg.num_labels), len(items)
+        batch = collate(items, pad_id)
+        return batch, int((batch["labels"][:, 1:] != -100).sum())
 
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
@@ -143,7 +194,7 @@ class Trainer:
                 causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = dist.prepare(peft_model, cfg.logits == "supervised", cfg.bf16)
+        model = dist.prepare(peft_model, self.loss_sum, cfg.bf16)
         model.train()
         current = dict(peft_model.named_parameters())
         params = [current[n] for n in plan_names]
@@ -167,10 +218,10 @@ class Trainer:
             micro = dist.micro_batches(indices, cfg.batch_size, cfg.grad_accum)
             # A rank with an empty share still runs the pass (FSDP's collectives must line up),
             # on a stand-in example whose loss is weighted 0.
-            batches = [(collate([tokenized[j] for j in (m or indices[:1])], pad_id), 1.0 if m else 0.0)
-                       for m in micro]
-            local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b, w in batches if w)
-            n_tokens = int(dist.sum([float(local_tokens)])[0])
+            made = [(self.make_batch([tokenized[j] for j in (m or indices[:1])], pad_id), 1.0 if m else 0.0)
+                    for m in micro]
+            batches = [(batch, weight) for (batch, _), weight in made]
+            n_tokens = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
             local_loss = 0.0
             for batch, weight in batches:
                 batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -188,7 +239,8 @@ class Trainer:
             loss = dist.sum([local_loss])[0] / max(1, n_tokens)
             if not math.isfinite(loss):
                 raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
-            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": n_tokens,
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+                      ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -220,13 +272,16 @@ class Trainer:
             hyper.pop(key)
         return {
             "lorikit_version": __version__, "method": cfg.adapter.method, "seed": cfg.adapter.seed,
-            "a_init": cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
+            "a_init": "osrm" if cfg.init == "osrm" else cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
+            "head": cfg.head, "num_labels": cfg.num_labels if cfg.head == "classification" else None,
+            "init": getattr(self, "init_record", None) or {"kind": "default"}, "freeze": cfg.freeze,
             "base_model": bundle.base_model_id, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha,
             "target_modules": list(cfg.adapter.target_modules),
             "data": {"source": cfg.data, "format": cfg.format, "rows": n_rows},
             "hyperparameters": hyper, "adapter_config": asdict(cfg.adapter),
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
+            **plan.metadata(),
         }
 
     def save(self, bundle, peft_model, plan, n_rows: int, seconds: float, dist=None) -> Path:

@@ -1,0 +1,122 @@
+"""Exact trainable-parameter counts of LoRA / LoRI-D / LoRI-S for a model config, without weights.
+
+The model is instantiated on the ``meta`` device (shapes only, no memory) and wrapped by PEFT with
+the same ``LoraConfig`` lorikit trains with, so module matching is PEFT's own. Per adapted
+module with A (r × in) and B (out × r):
+
+- LoRA:   Σ r · (in + out)       (A and B trained)
+- LoRI-D: Σ r · out              (A frozen)
+- LoRI-S: k = int((1 − sparsity) · Σ r · out) with a global mask (the mask extraction's rounding
+  rule, truncation); with a per-module mask Σ int((1 − sparsity) · r · out_m). A global top-k can
+  keep a few more entries when |B| has ties at the threshold; this is the count before ties.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import LorikitError, UsageError
+from .build import DEFAULT_TARGETS, METHODS
+from .masks import SCOPES, check_sparsity, kept_count
+
+
+@dataclass
+class ParamCount:
+    method: str
+    rank: int
+    trainable: int
+    lora_a: int  # entries of all A
+    lora_b: int  # entries of all B
+    base: int  # parameters of the base model
+    modules: int
+    sparsity: float | None = None
+    scope: str | None = None
+
+    @property
+    def fraction_of_lora(self) -> float:
+        return self.trainable / (self.lora_a + self.lora_b)
+
+    @property
+    def fraction_of_base(self) -> float:
+        return self.trainable / self.base if self.base else 0.0
+
+
+def resolve_config(model):
+    """A transformers ``PretrainedConfig`` from a config object, alias, folder, config.json or Hub id."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(model, PretrainedConfig):
+        return model
+    name = str(model)
+    from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, smollm2_folder
+
+    if name == TINY:
+        from ..models.loading import build_tiny_llama
+
+        return build_tiny_llama()[0].config
+    if name in (SMOLLM2, SMOLLM2_HUB_ID):
+        name = str(smollm2_folder())
+    p = Path(name)
+    try:
+        if p.is_file():
+            data = json.loads(p.read_text())
+            if "model_type" not in data:
+                raise UsageError(f"--model {p}: config.json has no model_type")
+            return AutoConfig.for_model(**data)
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise LorikitError(f"--model {name}: cannot read a model config ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def count_parameters(model, rank: int = 32, method: str = "lori-s", sparsity: float = 0.9,
+                     scope: str = "global", target_modules: list[str] | None = None) -> ParamCount:
+    """Count trainable parameters of ``method`` at ``rank`` on ``model`` (config or name); no weights load."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM
+
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r}: unknown (choose from {', '.join(METHODS)})")
+    if rank <= 0:
+        raise UsageError(f"--rank {rank}: must be a positive integer")
+    if scope not in SCOPES:
+        raise UsageError(f"--scope {scope!r}: unknown (choose from {', '.join(SCOPES)})")
+    if method == "lori-s":
+        check_sparsity(sparsity)
+    config = resolve_config(model)
+    targets = list(target_modules or DEFAULT_TARGETS)
+    with torch.device("meta"):
+        try:
+            base = AutoModelForCausalLM.from_config(config)
+        except ValueError as exc:
+            raise LorikitError(f"--model: {str(exc).splitlines()[0][:200]}") from exc
+        n_base = sum(p.numel() for p in base.parameters())
+        present = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+        missing = [t for t in targets if t not in present]
+        if missing:
+            raise UsageError(f"--target-modules: {missing[0]!r} is not a module of this model")
+        with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets))
+    a_sizes, b_sizes = [], []
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer) and "default" in module.lora_A:
+            a_sizes.append(module.lora_A["default"].weight.numel())
+            b_sizes.append(module.lora_B["default"].weight.numel())
+    n_a, n_b = sum(a_sizes), sum(b_sizes)
+    if method == "lora":
+        trainable = n_a + n_b
+    elif method == "lori-d":
+        trainable = n_b
+    elif scope == "global":
+        trainable = kept_count(sparsity, n_b)
+    else:
+        trainable = sum(kept_count(sparsity, b) for b in b_sizes)
+    return ParamCount(method=method, rank=rank, trainable=trainable, lora_a=n_a, lora_b=n_b, base=n_base,
+                      modules=len(b_sizes), sparsity=sparsity if method == "lori-s" else None,
+                      scope=scope if method == "lori-s" else None)

@@ -1,0 +1,27 @@
+"""``lorikit osrm-stats``."""
+
+from __future__ import annotations
+
+from ..osrm.stats import StatsConfig
+from ._args import add_dataclass_args, dataclass_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("osrm-stats", help="record per-task input statistics of the target modules (OSRM)",
+                       description="Mean and second moment of every target module's input over real tokens, "
+                                   "per task, on the pretrained model; streamed in float64.")
+    add_dataclass_args(p, StatsConfig)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from ..osrm.stats import MANIFEST, collect_stats
+
+    out = collect_stats(dataclass_from_args(StatsConfig, args))
+    manifest = json.loads((out / MANIFEST).read_text())
+    groups = len(manifest["dims"])
+    print(f"lorikit: statistics of {len(manifest['tasks'])} task(s), {len(manifest['modules'])} modules "
+          f"({groups} distinct inputs, {manifest['bytes_per_task'] / 2**20:.1f} MiB per task) written to {out}")
+    return 0

@@ -1,0 +1,219 @@
+"""``MergeConfig``: what to merge and how — from the command line, YAML, or Python.
+
+YAML (mergekit style; the keys are the field names, ``-`` or ``_``, plus ``lambda`` for ``lam``)::
+
+    method: ties
+    adapters:                  # a list of paths / Hub ids, or of mappings:
+      - path: runs/code-s      #   path (or adapter/model), weight, name
+        weight: 0.4
+        name: code
+      - {path: runs/math-s, weight: 0.4, name: math}
+    density: 0.2
+    lambda: 1.0
+    rank: 32
+    out: merged/ties
+
+On the command line, every option given explicitly overrides the YAML value of the same key;
+adapters given as positional arguments replace the YAML ``adapters`` list (with its per-adapter
+weights and names). Unknown YAML keys are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .registry import METHOD_NAMES, DeltaParams, get_method
+
+DEFAULTS = {"lam": 1.0, "density": 0.2, "drop_rate": 0.9, "seed": 0}
+_FLAG = {"lam": "--lambda", "density": "--density", "drop_rate": "--drop-rate", "seed": "--seed"}
+
+
+@dataclass
+class MergeConfig:
+    """A merge of N PEFT LoRA adapters into one adapter, an EMR folder or a full model."""
+
+    adapters: list[str] = field(default_factory=list, metadata={
+        "help": "PEFT LoRA adapter folders or Hub ids", "cli": False})
+    method: str = field(default="cat", metadata={"help": "merge method", "choices": METHOD_NAMES})
+    out: str = field(default="", metadata={"help": "output folder (adapter, EMR folder or model)"})
+    weights: list[float] | None = field(default=None, metadata={
+        "help": "one weight w_i per adapter (default 1 each; reference cat: 3 adapters 0.5 LoRI-D / "
+                "0.4 LoRI-S, 4 adapters 0.4 / 0.3)"})
+    names: list[str] | None = field(default=None, metadata={
+        "help": "task name per adapter (EMR; default: the adapter folder names)"})
+    lam: float | None = field(default=None, metadata={
+        "help": "λ, scale of the merged update (task-arithmetic, ties, dare-*, magnitude-prune; default 1.0)",
+        "aliases": ("--lambda",)})
+    density: float | None = field(default=None, metadata={
+        "help": "fraction of each task's entries kept, in (0, 1] (ties, magnitude-prune; default 0.2)"})
+    drop_rate: float | None = field(default=None, metadata={
+        "help": "DARE drop probability p, in [0, 1) (dare-linear, dare-ties; default 0.9)"})
+    seed: int | None = field(default=None, metadata={"help": "seed of DARE's random drop (default 0)"})
+    rank: int | None = field(default=None, metadata={
+        "help": "rank of the output adapter of delta-space methods, by truncated SVD (default: largest "
+                "parent rank)"})
+    into_model: bool = field(default=False, metadata={
+        "help": "write the base model with the merged update added (safetensors shards) instead of an adapter"})
+    model: str | None = field(default=None, metadata={
+        "help": "base model for --into-model (default: the adapters' base_model_name_or_path)"})
+    task: str | None = field(default=None, metadata={
+        "help": "EMR: write this task's adapter/model (λ_i m_i ⊙ τ_uni) instead of the EMR folder"})
+    max_shard_size: str = field(default="2GB", metadata={
+        "help": "--into-model: largest safetensors shard (e.g. 500MB, 5GB)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
+
+    # ---- validation -------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Refuse malformed requests before anything is loaded (UsageError naming the option)."""
+        method = get_method(self.method)
+        if not self.adapters:
+            raise UsageError("adapters: give at least one adapter folder or Hub id")
+        if not self.out:
+            raise UsageError("--out: required")
+        n = len(self.adapters)
+        if self.weights is not None:
+            if len(self.weights) != n:
+                raise UsageError(f"--weights: {len(self.weights)} weight(s) for {n} adapter(s)")
+            bad = [w for w in self.weights if not math.isfinite(w)]
+            if bad:
+                raise UsageError(f"--weights: {bad[0]} is not a finite number")
+        if self.names is not None:
+            if len(self.names) != n:
+                raise UsageError(f"--names: {len(self.names)} name(s) for {n} adapter(s)")
+            dup = [x for x in self.names if self.names.count(x) > 1]
+            if dup:
+                raise UsageError(f"--names: {dup[0]!r} given twice")
+        for name, flag in _FLAG.items():
+            if getattr(self, name) is not None and name not in method.uses:
+                raise UsageError(f"{flag}: not used by --method {self.method}")
+        if self.density is not None and not 0.0 < self.density <= 1.0:
+            raise UsageError(f"--density {self.density}: must be in (0, 1]")
+        if self.drop_rate is not None and not 0.0 <= self.drop_rate < 1.0:
+            raise UsageError(f"--drop-rate {self.drop_rate}: must be in [0, 1) (the kept fraction 1 − p is in (0, 1])")
+        if self.lam is not None and not math.isfinite(self.lam):
+            raise UsageError(f"--lambda {self.lam}: must be a finite number")
+        if self.rank is not None:
+            if self.rank <= 0:
+                raise UsageError(f"--rank {self.rank}: must be a positive integer")
+            if method.kind == "adapter":
+                raise UsageError(f"--rank: not used by --method {self.method} (its rank is set by the parents)")
+            if self.into_model:
+                raise UsageError("--rank: not used with --into-model (the full update is added)")
+        if self.task is not None and method.kind != "emr":
+            raise UsageError(f"--task: only for --method emr, not {self.method}")
+        if self.into_model and method.kind == "emr" and self.task is None:
+            raise UsageError("--into-model with --method emr needs --task NAME (each task gets its own model)")
+        if self.model is not None and not self.into_model:
+            raise UsageError("--model: names the base model for --into-model; pass --into-model too")
+        parse_size(self.max_shard_size)
+
+    # ---- resolved values ----------------------------------------------------------------------
+    def params(self) -> DeltaParams:
+        values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in DEFAULTS.items()}
+        return DeltaParams(**values)
+
+    def used_params(self) -> dict[str, Any]:
+        """The hyper-parameters the method read (defaults filled in), as recorded in lorikit.json."""
+        p = dataclasses.asdict(self.params())
+        return {k: p[k] for k in get_method(self.method).uses}
+
+    def task_names(self) -> list[str]:
+        if self.names:
+            return list(self.names)
+        names = [Path(str(a).rstrip("/")).name or str(a) for a in self.adapters]
+        if len(set(names)) != len(names):  # same folder name in different places: number them
+            names = [f"{i}-{n}" for i, n in enumerate(names)]
+        return names
+
+    # ---- YAML -------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> "MergeConfig":
+        """Read a YAML merge config; ``overrides`` (explicit CLI options) win over its values."""
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise UsageError(f"--config {path}: file not found") from exc
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"--config {path}: not readable YAML ({str(exc).splitlines()[0]})") from exc
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise UsageError(f"--config {path}: expected a mapping of settings at the top level")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = "lam" if key == "lambda" else str(key).replace("-", "_")
+            if name not in fields:
+                raise UsageError(f"--config {path}: unknown key {key!r}")
+            values[name] = value
+        if "adapters" in values:
+            values.update(_yaml_adapters(path, values.pop("adapters"), values))
+        overrides = dict(overrides or {})
+        if "adapters" in overrides:  # positional adapters replace the YAML list and its per-adapter fields
+            for key in ("weights", "names"):
+                if values.get(f"_yaml_{key}"):
+                    values.pop(key, None)
+        values = {k: v for k, v in values.items() if not k.startswith("_yaml_")}
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise UsageError(f"--config {path}: {exc}") from exc
+
+
+def _yaml_adapters(path, items, values: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(items, list) or not items:
+        raise UsageError(f"--config {path}: 'adapters' must be a non-empty list")
+    paths, weights, names = [], [], []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            paths.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise UsageError(f"--config {path}: adapters[{i}] must be a path or a mapping")
+        unknown = set(item) - {"path", "adapter", "model", "weight", "name"}
+        if unknown:
+            raise UsageError(f"--config {path}: adapters[{i}]: unknown key {sorted(unknown)[0]!r}")
+        src = item.get("path") or item.get("adapter") or item.get("model")
+        if not src:
+            raise UsageError(f"--config {path}: adapters[{i}] has no 'path'")
+        paths.append(str(src))
+        if "weight" in item:
+            weights.append(float(item["weight"]))
+        if "name" in item:
+            names.append(str(item["name"]))
+    out: dict[str, Any] = {"adapters": paths}
+    for key, got in (("weights", weights), ("names", names)):
+        if got:
+            if len(got) != len(paths):
+                raise UsageError(f"--config {path}: give '{key[:-1]}' for every adapter or for none")
+            if values.get(key) is not None:
+                raise UsageError(f"--config {path}: '{key}' given both at top level and per adapter")
+            out[key] = got
+            out[f"_yaml_{key}"] = True
+    return out
+
+
+def parse_size(text: str | int) -> int:
+    """'2GB', '500MB', '1.5GiB' or a byte count → bytes."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?i?B?)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise UsageError(f"--max-shard-size {text!r}: expected e.g. 500MB or 5GB")
+    unit = (m.group(2) or "B").upper().rstrip("B") or ""
+    base = 1024 if unit.endswith("I") else 1000
+    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit.rstrip("I")]
+    size = int(float(m.group(1)) * base ** power)
+    if size <= 0:
+        raise UsageError(f"--max-shard-size {text!r}: must be positive")
+    return size

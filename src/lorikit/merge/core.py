@@ -1,0 +1,265 @@
+"""Run a merge: load and check the adapters, combine per module, write the result atomically.
+
+Outputs, by method kind and options:
+- adapter-space (``cat``, ``linear``): a PEFT adapter with the combined factors.
+- delta-space (task arithmetic, TIES, DARE, magnitude prune): per module ΔW in float32, then a
+  PEFT adapter by truncated SVD at ``rank`` (``svd_errors.json``), or with ``into_model`` the base
+  model with ΔW added (safetensors shards, streamed).
+- ``emr``: an EMR folder (``emr.safetensors`` + ``emr.json``), or with ``task`` that task's
+  adapter / model.
+Every output has a ``lorikit.json`` naming the method, its parameters and the parents.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..adapters.state import LORIKIT_META, AdapterState, load_adapter
+from ..errors import LorikitError
+from ..utils.atomic import atomic_output_dir, atomic_write_json
+from .config import MergeConfig, parse_size
+from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
+from .registry import DeltaParams, get_method
+from .svd import SvdReport, factor
+
+SVD_ERRORS = "svd_errors.json"
+
+
+# ---- checks ------------------------------------------------------------------------------------
+def check_compatible(states: list[AdapterState], labels: list[str] | None = None) -> None:
+    """Refuse adapters that cannot be merged, naming the first mismatch against adapter 1."""
+    labels = labels or [s.source for s in states]
+    ref, ref_label = states[0], labels[0]
+    for state, label in zip(states, labels):
+        if state.config.get("use_dora"):
+            raise LorikitError(f"{label}: a DoRA adapter (use_dora) is not a plain B A update and cannot be merged")
+        extra = sorted(state.other_tensors())
+        if extra:
+            raise LorikitError(f"{label}: holds non-LoRA tensor {extra[0]} (modules_to_save), which cannot be merged")
+    for state, label in zip(states[1:], labels[1:]):
+        for key, what, default in (("peft_type", "PEFT type", "LORA"), ("base_model_name_or_path", "base model", None),
+                                   ("fan_in_fan_out", "fan_in_fan_out", False)):
+            a, b = ref.config.get(key, default), state.config.get(key, default)
+            if key == "peft_type":
+                a, b = str(a).upper(), str(b).upper()
+            if a != b:
+                raise LorikitError(f"{label}: {what} {b!r} differs from {ref_label}: {a!r}")
+        ref_mods, mods = ref.modules(), state.modules()
+        for name in ref_mods:
+            if name not in mods:
+                raise LorikitError(f"{label}: target modules differ: no {name} (which {ref_label} adapts)")
+        for name in mods:
+            if name not in ref_mods:
+                raise LorikitError(f"{label}: target modules differ: adapts {name} (which {ref_label} does not)")
+        for name, m in ref_mods.items():
+            a_shape, b_shape = (m.B.shape[0], m.A.shape[1]), (mods[name].B.shape[0], mods[name].A.shape[1])
+            if a_shape != b_shape:
+                raise LorikitError(f"{label}: module {name} is {b_shape[0]}×{b_shape[1]} (out × in), "
+                                   f"{a_shape[0]}×{a_shape[1]} in {ref_label}")
+
+
+# ---- in-memory merges ----------------------------------------------------------------------------
+class Merger:
+    """The per-module merge of loaded, compatible adapters (no I/O); the Python API."""
+
+    def __init__(self, states: list[AdapterState], method: str, weights: list[float] | None = None,
+                 params: DeltaParams | None = None, labels: list[str] | None = None):
+        self.states = states
+        self.method = get_method(method)
+        self.weights = [1.0] * len(states) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(states):
+            raise LorikitError(f"weights: {len(self.weights)} weight(s) for {len(states)} adapter(s)")
+        self.params = params or DeltaParams()
+        check_compatible(states, labels)
+        self.modules = list(states[0].modules())
+        self._emr_scales: list[float] | None = None
+
+    def parts(self, module: str):
+        return [s.modules()[module] for s in self.states]
+
+    def factors(self, module: str):
+        """The combined LoraModule of an adapter-space method."""
+        return self.method.fn(self.parts(module), self.weights)
+
+    def deltas(self, module: str) -> list[torch.Tensor]:
+        return [_full(m) for m in self.parts(module)]
+
+    def emr_module(self, module: str):
+        return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32))
+
+    def emr_scales(self) -> list[float]:
+        """λ_i over all modules (one pass computing each module's EMR)."""
+        if self._emr_scales is None:
+            task_abs = masked_abs = 0
+            for module in tqdm(self.modules, desc="emr rescalers", unit="module", leave=False):
+                part = self.emr_module(module)
+                task_abs, masked_abs = task_abs + part.task_abs, masked_abs + part.masked_abs
+            self._emr_scales = rescalers(task_abs, masked_abs)
+        return self._emr_scales
+
+    def delta(self, module: str, task_index: int | None = None) -> torch.Tensor:
+        """The merged full update ΔW of ``module`` (float32; EMR: of task ``task_index``)."""
+        kind = self.method.kind
+        if kind == "adapter":
+            return _full(self.factors(module))
+        if kind == "delta":
+            params = DeltaParams(**{**self.params.__dict__, "module": module})
+            return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32), params)
+        if task_index is None:
+            raise LorikitError("emr: a merged update exists per task; pass task_index")
+        scale = self.emr_scales()[task_index]
+        part = self.emr_module(module)
+        return scale * (part.tau * part.masks[task_index])
+
+    def iter_deltas(self, task_index: int | None = None, desc: str = "merge") -> Iterator[tuple[str, torch.Tensor]]:
+        for module in tqdm(self.modules, desc=desc, unit="module", leave=False):
+            yield module, self.delta(module, task_index)
+
+    def to_adapter(self, rank: int | None = None, task_index: int | None = None,
+                   meta: dict | None = None) -> tuple[AdapterState, SvdReport | None]:
+        """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``."""
+        config = adapter_config(self.states)
+        if self.method.kind == "adapter":
+            mods = [self.factors(m) for m in tqdm(self.modules, desc=self.method.name, unit="module", leave=False)]
+            return AdapterState.from_modules(mods, config, meta=meta), None
+        rank = rank or self.max_rank()
+        report = SvdReport(rank)
+        mods = []
+        for module, delta in self.iter_deltas(task_index, desc=self.method.name):
+            lora, residual, total = factor(module, delta, rank)
+            report.add(module, residual, total)
+            mods.append(lora)
+        if meta is not None:
+            meta = {**meta, "svd": report.summary()}
+        return AdapterState.from_modules(mods, config, meta=meta), report
+
+    def max_rank(self) -> int:
+        return max(m.rank for s in self.states for m in s.modules().values())
+
+
+def _full(m) -> torch.Tensor:
+    """s · B A in float32, with s folded into the small factor B (one pass over out × in, not two)."""
+    return (m.B.float() * m.scaling) @ m.A.float()
+
+
+def adapter_config(states: list[AdapterState]) -> dict:
+    """The output adapter_config.json template: the first parent's, made plain LoRA for inference."""
+    config = dict(states[0].config)
+    config.update({"peft_type": "LORA", "inference_mode": True, "use_dora": False, "modules_to_save": None,
+                   "lora_dropout": 0.0})
+    return config
+
+
+# ---- top level -----------------------------------------------------------------------------------
+def merge(cfg: MergeConfig) -> Path:
+    """Run the merge ``cfg`` describes and return the output folder."""
+    cfg.validate()
+    method = get_method(cfg.method)
+    t0 = time.perf_counter()
+    states = [load_adapter(a) for a in cfg.adapters]
+    names = cfg.task_names()
+    merger = Merger(states, cfg.method, cfg.weights, cfg.params(), labels=list(cfg.adapters))
+    task_index = None
+    if cfg.task is not None:
+        if cfg.task not in names:
+            raise LorikitError(f"--task {cfg.task!r}: not one of the task names {', '.join(names)} "
+                               f"(set them with --names)")
+        task_index = names.index(cfg.task)
+    meta = merge_meta(cfg, states, names, merger)
+    out = Path(cfg.out)
+    with atomic_output_dir(out, cfg.overwrite) as tmp:
+        if cfg.into_model:
+            from .into_model import BaseWeights, write_model
+
+            model_name = cfg.model or _default_model(states)
+            base = BaseWeights(model_name)
+            info = write_model(base, lambda m: merger.delta(m, task_index), merger.modules, tmp,
+                               parse_size(cfg.max_shard_size), transpose=bool(states[0].config.get("fan_in_fan_out")),
+                               desc=f"{cfg.method} → model")
+            meta.update({"output": "model", "model": model_name, "shards": info["shards"]})
+            atomic_write_json(tmp / LORIKIT_META, meta)
+            print(f"lorikit: {cfg.method} of {len(states)} adapters added to {model_name}: "
+                  f"{info['modules']} modules, {info['shards']} shard(s)")
+        elif method.kind == "emr" and task_index is None:
+            write_emr(merger, names, tmp, meta)
+            print(f"lorikit: EMR merge of {len(states)} adapters: tasks {', '.join(names)}; "
+                  f"rescalers {', '.join(f'{r:.4g}' for r in merger.emr_scales())}")
+        else:
+            meta["output"] = "adapter"
+            state, report = merger.to_adapter(cfg.rank, task_index, meta)
+            state.save_into(tmp)
+            if report is not None:
+                atomic_write_json(tmp / SVD_ERRORS, report.to_json())
+                report.print()
+            ranks = sorted({m.rank for m in state.modules().values()})
+            print(f"lorikit: {cfg.method} of {len(states)} adapters → adapter of rank "
+                  f"{ranks[0] if len(ranks) == 1 else ranks}")
+    print(f"lorikit: written to {out} in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def _default_model(states: list[AdapterState]) -> str:
+    base = states[0].base_model
+    if not base:
+        raise LorikitError(f"{states[0].source}: adapter_config.json has no base_model_name_or_path; "
+                           f"name the base model with --model")
+    return base
+
+
+def merge_meta(cfg: MergeConfig, states: list[AdapterState], names: list[str], merger: Merger) -> dict:
+    parents = []
+    for path, state, name, w in zip(cfg.adapters, states, names, merger.weights):
+        ranks = sorted({m.rank for m in state.modules().values()})
+        parents.append({"path": str(path), "name": name, "weight": w, "method": state.method,
+                        "seed": state.seed, "rank": ranks[0] if len(ranks) == 1 else ranks,
+                        "base_model": state.base_model})
+    meta = {"lorikit_version": __version__, "method": f"merge:{cfg.method}", "base_model": states[0].base_model,
+            "merge": {"method": cfg.method, "weights": merger.weights, "params": cfg.used_params(),
+                      "parents": parents}}
+    if cfg.task is not None:
+        meta["merge"]["task"] = cfg.task
+    if merger.method.kind != "adapter" and not cfg.into_model:
+        meta["merge"]["rank"] = cfg.rank or merger.max_rank()
+    return meta
+
+
+def write_emr(merger: Merger, names: list[str], folder: Path, meta: dict) -> None:
+    """emr.safetensors (τ_uni per module, packed masks per task) + emr.json + lorikit.json."""
+    tensors: dict[str, torch.Tensor] = {}
+    shapes: dict[str, list[int]] = {}
+    task_abs = masked_abs = 0
+    for module in tqdm(merger.modules, desc="emr", unit="module", leave=False):
+        part = merger.emr_module(module)
+        tensors[tau_key(module)] = part.tau.contiguous()
+        for i in range(len(names)):
+            tensors[mask_key(module, i)] = pack_mask(part.masks[i])
+        shapes[module] = list(part.tau.shape)
+        task_abs, masked_abs = task_abs + part.task_abs, masked_abs + part.masked_abs
+    scales = rescalers(task_abs, masked_abs)
+    merger._emr_scales = scales
+    save_file(tensors, str(folder / EMR_WEIGHTS), metadata={"format": "pt"})
+    meta = {**meta, "output": "emr"}
+    atomic_write_json(folder / EMR_META, {
+        "format": 1, "tasks": names, "rescalers": dict(zip(names, scales)), "modules": shapes,
+        "rank": merger.max_rank(), "adapter_config": adapter_config(merger.states), "lorikit": meta})
+    atomic_write_json(folder / LORIKIT_META, meta)
+
+
+def in_memory_model(model: torch.nn.Module, deltas: Iterator[tuple[str, torch.Tensor]] | Callable) -> torch.nn.Module:
+    """Add merged updates (module → ΔW) to ``model``'s weights in place; returns ``model``."""
+    named = dict(model.named_modules())
+    items = deltas() if callable(deltas) else deltas
+    with torch.no_grad():
+        for module, delta in items:
+            if module not in named:
+                raise LorikitError(f"model has no module {module}")
+            weight = named[module].weight
+            weight.copy_((weight.float() + delta).to(weight.dtype))
+    return model

@@ -1,0 +1,42 @@
+"""``dare-linear`` and ``dare-ties`` (DARE, Yu et al. 2024) on per-module LoRA updates.
+
+Drop and rescale, per task and module, with drop rate p and a seeded generator:
+
+    τ_i = ΔW_i ⊙ M_i / (1 − p),   M_i ~ Bernoulli(1 − p) entrywise
+
+then ``dare-linear``: ΔW = λ Σ_i w_i τ_i, or ``dare-ties``: TIES' sign election and disjoint mean
+on τ_i (no magnitude trim), × λ. The generator of task i in module m is seeded with
+sha256(seed, i, m), so a merge is reproducible and independent of module order or sharding
+(PEFT's ``random_pruning`` draws from the global RNG, hence not reused; the election and mean
+are PEFT's).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .registry import DeltaParams, register
+from .ties import elect_and_merge
+
+
+def drop_and_rescale(delta: torch.Tensor, drop_rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero each entry with probability ``drop_rate``; scale the survivors by 1 / (1 − drop_rate)."""
+    if drop_rate <= 0.0:
+        return delta
+    keep = torch.rand(delta.shape, generator=generator, dtype=torch.float32) >= drop_rate
+    return delta * keep / (1.0 - drop_rate)
+
+
+def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tensor]:
+    return [drop_and_rescale(d, params.drop_rate, params.generator(i)) for i, d in enumerate(deltas)]
+
+
+@register("dare-linear", "delta", uses=("lam", "drop_rate", "seed"), summary="random drop p, rescale 1/(1−p), λ Σ w_i")
+def dare_linear(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    dropped = torch.stack(_dropped(deltas, params), dim=0)
+    return params.lam * (dropped * weights.view(-1, *([1] * (dropped.dim() - 1)))).sum(dim=0)
+
+
+@register("dare-ties", "delta", uses=("lam", "drop_rate", "seed"), summary="random drop p, rescale, TIES sign election")
+def dare_ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    return params.lam * elect_and_merge(_dropped(deltas, params), weights)

@@ -1,0 +1,20 @@
+"""``magnitude-prune``: keep each task's largest entries, then task arithmetic.
+
+    ΔW = λ Σ_i w_i top_k(ΔW_i),   k = ⌊density · numel(ΔW_i)⌋ per task and module
+
+PEFT's ``merge_utils.magnitude_prune`` semantics: top-k by |ΔW_i| per tensor (``ties.trim``), then
+the weighted sum (``merge_utils.task_arithmetic``).
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.utils.merge_utils import task_arithmetic as _weighted_sum
+
+from .registry import DeltaParams, register
+from .ties import trim
+
+
+@register("magnitude-prune", "delta", uses=("lam", "density"), summary="top-k |ΔW_i| per task, then λ Σ w_i")
+def magnitude_prune(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    return params.lam * _weighted_sum([trim(d, params.density) for d in deltas], weights)

@@ -1,0 +1,18 @@
+"""``task-arithmetic`` (Ilharco et al. 2023) on per-module LoRA updates.
+
+    ΔW = λ Σ_i w_i ΔW_i,   ΔW_i = s_i B_i A_i   (float32)
+
+PEFT's ``merge_utils.task_arithmetic`` computes the weighted sum.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.utils.merge_utils import task_arithmetic as _weighted_sum
+
+from .registry import DeltaParams, register
+
+
+@register("task-arithmetic", "delta", uses=("lam",), summary="ΔW = λ Σ w_i ΔW_i")
+def task_arithmetic(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    return params.lam * _weighted_sum(deltas, weights)

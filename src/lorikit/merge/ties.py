@@ -1,0 +1,66 @@
+"""``ties`` (TIES-Merging, Yadav et al. 2023) on per-module LoRA updates.
+
+For each module, with task updates ΔW_i = s_i B_i A_i (float32):
+
+1. trim: keep the top-k entries of |ΔW_i| per task, k = ⌊density · numel(ΔW_i)⌋ → τ_i
+   (over the adapter's own ΔW of this module: trimming a whole model's task vector, where LoRA
+   touched 8–14 % of the weights, keeps everything and is a no-op);
+2. elect: γ = sign(Σ_i τ_i)  (0 counts as +, as PEFT's ``calculate_majority_sign_mask``);
+3. disjoint mean over agreeing entries: ΔW = λ · Σ_i w_i τ_i [sign τ_i = γ] / max(1, Σ_i [sign τ_i = γ]).
+
+With w_i = 1 this is the paper's formula; other weights scale each task's contribution inside the
+mean (PEFT's semantics). The election and mean are ``peft.utils.merge_utils``'
+``calculate_majority_sign_mask`` and ``disjoint_merge``; the trim is ``magnitude_based_pruning``'s
+rule with a faster threshold selection (see ``trim``).
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
+
+from .registry import DeltaParams, register
+
+
+def kth_largest_abs(delta: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest |entry|, exactly; a sampled quantile brackets it so only a thin band is ranked."""
+    flat = delta.abs().reshape(-1)
+    n = flat.numel()
+    if n <= 1 << 20:
+        return torch.kthvalue(flat, n - k + 1).values
+    sample = flat[torch.randint(n, (1 << 20,), generator=torch.Generator().manual_seed(0))]
+    q = 1.0 - k / n
+    lo, hi = torch.quantile(sample, torch.tensor([max(q - 0.01, 0.0), min(q + 0.01, 1.0)]))
+    above = int((flat > hi).sum())
+    band = flat[(flat >= lo) & (flat <= hi)]
+    if above >= k or above + band.numel() < k:  # the sample missed (never seen in practice): rank everything
+        return torch.kthvalue(flat, n - k + 1).values
+    return torch.kthvalue(band, band.numel() - (k - above) + 1).values
+
+
+def trim(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the ⌊density · numel⌋ largest-magnitude entries of one task's update, zero the rest.
+
+    Same as PEFT's ``magnitude_based_pruning`` up to exact ties at the threshold (kept here), but
+    selects the threshold instead of running ``topk`` over millions of entries (~5× faster on a
+    14336 × 4096 update).
+    """
+    k = int(density * delta.numel())
+    if density >= 1.0 or k >= delta.numel():
+        return delta
+    if k == 0:
+        return torch.zeros_like(delta)
+    return torch.where(delta.abs() >= kth_largest_abs(delta, k), delta, torch.zeros_like(delta))
+
+
+def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_i τ_i over entries agreeing with sign(Σ τ_i), divided by how many agree."""
+    stacked = torch.stack(tensors, dim=0)
+    agree = calculate_majority_sign_mask(stacked, method="total")
+    weighted = stacked * weights.view(-1, *([1] * (stacked.dim() - 1)))
+    return disjoint_merge(weighted, agree)
+
+
+@register("ties", "delta", uses=("lam", "density"), summary="trim top-k per task, elect sign, disjoint mean, × λ")
+def ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights)

@@ -1,0 +1,112 @@
+"""Sequence classification (GLUE-style): data, batches and loss for ``--head classification``.
+
+Rows carry ``text`` (or ``sentence1`` + optional ``sentence2``) and ``label``. K = ``num_labels``:
+K ≥ 2 → integer labels in [0, K), loss = cross-entropy; K = 1 → float targets (regression, e.g.
+STS-B), loss = squared error. The model is a ``*ForSequenceClassification``: encoders pool their
+first token; decoders (Llama) score the last real (non-pad) token — transformers' own pooling,
+so batches are right-padded with the pad id. The head is trained in full and saved in the
+adapter through PEFT's ``modules_to_save`` (task_type SEQ_CLS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import LorikitError
+
+HEAD_NAMES = ("score", "classifier")  # Llama-style decoders, BERT/RoBERTa-style encoders
+
+
+@dataclass
+class ClassificationExample:
+    input_ids: list[int]
+    label: float | int
+
+
+def row_text(row: dict, where: str) -> tuple[str, str | None]:
+    if not isinstance(row, dict):
+        raise LorikitError(f"{where}: row is {type(row).__name__}, expected a JSON object")
+    if "text" in row and row["text"] is not None:
+        return str(row["text"]), None
+    if "sentence1" in row and row["sentence1"] is not None:
+        second = row.get("sentence2")
+        return str(row["sentence1"]), None if second is None else str(second)
+    raise LorikitError(f"{where}: missing field 'text' (or 'sentence1'/'sentence2') for --head classification")
+
+
+def row_label(row: dict, where: str, num_labels: int) -> float | int:
+    if "label" not in row or row["label"] is None:
+        raise LorikitError(f"{where}: missing field 'label' for --head classification")
+    value = row["label"]
+    if num_labels == 1:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise LorikitError(f"{where}: field 'label' is {value!r}, expected a number (--num-labels 1)") from None
+        if not math.isfinite(out):
+            raise LorikitError(f"{where}: field 'label' is {value!r}, expected a finite number")
+        return out
+    if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+        raise LorikitError(f"{where}: field 'label' is {value!r}, expected an integer class in [0, {num_labels})")
+    label = int(value)
+    if not 0 <= label < num_labels:
+        raise LorikitError(f"{where}: field 'label' is {label}, outside [0, {num_labels}) (--num-labels {num_labels})")
+    return label
+
+
+def encode(tok, first: str, second: str | None, max_length: int) -> list[int]:
+    """Token ids; pairs use the tokenizer's pair template when it has a separator (encoders),
+    otherwise the two texts joined by a newline (decoders have no pair template)."""
+    if second is not None and getattr(tok, "sep_token", None) is None:
+        first, second = f"{first}\n{second}", None
+    return tok(first, second, truncation=True, max_length=max_length).input_ids
+
+
+def load_classification_data(spec: str, tok, num_labels: int, max_length: int = 128, limit: int | None = None,
+                             split: str = "train", seed: int = 0) -> list[ClassificationExample]:
+    from ..data.loading import load_rows
+
+    rows, where = load_rows(spec, split, seed=seed)
+    if not rows:
+        raise LorikitError(f"{where}: no rows")
+    if limit is not None:
+        rows = rows[:limit]
+    line_of = (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")
+    out = []
+    for i, row in enumerate(rows):
+        first, second = row_text(row, line_of(i))
+        out.append(ClassificationExample(encode(tok, first, second, max_length), row_label(row, line_of(i), num_labels)))
+    return out
+
+
+def collate_classification(batch: list[ClassificationExample], pad_id: int, num_labels: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids, attention mask and labels (long for K ≥ 2, float for K = 1)."""
+    width = max(len(b.input_ids) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        ids[i, :len(b.input_ids)] = torch.tensor(b.input_ids)
+        mask[i, :len(b.input_ids)] = 1
+    dtype = torch.float32 if num_labels == 1 else torch.long
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([b.label for b in batch], dtype=dtype)}
+
+
+def classification_loss_sum(model, batch: dict[str, torch.Tensor], num_labels: int) -> tuple[torch.Tensor, int]:
+    """(sum of per-example losses, number of examples): CE for K ≥ 2, squared error for K = 1."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"]
+    if num_labels == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum"), labels.shape[0]
+    return F.cross_entropy(logits, labels, reduction="sum"), labels.shape[0]
+
+
+def head_modules(model) -> list[str]:
+    """Names of the classification head's top-level modules (trained in full, saved with the adapter)."""
+    names = [n for n, _ in model.named_children() if n in HEAD_NAMES]
+    if not names:
+        raise LorikitError(f"{type(model).__name__}: no classification head ({' or '.join(HEAD_NAMES)}) found")
+    return names
