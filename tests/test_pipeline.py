@@ -49,8 +49,8 @@ def test_unknown_reference_and_cycle_are_named():
 
 def test_validation_fails_before_anything_runs(tmp_path):
     good = {"kind": "train", "data": "builtin:compare"}
-    r = parse_recipe(recipe_dict(a=good, m={"kind": "merge", "adapters": ["$a"]}), workdir=tmp_path / "w")
-    with pytest.raises(UsageError, match="stage 'm': unknown kind 'merge' .*registered kinds: analyze, train"):
+    r = parse_recipe(recipe_dict(a=good, m={"kind": "mergee", "adapters": ["$a"]}), workdir=tmp_path / "w")
+    with pytest.raises(UsageError, match="stage 'm': unknown kind 'mergee' .*registered kinds: analyze, eval, masks, merge, scores, train"):
         run_recipe(r, echo=lambda s: None)
     r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "max_stepz": 3}), workdir=tmp_path / "w")
     with pytest.raises(UsageError, match="stage 'b' \\(train\\): unknown setting 'max_stepz'"):
@@ -115,9 +115,9 @@ def test_cli_run_rejects_unknown_kind_and_bad_yaml(tmp_path, capsys):
     from lorikit.cli import main
 
     path = tmp_path / "r.yaml"
-    path.write_text("stages:\n  x: {kind: eval, adapter: foo}\n")
+    path.write_text("stages:\n  x: {kind: evaluate, adapter: foo}\n")
     assert main(["run", str(path), "--workdir", str(tmp_path / "w")]) == 2
-    assert "stage 'x': unknown kind 'eval'" in capsys.readouterr().err
+    assert "stage 'x': unknown kind 'evaluate'" in capsys.readouterr().err
     path.write_text("stages: [unclosed\n")
     assert main(["run", str(path)]) == 2
     assert "malformed YAML" in capsys.readouterr().err
