@@ -73,7 +73,10 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
                         "scores": "$scores/scores.json"}
     return {"name": "demo", "workdir": cfg.workdir,
             "defaults": {"train": train, "eval": {"model": cfg.model, "task": "builtin", "limit": cfg.eval_examples,
-                                                  "batch_size": cfg.eval_examples}},
+                                                  "batch_size": cfg.eval_examples,
+                                                  # built-in answers are < 30 tokens; an untrained model
+                                                  # would otherwise ramble to the task's default budget
+                                                  "max_new_tokens": 48}},
             "stages": stages}
 
 
