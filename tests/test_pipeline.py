@@ -133,3 +133,27 @@ def test_shipped_recipe_validates(tmp_path):
     plans = plan_recipe(load_recipe(path, workdir=tmp_path / "w"))
     assert [p.name for p in plans] == ["arithmetic", "reverse", "compare", "report"]
     assert all(p.action == "run" and p.status == "missing" for p in plans)
+
+
+def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
+    """The built-in demo (3 methods x 3 tasks, merges, evals, scores, report) on tiny-random-llama."""
+    import json
+
+    from lorikit.cli import main
+
+    work = tmp_path / "demo"
+    args = ["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "2",
+            "--eval-examples", "3", "--samples", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| method | arithmetic single | arithmetic merged" in out
+    for row in ("| base model |", "| lora |", "| lori-d |", "| lori-s |"):
+        assert row in out
+    scores = json.loads((work / "scores" / "scores.json").read_text())
+    assert set(scores["methods"]) == {"base model", "lora", "lori-d", "lori-s"}
+    assert (work / "report" / "report.md").is_file() and list((work / "report").glob("*.png"))
+    merged = json.loads((work / "lori-s-merged" / "lorikit.json").read_text())
+    assert merged["method"] == "cat"
+    # a second run resumes: every stage is already complete
+    assert main(args) == 0
+    assert "0 to run" in capsys.readouterr().out
