@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import LorikitError, UsageError
 from .seeded import A_INITS, seeded_projection
 from .state import PEFT_PREFIX, resolve_adapter_path
 
@@ -104,4 +104,14 @@ def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: boo
     from peft import PeftModel
 
     path = resolve_adapter_path(adapter)
-    return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)
+    try:
+        return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)
+    except Exception as exc:
+        # Name what is wrong: lorikit's own reader says so for a missing/corrupt file or config;
+        # otherwise it is an adapter of another model (PEFT's size-mismatch paragraph → its key line).
+        from .state import load_adapter
+
+        load_adapter(path)
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        detail = next((ln for ln in lines if "size mismatch" in ln or "not found in the base model" in ln), lines[0])
+        raise LorikitError(f"{path}: does not fit this base model ({detail[:300]})") from exc

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,10 @@ def extract_masks(adapter: AdapterState | str | os.PathLike, sparsities: float |
         raise UsageError("--sparsity: give at least one value")
     values = [check_sparsity(s) for s in values]
     magnitudes = {name: m.B.detach().float().abs() for name, m in state.modules().items()}
+    for name, t in magnitudes.items():  # NaN compares false with every threshold: the top-k would be wrong
+        if not torch.isfinite(t).all():
+            raise LorikitError(f"{state.source}: lora_B of {name} holds NaN or inf values (a diverged training?); "
+                               "cannot rank its entries")
     total = sum(t.numel() for t in magnitudes.values())
     results = []
     for s in values:
@@ -139,6 +144,16 @@ def save_mask(masks: Masks, path: str | os.PathLike, overwrite: bool = False) ->
     return path
 
 
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in words: its own messages are paragraphs or bare errno strings."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        return "truncated or not a torch.save file"
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "holds Python objects other than tensors; only tensor dicts are loaded"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None) -> Masks:
     """Read a reference-format mask file; with ``adapter`` check keys and shapes against its B's.
 
@@ -153,8 +168,7 @@ def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None) -> M
             warnings.simplefilter("ignore", UserWarning)
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind: report one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise LorikitError(f"{path}: not a readable mask file ({first[:200]})") from exc
+        raise LorikitError(f"{path}: not a readable mask file ({_unreadable_reason(path, exc)})") from exc
     if not isinstance(raw, dict) or not raw:
         raise LorikitError(f"{path}: a mask file holds a non-empty dict of parameter name -> bool tensor")
     masks: Masks = {}

@@ -67,7 +67,12 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
         raise UsageError("analyze: give at least one adapter folder")
     states = {name: load_adapter(p) for name, p in paths.items()}
     notes = [f"adapters: " + ", ".join(f"{n} ({s.method}, {p})" for (n, p), s in zip(paths.items(), states.values()))]
-    comparison = compare_adapters(states)
+    # Read every input first, so a bad mask, score or data file fails before the comparisons run.
+    mask_result = None
+    if masks:
+        mask_paths = name_paths(masks, "--masks")
+        mask_result = mask_overlap({n: load_mask(p) for n, p in mask_paths.items()})
+    table = score_table(load_scores(scores)) if scores else None
     shift = None
     if data:
         tasks = name_paths(data, "--data")
@@ -83,11 +88,7 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
         bundle = load_model(model_name, device=device)
         shift = output_shift(bundle.model, bundle.tokenizer, states, tasks, samples=samples, max_length=max_length)
         notes.append(f"output shift: base model {model_name}, {samples} examples per task")
-    mask_result = None
-    if masks:
-        mask_paths = name_paths(masks, "--masks")
-        mask_result = mask_overlap({n: load_mask(p) for n, p in mask_paths.items()})
-    table = score_table(load_scores(scores)) if scores else None
+    comparison = compare_adapters(states)
     logs = {n: read_train_log(p) for n, p in paths.items()}
     return write_report(out, comparison=comparison, shift=shift, masks=mask_result, scores=table,
                         train_logs=logs, notes=notes, overwrite=overwrite)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adapters.state import module_name_from_key
+from ..adapters.masks import load_mask as load_reference_mask
 from ..errors import LorikitError, UsageError
 
 
@@ -27,22 +27,7 @@ def load_mask(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"--masks {path}: file not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors of a corrupt file, or a non-tensor payload
-        raise LorikitError(f"{path}: not a readable mask file ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:120]})") from exc
-    if not isinstance(raw, dict) or not raw:
-        raise LorikitError(f"{path}: expected a non-empty dict of parameter name → bool tensor")
-    masks: dict[str, torch.Tensor] = {}
-    for key, value in raw.items():
-        parsed = module_name_from_key(str(key))
-        if parsed is None or parsed[1] != "B":
-            raise LorikitError(f"{path}: key {key!r} is not a lora_B weight name")
-        if not isinstance(value, torch.Tensor) or value.dim() != 2:
-            raise LorikitError(f"{path}: {key} is not a 2-D tensor")
-        masks[parsed[0]] = value.bool()
-    return masks
+    return load_reference_mask(path)
 
 
 def jaccard(m1: torch.Tensor, m2: torch.Tensor) -> float:

@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_progress_bars() -> None:
+    """A failure inside a tqdm loop leaves its bar open mid-line; close it so the error starts a line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _error(message: str) -> None:
+    _close_progress_bars()
+    print(f"lorikit: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -49,13 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Under torchrun an error every rank agreed on is printed once, by rank 0.
         if not getattr(exc, "rank0_only", False) or os.environ.get("RANK", "0") == "0":
-            print(f"lorikit: error: {exc}", file=sys.stderr)
+            _error(str(exc))
         return exc.exit_code
+    except OSError as exc:  # the file system said no (permission, disk full, not a folder): one line too
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
+        return 1
     except KeyboardInterrupt:
         print("lorikit: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
         if debug:
             raise
-        print("lorikit: error: out of memory", file=sys.stderr)
+        _error("out of memory")
         return 1

@@ -16,6 +16,8 @@ from .formats import FORMATS, Example, detect_format, to_example
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a .jsonl (one object a line) or .json (a list, or an object holding one) file."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--data {path}: is a folder (give a .json or .jsonl file)")
     if not path.is_file():
         raise UsageError(f"--data {path}: file not found")
     try:
@@ -85,7 +87,9 @@ def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split:
         raise LorikitError(f"{where}: no rows")
     line_of = (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")
     if fmt == "auto":
-        fmt = detect_format(rows[0] if isinstance(rows[0], dict) else {}, line_of(0))
+        if not isinstance(rows[0], dict):
+            raise LorikitError(f"{line_of(0)}: row is {type(rows[0]).__name__}, expected a JSON object")
+        fmt = detect_format(rows[0], line_of(0))
     if limit is not None:
         rows = rows[:limit]
     return [to_example(row, fmt, line_of(i)) for i, row in enumerate(rows)]

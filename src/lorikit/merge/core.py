@@ -65,6 +65,17 @@ def check_compatible(states: list[AdapterState], labels: list[str] | None = None
                                    f"{a_shape[0]}×{a_shape[1]} in {ref_label}")
 
 
+def check_finite(states: list[AdapterState], labels: list[str] | None = None) -> None:
+    """Refuse NaN/inf factors: they would poison every merged module (and make SVD fail)."""
+    labels = labels or [str(s.source) for s in states]
+    for label, state in zip(labels, states):
+        for name, m in state.modules().items():
+            for which, t in (("A", m.A), ("B", m.B)):
+                if not torch.isfinite(t).all():
+                    raise LorikitError(f"{label}: lora_{which} of {name} holds NaN or inf values "
+                                       "(a diverged training?); cannot merge it")
+
+
 # ---- in-memory merges ----------------------------------------------------------------------------
 class Merger:
     """The per-module merge of loaded, compatible adapters (no I/O); the Python API."""
@@ -78,6 +89,7 @@ class Merger:
             raise LorikitError(f"weights: {len(self.weights)} weight(s) for {len(states)} adapter(s)")
         self.params = params or DeltaParams()
         check_compatible(states, labels)
+        check_finite(states, labels)
         self.modules = list(states[0].modules())
         self._emr_scales: list[float] | None = None
 

@@ -58,9 +58,9 @@ def mask_overlap(parent: AdapterState, masks: dict[str, torch.Tensor]) -> dict:
 
 
 def _load_peft_from(model, folder: Path, base_model_id: str):
-    from peft import PeftModel
+    from ..adapters.build import load_peft
 
-    peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    peft_model = load_peft(model, folder, trainable=True)
     peft_model.peft_config["default"].base_model_name_or_path = base_model_id
     peft_model.peft_config["default"].inference_mode = False
     return peft_model
@@ -119,6 +119,8 @@ def build_from_adapter(bundle, cfg):
         return peft_model, plan
 
     # Fresh LoRI-S.
+    if not Path(cfg.mask).is_file():  # before asking where it lives: a typo should say so
+        raise UsageError(f"--mask {cfg.mask}: no such file")
     src_folder = adapter_of_mask(cfg.mask)
     if src_folder is None:
         if not acfg.seed_given:

@@ -25,6 +25,10 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
         raise UsageError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
+    # Caught here, before any work: the rename at the end would fail after hours of training.
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--out {out}: {blocking} is a file, not a folder")
     return out
 
 
@@ -37,7 +41,8 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as exc:
-        raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}") from exc
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}{where}") from exc
     try:
         yield tmp
         if out.exists():
