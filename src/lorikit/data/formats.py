@@ -53,7 +53,8 @@ def gsm8k_target(answer: str) -> tuple[str, str]:
     return (f"{body}\n{FINAL_ANSWER} {final}" if body else f"{FINAL_ANSWER} {final}"), final
 
 
-def _text(row: dict[str, Any], key: str, where: str) -> str:
+def text_field(row: dict[str, Any], key: str, where: str) -> str:
+    """``row[key]`` as text; a missing or non-scalar field is an error naming ``where`` and the key."""
     value = row.get(key)
     if value is None:
         raise LorikitError(f"{where}: missing field {key!r}")
@@ -64,21 +65,21 @@ def _text(row: dict[str, Any], key: str, where: str) -> str:
 
 def _alpaca(row, where):
     inp = row.get("input")
-    inp = _text(row, "input", where) if inp is not None else None
-    return Example(alpaca_prompt(_text(row, "instruction", where), inp), _text(row, "output", where))
+    inp = text_field(row, "input", where) if inp is not None else None
+    return Example(alpaca_prompt(text_field(row, "instruction", where), inp), text_field(row, "output", where))
 
 
 def _gsm8k(row, where):
     try:
-        response, final = gsm8k_target(_text(row, "answer", where))
+        response, final = gsm8k_target(text_field(row, "answer", where))
     except ValueError as exc:
         raise LorikitError(f"{where}: field 'answer': {exc}") from exc
-    return Example(gsm8k_prompt(_text(row, "question", where)), response, answer=final)
+    return Example(gsm8k_prompt(text_field(row, "question", where)), response, answer=final)
 
 
 def _nlu(row, where):
-    return Example(alpaca_prompt(_text(row, "instruction", where), row.get("input") or None),
-                   _text(row, "output", where), answer=_text(row, "answer", where).strip())
+    return Example(alpaca_prompt(text_field(row, "instruction", where), row.get("input") or None),
+                   text_field(row, "output", where), answer=text_field(row, "answer", where).strip())
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Any], str], Example]] = {

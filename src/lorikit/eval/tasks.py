@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..data.formats import gsm8k_target
+from ..data.formats import gsm8k_target, text_field
 from ..data.templates import alpaca_prompt, gsm8k_prompt
 from ..errors import LorikitError, UsageError
 from .scorers import exact, gsm8k, humaneval, nlu, safety
@@ -32,17 +32,8 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _field(row: dict, key: str, where: str) -> str:
-    value = row.get(key)
-    if value is None:
-        raise LorikitError(f"{where}: missing field {key!r}")
-    if not isinstance(value, (str, int, float)):
-        raise LorikitError(f"{where}: field {key!r} is {type(value).__name__}, expected text")
-    return str(value)
-
-
 def _gsm8k_item(row, where):
-    answer = _field(row, "answer", where)
+    answer = text_field(row, "answer", where)
     numbers = gsm8k.numbers(answer)
     if "####" in answer:
         try:
@@ -53,30 +44,30 @@ def _gsm8k_item(row, where):
         gold = numbers[0]
     else:
         raise LorikitError(f"{where}: field 'answer' is neither '... #### N' nor a single number")
-    return Item(gsm8k_prompt(_field(row, "question", where)), gold)
+    return Item(gsm8k_prompt(text_field(row, "question", where)), gold)
 
 
 def _alpaca(row, where):
     inp = row.get("input")
-    return alpaca_prompt(_field(row, "instruction", where), _field(row, "input", where) if inp is not None else None)
+    return alpaca_prompt(text_field(row, "instruction", where), text_field(row, "input", where) if inp is not None else None)
 
 
 def _nlu_item(row, where):
-    return Item(_alpaca(row, where), _field(row, "answer", where).strip())
+    return Item(_alpaca(row, where), text_field(row, "answer", where).strip())
 
 
 def _exact_item(row, where):
-    return Item(_alpaca(row, where), _field(row, "output", where))
+    return Item(_alpaca(row, where), text_field(row, "output", where))
 
 
 def _safety_item(row, where):
     if "instruction" not in row and "prompt" in row:
-        return Item(_field(row, "prompt", where), None)
+        return Item(text_field(row, "prompt", where), None)
     return Item(_alpaca(row, where), None)
 
 
 def _humaneval_item(row, where):
-    problem = {k: _field(row, k, where) for k in ("task_id", "prompt", "test", "entry_point")}
+    problem = {k: text_field(row, k, where) for k in ("task_id", "prompt", "test", "entry_point")}
     return Item(problem["prompt"], None, {"problem": problem})
 
 
