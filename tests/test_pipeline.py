@@ -153,7 +153,7 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
     assert set(scores["methods"]) == {"base model", "lora", "lori-d", "lori-s"}
     assert (work / "report" / "report.md").is_file() and list((work / "report").glob("*.png"))
     merged = json.loads((work / "lori-s-merged" / "lorikit.json").read_text())
-    assert merged["method"] == "cat"
+    assert merged["method"] == "merge:cat"
     # a second run resumes: every stage is already complete
     assert main(args) == 0
     assert "0 to run" in capsys.readouterr().out

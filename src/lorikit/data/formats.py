@@ -78,7 +78,8 @@ def _gsm8k(row, where):
 
 
 def _nlu(row, where):
-    return Example(alpaca_prompt(text_field(row, "instruction", where), row.get("input") or None),
+    inp = text_field(row, "input", where) if row.get("input") is not None else None
+    return Example(alpaca_prompt(text_field(row, "instruction", where), inp),
                    text_field(row, "output", where), answer=text_field(row, "answer", where).strip())
 
 
