@@ -15,12 +15,17 @@ def register(sub) -> None:
                    help="run only this stage (repeatable); its parents must already be done")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     p.add_argument("--workdir", default=None, help="override the recipe's workdir")
+    p.add_argument("--set", action="append", dest="overrides", metavar="[STAGE.]KEY=VALUE", default=[],
+                   help="override a setting (repeatable): KEY=VALUE in every stage that has KEY (its own or "
+                        "from defaults), STAGE.KEY=VALUE in one stage; VALUE is read as YAML (2 → int)")
+    p.add_argument("--model", default=None, help="shorthand for --set model=MODEL (e.g. tiny-random-llama)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..pipeline import load_recipe, run_recipe
 
-    recipe = load_recipe(args.recipe, workdir=args.workdir)
+    overrides = ([f"model={args.model}"] if args.model else []) + list(args.overrides)
+    recipe = load_recipe(args.recipe, workdir=args.workdir, overrides=overrides)
     run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run)
     return 0

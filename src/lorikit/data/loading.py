@@ -1,4 +1,12 @@
-"""``--data``: local .json/.jsonl files, built-in tasks (``builtin:NAME[:SPLIT]``), Hub datasets."""
+"""``--data``: local .json/.jsonl files, built-in tasks (``builtin:NAME[:SPLIT]``), Hub datasets.
+
+Any spec may end in ``?split=train|dev[&fraction=F][&seed=S]`` to carve a development split out
+of it (``split_dev``: a fixed-seed shuffle, dev = ``round(F · rows)`` rows, F = 0.1 and S = 0 by
+default): ``gsm8k/train.jsonl?split=dev`` and ``gsm8k/train.jsonl?split=train`` are disjoint and
+together hold every row, so training on the second never sees the first. The carve happens
+before ``limit``, so ``--limit 32`` takes the first 32 rows *of the split*. Used by training,
+evaluation, OSRM statistics and analysis alike.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +70,41 @@ def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
+SPLIT_KEYS = ("split", "fraction", "seed")
+
+
+def parse_split(spec: str) -> tuple[str, dict[str, Any] | None]:
+    """``FILE?split=dev&fraction=0.1&seed=0`` → (``FILE``, {split, fraction, seed}); no ``?`` → (spec, None)."""
+    base, sep, query = spec.partition("?")
+    if not sep:
+        return spec, None
+    opts: dict[str, Any] = {"fraction": 0.1, "seed": 0}
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if not eq or key not in SPLIT_KEYS:
+            raise UsageError(f"--data {spec}: expected ?split=train|dev[&fraction=F][&seed=S], got {item!r}")
+        opts[key] = value
+    if opts.get("split") not in ("train", "dev"):
+        raise UsageError(f"--data {spec}: split must be train or dev (got {opts.get('split')!r})")
+    try:
+        opts["fraction"], opts["seed"] = float(opts["fraction"]), int(opts["seed"])
+    except ValueError as exc:
+        raise UsageError(f"--data {spec}: fraction must be a number and seed an integer") from exc
+    if not 0 < opts["fraction"] < 1:
+        raise UsageError(f"--data {spec}: fraction {opts['fraction']} must be in (0, 1)")
+    return base, opts
+
+
 def load_rows(spec: str, split: str = "train", n_builtin: int = 1000, seed: int = 0) -> tuple[list[dict], str]:
     """(rows, where) for any ``--data`` spec; ``where`` names the source in error messages."""
+    base, carve = parse_split(spec)
+    if carve is not None:
+        rows, _ = load_rows(base, split, n_builtin, seed)
+        if len(rows) < 2:
+            raise LorikitError(f"{base}: {len(rows)} row(s), too few to carve a dev split")
+        train_rows, dev_rows = split_dev(rows, carve["fraction"], carve["seed"])
+        # row numbers in errors then count within the split, so name the split, not the file
+        return (dev_rows if carve["split"] == "dev" else train_rows), spec
     if spec.startswith("builtin:"):
         name, bsplit = parse_builtin(spec)
         return builtin_rows(name, bsplit, n_builtin, seed), spec
@@ -81,8 +122,9 @@ def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: unknown (choose from {', '.join(FORMATS)})")
     rows, where = load_rows(spec, split, n_builtin, seed)
-    if spec.startswith("builtin:") and fmt == "auto":
-        fmt = TASKS[parse_builtin(spec)[0]][1]
+    base = parse_split(spec)[0]
+    if base.startswith("builtin:") and fmt == "auto":
+        fmt = TASKS[parse_builtin(base)[0]][1]
     if not rows:
         raise LorikitError(f"{where}: no rows")
     line_of = (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")

@@ -121,8 +121,41 @@ def _find_cycle(parents: dict[str, list[str]], candidates: list[str]) -> list[st
     return list(reversed(cycle))  # parent -> child reads as the order things would have to run
 
 
-def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike | None = None) -> Recipe:
-    """Check a recipe's structure and references (stage kinds are checked by the runner)."""
+def parse_override(item: str) -> tuple[str | None, str, Any]:
+    """``[STAGE.]KEY=VALUE`` → (stage or None, key, VALUE read as a YAML scalar/list: 2 → int)."""
+    target, eq, text = item.partition("=")
+    stage, dot, key = target.rpartition(".")
+    if not eq or not key or (dot and not stage):
+        raise UsageError(f"--set {item!r}: expected KEY=VALUE or STAGE.KEY=VALUE")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {item!r}: VALUE is not valid YAML ({exc})") from exc
+    return (stage or None), key, value
+
+
+def apply_overrides(stages: dict[str, "Stage"], overrides: list[str], source: str) -> None:
+    """``KEY=VALUE`` replaces KEY in every stage that has it (its own or from ``defaults``);
+    ``STAGE.KEY=VALUE`` sets KEY on that stage only (adding it if absent)."""
+    for item in overrides:
+        stage, key, value = parse_override(item)
+        if stage is not None:
+            if stage not in stages:
+                raise UsageError(f"--set {item!r}: no stage {stage!r} in {source} (stages: {', '.join(stages)})")
+            targets = [stages[stage]]
+        else:
+            targets = [s for s in stages.values() if key in s.settings]
+            if not targets:
+                raise UsageError(f"--set {item!r}: no stage of {source} has a setting {key!r} "
+                                 f"(use STAGE.{key}=VALUE to add it to one stage)")
+        for target in targets:
+            target.settings[key] = value
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike | None = None,
+                 overrides: list[str] | None = None) -> Recipe:
+    """Check a recipe's structure and references (stage kinds are checked by the runner).
+    ``overrides`` are ``--set`` items (see ``apply_overrides``), applied before references are read."""
     if not isinstance(data, dict):
         raise UsageError(f"{source}: a recipe is a mapping with a 'stages' key")
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
@@ -147,7 +180,10 @@ def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike
         if not isinstance(kind, str) or not kind:
             raise UsageError(f"{source}: stage {stage_name!r}: missing 'kind'")
         settings = {**defaults.get(kind, {}), **{k: v for k, v in body.items() if k != "kind"}}
-        stages[stage_name] = Stage(stage_name, kind, settings, references(settings))
+        stages[stage_name] = Stage(stage_name, kind, settings)
+    apply_overrides(stages, overrides or [], source)
+    for stage in stages.values():
+        stage.parents = references(stage.settings)
     for stage in stages.values():
         for ref in stage.parents:
             if ref not in stages:
@@ -160,8 +196,9 @@ def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike
     return recipe
 
 
-def load_recipe(path: str | os.PathLike, workdir: str | os.PathLike | None = None) -> Recipe:
-    """Read a recipe YAML file (``workdir`` overrides the file's)."""
+def load_recipe(path: str | os.PathLike, workdir: str | os.PathLike | None = None,
+                overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML file (``workdir`` overrides the file's; ``overrides``: ``--set`` items)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: recipe file not found")
@@ -173,4 +210,4 @@ def load_recipe(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
         raise UsageError(f"{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise LorikitError(f"{path}: cannot read ({exc})") from exc
-    return parse_recipe(data, str(path), workdir)
+    return parse_recipe(data, str(path), workdir, overrides)

@@ -2,6 +2,8 @@
 
 Settings: ``methods``: {METHOD: {single: {TASK: $eval-stage}, merged: {TASK: $eval-stage}}}.
 Retention of a method on task t = merged score / single score (1.0 = merging cost nothing).
+``labels`` (default ``[single, merged]``) renames the two columns, e.g. ``[before, after]`` for
+continual learning, where retention = after / before measures forgetting of the first task.
 Output: ``scores.json`` (records ``{adapter: "METHOD single|merged", task, score}`` that
 ``lorikit analyze --scores`` reads, plus the per-method table) and ``table.md``.
 """
@@ -23,6 +25,7 @@ from .eval import RESULT
 @dataclass
 class ScoresSettings:
     methods: dict = field(default_factory=dict)
+    labels: list[str] = field(default_factory=lambda: ["single", "merged"])
 
 
 def _score(folder: str) -> float:
@@ -33,16 +36,18 @@ def _score(folder: str) -> float:
         raise LorikitError(f"{path}: no readable score ({exc})") from exc
 
 
-def method_table(methods: dict[str, dict[str, dict[str, float]]]) -> tuple[list[str], list[list[Any]]]:
+def method_table(methods: dict[str, dict[str, dict[str, float]]],
+                 labels: tuple[str, str] = ("single", "merged")) -> tuple[list[str], list[list[Any]]]:
     """Header and rows: method, then per task single / merged, then average retention."""
-    tasks = list(dict.fromkeys(t for m in methods.values() for t in m["single"]))
-    header = ["method"] + [f"{t} {kind}" for t in tasks for kind in ("single", "merged")] + ["avg retention"]
+    first, second = labels
+    tasks = list(dict.fromkeys(t for m in methods.values() for t in m[first]))
+    header = ["method"] + [f"{t} {kind}" for t in tasks for kind in labels] + ["avg retention"]
     rows = []
     for name, m in methods.items():
         row: list[Any] = [name]
         ratios = []
         for t in tasks:
-            s, g = m["single"].get(t, math.nan), m["merged"].get(t, math.nan)
+            s, g = m[first].get(t, math.nan), m[second].get(t, math.nan)
             row += [s, g]
             if s and not math.isnan(s) and not math.isnan(g):
                 ratios.append(g / s)
@@ -70,18 +75,22 @@ class ScoresKind(StageKind):
         cfg = build_dataclass(ScoresSettings, settings, where)
         if not cfg.methods:
             raise UsageError(f"{where}: 'methods' is required")
+        if len(cfg.labels) != 2 or len(set(cfg.labels)) != 2:
+            raise UsageError(f"{where}: 'labels' must be two different column names (got {cfg.labels})")
+        first, second = cfg.labels
         for method, body in cfg.methods.items():
-            if not isinstance(body, dict) or set(body) != {"single", "merged"} or \
+            if not isinstance(body, dict) or set(body) != set(cfg.labels) or \
                     not all(isinstance(v, dict) for v in body.values()):
-                raise UsageError(f"{where}: method {method!r} needs 'single' and 'merged' mappings of task → $eval-stage")
+                raise UsageError(f"{where}: method {method!r} needs {first!r} and {second!r} mappings of task → $eval-stage")
         return cfg
 
     def run(self, prepared: ScoresSettings, out: Path) -> None:
-        methods = {m: {k: {t: _score(f) for t, f in body[k].items()} for k in ("single", "merged")}
+        labels = tuple(prepared.labels)
+        methods = {m: {k: {t: _score(f) for t, f in body[k].items()} for k in labels}
                    for m, body in prepared.methods.items()}
-        header, rows = method_table(methods)
+        header, rows = method_table(methods, labels)
         records = [{"adapter": f"{m} {k}", "task": t, "score": s}
-                   for m, body in methods.items() for k in ("single", "merged") for t, s in body[k].items()]
+                   for m, body in methods.items() for k in labels for t, s in body[k].items()]
         with atomic_output_dir(out, overwrite=True) as tmp:
             (tmp / "scores.json").write_text(json.dumps({"scores": records, "methods": methods}, indent=2) + "\n")
             (tmp / "table.md").write_text(format_table(header, rows, markdown=True))
