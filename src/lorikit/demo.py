@@ -27,7 +27,7 @@ class DemoConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
-    steps: int = field(default=20, metadata={"help": "optimizer steps per training"})
+    steps: int = field(default=10, metadata={"help": "optimizer steps per training"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA and LoRI-D"})

@@ -88,6 +88,9 @@ def evaluate_classification(cfg: EvalConfig, workdir: str, progress: bool = True
     model, tokenizer, bundle = load_for_eval(cfg, workdir, head="classification", num_labels=num_labels)
     device = next(model.parameters()).device
     texts = [[str(row.get(f, "")) for f in fields] for row in rows]
+    if len(fields) == 2 and getattr(tokenizer, "sep_token", None) is None:
+        # the training side's rule (train.classification.encode): decoders have no pair template
+        texts = [[f"{a}\n{b}"] for a, b in texts]
     preds: list[float] = []
     starts = range(0, len(rows), cfg.batch_size)
     for start in tqdm(starts, desc="classify", unit="batch", disable=not progress or len(starts) < 2):
