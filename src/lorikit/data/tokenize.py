@@ -30,15 +30,19 @@ def tokenize_example(tok, prompt: str, response: str, max_length: int = 512,
     return TokenizedExample(p + r, [IGNORE] * len(p) + r)
 
 
+def pad_right(sequences: list[list[int]], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(padded [n, longest] long tensor, attention mask with 1 on real positions)."""
+    width = max(len(s) for s in sequences)
+    padded = torch.full((len(sequences), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        padded[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return padded, mask
+
+
 def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors; padding is masked in attention and labels."""
-    width = max(len(b.input_ids) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, b in enumerate(batch):
-        n = len(b.input_ids)
-        ids[i, :n] = torch.tensor(b.input_ids)
-        labels[i, :n] = torch.tensor(b.labels)
-        mask[i, :n] = 1
+    ids, mask = pad_right([b.input_ids for b in batch], pad_id)
+    labels, _ = pad_right([b.labels for b in batch], IGNORE)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}

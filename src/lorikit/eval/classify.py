@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import LorikitError, UsageError
 from .config import EvalConfig
@@ -86,20 +85,11 @@ def evaluate_classification(cfg: EvalConfig, workdir: str, progress: bool = True
     metrics_mod = _metrics_module()
 
     model, tokenizer, bundle = load_for_eval(cfg, workdir, head="classification", num_labels=num_labels)
-    device = next(model.parameters()).device
     texts = [[str(row.get(f, "")) for f in fields] for row in rows]
-    if len(fields) == 2 and getattr(tokenizer, "sep_token", None) is None:
-        # the training side's rule (train.classification.encode): decoders have no pair template
-        texts = [[f"{a}\n{b}"] for a, b in texts]
-    preds: list[float] = []
-    starts = range(0, len(rows), cfg.batch_size)
-    for start in tqdm(starts, desc="classify", unit="batch", disable=not progress or len(starts) < 2):
-        chunk = texts[start:start + cfg.batch_size]
-        columns = list(zip(*chunk))
-        enc = tokenizer(*[list(c) for c in columns], return_tensors="pt", padding=True, truncation=True,
-                        max_length=512).to(device)
-        logits = model(**enc).logits.float()
-        preds.extend(logits[:, 0].tolist() if regression else logits.argmax(-1).tolist())
+    # Encoded exactly as training encodes rows (train.classification.encode), pairs included.
+    logits = metrics_mod.predict_classification(model, tokenizer, [tuple(t) if len(t) == 2 else t[0] for t in texts],
+                                                batch_size=cfg.batch_size, max_length=512)
+    preds: list[float] = logits[:, 0].tolist() if regression else logits.argmax(-1).tolist()
 
     gold = [float(v) for v in labels] if regression else [int(v) for v in labels]
     if regression:

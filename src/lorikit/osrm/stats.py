@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..adapters.build import DEFAULT_TARGETS
+from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir
 
@@ -209,14 +210,7 @@ def token_batches(tokenizer, texts: list[str], max_length: int, batch_size: int)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = [tokenizer(t, truncation=True, max_length=max_length).input_ids for t in texts]
     for i in range(0, len(ids), batch_size):
-        chunk = ids[i:i + batch_size]
-        width = max(len(x) for x in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, x in enumerate(chunk):
-            input_ids[j, :len(x)] = torch.tensor(x)
-            mask[j, :len(x)] = 1
-        yield input_ids, mask
+        yield pad_right(ids[i:i + batch_size], pad)
 
 
 def body_of(model: torch.nn.Module) -> torch.nn.Module:

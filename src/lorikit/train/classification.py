@@ -85,12 +85,9 @@ def load_classification_data(spec: str, tok, num_labels: int, max_length: int = 
 
 def collate_classification(batch: list[ClassificationExample], pad_id: int, num_labels: int) -> dict[str, torch.Tensor]:
     """Right-padded ids, attention mask and labels (long for K ≥ 2, float for K = 1)."""
-    width = max(len(b.input_ids) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, b in enumerate(batch):
-        ids[i, :len(b.input_ids)] = torch.tensor(b.input_ids)
-        mask[i, :len(b.input_ids)] = 1
+    from ..data.tokenize import pad_right
+
+    ids, mask = pad_right([b.input_ids for b in batch], pad_id)
     dtype = torch.float32 if num_labels == 1 else torch.long
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([b.label for b in batch], dtype=dtype)}
 

@@ -109,6 +109,7 @@ def classification_metrics(pred, gold, num_labels: int) -> dict[str, float]:
 def predict_classification(model, tok, texts: Sequence[str | tuple[str, str | None]], batch_size: int = 16,
                            max_length: int = 128) -> torch.Tensor:
     """Logits [n, K] of a sequence classifier (PEFT-wrapped or not); right padding, the model's pooling."""
+    from ...data.tokenize import pad_right
     from ...train.classification import encode
 
     device = next(model.parameters()).device
@@ -118,13 +119,7 @@ def predict_classification(model, tok, texts: Sequence[str | tuple[str, str | No
     model.eval()
     for i in range(0, len(texts), batch_size):
         chunk = [t if isinstance(t, tuple) else (t, None) for t in texts[i:i + batch_size]]
-        ids = [encode(tok, a, b, max_length) for a, b in chunk]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for j, x in enumerate(ids):
-            input_ids[j, :len(x)] = torch.tensor(x)
-            mask[j, :len(x)] = 1
+        input_ids, mask = pad_right([encode(tok, a, b, max_length) for a, b in chunk], pad)
         out.append(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 0)
