@@ -497,6 +497,19 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert "lorikit.errors.UsageError: " in debug.stderr and "adapter folder not found" in debug.stderr
 
 
+
+def test_closed_stdout_pipe_exits_quietly():
+    """`lorikit run R --dry-run | head -1`: no 'Broken pipe' error line, exit 141 like other Unix tools."""
+    recipe = Path(__file__).resolve().parents[1] / "src/lorikit/recipes/merge-3tasks.yaml"
+    env = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lorikit", "run", str(recipe), "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before lorikit writes its first line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert b"error" not in err.lower() and b"Traceback" not in err
+
+
 if __name__ == "__main__":  # regenerate the tables of docs/errors.md from real runs
     import contextlib
     import io

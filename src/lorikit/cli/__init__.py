@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("LORIKIT_DEBUG") == "1"
     try:
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below
         return int(result or 0)
     except LorikitError as exc:
         if debug:
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(exc, "rank0_only", False) or os.environ.get("RANK", "0") == "0":
             _error(str(exc))
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`lorikit run R --dry-run | head`): stop quietly, like other Unix tools;
+        # point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # the file system said no (permission, disk full, not a folder): one line too
         if debug:
             raise
