@@ -157,3 +157,22 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
     # a second run resumes: every stage is already complete
     assert main(args) == 0
     assert "0 to run" in capsys.readouterr().out
+
+
+def test_demo_with_osrm_adds_a_fourth_method(tmp_path, capsys):
+    import json
+
+    from lorikit.cli import main
+
+    work = tmp_path / "demo"
+    args = ["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "1",
+            "--eval-examples", "2", "--samples", "2", "--osrm", "--osrm-samples", "4"]
+    assert main(args) == 0
+    assert "| osrm |" in capsys.readouterr().out
+    scores = json.loads((work / "scores" / "scores.json").read_text())
+    assert set(scores["methods"]) == {"base model", "lora", "lori-d", "lori-s", "osrm"}
+    meta = json.loads((work / "osrm-compare" / "lorikit.json").read_text())
+    assert meta["init"]["kind"] == "osrm" and meta["init"]["task"] == "compare"
+    assert set(meta["init"]["other_tasks"]) == {"arithmetic", "reverse"}
+    analysis = json.loads((work / "report" / "analysis.json").read_text())
+    assert "osrm/compare" in json.dumps(analysis)

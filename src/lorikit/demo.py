@@ -7,6 +7,10 @@ single adapter and the merged one on each task's held-out ``test`` split, print 
 (rows = method; columns = each task single / merged, and the average retention merged ÷
 single) and write the interference report. It is an ordinary recipe run by ``lorikit run``'s
 runner, so a second ``lorikit demo`` skips finished stages, and ``--print-recipe`` shows it.
+
+``--osrm`` adds a fourth row: plain LoRA whose A is initialised by OSRM from the other two tasks'
+input statistics (``osrm-stats`` on each task's training examples; A rows scaled to PEFT's default
+norm so only A's direction differs from the LoRA row), merged with the same ``cat`` at 0.5.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ class DemoConfig:
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
     steps: int = field(default=10, metadata={"help": "optimizer steps per training"})
-    batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    batch_size: int = field(default=5, metadata={"help": "examples per step (small batches: more updates for the same CPU time)"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA and LoRI-D"})
     lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference uses 10x LoRI-D's)"})
     sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
     eval_examples: int = field(default=24, metadata={"help": "held-out test examples per task"})
     samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
+    osrm: bool = field(default=False, metadata={
+        "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method (~4 more minutes)"})
+    osrm_samples: int = field(default=32, metadata={"help": "examples per task for the OSRM statistics"})
 
 
 def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
@@ -48,11 +55,20 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
         stages[f"masks-{task}"] = {"kind": "masks", "adapter": f"$lori-d-{task}", "sparsity": cfg.sparsity}
         stages[f"lori-s-{task}"] = {"kind": "train", "data": data, "method": "lori-s", "lr": cfg.lori_s_lr,
                                     "mask": f"$masks-{task}/masks/{cfg.sparsity}_mask.pt"}
+    weights = dict(MERGE_WEIGHT)
+    if cfg.osrm:
+        weights["osrm"] = MERGE_WEIGHT["lora"]
+        stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
+                                "max_length": 128, "data": {t: f"builtin:{t}" for t in TASKS}}
+        for i, task in enumerate(TASKS, 1):
+            stages[f"osrm-{task}"] = {"kind": "train", "data": f"builtin:{task}", "method": "lora", "seed": i,
+                                      "lr": cfg.lr, "init": "osrm", "osrm_stats": "$osrm-stats", "task": task,
+                                      "osrm_scale": "kaiming"}
     methods: dict[str, dict[str, dict[str, str]]] = {}
-    for method in MERGE_WEIGHT:
+    for method in weights:
         stages[f"{method}-merged"] = {"kind": "merge", "method": "cat",
                                       "adapters": [f"${method}-{t}" for t in TASKS],
-                                      "weights": [MERGE_WEIGHT[method]] * len(TASKS)}
+                                      "weights": [weights[method]] * len(TASKS)}
         methods[method] = {"single": {}, "merged": {}}
         for task in TASKS:
             for which, adapter in (("single", f"${method}-{task}"), ("merged", f"${method}-merged")):
@@ -67,16 +83,16 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
     methods_with_base.update(methods)
     stages["scores"] = {"kind": "scores", "methods": methods_with_base}
     stages["report"] = {"kind": "analyze",
-                        "adapters": [f"{m}/{t}=${m}-{t}" for m in MERGE_WEIGHT for t in TASKS],
+                        "adapters": [f"{m}/{t}=${m}-{t}" for m in weights for t in TASKS],
                         "data": {t: f"builtin:{t}:dev" for t in TASKS}, "samples": cfg.samples,
                         "masks": {t: f"$masks-{t}/masks/{cfg.sparsity}_mask.pt" for t in TASKS},
                         "scores": "$scores/scores.json"}
     return {"name": "demo", "workdir": cfg.workdir,
             "defaults": {"train": train, "eval": {"model": cfg.model, "task": "builtin", "limit": cfg.eval_examples,
                                                   "batch_size": cfg.eval_examples,
-                                                  # built-in answers are < 30 tokens; an untrained model
-                                                  # would otherwise ramble to the task's default budget
-                                                  "max_new_tokens": 48}},
+                                                  # built-in answers are ≤ 22 tokens (+ EOS); an untrained
+                                                  # model would otherwise ramble to the task's default budget
+                                                  "max_new_tokens": 32}},
             "stages": stages}
 
 
