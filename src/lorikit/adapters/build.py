@@ -39,8 +39,9 @@ class AdapterConfig:
         "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
         "choices": A_INITS})
     seed: int | None = field(default=None, metadata={
-        "help": "seed of A (LoRI: A = f(seed, module)) and of the run; 0 when not given (LoRI-S: the "
-                "seed of the mask's adapter)"})
+        "help": "seed of A (LoRI: A = f(seed, module)) and of the run; when not given, training derives it "
+                "from the data (so different tasks get different A), LoRI-S and continual runs take the seed "
+                "of the adapter their A comes from, and other uses take 0"})
 
     def __post_init__(self):
         # LoRI-S takes the seed of the adapter its mask came from unless one is given explicitly.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..adapters.build import AdapterConfig
 from ..errors import UsageError
@@ -102,6 +103,12 @@ class TrainConfig:
             raise UsageError(f"--limit {self.limit}: must be positive")
         self._check_sparse_options()
         self._check_head_and_init()
+        if not self.adapter.seed_given and not self.mask and not self.from_adapter:
+            # METHODS.md: different tasks get different A by default. With one fixed default seed,
+            # every task's LoRI adapter would share A (and every LoRA adapter its initial A), and a
+            # merge of them would add all B's into one row space. LoRI-S and continual runs keep
+            # the seed of the adapter their A comes from.
+            self.adapter.seed = data_seed(self.data)
 
     def _check_sparse_options(self) -> None:
         method = self.adapter.method
@@ -140,3 +147,26 @@ class TrainConfig:
             if self.osrm_mode not in MODES:
                 raise UsageError(f"--osrm-mode {self.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
             check_scale(self.osrm_scale)
+
+
+def data_seed(spec: str) -> int:
+    """Default seed of a training run: a function of its data, so different tasks get different A.
+
+    A local file is identified by its content (the same data gives the same seed on any machine
+    and under any path); ``builtin:NAME`` and Hub data sets by name. Selectors that pick part of the
+    same data (``?split=...``, a built-in ``:SPLIT``) are ignored, so a task's train and dev views
+    share a seed."""
+    import hashlib
+
+    base = spec.split("?", 1)[0]
+    path = Path(base)
+    digest = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    else:
+        if base.startswith("builtin:"):
+            base = ":".join(base.split(":")[:2])
+        digest.update(base.encode())
+    return int.from_bytes(digest.digest()[:4], "little") % (2**31 - 1)

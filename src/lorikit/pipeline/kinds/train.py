@@ -16,6 +16,9 @@ from .base import StageKind, build_dataclass
 
 class TrainKind(StageKind):
     name = "train"
+    # 2: a run without an explicit seed derives it from its data (it was 0), so such a stage's
+    # adapter changed; resume must redo it.
+    version = 2
     summary = "train one adapter (lora / lori-d / ...) with lorikit.train"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
