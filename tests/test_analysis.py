@@ -214,3 +214,48 @@ def test_cli_analyze(make_adapter, tmp_path, capsys):
     assert main(["analyze", str(a), str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
     assert "nope" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_load_sweep_reads_scores_and_eval_outputs(tmp_path):
+    from lorikit.analysis import load_sweep
+
+    ev = tmp_path / "eval-w0p7"
+    ev.mkdir()
+    (ev / "result.json").write_text(json.dumps({"task": "builtin", "score": 0.25, "n": 4}))
+    (tmp_path / "r.json").write_text(json.dumps({"score": 0.75}))
+    spec = {"cat: a": {0.7: str(ev), "0.3": 0.5, 0.5: str(tmp_path / "r.json")}}
+    assert load_sweep(spec) == {"cat: a": [(0.3, 0.5), (0.5, 0.75), (0.7, 0.25)]}  # sorted by weight
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"cat: a": {"0.3": 0.5, "0.7": str(ev)}}))
+    assert load_sweep(path) == {"cat: a": [(0.3, 0.5), (0.7, 0.25)]}
+    for bad, message in [({"s": {"heavy": 0.1}}, "weight 'heavy': the weight is not a number"),
+                         ({"s": {0.5: str(tmp_path / "none")}}, "no such eval result"),
+                         ({"s": {0.5: 0.1, "0.50": 0.2}}, "weight 0.5 given twice"),
+                         ({"s": {0.5: True}}, "not a score"),
+                         ({"s": {}}, "series 's': expected a non-empty mapping"),
+                         ({}, "expected a non-empty mapping")]:
+        with pytest.raises(LorikitError, match=message):
+            load_sweep(bad)
+    (ev / "result.json").write_text(json.dumps({"task": "builtin"}))
+    with pytest.raises(LorikitError, match="no numeric 'score'"):
+        load_sweep({"s": {0.5: str(ev)}})
+    with pytest.raises(LorikitError, match="--sweep .*missing.json: no such file"):
+        load_sweep(tmp_path / "missing.json")
+
+
+def test_cli_analyze_sweep_plots_score_vs_weight(make_adapter, tmp_path, capsys):
+    from lorikit.cli import main
+
+    a = make_adapter(method="lori-d", seed=1, steps=2)
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"cat: arithmetic": {"0.3": 0.2, "0.5": 0.4, "0.7": 0.3}}))
+    out = tmp_path / "report"
+    assert main(["analyze", str(a), "--sweep", str(sweep), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "![sweep](sweep.png)" in md and "| cat: arithmetic | 0.7 | 0.300 |" in md
+    assert json.loads((out / "analysis.json").read_text())["sweep"] == {
+        "cat: arithmetic": [[0.3, 0.2], [0.5, 0.4], [0.7, 0.3]]}
+    sweep.write_text(json.dumps({"cat": {"x": 0.1}}))
+    assert main(["analyze", str(a), "--sweep", str(sweep), "--out", str(tmp_path / "r2")]) != 0
+    assert "weight 'x'" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()

@@ -157,6 +157,17 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
     # a second run resumes: every stage is already complete
     assert main(args) == 0
     assert "0 to run" in capsys.readouterr().out
+    # --sweep adds merges at other weights and their evals; finished stages are reused, the report redone
+    assert main(args + ["--sweep", "0.3"]) == 0
+    sweep = json.loads((work / "report" / "analysis.json").read_text())["sweep"]
+    assert set(sweep) == {f"{m}: {t}" for m in ("lora", "lori-d", "lori-s") for t in ("arithmetic", "reverse", "compare")}
+    assert [w for w, _ in sweep["lori-s: reverse"]] == [0.3, 0.4] and [w for w, _ in sweep["lora: compare"]] == [0.3, 0.5]
+    merged = json.loads((work / "eval-lori-d-merged-compare" / "result.json").read_text())["score"]
+    assert sweep["lori-d: compare"][1][1] == merged
+    assert (work / "report" / "sweep.png").is_file()
+    assert json.loads((work / "lora-merged-w0p3" / "lorikit.json").read_text())["method"] == "merge:cat"
+    assert main(args + ["--sweep", "-1"]) != 0
+    assert "--sweep -1" in capsys.readouterr().err
 
 
 def test_demo_with_osrm_adds_a_fourth_method(tmp_path, capsys):

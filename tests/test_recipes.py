@@ -178,6 +178,10 @@ def test_merge_recipe_runs_cat_and_linear_with_reference_weights(tmp_path):
     assert set(table) == {"lori-d cat", "lori-d linear", "lori-s cat", "lori-s linear"}
     assert all(set(t["merged"]) == {"arithmetic", "reverse", "compare"} for t in table.values())
     assert (wd / "scores" / "table.md").read_text().startswith("| method |")
+    sweep = json.loads((wd / "report" / "analysis.json").read_text())["sweep"]
+    assert [w for w, _ in sweep["lori-d cat: reverse"]] == [0.3, 0.5, 0.7]
+    assert sweep["lori-d cat: reverse"][2][1] == score(wd, "eval-lori-d-cat-w0p7-reverse")
+    assert (wd / "report" / "sweep.png").is_file() and (wd / "report" / "masks.png").is_file()
 
 
 def test_continual_recipe_keeps_outside_the_mask_bit_identical_and_reports_forgetting(tmp_path):

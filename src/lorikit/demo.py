@@ -11,6 +11,10 @@ runner, so a second ``lorikit demo`` skips finished stages, and ``--print-recipe
 ``--osrm`` adds a fourth row: plain LoRA whose A is initialised by OSRM from the other two tasks'
 input statistics (``osrm-stats`` on each task's training examples; A rows scaled to PEFT's default
 norm so only A's direction differs from the LoRA row), merged with the same ``cat`` at 0.5.
+
+``--sweep W ...`` also merges every method's adapters with ``cat`` at each weight W, evaluates those
+merges on every task, and adds the score-vs-weight plot (one line per method and task, the table's
+merge included) to the report: three more evals per weight and method.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ class DemoConfig:
     osrm: bool = field(default=False, metadata={
         "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method (~4 more minutes)"})
     osrm_samples: int = field(default=32, metadata={"help": "examples per task for the OSRM statistics"})
+    sweep: list[float] = field(default_factory=list, metadata={
+        "help": "extra cat merge weights: each method's merge is also built and evaluated at these weights and "
+                "the report plots score vs weight (3 evals per weight and method)"})
+
+    def __post_init__(self):
+        from .errors import UsageError
+
+        bad = [w for w in self.sweep if not 0 < w <= 2]
+        if bad:
+            raise UsageError(f"--sweep {bad[0]:g}: a merge weight must be in (0, 2]")
 
 
 def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
@@ -75,6 +89,21 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
                 name = f"eval-{method}-{which}-{task}"
                 stages[name] = {"kind": "eval", "adapter": adapter, "data": f"builtin:{task}:test"}
                 methods[method][which][task] = f"${name}"
+    sweep: dict[str, dict[float, str]] = {}
+    for method in weights if cfg.sweep else ():
+        for task in TASKS:
+            sweep[f"{method}: {task}"] = {weights[method]: f"$eval-{method}-merged-{task}"}
+        for w in dict.fromkeys(cfg.sweep):
+            if w == weights[method]:
+                continue
+            tag = f"{w:g}".replace(".", "p")
+            stages[f"{method}-merged-w{tag}"] = {"kind": "merge", "method": "cat",
+                                                 "adapters": [f"${method}-{t}" for t in TASKS],
+                                                 "weights": [w] * len(TASKS)}
+            for task in TASKS:
+                name = f"eval-{method}-merged-w{tag}-{task}"
+                stages[name] = {"kind": "eval", "adapter": f"${method}-merged-w{tag}", "data": f"builtin:{task}:test"}
+                sweep[f"{method}: {task}"][w] = f"${name}"
     methods_with_base = {"base model": {"single": {}, "merged": {}}}
     for task in TASKS:
         stages[f"eval-base-{task}"] = {"kind": "eval", "data": f"builtin:{task}:test"}
@@ -87,6 +116,8 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
                         "data": {t: f"builtin:{t}:dev" for t in TASKS}, "samples": cfg.samples,
                         "masks": {t: f"$masks-{t}/masks/{cfg.sparsity}_mask.pt" for t in TASKS},
                         "scores": "$scores/scores.json"}
+    if sweep:
+        stages["report"]["sweep"] = {k: dict(sorted(v.items())) for k, v in sweep.items()}
     return {"name": "demo", "workdir": cfg.workdir,
             "defaults": {"train": train, "eval": {"model": cfg.model, "task": "builtin", "limit": cfg.eval_examples,
                                                   "batch_size": cfg.eval_examples,

@@ -16,10 +16,11 @@ from .report import read_train_log, write_report
 from .scores import ScoreTable, load_scores, score_table
 from .shift import OutputShift, output_shift
 from .subspace import delta_bases, module_overlap, overlap, principal_cosines
+from .sweep import load_sweep
 
 __all__ = ["MaskOverlap", "OutputShift", "PairwiseComparison", "ScoreTable", "analyze", "compare_adapters",
-           "delta_bases", "delta_inner", "delta_norm_sq", "jaccard", "load_mask", "load_scores", "mask_overlap",
-           "module_cosine", "module_kind", "module_layer", "module_overlap", "output_shift", "overlap",
+           "delta_bases", "delta_inner", "delta_norm_sq", "jaccard", "load_mask", "load_scores", "load_sweep",
+           "mask_overlap", "module_cosine", "module_kind", "module_layer", "module_overlap", "output_shift", "overlap",
            "principal_cosines", "read_train_log", "score_table", "write_report"]
 
 
@@ -50,12 +51,14 @@ def name_paths(items: list[str] | dict[str, str], what: str) -> dict[str, str]:
 
 def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: list[str] | dict[str, str] | None = None,
             model: str | None = None, samples: int = 16, max_length: int = 256, masks: list[str] | dict[str, str] | None = None,
-            scores: str | None = None, overwrite: bool = False, device: str = "cpu") -> Path:
+            scores: str | None = None, sweep: str | dict | None = None, overwrite: bool = False,
+            device: str = "cpu") -> Path:
     """Compare ``adapters`` (paths, NAME=PATH or a dict) and write the report folder ``out``.
 
     ``data`` (task → --data spec) adds the output-shift matrix (base model = ``model`` or the
     adapters' recorded base model); ``masks`` (mask files) adds the Jaccard matrix; ``scores`` (a
-    JSON score file, see ``load_scores``) adds the score table.
+    JSON score file, see ``load_scores``) adds the score table; ``sweep`` (``{series: {weight: score
+    or eval output}}`` or a JSON file of it, see ``load_sweep``) adds the merge-weight sweep plot.
     """
     from ..utils.atomic import check_output_dir
 
@@ -73,6 +76,7 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
         mask_paths = name_paths(masks, "--masks")
         mask_result = mask_overlap({n: load_mask(p) for n, p in mask_paths.items()})
     table = score_table(load_scores(scores)) if scores else None
+    sweep_points = load_sweep(sweep) if sweep else None
     shift = None
     if data:
         tasks = name_paths(data, "--data")
@@ -91,4 +95,4 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
     comparison = compare_adapters(states)
     logs = {n: read_train_log(p) for n, p in paths.items()}
     return write_report(out, comparison=comparison, shift=shift, masks=mask_result, scores=table,
-                        train_logs=logs, notes=notes, overwrite=overwrite)
+                        sweep=sweep_points, train_logs=logs, notes=notes, overwrite=overwrite)

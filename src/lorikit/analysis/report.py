@@ -151,15 +151,22 @@ def plot_training(path: Path, logs: dict[str, list[dict[str, Any]]]) -> None:
 def plot_sweep(path: Path, sweep: dict[str, list[tuple[float, float]]], xlabel: str = "merge weight",
                ylabel: str = "score") -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    many = len(sweep) > 4
+    fig, ax = plt.subplots(figsize=(9.5 if many else 7, 4.2))
+    values = [v for points in sweep.values() for _, v in points]
     for name, points in sweep.items():
         pts = sorted(points)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    if values and 0 <= min(values) and max(values) <= 1:  # accuracies: keep the full scale, flat lines stay readable
+        ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel.capitalize()} vs {xlabel}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if many:  # beside the axes, so no line hides under it
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -245,7 +252,9 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
         if sweep:
             plot_sweep(tmp / "sweep.png", sweep, sweep_xlabel)
             payload["sweep"] = {k: [list(p) for p in v] for k, v in sweep.items()}
-            md += ["", "## Merge-weight sweep", "", "![sweep](sweep.png)"]
+            md += ["", "## Merge-weight sweep", "", "![sweep](sweep.png)", "", f"| series | {sweep_xlabel} | score |",
+                   "|---|---|---|"]
+            md += [f"| {k} | {w:g} | {v:.3f} |" for k, points in sweep.items() for w, v in points]
         logs = {k: v for k, v in (train_logs or {}).items() if v}
         if logs:
             plot_training(tmp / "training.png", logs)

@@ -19,6 +19,8 @@ def register(sub) -> None:
                    help="LoRI-S mask files (reference format), PATH or NAME=PATH; adds the Jaccard matrix")
     p.add_argument("--scores", default=None,
                    help="JSON scores [{adapter, task, score}] or {adapter: {task: score}}; adds the score table")
+    p.add_argument("--sweep", default=None, metavar="JSON",
+                   help="merge-weight sweep {series: {weight: score or eval folder}}; adds the score-vs-weight plot")
     p.add_argument("--device", default="cpu", help="device for the output-shift forward passes (default: cpu)")
     p.add_argument("--out", required=True, help="report folder (report.md, PNGs, analysis.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
@@ -29,7 +31,7 @@ def run(args) -> int:
     from ..analysis import analyze
 
     out = analyze(args.adapters, args.out, data=args.data, model=args.model, samples=args.samples,
-                  max_length=args.max_length, masks=args.masks, scores=args.scores, overwrite=args.overwrite,
+                  max_length=args.max_length, masks=args.masks, scores=args.scores, sweep=args.sweep, overwrite=args.overwrite,
                   device=args.device)
     print(f"lorikit: report written to {out}/report.md")
     return 0

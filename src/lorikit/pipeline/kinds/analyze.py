@@ -2,7 +2,8 @@
 
 Settings: ``adapters`` (list of ``$stage`` / paths / ``NAME=PATH``, or a NAME: PATH mapping;
 required), ``data`` (TASK: SPEC mapping or TASK=SPEC list: adds output shift), ``model``,
-``samples``, ``max_length``, ``masks`` (mask files), ``scores`` (score JSON), ``device``.
+``samples``, ``max_length``, ``masks`` (mask files), ``scores`` (score JSON), ``sweep`` (a
+``{series: {weight: $eval-stage}}`` mapping or a JSON file: the merge-weight plot), ``device``.
 Output: the report folder (report.md, PNGs, analysis.json).
 """
 
@@ -25,6 +26,7 @@ class AnalyzeSettings:
     max_length: int = 256
     masks: list[str] | dict[str, str] | None = None
     scores: str | None = None
+    sweep: str | dict[str, Any] | None = None
     device: str = "cpu"
 
 
