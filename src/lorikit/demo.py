@@ -44,7 +44,7 @@ class DemoConfig:
     eval_examples: int = field(default=24, metadata={"help": "held-out test examples per task"})
     samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
     osrm: bool = field(default=False, metadata={
-        "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method (~4 more minutes)"})
+        "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method (a statistics pass, 3 more trainings and 6 more evals)"})
     osrm_samples: int = field(default=32, metadata={"help": "examples per task for the OSRM statistics"})
     sweep: list[float] = field(default_factory=list, metadata={
         "help": "extra cat merge weights: each method's merge is also built and evaluated at these weights and "
