@@ -1,13 +1,15 @@
 """Real-data benchmark: run the recipes in bench/recipes/ and collect their tables.
 
     python bench/bench_recipes.py [--run] [--recipes real-merge real-osrm real-continual]
-                                  [--set KEY=VALUE ...] [--json bench/results/recipes.json]
+                                  [--set KEY=VALUE ...] [--workdir DIR] [--json bench/results/recipes.json]
 
 With ``--run`` each recipe is run with ``lorikit run RECIPE --resume`` (the recipes share workdir
 ``runs/real``, so stages finished by one recipe are reused by the next); without it the script only
 collects what is already there. It prints every score stage's table (``scores-merge``,
-``scores-osrm``, ``forgetting``), the per-eval scores with their sample size, and wall time per stage
-kind, and writes all of it as JSON. Run from the repository root (the recipes read
+``scores-osrm``, ``forgetting``), the per-eval scores with their sample size, the overall matrices of
+every report stage (subspace overlap, ΔW cosine, output shift, mask Jaccard) and wall time per stage
+kind, and writes all of it as JSON. ``--workdir`` runs and collects another budget side by side (e.g.
+``--set max_steps=50 --workdir runs/real-50``). Run from the repository root (the recipes read
 ``../shared/datasets``).
 """
 
@@ -27,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["real-merge", "real-osrm", "real-continual"]
 
 
-def run(recipe: Path, overrides: list[str]) -> float:
+def run(recipe: Path, overrides: list[str], workdir: str | None) -> float:
     cmd = [sys.executable, "-m", "lorikit", "run", str(recipe), "--resume"]
+    if workdir:
+        cmd += ["--workdir", workdir]
     for item in overrides:
         cmd += ["--set", item]
     t0 = time.perf_counter()
@@ -36,10 +40,24 @@ def run(recipe: Path, overrides: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def collect(recipe: Path) -> dict:
+def _report_summary(folder: Path) -> dict:
+    analysis = json.loads((folder / "analysis.json").read_text())
+    out = {}
+    if "comparison" in analysis:
+        out["adapters"] = analysis["comparison"]["adapters"]
+        out |= analysis["comparison"]["overall"]
+    if "output_shift" in analysis:
+        shift = analysis["output_shift"]
+        out["output_shift"] = {"adapters": shift["adapters"], "tasks": shift["tasks"], "overall": shift["overall"]}
+    if "masks" in analysis:
+        out["mask_jaccard"] = {k: analysis["masks"][k] for k in ("names", "overall") if k in analysis["masks"]}
+    return out
+
+
+def collect(recipe: Path, workdir_override: str | None = None) -> dict:
     spec = yaml.safe_load(recipe.read_text())
-    workdir = ROOT / spec["workdir"]
-    stages, tables, evals = {}, {}, {}
+    workdir = ROOT / (workdir_override or spec["workdir"])
+    stages, tables, evals, reports = {}, {}, {}, {}
     seconds_by_kind: dict[str, float] = defaultdict(float)
     for name, stage in spec["stages"].items():
         record_path = workdir / name / "lorikit-stage.json"
@@ -55,9 +73,18 @@ def collect(recipe: Path) -> dict:
                            "n": result["n"]}
         elif stage["kind"] == "scores":
             tables[name] = (workdir / name / "table.md").read_text()
-    return {"recipe": str(recipe.relative_to(ROOT)), "workdir": spec["workdir"], "defaults": spec.get("defaults"),
-            "tables": tables, "evals": evals, "stages": stages,
+        elif stage["kind"] == "analyze":
+            reports[name] = _report_summary(workdir / name)
+    return {"recipe": str(recipe.relative_to(ROOT)), "workdir": str(workdir.relative_to(ROOT)),
+            "defaults": spec.get("defaults"), "tables": tables, "evals": evals, "reports": reports, "stages": stages,
             "seconds_by_kind": {k: round(v, 1) for k, v in seconds_by_kind.items()}}
+
+
+def _matrix(values: list[list[float | None]], rows: list[str], cols: list[str], fmt: str = ".3f") -> str:
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in zip(rows, values):
+        lines.append(f"| {name} | " + " | ".join("–" if v is None else format(v, fmt) for v in row) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -66,13 +93,14 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES, help="recipe names in bench/recipes/")
     parser.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
                         help="passed to lorikit run (the same in every recipe, so shared stages stay shared)")
+    parser.add_argument("--workdir", default=None, help="override the recipes' shared workdir (runs/real)")
     parser.add_argument("--json", default=str(ROOT / "bench/results/recipes.json"))
     args = parser.parse_args()
     report = {"overrides": args.overrides, "recipes": {}}
     for name in args.recipes:
         recipe = ROOT / "bench/recipes" / f"{name}.yaml"
-        wall = run(recipe, args.overrides) if args.run else None
-        report["recipes"][name] = collect(recipe) | {"wall_seconds": wall}
+        wall = run(recipe, args.overrides, args.workdir) if args.run else None
+        report["recipes"][name] = collect(recipe, args.workdir) | {"wall_seconds": wall}
     for name, result in report["recipes"].items():
         print(f"\n## {name}  (stage seconds by kind: {result['seconds_by_kind']})")
         for table_name, table in result["tables"].items():
@@ -80,6 +108,19 @@ def main() -> None:
         not_run = [s for s, v in result["stages"].items() if v.get("status") == "not run"]
         if not_run:
             print(f"not run: {', '.join(not_run)}")
+        for report_name, summary in result["reports"].items():
+            print(f"\n### {report_name} (overall, mean over modules)")
+            names = summary.get("adapters", [])
+            for key in ("row_overlap", "col_overlap", "cosine"):
+                if key in summary:
+                    print(f"\n{key}:\n" + _matrix(summary[key], names, names))
+            if "output_shift" in summary:
+                shift = summary["output_shift"]
+                print("\noutput shift ‖ΔW h‖/‖W h‖ (row = adapter, column = task data):\n"
+                      + _matrix(shift["overall"], shift["adapters"], shift["tasks"], ".4f"))
+            if "mask_jaccard" in summary:
+                jac = summary["mask_jaccard"]
+                print("\nmask Jaccard:\n" + _matrix(jac["overall"], jac["names"], jac["names"]))
         print("\n| eval stage | task | metric | score | n |\n|---|---|---|---|---|")
         for stage, e in result["evals"].items():
             print(f"| {stage} | {e['task']} | {e['metric']} | {e['score']:.3f} | {e['n']} |")
