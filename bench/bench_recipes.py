@@ -50,7 +50,8 @@ def _report_summary(folder: Path) -> dict:
         shift = analysis["output_shift"]
         out["output_shift"] = {"adapters": shift["adapters"], "tasks": shift["tasks"], "overall": shift["overall"]}
     if "masks" in analysis:
-        out["mask_jaccard"] = {k: analysis["masks"][k] for k in ("names", "overall") if k in analysis["masks"]}
+        masks = analysis["masks"]
+        out["mask_jaccard"] = {"names": masks["masks"], "density": masks["density"], "overall": masks["overall_jaccard"]}
     return out
 
 
