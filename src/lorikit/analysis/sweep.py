@@ -20,29 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LorikitError
+from ..eval.result import read_score
 
 
 def _score_of(value: Any, where: str) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise LorikitError(f"{where}: {value!r} is not a score or an eval output")
-    if isinstance(value, (int, float)):
-        score = float(value)
-    elif isinstance(value, str):
-        path = Path(value)
-        if path.is_dir():
-            path = path / "result.json"
-        if not path.is_file():
-            raise LorikitError(f"{where}: {path}: no such eval result (expected an eval folder or result.json)")
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise LorikitError(f"{where}: {path}: not a JSON eval result ({e})") from None
-        raw = record.get("score") if isinstance(record, dict) else None
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise LorikitError(f"{where}: {path}: no numeric 'score' field")
-        score = float(raw)
-    else:
-        raise LorikitError(f"{where}: {value!r} is not a score or an eval output")
+    score = read_score(value, where) if isinstance(value, str) else float(value)
     if not math.isfinite(score):
         raise LorikitError(f"{where}: score {score} is not finite")
     return score

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...eval.result import RESULT
 from ...utils.atomic import atomic_output_dir
 from .base import StageKind, build_dataclass
-
-RESULT = "result.json"
 
 
 class EvalKind(StageKind):

@@ -16,24 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import LorikitError, UsageError
+from ...errors import UsageError
+from ...eval.result import read_score
 from ...utils.atomic import atomic_output_dir
 from .base import StageKind, build_dataclass
-from .eval import RESULT
 
 
 @dataclass
 class ScoresSettings:
     methods: dict = field(default_factory=dict)
     labels: list[str] = field(default_factory=lambda: ["single", "merged"])
-
-
-def _score(folder: str) -> float:
-    path = Path(folder) / RESULT
-    try:
-        return float(json.loads(path.read_text())["score"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LorikitError(f"{path}: no readable score ({exc})") from exc
 
 
 def method_table(methods: dict[str, dict[str, dict[str, float]]],
@@ -86,7 +78,7 @@ class ScoresKind(StageKind):
 
     def run(self, prepared: ScoresSettings, out: Path) -> None:
         labels = tuple(prepared.labels)
-        methods = {m: {k: {t: _score(f) for t, f in body[k].items()} for k in labels}
+        methods = {m: {k: {t: read_score(f, f"method {m!r}, {k} {t!r}") for t, f in body[k].items()} for k in labels}
                    for m, body in prepared.methods.items()}
         header, rows = method_table(methods, labels)
         records = [{"adapter": f"{m} {k}", "task": t, "score": s}
