@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from lorikit.analysis.report import markdown_matrix
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["real-merge", "real-osrm", "real-continual"]
 
@@ -81,13 +83,6 @@ def collect(recipe: Path, workdir_override: str | None = None) -> dict:
             "seconds_by_kind": {k: round(v, 1) for k, v in seconds_by_kind.items()}}
 
 
-def _matrix(values: list[list[float | None]], rows: list[str], cols: list[str], fmt: str = ".3f") -> str:
-    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, row in zip(rows, values):
-        lines.append(f"| {name} | " + " | ".join("–" if v is None else format(v, fmt) for v in row) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="run the recipes (with --resume) before collecting")
@@ -114,14 +109,14 @@ def main() -> None:
             names = summary.get("adapters", [])
             for key in ("row_overlap", "col_overlap", "cosine"):
                 if key in summary:
-                    print(f"\n{key}:\n" + _matrix(summary[key], names, names))
+                    print(f"\n{key}:\n" + markdown_matrix(summary[key], names, names))
             if "output_shift" in summary:
                 shift = summary["output_shift"]
                 print("\noutput shift ‖ΔW h‖/‖W h‖ (row = adapter, column = task data):\n"
-                      + _matrix(shift["overall"], shift["adapters"], shift["tasks"], ".4f"))
+                      + markdown_matrix(shift["overall"], shift["adapters"], shift["tasks"], ".4f"))
             if "mask_jaccard" in summary:
                 jac = summary["mask_jaccard"]
-                print("\nmask Jaccard:\n" + _matrix(jac["overall"], jac["names"], jac["names"]))
+                print("\nmask Jaccard:\n" + markdown_matrix(jac["overall"], jac["names"], jac["names"]))
         print("\n| eval stage | task | metric | score | n |\n|---|---|---|---|---|")
         for stage, e in result["evals"].items():
             print(f"| {stage} | {e['task']} | {e['metric']} | {e['score']:.3f} | {e['n']} |")

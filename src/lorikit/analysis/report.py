@@ -182,10 +182,12 @@ def plot_scores(path: Path, table: ScoreTable) -> None:
     plt.close(fig)
 
 
-def _md_matrix(values: np.ndarray, rows: list[str], cols: list[str], fmt: str = ".3f") -> str:
+def markdown_matrix(values, rows: list[str], cols: list[str], fmt: str = ".3f") -> str:
+    """A markdown table of a matrix (an array, or nested lists from analysis.json where NaN is null)."""
     lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for r, row in zip(rows, values):
-        lines.append(f"| {r} | " + " | ".join("n/a" if math.isnan(v) else format(v, fmt) for v in row) + " |")
+        lines.append(f"| {r} | " + " | ".join("n/a" if v is None or math.isnan(v) else format(v, fmt) for v in row)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -215,11 +217,11 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
                    "Overlap = mean cos² of the principal angles between the adapters' ΔW row spaces "
                    "(input directions) or column spaces (output directions): 1 identical, 0 orthogonal. "
                    "Mean over target modules.", "", "![overlap](overlap.png)", "",
-                   "Row-space overlap:", "", _md_matrix(comparison.overall_row, comparison.names, comparison.names),
+                   "Row-space overlap:", "", markdown_matrix(comparison.overall_row, comparison.names, comparison.names),
                    "", "Column-space overlap:", "",
-                   _md_matrix(comparison.overall_col, comparison.names, comparison.names),
+                   markdown_matrix(comparison.overall_col, comparison.names, comparison.names),
                    "", "Cosine of flattened ΔW:", "",
-                   _md_matrix(comparison.overall_cosine, comparison.names, comparison.names)]
+                   markdown_matrix(comparison.overall_cosine, comparison.names, comparison.names)]
             pairs = [(i, j) for i in range(len(comparison.names)) for j in range(i + 1, len(comparison.names))]
             if pairs:
                 md += ["", "### Per layer", ""]
@@ -237,13 +239,13 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
                    "of the base model (mean over modules). Row = adapter, column = task data; "
                    "off-diagonal cells are the interference a merge adds to other tasks.", "",
                    "![output shift](shift.png)", "",
-                   _md_matrix(shift.overall, shift.adapters, shift.tasks, ".4f"), "",
+                   markdown_matrix(shift.overall, shift.adapters, shift.tasks, ".4f"), "",
                    "Tokens per task: " + ", ".join(f"{t} {n}" for t, n in shift.tokens.items())]
         if masks is not None:
             plot_masks(tmp / "masks.png", masks)
             payload["masks"] = masks.to_json()
             md += ["", "## LoRI-S mask overlap", "", "![mask overlap](masks.png)", "",
-                   _md_matrix(masks.overall, masks.names, masks.names), "",
+                   markdown_matrix(masks.overall, masks.names, masks.names), "",
                    "Kept fraction: " + ", ".join(f"{n} {d:.1%}" for n, d in zip(masks.names, masks.density))]
         if scores is not None:
             plot_scores(tmp / "scores.png", scores)
