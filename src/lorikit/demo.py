@@ -78,32 +78,32 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
             stages[f"osrm-{task}"] = {"kind": "train", "data": f"builtin:{task}", "method": "lora", "seed": i,
                                       "lr": cfg.lr, "init": "osrm", "osrm_stats": "$osrm-stats", "task": task,
                                       "osrm_scale": "kaiming"}
+
+    def add_cat_merge(name: str, method: str, weight: float) -> dict[str, str]:
+        """A cat merge of ``method``'s adapters at ``weight`` and its eval on every task: {task: $eval}."""
+        stages[name] = {"kind": "merge", "method": "cat", "adapters": [f"${method}-{t}" for t in TASKS],
+                        "weights": [weight] * len(TASKS)}
+        evals = {}
+        for task in TASKS:
+            stages[f"eval-{name}-{task}"] = {"kind": "eval", "adapter": f"${name}", "data": f"builtin:{task}:test"}
+            evals[task] = f"$eval-{name}-{task}"
+        return evals
+
     methods: dict[str, dict[str, dict[str, str]]] = {}
-    for method in weights:
-        stages[f"{method}-merged"] = {"kind": "merge", "method": "cat",
-                                      "adapters": [f"${method}-{t}" for t in TASKS],
-                                      "weights": [weights[method]] * len(TASKS)}
-        methods[method] = {"single": {}, "merged": {}}
-        for task in TASKS:
-            for which, adapter in (("single", f"${method}-{task}"), ("merged", f"${method}-merged")):
-                name = f"eval-{method}-{which}-{task}"
-                stages[name] = {"kind": "eval", "adapter": adapter, "data": f"builtin:{task}:test"}
-                methods[method][which][task] = f"${name}"
     sweep: dict[str, dict[float, str]] = {}
-    for method in weights if cfg.sweep else ():
+    for method, weight in weights.items():
+        methods[method] = {"single": {}, "merged": add_cat_merge(f"{method}-merged", method, weight)}
         for task in TASKS:
-            sweep[f"{method}: {task}"] = {weights[method]: f"$eval-{method}-merged-{task}"}
-        for w in dict.fromkeys(cfg.sweep):
-            if w == weights[method]:
-                continue
-            tag = f"{w:g}".replace(".", "p")
-            stages[f"{method}-merged-w{tag}"] = {"kind": "merge", "method": "cat",
-                                                 "adapters": [f"${method}-{t}" for t in TASKS],
-                                                 "weights": [w] * len(TASKS)}
-            for task in TASKS:
-                name = f"eval-{method}-merged-w{tag}-{task}"
-                stages[name] = {"kind": "eval", "adapter": f"${method}-merged-w{tag}", "data": f"builtin:{task}:test"}
-                sweep[f"{method}: {task}"][w] = f"${name}"
+            stages[f"eval-{method}-single-{task}"] = {"kind": "eval", "adapter": f"${method}-{task}",
+                                                      "data": f"builtin:{task}:test"}
+            methods[method]["single"][task] = f"$eval-{method}-single-{task}"
+        if not cfg.sweep:
+            continue
+        points = {w: add_cat_merge(f"{method}-merged-w{w:g}".replace(".", "p"), method, w)
+                  for w in dict.fromkeys(cfg.sweep) if w != weight}
+        points[weight] = methods[method]["merged"]
+        for task in TASKS:
+            sweep[f"{method}: {task}"] = {w: evals[task] for w, evals in sorted(points.items())}
     methods_with_base = {"base model": {"single": {}, "merged": {}}}
     for task in TASKS:
         stages[f"eval-base-{task}"] = {"kind": "eval", "data": f"builtin:{task}:test"}
@@ -117,7 +117,7 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
                         "masks": {t: f"$masks-{t}/masks/{cfg.sparsity}_mask.pt" for t in TASKS},
                         "scores": "$scores/scores.json"}
     if sweep:
-        stages["report"]["sweep"] = {k: dict(sorted(v.items())) for k, v in sweep.items()}
+        stages["report"]["sweep"] = sweep
     return {"name": "demo", "workdir": cfg.workdir,
             "defaults": {"train": train, "eval": {"model": cfg.model, "task": "builtin", "limit": cfg.eval_examples,
                                                   "batch_size": cfg.eval_examples,
