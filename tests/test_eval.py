@@ -189,8 +189,9 @@ def test_safety_eval_on_real_prompts(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     # ../shared beside the repository (CI, main checkout), or two levels up from a worktree
-    data = next(p for p in (root / "../shared/datasets/safety/eval-cona.jsonl",
-                            root / "../../shared/datasets/safety/eval-cona.jsonl") if p.is_file())
+    candidates = (root / "../shared/datasets/safety/eval-cona.jsonl", root / "../../shared/datasets/safety/eval-cona.jsonl")
+    data = next((p for p in candidates if p.is_file()), None)
+    assert data is not None, f"the shared safety prompts are missing: looked for {', '.join(map(str, candidates))}"
     out = tmp_path / "safety.json"
     result = evaluate(EvalConfig(model=TINY, task="safety", data=str(data), limit=3, max_new_tokens=4,
                                  out=str(out)), progress=False)
