@@ -37,13 +37,13 @@ def load_sweep(spec: str | os.PathLike | dict[str, Any]) -> dict[str, list[tuple
     sorted by weight."""
     source = "sweep"
     if not isinstance(spec, dict):
-        source = str(spec)
+        source = f"--sweep {spec}"
         try:
             spec = json.loads(Path(spec).read_text())
         except FileNotFoundError:
-            raise LorikitError(f"--sweep {source}: no such file") from None
+            raise LorikitError(f"{source}: no such file") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise LorikitError(f"--sweep {source}: not a JSON sweep ({e})") from None
+            raise LorikitError(f"{source}: not a JSON sweep ({e})") from None
     if not isinstance(spec, dict) or not spec:
         raise LorikitError(f"{source}: expected a non-empty mapping {{series: {{weight: score}}}}")
     out: dict[str, list[tuple[float, float]]] = {}
