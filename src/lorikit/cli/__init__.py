@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 
+from .._version import __version__
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
@@ -26,8 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lorikit", description="LoRA adapters with reduced cross-task interference "
                                                  "(LoRI, OSRM): train, mask, merge, evaluate.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"lorikit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
+from ..utils.atomic import atomic_output_dir
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny-random-llama"
@@ -113,8 +114,6 @@ def smollm2_folder() -> Path:
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    from ..utils.atomic import atomic_output_dir
 
     t0 = time.time()
     print(f"lorikit: de-quantising {gguf.name} once into {folder} ...", flush=True)

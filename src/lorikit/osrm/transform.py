@@ -23,8 +23,11 @@ import torch
 
 from ..adapters.state import ADAPTER_CONFIG, PEFT_PREFIX, AdapterState, LoraModule, load_adapter
 from ..errors import LorikitError, UsageError
+from ..models import load_model
+from ..models.heads import HEAD_NAMES
+from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
 from .init import MODES, osrm_projection, parse_scale
-from .stats import OsrmStats
+from .reader import OsrmStats
 
 
 @dataclass
@@ -71,9 +74,6 @@ def project_update(delta: torch.Tensor, basis: torch.Tensor, scaling: float, fac
 def _full_model_deltas(folder: Path, base_name: str, target_suffixes: set[str]):
     """(module, ΔW) for every Linear whose name ends in a recorded suffix; plus the head tensors."""
     from transformers import AutoConfig
-
-    from ..models import load_model
-    from ..train.classification import HEAD_NAMES
 
     config = AutoConfig.from_pretrained(str(folder))
     is_cls = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -168,6 +168,4 @@ def transform(cfg: TransformConfig, report=print) -> tuple[Path, dict]:
 
 def _base_id(name: str) -> str:
     """The id ``load_model(name)`` records (the alias smollm2-135m stands for its Hub id)."""
-    from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
-
     return SMOLLM2_HUB_ID if name == SMOLLM2 else name
