@@ -32,7 +32,8 @@ from safetensors.torch import save as st_save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
-from .seeded import A_INITS, seeded_projection
+from .methods import regenerable_a
+from .seeded import seeded_projection
 from .state import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORIKIT_META, AdapterState, load_adapter,
                     module_name_from_key, resolve_adapter_path)
 
@@ -59,11 +60,7 @@ def _unbytes(t: torch.Tensor) -> bytes:
 
 
 def _seed_of(state: AdapterState) -> tuple[int | None, str | None]:
-    meta = state.meta or {}
-    if meta.get("method") in ("lori-d", "lori-s") and meta.get("seed") is not None \
-            and meta.get("a_init", "kaiming") in A_INITS:
-        return int(meta["seed"]), meta.get("a_init", "kaiming")
-    return None, None
+    return regenerable_a(state.meta) or (None, None)
 
 
 @dataclass

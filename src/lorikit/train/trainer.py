@@ -20,35 +20,28 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..adapters.build import attach_adapter, lora_layers
+from ..adapters.inits import get_init
+from ..adapters.methods import get_method
 from ..data import collate, load_examples, tokenize_example
-from ..errors import LorikitError, UsageError
-from ..models import load_model
+from ..errors import LorikitError
+from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir
 from . import distributed
 from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
+from .classification import (classification_loss_sum, collate_classification, head_modules,
+                             load_classification_data)
 from .config import TrainConfig
+from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
-from .plan import DensePlan
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"--device {device!r}: unknown device") from exc
 
 
 def global_batches(n_examples: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
@@ -76,13 +69,13 @@ def lr_lambda(cfg: TrainConfig, steps: int):
     return factor
 
 
-def step_schedule(cfg: TrainConfig, n_examples: int) -> list[list[int]]:
+def step_schedule(cfg: TrainConfig, n_examples: int, seed: int) -> list[list[int]]:
     """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget."""
     steps = total_steps(cfg, n_examples)
     schedule: list[list[int]] = []
     epoch = 0
     while len(schedule) < steps:
-        schedule.extend(global_batches(n_examples, cfg.batch_size * cfg.grad_accum, cfg.adapter.seed, epoch))
+        schedule.extend(global_batches(n_examples, cfg.batch_size * cfg.grad_accum, seed, epoch))
         epoch += 1
     return schedule[:steps]
 
@@ -94,18 +87,20 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.log: list[dict[str, Any]] = []
+        # The adapter actually trained: the method --from/--mask select and the resolved seed
+        # (building from a source adapter updates it to that adapter's shape, seed and A).
+        self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.resolved_seed())
+        self.init_record: dict | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
         cfg = self.cfg
         if cfg.head == "classification":
-            from .classification import load_classification_data
-
             data = load_classification_data(cfg.data, tokenizer, cfg.num_labels, cfg.max_length, cfg.limit,
-                                            seed=cfg.adapter.seed)
+                                            seed=self.adapter.run_seed)
             return data, data
         examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
-                                 seed=cfg.adapter.seed)
+                                 seed=self.adapter.run_seed)
         tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
                      for e in examples]
         if not any(any(l != -100 for l in t.labels) for t in tokenized):
@@ -115,44 +110,32 @@ class Trainer:
     def build_model(self):
         cfg = self.cfg
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
-            from .from_adapter import build_from_adapter
-
             bundle = load_model(cfg.model)
-            self.init_record = None
-            peft_model, plan = build_from_adapter(bundle, cfg)
+            peft_model, plan, self.adapter = build_from_adapter(bundle, cfg, self.adapter)
             return bundle, peft_model, plan
         if cfg.head == "classification":
-            from .classification import head_modules
-
             bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
-            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
+            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
             bundle = load_model(cfg.model)
-            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
-        self.init_record = None
-        if cfg.init == "osrm":
-            from ..osrm.init import apply_osrm_init
-
-            self.init_record = apply_osrm_init(peft_model, cfg.osrm_stats, cfg.task, cfg.osrm_mode,
-                                               cfg.osrm_scale, bundle.base_model_id)
+            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id)
+        if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
+            init = get_init(cfg.init)
+            self.init_record = init.apply(peft_model, getattr(cfg, init.config_field), bundle.base_model_id)
         if cfg.freeze == "A":
             for _, layer in lora_layers(peft_model):
                 layer.lora_A["default"].weight.requires_grad_(False)
-        return bundle, peft_model, DensePlan(peft_model)
+        return bundle, peft_model, get_method(self.adapter.method).plan(peft_model)
 
     def loss_sum(self, model, batch) -> torch.Tensor:
         if self.cfg.head == "classification":
-            from .classification import classification_loss_sum
-
             return classification_loss_sum(model, batch, self.cfg.num_labels)[0]
         return sft_loss_sum(model, batch, self.cfg.logits == "supervised")[0]
 
     def make_batch(self, items, pad_id) -> tuple[dict[str, torch.Tensor], int]:
         """(batch tensors, units the loss is averaged over: response tokens or examples)."""
         if self.cfg.head == "classification":
-            from .classification import collate_classification
-
             return collate_classification(items, pad_id, self.cfg.num_labels), len(items)
         batch = collate(items, pad_id)
         return batch, int((batch["labels"][:, 1:] != -100).sum())
@@ -161,7 +144,7 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.cfg
         check_output_dir(cfg.out, cfg.overwrite)
-        dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum, resolve_device)
+        dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
             return self._run(dist)
         finally:
@@ -173,7 +156,7 @@ class Trainer:
         claim_checkpoint_dir(cfg, dist)
         if cfg.deterministic:
             use_deterministic_kernels()
-        torch.manual_seed(cfg.adapter.seed)
+        torch.manual_seed(self.adapter.run_seed)
 
         def set_up():
             bundle, peft_model, plan = self.build_model()
@@ -201,7 +184,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
-        schedule = step_schedule(cfg, len(tokenized))
+        schedule = step_schedule(cfg, len(tokenized), self.adapter.run_seed)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
@@ -211,7 +194,7 @@ class Trainer:
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
-                   desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
+                   desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
         for step in bar:
             t0 = time.perf_counter()
             indices = schedule[step]
@@ -266,23 +249,28 @@ class Trainer:
     # ---- output ---------------------------------------------------------------------------
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
         cfg = self.cfg
-        hyper = asdict(cfg)
-        hyper.pop("adapter")
+        hyper = cfg.flat()
         for key in ("overwrite", "resume"):
             hyper.pop(key)
         return {
-            "lorikit_version": __version__, "method": cfg.adapter.method, "seed": cfg.adapter.seed,
-            "a_init": "osrm" if cfg.init == "osrm" else cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
+            "lorikit_version": __version__, "method": self.adapter.method, "seed": self.adapter.seed,
+            "a_init": self.a_init_record(),
             "head": cfg.head, "num_labels": cfg.num_labels if cfg.head == "classification" else None,
-            "init": getattr(self, "init_record", None) or {"kind": "default"}, "freeze": cfg.freeze,
-            "base_model": bundle.base_model_id, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha,
-            "target_modules": list(cfg.adapter.target_modules),
+            "init": self.init_record or {"kind": "default"}, "freeze": cfg.freeze,
+            "base_model": bundle.base_model_id, "rank": self.adapter.rank, "alpha": self.adapter.alpha,
+            "target_modules": list(self.adapter.target_modules),
             "data": {"source": cfg.data, "format": cfg.format, "rows": n_rows},
-            "hyperparameters": hyper, "adapter_config": asdict(cfg.adapter),
+            "hyperparameters": hyper, "adapter_config": asdict(self.adapter),
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
             **plan.metadata(),
         }
+
+    def a_init_record(self) -> str:
+        """How A started: a data-driven init's name, the seeded init of a LoRI method, or PEFT's own."""
+        if self.cfg.init != "default":
+            return self.cfg.init
+        return self.adapter.a_init if get_method(self.adapter.method).freezes_a else "peft-kaiming"
 
     def save(self, bundle, peft_model, plan, n_rows: int, seconds: float, dist=None) -> Path:
         """Write the PEFT adapter (under torchrun: gathered in full, written by rank 0)."""
