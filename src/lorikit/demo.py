@@ -21,11 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
-TASKS = ("arithmetic", "reverse", "compare")
+from .data import BUILTIN_TASKS
+from .errors import UsageError
+from .pipeline.recipe import parse_recipe
+from .pipeline.runner import run_recipe
+
+DEMO_TASKS = tuple(BUILTIN_TASKS)  # arithmetic, reverse, compare: every built-in task
 MERGE_WEIGHT = {"lora": 0.5, "lori-d": 0.5, "lori-s": 0.4}
 
 
@@ -51,18 +56,14 @@ class DemoConfig:
                 "the report plots score vs weight (3 evals per weight and method)"})
 
     def __post_init__(self):
-        from .errors import UsageError
-
         bad = [w for w in self.sweep if not 0 < w <= 2]
         if bad:
             raise UsageError(f"--sweep {bad[0]:g}: a merge weight must be in (0, 2]")
 
 
-def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
-    train = {"model": cfg.model, "rank": cfg.rank, "max_steps": cfg.steps, "batch_size": cfg.batch_size,
-             "builtin_rows": cfg.steps * cfg.batch_size, "max_length": 384}
-    stages: dict[str, dict[str, Any]] = {}
-    for i, task in enumerate(TASKS, 1):
+def _train_stages(cfg: DemoConfig, stages: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Every method's training (and mask, OSRM statistics) stages; returns {method: cat merge weight}."""
+    for i, task in enumerate(DEMO_TASKS, 1):
         data = f"builtin:{task}"
         stages[f"lora-{task}"] = {"kind": "train", "data": data, "method": "lora", "seed": i, "lr": cfg.lr}
         stages[f"lori-d-{task}"] = {"kind": "train", "data": data, "method": "lori-d", "seed": i, "lr": cfg.lr}
@@ -73,18 +74,26 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.osrm:
         weights["osrm"] = MERGE_WEIGHT["lora"]
         stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
-                                "max_length": 128, "data": {t: f"builtin:{t}" for t in TASKS}}
-        for i, task in enumerate(TASKS, 1):
+                                "max_length": 128, "data": {t: f"builtin:{t}" for t in DEMO_TASKS}}
+        for i, task in enumerate(DEMO_TASKS, 1):
             stages[f"osrm-{task}"] = {"kind": "train", "data": f"builtin:{task}", "method": "lora", "seed": i,
                                       "lr": cfg.lr, "init": "osrm", "osrm_stats": "$osrm-stats", "task": task,
                                       "osrm_scale": "kaiming"}
+    return weights
+
+
+def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
+    train = {"model": cfg.model, "rank": cfg.rank, "max_steps": cfg.steps, "batch_size": cfg.batch_size,
+             "builtin_rows": cfg.steps * cfg.batch_size, "max_length": 384}
+    stages: dict[str, dict[str, Any]] = {}
+    weights = _train_stages(cfg, stages)
 
     def add_cat_merge(name: str, method: str, weight: float) -> dict[str, str]:
         """A cat merge of ``method``'s adapters at ``weight`` and its eval on every task: {task: $eval}."""
-        stages[name] = {"kind": "merge", "method": "cat", "adapters": [f"${method}-{t}" for t in TASKS],
-                        "weights": [weight] * len(TASKS)}
+        stages[name] = {"kind": "merge", "method": "cat", "adapters": [f"${method}-{t}" for t in DEMO_TASKS],
+                        "weights": [weight] * len(DEMO_TASKS)}
         evals = {}
-        for task in TASKS:
+        for task in DEMO_TASKS:
             stages[f"eval-{name}-{task}"] = {"kind": "eval", "adapter": f"${name}", "data": f"builtin:{task}:test"}
             evals[task] = f"$eval-{name}-{task}"
         return evals
@@ -93,7 +102,7 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
     sweep: dict[str, dict[float, str]] = {}
     for method, weight in weights.items():
         methods[method] = {"single": {}, "merged": add_cat_merge(f"{method}-merged", method, weight)}
-        for task in TASKS:
+        for task in DEMO_TASKS:
             stages[f"eval-{method}-single-{task}"] = {"kind": "eval", "adapter": f"${method}-{task}",
                                                       "data": f"builtin:{task}:test"}
             methods[method]["single"][task] = f"$eval-{method}-single-{task}"
@@ -102,22 +111,9 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
         points = {w: add_cat_merge(f"{method}-merged-w{w:g}".replace(".", "p"), method, w)
                   for w in dict.fromkeys(cfg.sweep) if w != weight}
         points[weight] = methods[method]["merged"]
-        for task in TASKS:
+        for task in DEMO_TASKS:
             sweep[f"{method}: {task}"] = {w: evals[task] for w, evals in sorted(points.items())}
-    methods_with_base = {"base model": {"single": {}, "merged": {}}}
-    for task in TASKS:
-        stages[f"eval-base-{task}"] = {"kind": "eval", "data": f"builtin:{task}:test"}
-        methods_with_base["base model"]["single"][task] = f"$eval-base-{task}"
-        methods_with_base["base model"]["merged"][task] = f"$eval-base-{task}"
-    methods_with_base.update(methods)
-    stages["scores"] = {"kind": "scores", "methods": methods_with_base}
-    stages["report"] = {"kind": "analyze",
-                        "adapters": [f"{m}/{t}=${m}-{t}" for m in weights for t in TASKS],
-                        "data": {t: f"builtin:{t}:dev" for t in TASKS}, "samples": cfg.samples,
-                        "masks": {t: f"$masks-{t}/masks/{cfg.sparsity}_mask.pt" for t in TASKS},
-                        "scores": "$scores/scores.json"}
-    if sweep:
-        stages["report"]["sweep"] = sweep
+    _report_stages(cfg, stages, methods, list(weights), sweep)
     return {"name": "demo", "workdir": cfg.workdir,
             "defaults": {"train": train, "eval": {"model": cfg.model, "task": "builtin", "limit": cfg.eval_examples,
                                                   "batch_size": cfg.eval_examples,
@@ -127,19 +123,35 @@ def demo_recipe(cfg: DemoConfig) -> dict[str, Any]:
             "stages": stages}
 
 
-def run_demo(cfg: DemoConfig, fresh: bool = False) -> Path:
-    """Run (or resume) the demo recipe; returns the report folder."""
-    from .pipeline.recipe import parse_recipe
-    from .pipeline.runner import run_recipe
+def _report_stages(cfg: DemoConfig, stages: dict[str, dict[str, Any]], methods: dict, adapters_of: list[str],
+                   sweep: dict) -> None:
+    """The base model's evals, the score table and the report over ``adapters_of``' adapters."""
+    methods_with_base = {"base model": {"single": {}, "merged": {}}}
+    for task in DEMO_TASKS:
+        stages[f"eval-base-{task}"] = {"kind": "eval", "data": f"builtin:{task}:test"}
+        methods_with_base["base model"]["single"][task] = f"$eval-base-{task}"
+        methods_with_base["base model"]["merged"][task] = f"$eval-base-{task}"
+    methods_with_base.update(methods)
+    stages["scores"] = {"kind": "scores", "methods": methods_with_base}
+    stages["report"] = {"kind": "analyze",
+                        "adapters": [f"{m}/{t}=${m}-{t}" for m in adapters_of for t in DEMO_TASKS],
+                        "data": {t: f"builtin:{t}:dev" for t in DEMO_TASKS}, "samples": cfg.samples,
+                        "masks": {t: f"$masks-{t}/masks/{cfg.sparsity}_mask.pt" for t in DEMO_TASKS},
+                        "scores": "$scores/scores.json"}
+    if sweep:
+        stages["report"]["sweep"] = sweep
 
+
+def run_demo(cfg: DemoConfig, fresh: bool = False, echo: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) the demo recipe (``echo``: progress lines, default the log); returns the report folder."""
     recipe = parse_recipe(demo_recipe(cfg), source="lorikit demo", workdir=cfg.workdir)
-    run_recipe(recipe, resume=not fresh, overwrite=fresh)
-    table = Path(cfg.workdir) / "scores" / "table.md"
-    print(f"\nlorikit demo: single vs merged (held-out test split, {cfg.eval_examples} examples per task):\n")
-    print(table.read_text())
-    report = Path(cfg.workdir) / "report"
-    print(f"lorikit demo: report in {report / 'report.md'}")
-    return report
+    run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
+    return Path(cfg.workdir) / "report"
+
+
+def demo_table(cfg: DemoConfig) -> str:
+    """The single-vs-merged score table (markdown) of a finished demo."""
+    return (Path(cfg.workdir) / "scores" / "table.md").read_text()
 
 
 def recipe_yaml(cfg: DemoConfig) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -47,8 +48,35 @@ def _error(message: str) -> None:
     print(f"lorikit: error: {message}", file=sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def show_library_log() -> None:
+    """Library modules log (``logging``); the command line shows their INFO lines on stderr as
+    ``lorikit: message``, as it shows its own errors. Installed once per process."""
+    logger = logging.getLogger("lorikit")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("lorikit: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_library_log()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("LORIKIT_DEBUG") == "1"

@@ -17,11 +17,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import recipe_yaml, run_demo
+    from ..demo import demo_table, recipe_yaml, run_demo
 
     cfg = dataclass_from_args(DemoConfig, args)
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
         return 0
-    run_demo(cfg, fresh=args.fresh)
+    report = run_demo(cfg, fresh=args.fresh, echo=print)
+    print(f"\nlorikit demo: single vs merged (held-out test split, {cfg.eval_examples} examples per task):\n")
+    print(demo_table(cfg))
+    print(f"lorikit demo: report in {report / 'report.md'}")
     return 0

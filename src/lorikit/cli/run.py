@@ -27,5 +27,6 @@ def run(args) -> int:
 
     overrides = ([f"model={args.model}"] if args.model else []) + list(args.overrides)
     recipe = load_recipe(args.recipe, workdir=args.workdir, overrides=overrides)
-    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run)
+    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run,
+               echo=print)
     return 0

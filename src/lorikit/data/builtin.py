@@ -50,12 +50,13 @@ def _compare(rng: random.Random) -> dict[str, Any]:
             "input": "", "output": f"the correct answer is {truth}", "answer": truth, "task": "compare"}
 
 
-TASKS: dict[str, tuple[Callable[[random.Random], dict[str, Any]], str, str]] = {
+BUILTIN_TASKS: dict[str, tuple[Callable[[random.Random], dict[str, Any]], str, str]] = {
     # name: (generator, native format, scorer used by evaluation)
     "arithmetic": (_arithmetic, "gsm8k", "gsm8k"),
     "reverse": (_reverse, "alpaca", "exact"),
     "compare": (_compare, "nlu", "nlu"),
 }
+TASKS = BUILTIN_TASKS  # the former name, still imported by eval/tasks.py
 
 
 def parse_builtin(spec: str) -> tuple[str, str]:
@@ -63,8 +64,8 @@ def parse_builtin(spec: str) -> tuple[str, str]:
     parts = spec.split(":")
     name = parts[1] if len(parts) > 1 else ""
     split = parts[2] if len(parts) > 2 else "train"
-    if name not in TASKS:
-        raise UsageError(f"--data {spec}: unknown built-in task {name!r} (choose from {', '.join(TASKS)})")
+    if name not in BUILTIN_TASKS:
+        raise UsageError(f"--data {spec}: unknown built-in task {name!r} (choose from {', '.join(BUILTIN_TASKS)})")
     if split not in SPLITS or len(parts) > 3:
         raise UsageError(f"--data {spec}: unknown split {split!r} (choose from {', '.join(SPLITS)})")
     return name, split
@@ -72,7 +73,7 @@ def parse_builtin(spec: str) -> tuple[str, str]:
 
 def builtin_rows(name: str, split: str = "train", n: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` distinct rows of task ``name`` in ``split``, the same for the same (name, split, n, seed)."""
-    gen = TASKS[name][0]
+    gen = BUILTIN_TASKS[name][0]
     rng = random.Random(f"{name}:{split}:{seed}")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()

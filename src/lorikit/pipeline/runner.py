@@ -20,6 +20,7 @@ is missing (no folder) or stale (folder from other settings, or unfinished).
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import time
@@ -33,6 +34,8 @@ from .kinds import StageKind, get_kind
 from .recipe import Recipe
 
 STAGE_RECORD = "lorikit-stage.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,7 +129,7 @@ def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, only: list[str] | None = None,
-               dry_run: bool = False, echo: Callable[[str], None] = print) -> list[StagePlan]:
+               dry_run: bool = False, echo: Callable[[str], None] = log.info) -> list[StagePlan]:
     """Run the recipe; returns the plan (each stage's action) for callers and tests."""
     plans = plan_recipe(recipe, resume, overwrite, only)
     todo = [p for p in plans if p.action == "run"]

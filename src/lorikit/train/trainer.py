@@ -15,10 +15,10 @@ optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter 
 
 from __future__ import annotations
 
+import logging
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -42,6 +42,8 @@ from .classification import (classification_loss_sum, collate_classification, he
 from .config import TrainConfig
 from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
+
+log = logging.getLogger(__name__)
 
 
 def global_batches(n_examples: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
@@ -157,26 +159,9 @@ class Trainer:
         if cfg.deterministic:
             use_deterministic_kernels()
         torch.manual_seed(self.adapter.run_seed)
-
-        def set_up():
-            bundle, peft_model, plan = self.build_model()
-            # FSDP2 replaces every Parameter by a sharded one: remember the plan's by name.
-            names = {id(p): n for n, p in peft_model.named_parameters()}
-            plan_names = [names.get(id(p)) for p in plan.parameters()]
-            if None in plan_names:
-                raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
-            if not plan_names:
-                raise LorikitError("nothing to train: every parameter is frozen")
-            return bundle, peft_model, plan, plan_names, *self.load_data(bundle.tokenizer)
-
-        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(set_up)
-        causal_lm = peft_model.get_base_model()
+        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(self._set_up)
         if cfg.grad_checkpointing:
-            # Non-reentrant: works with frozen inputs (LoRI's frozen embeddings) and FSDP2.
-            if hasattr(causal_lm, "activation_checkpointing_enable"):  # transformers ≥ 5 name
-                causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_grad_checkpointing(peft_model.get_base_model())
         model = dist.prepare(peft_model, self.loss_sum, cfg.bf16)
         model.train()
         current = dict(peft_model.named_parameters())
@@ -190,42 +175,22 @@ class Trainer:
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
         pad_id = bundle.tokenizer.pad_token_id
-        # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
-        autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
         for step in bar:
             t0 = time.perf_counter()
-            indices = schedule[step]
-            micro = dist.micro_batches(indices, cfg.batch_size, cfg.grad_accum)
-            # A rank with an empty share still runs the pass (FSDP's collectives must line up),
-            # on a stand-in example whose loss is weighted 0.
-            made = [(self.make_batch([tokenized[j] for j in (m or indices[:1])], pad_id), 1.0 if m else 0.0)
-                    for m in micro]
-            batches = [(batch, weight) for (batch, _), weight in made]
-            n_tokens = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
-            local_loss = 0.0
-            for batch, weight in batches:
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss_sum = model(batch)
-                (loss_sum * weight / max(1, n_tokens)).backward()
-                local_loss += weight * float(loss_sum.detach())
-            grad_norm = None
-            if cfg.max_grad_norm:
-                grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm)
+            loss, n_units = self._accumulate(model, dist, [tokenized[j] for j in schedule[step]], pad_id)
+            grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             plan.after_step()
-            loss = dist.sum([local_loss])[0] / max(1, n_tokens)
             if not math.isfinite(loss):
                 raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
-            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                      ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
-                      "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
-            self.log.append(record)
+            self.log.append({"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+                             ("examples" if cfg.head == "classification" else "tokens"): n_units,
+                             "grad_norm": grad_norm, "seconds": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{loss:.4f}")
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
@@ -234,16 +199,46 @@ class Trainer:
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
 
+    def _set_up(self):
+        """Model, adapter, plan (its parameters by name: FSDP2 replaces every Parameter) and data."""
+        bundle, peft_model, plan = self.build_model()
+        names = {id(p): n for n, p in peft_model.named_parameters()}
+        plan_names = [names.get(id(p)) for p in plan.parameters()]
+        if None in plan_names:
+            raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
+        if not plan_names:
+            raise LorikitError("nothing to train: every parameter is frozen")
+        return bundle, peft_model, plan, plan_names, *self.load_data(bundle.tokenizer)
+
+    def _accumulate(self, model, dist, items: list, pad_id: int) -> tuple[float, int]:
+        """Forward/backward every micro-batch of one optimizer step: (mean loss, units it averages over)."""
+        cfg = self.cfg
+        micro = dist.micro_batches(list(range(len(items))), cfg.batch_size, cfg.grad_accum)
+        # A rank with an empty share still runs the pass (FSDP's collectives must line up),
+        # on a stand-in example whose loss is weighted 0.
+        made = [(self.make_batch([items[j] for j in (m or [0])], pad_id), 1.0 if m else 0.0) for m in micro]
+        n_units = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
+        # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
+        autocast = cfg.bf16 and not dist.sharded
+        local_loss = 0.0
+        for (batch, _), weight in made:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss_sum = model(batch)
+            (loss_sum * weight / max(1, n_units)).backward()
+            local_loss += weight * float(loss_sum.detach())
+        return dist.sum([local_loss])[0] / max(1, n_units), n_units
+
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
         latest = latest_checkpoint(ckpt.root)
         if latest is None:
             if dist.is_main:
-                print(f"lorikit: --resume: no checkpoint in {ckpt.root}, starting at step 0", file=sys.stderr)
+                log.info("--resume: no checkpoint in %s, starting at step 0", ckpt.root)
             return 0
         step, self.log = dist.agree(lambda: ckpt.load(latest))
         if dist.is_main:
-            print(f"lorikit: resuming from {latest} (step {step})", file=sys.stderr)
+            log.info("resuming from %s (step %d)", latest, step)
         return step
 
     # ---- output ---------------------------------------------------------------------------
@@ -293,6 +288,14 @@ class Trainer:
 
         dist.agree(write)
         return Path(cfg.out)
+
+
+def enable_grad_checkpointing(causal_lm) -> None:
+    """Non-reentrant activation checkpointing: works with frozen inputs (LoRI's frozen embeddings) and FSDP2."""
+    if hasattr(causal_lm, "activation_checkpointing_enable"):  # transformers ≥ 5 name
+        causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def use_deterministic_kernels() -> None:
