@@ -1,4 +1,4 @@
-"""Merging: each method against a direct tensor implementation of its METHODS.md §4 formula."""
+"""Merging: each method against a direct tensor implementation of its docs/methods.md#merging formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OSRM (METHODS.md §6): per-task input statistics, orthogonal-subspace A, adapter transform."""
+"""OSRM (docs/methods.md#osrm): per-task input statistics, orthogonal-subspace A, adapter transform."""
 
 from .init import apply_osrm_init, cov_basis, mean_basis, osrm_projection
 from .collect import InputRecorder, StatsConfig, collect_stats

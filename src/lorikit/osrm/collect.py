@@ -1,4 +1,4 @@
-"""Collecting OSRM feature statistics: what each task's data feeds into every target module (METHODS.md §6).
+"""Collecting OSRM feature statistics: what each task's data feeds into every target module (docs/methods.md#osrm).
 
 For task k and target module m with input h ∈ R^d at every *real* token (padding excluded — the
 reference averages over padding positions too, a defect lorikit fixes):

@@ -1,4 +1,4 @@
-"""OSRM's analytical A: the input directions the *other* tasks do not use (METHODS.md §6).
+"""OSRM's analytical A: the input directions the *other* tasks do not use (docs/methods.md#osrm).
 
 For task t and a target module, let the other tasks k ≠ t have statistics μ_k (mean input over
 real tokens) and M_k = Σ_tokens h hᵀ. A (r × d, rows orthonormal: A Aᵀ = I) minimises

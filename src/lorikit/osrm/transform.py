@@ -1,4 +1,4 @@
-"""Move an existing update into OSRM's subspace (METHODS.md §6, the reference's post_OSRM.py).
+"""Move an existing update into OSRM's subspace (docs/methods.md#osrm, the reference's post_OSRM.py).
 
 Input: a LoRA adapter (ΔW = s B A per module) or a fully fine-tuned model folder (ΔW = W_ft − W_0
 per target module, W_0 from the statistics' base model). With A_o = A_osrm (r × d, rows c·
