@@ -52,12 +52,13 @@ def test_stock_peft_loads_adapter_with_same_logits_as_manual_delta(make_adapter,
     torch.testing.assert_close(_logits(peft_model), _logits(manual), rtol=1e-4, atol=1e-5)
 
 
-def test_lori_d_A_is_frozen_seeded_and_regenerable(make_adapter):
-    out = make_adapter(method="lori-d", seed=7, steps=4)
+@pytest.mark.parametrize("a_init", ["kaiming", "gaussian"])
+def test_lori_d_A_is_frozen_seeded_and_regenerable(make_adapter, a_init):
+    out = make_adapter(method="lori-d", seed=7, steps=4, a_init=a_init)
     state = load_adapter(out)
-    assert state.meta["method"] == "lori-d" and state.meta["seed"] == 7
+    assert state.meta["method"] == "lori-d" and state.meta["seed"] == 7 and state.meta["a_init"] == a_init
     for name, mod in state.modules().items():
-        regenerated = seeded_projection(7, name, mod.rank, mod.A.shape[1], "kaiming")
+        regenerated = seeded_projection(7, name, mod.rank, mod.A.shape[1], a_init)
         assert torch.equal(mod.A, regenerated), name
 
 
