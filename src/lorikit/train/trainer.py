@@ -172,7 +172,7 @@ class Trainer:
         schedule = step_schedule(cfg, len(tokenized), self.adapter.run_seed)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-        ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
+        ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
         pad_id = bundle.tokenizer.pad_token_id
         t_start = time.perf_counter()
