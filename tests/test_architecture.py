@@ -4,7 +4,8 @@
   cannot hide behind a lazy import;
 - no private (``_name``) imported from another lorikit module;
 - no library file over 400 lines, no function over 60 lines (``src/lorikit``);
-- no mention of the spec file users do not have (``METHODS.md``) in src, docs, recipes, tests, bench;
+- no mention of the internal spec file users do not have in src, docs, recipes, tests, bench
+  (docs/methods.md is the method reference);
 - no adapter-method name compared as a string outside ``adapters/methods/`` (ask the registry);
 - library code logs instead of printing (only ``cli/`` prints).
 
