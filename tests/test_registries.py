@@ -121,3 +121,13 @@ def test_seeded_inits_draw_what_their_docstrings_say():
     assert g.std().item() == pytest.approx(1 / 64 ** 0.5, rel=0.02)
     gen = torch.Generator().manual_seed(module_seed(5, "m"))
     assert torch.equal(get_init("gaussian").draw(gen, 64, 4096), g)
+
+
+def test_flat_keys_route_to_the_sub_configs_and_back():
+    cfg = TrainConfig.from_flat(out="o", method="lori-d", rank=8, seed=3, init="osrm", osrm_stats="s", task="t",
+                                osrm_mode="cov", max_steps=2)
+    assert (cfg.adapter.method, cfg.adapter.rank, cfg.adapter.seed) == ("lori-d", 8, 3)
+    assert (cfg.osrm.osrm_stats, cfg.osrm.task, cfg.osrm.osrm_mode, cfg.max_steps) == ("s", "t", "cov", 2)
+    flat = cfg.flat()
+    assert flat["osrm_stats"] == "s" and flat["init"] == "osrm" and "adapter" not in flat and "osrm" not in flat
+    assert cfg.adapter.seed == 3 and cfg.resolved_seed() == 3  # nothing rewritten

@@ -156,6 +156,13 @@ class TrainConfig:
             init = get_init(self.init)
             init.check(getattr(self, init.config_field))
 
+    @classmethod
+    def from_flat(cls, **settings) -> "TrainConfig":
+        """Build from flat keys, as on the command line and in recipes: ``TrainConfig.from_flat(out=...,
+        method="lori-d", rank=8, init="osrm", osrm_stats=..., task=...)``."""
+        own, parts = split_settings(settings)
+        return cls(**own, **{name: SUBCONFIGS[name](**values) for name, values in parts.items()})
+
     def flat(self) -> dict:
         """The run's settings as flat keys, as on the command line and in recipes (no ``adapter``)."""
         values = asdict(self)
