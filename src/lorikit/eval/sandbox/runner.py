@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import selectors
 import shutil
 import signal
@@ -58,6 +59,33 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
+    """A pidfd of the sandbox's pid 1, from bwrap's ``--info-fd`` JSON (None if bwrap failed).
+
+    The kernel kills every process of a pid namespace before its pid 1 counts as exited, so once
+    this pidfd is readable nothing the program started is left.
+    """
+    data = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([info_r], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(info_r, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
+def _wait_gone(pidfd: int | None, seconds: float = 10.0) -> None:
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], seconds)
+        finally:
+            os.close(pidfd)
+
+
 def _collect(proc: subprocess.Popen, verdict_r: int, deadline: float, cap: int) -> tuple[dict, str | None]:
     """Read stdout, stderr and the verdict until all close; stop at the deadline or output cap."""
     sel = selectors.DefaultSelector()
@@ -99,12 +127,13 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
     nonce = secrets.token_hex(16).encode()
     nonce_r = _filled_pipe(nonce)
     verdict_r, verdict_w = os.pipe()
-    inherited = [nonce_r, verdict_w]
+    inherited, info_r, pidfd = [nonce_r, verdict_w], None, None
     if workdir is None:
         flt = build_filter(cfg.allow_processes)
         seccomp_r = _filled_pipe(flt) if flt is not None else None
-        inherited += [seccomp_r] if seccomp_r is not None else []
-        argv, cwd, env, child_dir = bwrap_command(cfg, seccomp_r), "/", {"PATH": os.environ.get("PATH", "")}, SANDBOX_TMP
+        info_r, info_w = os.pipe()
+        inherited += [info_w] + ([seccomp_r] if seccomp_r is not None else [])
+        argv, cwd, env, child_dir = bwrap_command(cfg, seccomp_r, info_w), "/", {"PATH": os.environ.get("PATH", "")}, SANDBOX_TMP
     else:
         argv, cwd, env, child_dir = bare_command(), workdir, minimal_env(workdir), workdir
     job = json.dumps({"code": source, "limits": _limits(cfg), "guard": cfg.guard, "workdir": child_dir,
@@ -116,6 +145,8 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
         for fd in inherited:
             os.close(fd)
     try:
+        if info_r is not None:
+            pidfd = _sandbox_pidfd(info_r, t0 + cfg.timeout)
         try:
             proc.stdin.write(job)
             proc.stdin.close()
@@ -125,7 +156,10 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
     finally:
         _kill(proc)
         proc.wait()
-        os.close(verdict_r)
+        _wait_gone(pidfd)
+        for fd in (verdict_r, info_r):
+            if fd is not None:
+                os.close(fd)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
     stdout, stderr = _text(bufs["stdout"]), _text(bufs["stderr"])
