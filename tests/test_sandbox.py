@@ -313,11 +313,12 @@ def test_memory_bombs_fail_cleanly():
     bombs = ["x = bytearray(8 * 1024**3)\n",
              "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 2**20))\n",
              "import mmap\nm = mmap.mmap(-1, 4 * 1024**3)\n",
-             "import itertools\nfor i in itertools.count():\n    open(f'/tmp/f{i}', 'wb').write(b'0' * 2**20)\n"]
+             "import itertools\nfor i in itertools.count():\n    open(f'/tmp/f{i}', 'wb').write(b'0' * 2**20)\n",
+             "files = [open('/dev/null') for _ in range(10**6)]\n"]
     results = run_programs(bombs, SandboxConfig(timeout=8, memory_mb=256, tmp_mb=16, workers=4), progress=False)
-    assert [r.status for r in results] == ["failed"] * 4
+    assert [r.status for r in results] == ["failed"] * 5
     assert "MemoryError" in results[0].stderr and "MemoryError" in results[1].stderr
-    assert "No space left on device" in results[3].stderr
+    assert "No space left on device" in results[3].stderr and "Too many open files" in results[4].stderr
 
 
 def test_cpu_bombs_are_stopped_by_the_timeout():

@@ -36,11 +36,13 @@ log = logging.getLogger(__name__)
 
 _KEEP = 64 * 1024  # bytes of stdout / stderr kept in the result
 _VERDICT_MAX = 256
+_MAX_OPEN_FILES = 1024  # descriptors are kernel memory; the evaluator's own limit may be a million
 
 
 def _limits(cfg: SandboxConfig) -> dict[str, int]:
     return {"RLIMIT_CPU": int(cfg.timeout) + 1, "RLIMIT_AS": cfg.memory_mb * 2**20,
-            "RLIMIT_NPROC": cfg.max_processes, "RLIMIT_FSIZE": cfg.max_file_mb * 2**20, "RLIMIT_CORE": 0}
+            "RLIMIT_NPROC": cfg.max_processes, "RLIMIT_FSIZE": cfg.max_file_mb * 2**20, "RLIMIT_CORE": 0,
+            "RLIMIT_NOFILE": _MAX_OPEN_FILES}
 
 
 def _filled_pipe(data: bytes) -> int:
