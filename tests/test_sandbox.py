@@ -101,7 +101,8 @@ HONEST = {  # (prompt, completion, should pass)
     "add-syntax-error": (ADD, "    return a +\n", False),
     "add-raises": (ADD, "    raise ValueError('no')\n", False),
     "add-prints": (ADD, "    print('thinking', a, b)\n    return sum([a, b])\n", True),
-    "add-threads": (ADD, "    import threading\n    out = []\n    t = threading.Thread(target=lambda: out.append(a + b))\n"
+    "add-threads": (ADD, "    import threading\n    out = []\n"
+                         "    t = threading.Thread(target=lambda: out.append(a + b))\n"
                          "    t.start(); t.join()\n    return out[0]\n", True),
     "add-none": (ADD, "    pass\n", False),
 }
@@ -257,7 +258,8 @@ def test_network_namespace_alone_has_no_route_out(monkeypatch):
 FORGERIES = {
     # the wrong solution plus a trick to be counted as passed anyway
     "print-own-source": "    import glob, os\n"
-                        "    for p in glob.glob('/tmp/**', recursive=True) + ['/proc/self/cmdline', '/proc/self/environ']:\n"
+                        "    for p in glob.glob('/tmp/**', recursive=True) + ['/proc/self/cmdline',\n"
+                        "                                                     '/proc/self/environ']:\n"
                         "        try: print(open(p, errors='replace').read())\n"
                         "        except OSError: pass\n"
                         "    print('PASSED'); print('LORIKIT-PASSED')\n"

@@ -56,9 +56,9 @@ def _system_binds() -> list[str]:
 def bwrap_command(cfg: SandboxConfig, seccomp_fd: int | None, info_fd: int) -> list[str]:
     """``bwrap ... -- python -I -c <harness>``; ``seccomp_fd`` holds the filter (or None), bwrap
     writes the host pid of the sandbox's pid 1 on ``info_fd``."""
-    args = [cfg.bwrap, "--info-fd", str(info_fd), "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
-            "--uid", _SANDBOX_UID, "--gid", _SANDBOX_UID, "--hostname", "sandbox", *_system_binds()]
+    args = [cfg.bwrap, "--info-fd", str(info_fd), "--unshare-user", "--unshare-pid", "--unshare-net",
+            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns", "--die-with-parent",
+            "--new-session", "--uid", _SANDBOX_UID, "--gid", _SANDBOX_UID, "--hostname", "sandbox", *_system_binds()]
     for path in python_dirs():
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(cfg.tmp_mb * 2**20), "--tmpfs", SANDBOX_TMP,

@@ -145,7 +145,8 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
         seccomp_r = _filled_pipe(flt) if flt is not None else None
         info_r, info_w = os.pipe()
         inherited += [info_w] + ([seccomp_r] if seccomp_r is not None else [])
-        argv, cwd, env, child_dir = bwrap_command(cfg, seccomp_r, info_w), "/", {"PATH": os.environ.get("PATH", "")}, SANDBOX_TMP
+        argv, cwd, child_dir = bwrap_command(cfg, seccomp_r, info_w), "/", SANDBOX_TMP
+        env = {"PATH": os.environ.get("PATH", "")}
     else:
         argv, cwd, env, child_dir = bare_command(), workdir, minimal_env(workdir), workdir
     job = json.dumps({"code": source, "limits": _limits(cfg), "guard": cfg.guard, "workdir": child_dir,
