@@ -393,3 +393,16 @@ def test_sandbox_none_still_limits_and_cleans_up():
     assert [r.status for r in results] == ["passed", "failed", "passed", "timeout"]
     assert not os.path.exists(results[2].stdout.strip())
     assert _leftover_tempdirs() <= before
+
+
+def test_the_evaluator_leaks_no_descriptors():
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    run_program("print(1)\n", FAST)  # warm up (thread pools, imports)
+    before = open_fds()
+    run_programs(["print(1)\n", "while True: pass\n", "import sys\nsys.stdout.write('x' * 2**21)\n"],
+                 SandboxConfig(timeout=1.5, max_output_kb=64, workers=3), progress=False)
+    missing = run_program("print(1)\n", SandboxConfig(bwrap="/nonexistent/bwrap"))
+    assert missing.status == "error" and "nonexistent" in missing.stderr
+    assert open_fds() == before

@@ -45,6 +45,12 @@ def _limits(cfg: SandboxConfig) -> dict[str, int]:
             "RLIMIT_NOFILE": _MAX_OPEN_FILES}
 
 
+def _close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
 def _filled_pipe(data: bytes) -> int:
     """Read end of a pipe that already holds ``data`` and whose write end is closed."""
     r, w = os.pipe()
@@ -75,10 +81,13 @@ def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
         if not chunk:
             break
         data += chunk
-    try:
-        return os.pidfd_open(int(json.loads(data)["child-pid"]))
-    except (ValueError, KeyError, TypeError, OSError):
-        return None
+        try:  # complete as soon as it parses: do not rely on bwrap closing the descriptor
+            return os.pidfd_open(int(json.loads(data)["child-pid"]))
+        except ValueError:
+            continue
+        except (KeyError, TypeError, OSError):
+            return None
+    return None
 
 
 def _wait_gone(pidfd: int | None, seconds: float = 10.0) -> None:
@@ -154,9 +163,11 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, pass_fds=inherited, start_new_session=True)
+    except OSError:
+        _close(verdict_r, info_r)
+        raise
     finally:
-        for fd in inherited:
-            os.close(fd)
+        _close(*inherited)
     try:
         if info_r is not None:
             pidfd = _sandbox_pidfd(info_r, t0 + cfg.timeout)
@@ -166,9 +177,7 @@ def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) 
         _kill(proc)
         proc.wait()
         _wait_gone(pidfd)
-        for fd in (verdict_r, info_r):
-            if fd is not None:
-                os.close(fd)
+        _close(verdict_r, info_r)
         for stream in (proc.stdout, proc.stderr):
             stream.close()
     stdout, stderr = _text(bufs["stdout"]), _text(bufs["stderr"])
