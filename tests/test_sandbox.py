@@ -197,7 +197,8 @@ def test_fork_setsid_daemon_does_not_outlive_the_sample():
               "    os._exit(0)\n"
               "time.sleep(0.3)\n")
     timeout_daemon = daemon + "time.sleep(60)\n"
-    ok, late = run_programs([daemon, timeout_daemon], BARE_OS, progress=False)
+    bare_os = SandboxConfig(timeout=2, workers=2, guard=False, allow_processes=True)
+    ok, late = run_programs([daemon, timeout_daemon], bare_os, progress=False)
     assert ok.status == "passed" and late.status == "timeout", (ok.stderr, late.stderr)
     assert _host_processes(marker) == []  # at once: run_program returns only when the sandbox is gone
     blocked = run_program(daemon, SandboxConfig(timeout=4, guard=False))  # seccomp alone: fork fails
@@ -386,7 +387,7 @@ def test_limits_are_set_in_the_child():
 
 def test_sandbox_none_still_limits_and_cleans_up():
     before = _leftover_tempdirs()
-    cfg = SandboxConfig(sandbox="none", timeout=3, memory_mb=512, workers=2)
+    cfg = SandboxConfig(sandbox="none", timeout=2, memory_mb=512, workers=4)
     results = run_programs([_program("    return a + b\n"), _program("    return a - b\n"),
                             "import os\nprint(os.getcwd())\nopen('x', 'w').write('1')\n", "while True: pass\n"],
                            cfg, progress=False)

@@ -26,7 +26,8 @@ class SandboxConfig:
     max_output_kb: int = field(default=1024, metadata={
         "help": "stdout + stderr a program may write before it is killed (KiB)"})
     allow_processes: bool = field(default=False, metadata={
-        "help": "let programs fork/spawn processes (still inside the sandbox's pid namespace)"})
+        "help": "let programs fork/spawn processes (inside the sandbox's pid namespace; when lorikit runs "
+                "as root only the timeout then bounds how many)"})
     guard: bool = field(default=True, metadata={
         "help": "second, Python-level layer: remove fork/kill/subprocess/ctypes and confine file "
                 "deletion/renaming to the program's temporary folder"})
