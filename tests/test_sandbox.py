@@ -105,6 +105,9 @@ HONEST = {  # (prompt, completion, should pass)
                          "    t = threading.Thread(target=lambda: out.append(a + b))\n"
                          "    t.start(); t.join()\n    return out[0]\n", True),
     "add-none": (ADD, "    pass\n", False),
+    "add-pickle": (ADD, "    import pickle\n    return pickle.loads(pickle.dumps(Sum(a, b))).value\n"
+                        "class Sum:\n    def __init__(self, a, b):\n        self.value = a + b\n", True),
+    "add-closes-stdout": (ADD, "    return a + b\nimport sys\nprint('bye')\nsys.stdout.close()\n", True),
 }
 
 

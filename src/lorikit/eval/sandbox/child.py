@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import traceback
+import types
 
 _PROCESS_FUNCS = ("fork", "forkpty", "system", "popen", "kill", "killpg", "setsid", "setpgid", "setuid",
                   "setgid", "seteuid", "setegid", "setreuid", "setregid", "fchmod", "fchown", "ftruncate",
@@ -78,6 +79,15 @@ def _guard(workdir):
         sys.modules[name] = None
 
 
+def _flush(flushes):
+    """Flush the original stdout/stderr; a stream the program closed is its own loss, not a failure."""
+    for flush in flushes:
+        try:
+            flush()
+        except Exception:
+            pass
+
+
 def _print_error():
     """The program's traceback, without the harness's own frame."""
     etype, value, tb = sys.exc_info()
@@ -101,19 +111,19 @@ def main():
         exit_(1)
     if job["guard"]:
         _guard(job["workdir"])
-    namespace = {"__name__": "__main__", "__file__": "program.py", "__builtins__": builtins}
+    module = types.ModuleType("__main__")  # the program's own __main__ (pickle, `import __main__`)
+    module.__file__, module.__builtins__ = "program.py", builtins
+    sys.modules["__main__"] = module
     del job
     try:
-        exec(code, namespace)
-        for f in flush:
-            f()
+        exec(code, module.__dict__)
     except BaseException:  # SystemExit included: leaving early is not passing
         try:
             _print_error()
-            for f in flush:
-                f()
+            _flush(flush)
         finally:
             exit_(1)
+    _flush(flush)
     nonce = read(nonce_fd, 256)
     write(verdict_fd, nonce if nonce else b"!nonce-already-read")
     exit_(0)
