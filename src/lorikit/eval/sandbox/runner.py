@@ -68,6 +68,13 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+def _readable(fd: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``fd`` to become readable (poll: no FD_SETSIZE limit)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(seconds * 1000))))
+
+
 def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
     """A pidfd of the sandbox's pid 1, from bwrap's ``--info-fd`` JSON (None if bwrap failed).
 
@@ -76,8 +83,7 @@ def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
     """
     data = b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([info_r], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(info_r, 4096) if ready else b""
+        chunk = os.read(info_r, 4096) if _readable(info_r, deadline - time.monotonic()) else b""
         if not chunk:
             break
         data += chunk
@@ -93,7 +99,7 @@ def _sandbox_pidfd(info_r: int, deadline: float) -> int | None:
 def _wait_gone(pidfd: int | None, seconds: float = 10.0) -> None:
     if pidfd is not None:
         try:
-            select.select([pidfd], [], [], seconds)
+            _readable(pidfd, seconds)
         finally:
             os.close(pidfd)
 
