@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from .sandbox.config import SANDBOXES
 
 TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
 HARNESSES = ("lorikit", "lm-eval")
@@ -41,7 +42,7 @@ class EvalConfig:
         "help": "humaneval: run the model-written code (in the --sandbox)"})
     sandbox: str = field(default="bwrap", metadata={
         "help": "humaneval: bwrap (bubblewrap namespaces + seccomp, the default) or none (NO isolation: unsafe)",
-        "choices": ("bwrap", "none")})
+        "choices": SANDBOXES})
     timeout: float = field(default=10.0, metadata={"help": "humaneval: wall-clock seconds per program"})
     memory_mb: int = field(default=1024, metadata={"help": "humaneval: memory limit per program (MiB)"})
     workers: int = field(default=2, metadata={"help": "humaneval: programs run in parallel"})
@@ -77,8 +78,8 @@ class EvalConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if not math.isfinite(self.timeout) or self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
-        if self.sandbox not in ("bwrap", "none"):
-            raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from bwrap, none)")
+        if self.sandbox not in SANDBOXES:
+            raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):
