@@ -38,6 +38,33 @@ def _bwrap_works():
     check_sandbox(FAST)  # a clear error (not a skip) where bubblewrap does not work
 
 
+def _descendants(root: int) -> list[int]:
+    """Live (non-zombie) processes below ``root`` on the host."""
+    parent, state = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            state[int(entry)], parent[int(entry)] = fields[0], int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        found += [k for k in kids if state[k] != "Z"]
+        frontier = kids
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _host_untouched():
+    """After every test: no sandbox process left below this one, no temporary folder left."""
+    tempdirs = _leftover_tempdirs()
+    yield
+    assert _descendants(os.getpid()) == []
+    assert _leftover_tempdirs() <= tempdirs
+
+
 @pytest.fixture
 def host(tmp_path):
     """A host folder holding a file the payloads try to change or delete."""
