@@ -34,9 +34,13 @@ _BLOCKED_MODULES = ("ctypes", "_ctypes", "_posixsubprocess", "multiprocessing", 
 
 
 def _set_limits(limits):
+    """soft = hard = value, or the evaluator's own hard limit where that is lower."""
     for name, value in limits.items():
+        kind = getattr(resource, name)
+        hard = resource.getrlimit(kind)[1]
         if value >= 0:
-            resource.setrlimit(getattr(resource, name), (value, value))
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(kind, (value, value))
 
 
 def _inside(workdir, path, dir_fd, readlink=os.readlink, getcwd=os.getcwd, realpath=os.path.realpath):
@@ -110,7 +114,7 @@ def main():
         _print_error()
         exit_(1)
     if job["guard"]:
-        _guard(job["workdir"])
+        _guard(os.path.realpath(job["workdir"]))
     module = types.ModuleType("__main__")  # the program's own __main__ (pickle, `import __main__`)
     module.__file__, module.__builtins__ = "program.py", builtins
     sys.modules["__main__"] = module
