@@ -360,7 +360,8 @@ def test_cpu_bombs_are_stopped_by_the_timeout():
               "    threading.Thread(target=spin).start()\nspin()\n"
     t0 = time.monotonic()
     results = run_programs([spin, threads], SandboxConfig(timeout=1.5, workers=2), progress=False)
-    assert [r.status for r in results] == ["timeout", "timeout"] or all(not r.passed for r in results)
+    # one spinning thread hits the wall clock; five on two cores may hit RLIMIT_CPU (SIGXCPU) first
+    assert results[0].status == "timeout" and results[1].status in ("timeout", "failed")
     assert all(r.seconds < 4 for r in results) and time.monotonic() - t0 < 8
 
 
