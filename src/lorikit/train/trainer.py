@@ -36,21 +36,16 @@ from ..errors import LorikitError
 from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir
 from . import distributed
+from .batching import length_grouped_batches, random_batches
 from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .classification import (classification_loss_sum, collate_classification, head_modules,
                              load_classification_data)
 from .config import TrainConfig
 from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
+from .progress import Throughput
 
 log = logging.getLogger(__name__)
-
-
-def global_batches(n_examples: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
-    """Example indices of each optimizer step of ``epoch`` (the last batch may be smaller)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n_examples, generator=gen).tolist()
-    return [order[i:i + global_batch] for i in range(0, n_examples, global_batch)]
 
 
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
@@ -71,13 +66,20 @@ def lr_lambda(cfg: TrainConfig, steps: int):
     return factor
 
 
-def step_schedule(cfg: TrainConfig, n_examples: int, seed: int) -> list[list[int]]:
-    """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget."""
-    steps = total_steps(cfg, n_examples)
+def step_schedule(cfg: TrainConfig, lengths: list[int], seed: int) -> list[list[int]]:
+    """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget.
+
+    ``lengths`` are the examples' token counts: with ``group_by_length`` each batch holds examples
+    of similar length (``batching.py``), otherwise the order is a plain shuffle."""
+    steps = total_steps(cfg, len(lengths))
+    global_batch = cfg.batch_size * cfg.grad_accum
     schedule: list[list[int]] = []
     epoch = 0
     while len(schedule) < steps:
-        schedule.extend(global_batches(n_examples, cfg.batch_size * cfg.grad_accum, seed, epoch))
+        if cfg.group_by_length:
+            schedule.extend(length_grouped_batches(lengths, global_batch, seed, epoch))
+        else:
+            schedule.extend(random_batches(len(lengths), global_batch, seed, epoch))
         epoch += 1
     return schedule[:steps]
 
@@ -166,10 +168,12 @@ class Trainer:
         model.train()
         current = dict(peft_model.named_parameters())
         params = [current[n] for n in plan_names]
+        # One fused kernel for all tensors instead of a Python loop over them (hundreds of small
+        # LoRA factors); FSDP2's sharded DTensors keep the default implementation.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                      weight_decay=cfg.weight_decay)
+                                      weight_decay=cfg.weight_decay, fused=not dist.sharded or None)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
-        schedule = step_schedule(cfg, len(tokenized), self.adapter.run_seed)
+        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], self.adapter.run_seed)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
@@ -177,7 +181,9 @@ class Trainer:
         pad_id = bundle.tokenizer.pad_token_id
         t_start = time.perf_counter()
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
-                   desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
+                   desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
+                   smoothing=0.1)
+        throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
         for step in bar:
             t0 = time.perf_counter()
             loss, n_units = self._accumulate(model, dist, [tokenized[j] for j in schedule[step]], pad_id)
@@ -188,10 +194,11 @@ class Trainer:
             plan.after_step()
             if not math.isfinite(loss):
                 raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
-            self.log.append({"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                             ("examples" if cfg.head == "classification" else "tokens"): n_units,
-                             "grad_norm": grad_norm, "seconds": time.perf_counter() - t0})
-            bar.set_postfix(loss=f"{loss:.4f}")
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+                      ("examples" if cfg.head == "classification" else "tokens"): n_units,
+                      "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
+            self.log.append(record)
+            bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_units, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
         bar.close()
