@@ -177,8 +177,8 @@ def test_eval_with_adapter_unmerged_and_merged_agree(make_adapter, tmp_path):
 
     adapter = make_adapter(method="lora", data="builtin:compare", steps=3, lr=5e-2)
     common = dict(model=TINY, adapter=str(adapter), task="nlu", data="builtin:compare:test", limit=3, max_new_tokens=5)
-    plain = evaluate(EvalConfig(**common), progress=False)
-    merged = evaluate(EvalConfig(**common, merge_for_speed=True), progress=False)
+    plain = evaluate(EvalConfig(**common, merge_for_speed=False), progress=False)
+    merged = evaluate(EvalConfig(**common), progress=False)  # merged by default
     base = evaluate(EvalConfig(**{**common, "adapter": None}), progress=False)
     assert [r["response"] for r in plain["records"]] == [r["response"] for r in merged["records"]]
     assert [r["response"] for r in plain["records"]] != [r["response"] for r in base["records"]]

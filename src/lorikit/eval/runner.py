@@ -16,7 +16,11 @@ from typing import Any
 import torch
 
 from ..errors import LorikitError, UsageError
+from .choice import choice_items, merge_both, score_loglik
 from .config import EvalConfig
+from .loglik import option_logliks
+
+CHOICE_TASKS = ("nlu", "exact")
 
 
 def _device(name: str) -> str:
@@ -112,8 +116,23 @@ def _evaluate_generation(cfg: EvalConfig, workdir: str, progress: bool) -> dict[
                                seed=cfg.seed)
     sandbox_cfg = SandboxConfig(timeout=cfg.timeout, memory_mb=cfg.memory_mb, workers=cfg.workers) \
         if task == "humaneval" else None
+    if cfg.scoring != "generate" and task not in CHOICE_TASKS:
+        raise UsageError(f"--scoring {cfg.scoring}: {cfg.data} is scored as {task}, which has no options "
+                         f"(log-likelihood scores {', '.join(CHOICE_TASKS)} rows)")
+    choices = choice_items(items, task) if cfg.scoring != "generate" else None
     model, tokenizer, bundle = load_for_eval(cfg, workdir)
     stats: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    if choices is not None:
+        t_ll = time.time()
+        ll_stats: dict[str, Any] = {}
+        loglik = score_loglik(items, option_logliks(model, tokenizer, choices, cfg.batch_size, progress, ll_stats))
+        settings.update(loglik_seconds=round(time.time() - t_ll, 2), loglik_sequences=ll_stats["sequences"])
+        if cfg.scoring == "loglik":
+            metrics, records = loglik
+            settings.update({**dataclasses.asdict(cfg), "scored_as": task, "data_source": where,
+                             "base_model_id": bundle.base_model_id})
+            return {"task": task, "n": len(items), **metrics, "settings": settings, "records": records}
     t_gen = time.time()
     completions = generate(model, tokenizer, [it.prompt for it in items], gen_cfg, progress=progress, stats=stats)
     gen_seconds = time.time() - t_gen
@@ -123,9 +142,11 @@ def _evaluate_generation(cfg: EvalConfig, workdir: str, progress: bool) -> dict[
         metrics, records = T.score_safety(items, completions, cfg.refusal_keywords)
     else:
         metrics, records = T.score_answers(task, items, completions)
-    settings = {**dataclasses.asdict(cfg), "scored_as": task, "data_source": where,
+    if choices is not None:
+        metrics, records = merge_both((metrics, records), loglik, items)
+    settings.update({**dataclasses.asdict(cfg), "scored_as": task, "data_source": where,
                 "base_model_id": bundle.base_model_id, "generation": dataclasses.asdict(gen_cfg),
-                "generated_tokens": stats.get("new_tokens"), "generation_seconds": round(gen_seconds, 2)}
+                "generated_tokens": stats.get("new_tokens"), "generation_seconds": round(gen_seconds, 2)})
     if sandbox_cfg:
         settings["sandbox"] = dataclasses.asdict(sandbox_cfg)
     return {"task": task, "n": len(items), **metrics, "settings": settings, "records": records}

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ..data.formats import gsm8k_target, text_field
 from ..data.templates import alpaca_prompt, gsm8k_prompt
 from ..errors import LorikitError, UsageError
+from .choice import answer_prefix, row_options
 from .scorers import exact, gsm8k, humaneval, nlu, safety
 
 
@@ -30,6 +31,10 @@ class Item:
     prompt: str
     gold: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    options: list[str] | None = None  # choice items: the answers log-likelihood scoring compares
+    prefix: str = ""  # what the response says before the option ("the correct answer is ")
+    id: str = ""  # the row's id/task_id field, else its 0-based position in the data
+    where: str = ""  # file:line for errors
 
 
 def _gsm8k_item(row, where):
@@ -53,11 +58,13 @@ def _alpaca(row, where):
 
 
 def _nlu_item(row, where):
-    return Item(_alpaca(row, where), text_field(row, "answer", where).strip())
+    gold = text_field(row, "answer", where).strip()
+    return Item(_alpaca(row, where), gold, options=row_options(row, where, nlu=True),
+                prefix=answer_prefix(row, gold, nlu=True))
 
 
 def _exact_item(row, where):
-    return Item(_alpaca(row, where), text_field(row, "output", where))
+    return Item(_alpaca(row, where), text_field(row, "output", where), options=row_options(row, where, nlu=False))
 
 
 def _safety_item(row, where):
@@ -122,7 +129,10 @@ def load_items(task: str, rows: list[dict], where: str) -> list[Item]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise LorikitError(f"{line_of(i)}: row is {type(row).__name__}, expected a JSON object")
-        items.append(spec.to_item(row, line_of(i)))
+        item = spec.to_item(row, line_of(i))
+        item.id = str(next((row[k] for k in ("id", "task_id") if row.get(k) is not None), i))
+        item.where = line_of(i)
+        items.append(item)
     return items
 
 
@@ -136,7 +146,7 @@ def score_answers(task: str, items: list[Item], completions: list[list[str]]) ->
         for text in outs:
             pred = scorer.extract(text, item.gold) if scorer is nlu else scorer.extract(text)
             graded.append({"response": text, "extracted": pred, "correct": scorer.is_correct(pred, item.gold)})
-        record = {"prompt": item.prompt, **graded[0], "gold": item.gold}
+        record = {"id": item.id, "prompt": item.prompt, **graded[0], "gold": item.gold}
         if len(graded) > 1:
             record["samples"] = graded
         records.append(record)
@@ -152,7 +162,7 @@ def score_safety(items: list[Item], completions: list[list[str]], keywords_file:
     records, fractions = [], []
     for item, outs in zip(items, completions):
         hits = [safety.matched_keyword(text, keywords) for text in outs]
-        record = {"prompt": item.prompt, "response": outs[0], "extracted": hits[0], "gold": None,
+        record = {"id": item.id, "prompt": item.prompt, "response": outs[0], "extracted": hits[0], "gold": None,
                   "refused": hits[0] is not None, "correct": hits[0] is not None}
         if len(outs) > 1:
             record["samples"] = [{"response": t, "extracted": h, "refused": h is not None} for t, h in zip(outs, hits)]
@@ -177,7 +187,7 @@ def score_humaneval(items: list[Item], completions: list[list[str]], pass_k: lis
         runs = [next(results) for _ in outs]
         passed = [r.passed(sentinel) for r in runs]
         per_problem.append((len(outs), sum(passed)))
-        record = {"task_id": item.meta["problem"]["task_id"], "prompt": item.prompt, "response": outs[0],
+        record = {"id": item.id, "task_id": item.meta["problem"]["task_id"], "prompt": item.prompt, "response": outs[0],
                   "extracted": None, "gold": None, "correct": passed[0], "n": len(outs), "passed": sum(passed),
                   "status": [r.status if not (r.status == "ok" and not p) else "no-sentinel"
                              for r, p in zip(runs, passed)],
