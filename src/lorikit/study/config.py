@@ -10,6 +10,8 @@ from ..errors import UsageError
 
 METHODS = ("lora", "lori-d", "lori-s", "osrm")
 CONTINUAL_METHODS = ("lora", "lori-d", "lori-s")
+CHOICE_BUILTINS = ("compare", "pair-max", "pair-greater")  # built-in tasks whose answer is one of fixed options
+SCORINGS = ("generate", "loglik")
 
 
 @dataclass(frozen=True)
@@ -20,18 +22,26 @@ class StudyTask:
     train: str
     test: str
     eval_task: str = "builtin"
+    scoring: str = "generate"  # loglik: the most likely option (choice tasks only)
 
 
-def parse_task(name: str, spec: Any, where: str) -> StudyTask:
-    """``arithmetic`` (a built-in name) or ``{train: SPEC, test: SPEC, task: nlu|gsm8k|exact|safety}``."""
+def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
+    """``arithmetic`` (a built-in name) or ``{train: SPEC, test: SPEC, task: nlu|gsm8k|exact|safety[, scoring]}``.
+    ``scoring`` (the study's) applies to choice tasks: built-in ones with options, and ``task: nlu``."""
     if spec is None:
         if name not in BUILTIN:
             raise UsageError(f"{where}: task {name!r} is not built in ({', '.join(BUILTIN)}); "
                              "give {train: SPEC, test: SPEC, task: EVAL_TASK} for other data")
-        return StudyTask(name, f"builtin:{name}", f"builtin:{name}:test")
-    if not isinstance(spec, dict) or not {"train", "test"} <= set(spec) or set(spec) - {"train", "test", "task"}:
-        raise UsageError(f"{where}: task {name!r}: expected {{train: SPEC, test: SPEC[, task: EVAL_TASK]}}, got {spec!r}")
-    return StudyTask(name, str(spec["train"]), str(spec["test"]), str(spec.get("task", "builtin")))
+        choice = name in CHOICE_BUILTINS
+        return StudyTask(name, f"builtin:{name}", f"builtin:{name}:test", "builtin", scoring if choice else "generate")
+    keys = {"train", "test", "task", "scoring"}
+    if not isinstance(spec, dict) or not {"train", "test"} <= set(spec) or set(spec) - keys:
+        raise UsageError(f"{where}: task {name!r}: expected {{train: SPEC, test: SPEC[, task: EVAL_TASK, scoring: "
+                         f"generate|loglik]}}, got {spec!r}")
+    task = str(spec.get("task", "builtin"))
+    default = scoring if task == "nlu" or (task == "builtin" and str(spec["test"]).split(":")[1:2] in
+                                           [[c] for c in CHOICE_BUILTINS]) else "generate"
+    return StudyTask(name, str(spec["train"]), str(spec["test"]), task, str(spec.get("scoring", default)))
 
 
 @dataclass
@@ -68,14 +78,20 @@ class StudyConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "generation budget per answer"})
     samples: int = field(default=16, metadata={"help": "examples per task for the output-shift measures"})
     osrm_samples: int = field(default=64, metadata={"help": "examples per task for the OSRM statistics"})
+    scoring: str = field(default="loglik", metadata={
+        "help": "choice tasks (built-in compare/pair-max/pair-greater, nlu data): loglik (most likely option, "
+                "one forward per item) or generate (decode and extract the answer); other tasks always generate",
+        "choices": SCORINGS})
     continual: Any = field(default=None, metadata={
         "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
     bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of every paired interval"})
 
     def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"scoring: {self.scoring!r}: choose from {', '.join(SCORINGS)}")
         raw = self.tasks
         items = raw.items() if isinstance(raw, dict) else ((t, None) for t in raw)
-        self.task_specs = {str(n): parse_task(str(n), s, "tasks") for n, s in items}
+        self.task_specs = {str(n): parse_task(str(n), s, "tasks", self.scoring) for n, s in items}
         if len(self.task_specs) < 2:
             raise UsageError(f"tasks: a study needs at least two tasks to merge (got {list(self.task_specs)})")
         bad = [m for m in self.methods if m not in METHODS]

@@ -36,7 +36,7 @@ class _Builder:
 
     def eval(self, name: str, adapter: str | None, task: str) -> str:
         spec = self.tasks[task]
-        self.stages[name] = {"kind": "eval", "data": spec.test, "task": spec.eval_task,
+        self.stages[name] = {"kind": "eval", "data": spec.test, "task": spec.eval_task, "scoring": spec.scoring,
                              **({"adapter": f"${adapter}"} if adapter else {})}
         return f"${name}"
 

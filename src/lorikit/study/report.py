@@ -34,6 +34,22 @@ def cell(iv: dict[str, Any] | None, signed: bool = False) -> str:
     return text + (" *" if iv.get("significant") else "")
 
 
+def verdicts(rows: list[dict[str, Any]], ref: str) -> list[str]:
+    """One plain sentence per method and weight: what merging cost, and whether it is significant."""
+    out = []
+    for r in rows:
+        i, d = r["interference"], r["downweighting_loss"]
+        sig = "significant" if i["significant"] else "NOT significant (the interval contains 0)"
+        line = (f"- **{r['method']}, w = {r['weight']:g}**: interference {cell(i, True)} — {sig}; "
+                f"down-weighting loss {cell(d, True)}")
+        vs = r.get("interference_vs_ref")
+        if vs:
+            line += (f"; interference minus {ref}'s {cell(vs, True)} — "
+                     + ("significant" if vs["significant"] else "no significant difference"))
+        out.append(line + ".")
+    return out
+
+
 def merge_table(rows: list[dict[str, Any]], ref: str) -> str:
     head = ["method", "task", "w", "single@w", "merged@w", "down-weighting loss", "interference",
             f"Δ interference vs {ref}"]
@@ -136,6 +152,7 @@ def write(folder: Path, study: dict[str, Any]) -> str:
     """Write table.md, study.json and the PNGs into ``folder``; returns the markdown."""
     ref = study["reference_method"]
     md = ["# lorikit study", "", *[f"- {n}" for n in study["notes"]], "",
+          "## Summary (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
           "## Single adapters (w = 1)", "", single_table(study["single"], ref), "",
           "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), "",
           "![interference](interference.png)", ""]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .table import accuracy, continual_rows, merge_rows, outcomes, prediction, single_rows
+from .table import accuracy, continual_rows, headline, merge_rows, outcomes, prediction, single_rows
 
 
 def summarize(runs: dict[str, Any], base: dict[str, str], continual: dict[str, Any] | None,
@@ -21,7 +21,8 @@ def summarize(runs: dict[str, Any], base: dict[str, str], continual: dict[str, A
              f"bootstrap over items and seeds ({n_boot} resamples, seed 0); * = interval excludes 0"]
     study: dict[str, Any] = {"reference_method": methods[0], "methods": methods, "seeds": seeds,
                              "n_items": n_items, "base": base_rows, "notes": notes,
-                             "single": single_rows(runs, n_boot), "merge": merge_rows(runs, n_boot)}
+                             "single": single_rows(runs, n_boot), "merge": merge_rows(runs, n_boot),
+                             "headline": headline(runs, n_boot)}
     if continual:
         study["continual"] = continual_rows(continual, n_boot)
     study["prediction"] = prediction(runs)

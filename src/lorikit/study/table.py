@@ -25,25 +25,21 @@ import numpy as np
 
 from ..analysis.stats import correlation, mcnemar_exact, paired_bootstrap, spread, wilson
 from ..errors import LorikitError
-from ..eval.result import RESULT
+from ..eval.result import read_items
 
 
 @lru_cache(maxsize=None)
 def _load(path: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    file = Path(path) / RESULT if Path(path).is_dir() else Path(path)
-    try:
-        records = json.loads(file.read_text())["records"]
-        return tuple(r["prompt"] for r in records), tuple(float(bool(r["correct"])) for r in records)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LorikitError(f"{file}: not an eval result with per-item records ({exc})") from None
+    items = read_items(path)
+    return tuple(i.id for i in items), tuple(float(i.correct) for i in items)
 
 
 def outcomes(paths: list[str]) -> np.ndarray:
     """(seeds × items) 0/1 outcomes of evals that must have scored the same items in the same order."""
     loaded = [_load(str(p)) for p in paths]
-    prompts = loaded[0][0]
+    ids = loaded[0][0]
     for p, (other, _) in zip(paths, loaded):
-        if other != prompts:
+        if other != ids:
             raise LorikitError(f"{p}: scored different test items than {paths[0]} (evals must share data and limit)")
     return np.array([o for _, o in loaded], dtype=float)
 
@@ -160,3 +156,26 @@ def prediction(runs: dict[str, Any]) -> dict[str, Any]:
         ys = [p["interference"] for p in points]
         correlations[measure] = {k: correlation(xs, ys, k).to_json() for k in ("pearson", "spearman")}
     return {"points": points, "correlations": correlations}
+
+
+def headline(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
+    """Per method and w < 1: interference and down-weighting loss over all tasks' items pooled
+    (items of every task side by side, seeds paired), and interference's difference from the first method."""
+    ref_method = next(iter(runs))
+    first = next(iter(runs[ref_method].values()))
+    tasks = list(first["single"]["1"])
+
+    def pooled(method: str, kind: str, w: str) -> np.ndarray:
+        return np.concatenate([outcomes([runs[method][s][kind][w][t] for s in runs[method]]) for t in tasks], axis=1)
+
+    rows = []
+    for w in (w for w in first["single"] if w != "1"):
+        ref = pooled(ref_method, "single", w) - pooled(ref_method, "merged", w)
+        for method in runs:
+            single, merged = pooled(method, "single", w), pooled(method, "merged", w)
+            row = {"method": method, "weight": float(w), "interference": difference(single, merged, n_boot),
+                   "downweighting_loss": difference(pooled(method, "single", "1"), single, n_boot)}
+            if method != ref_method and ref.shape == single.shape:
+                row["interference_vs_ref"] = difference(single - merged, ref, n_boot, mcnemar=False)
+            rows.append(row)
+    return rows
