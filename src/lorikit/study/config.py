@@ -88,29 +88,29 @@ class StudyConfig:
 
     def __post_init__(self):
         if self.scoring not in SCORINGS:
-            raise UsageError(f"scoring: {self.scoring!r}: choose from {', '.join(SCORINGS)}")
+            raise UsageError(f"--scoring {self.scoring!r}: choose from {', '.join(SCORINGS)}")
         raw = self.tasks
         items = raw.items() if isinstance(raw, dict) else ((t, None) for t in raw)
         self.task_specs = {str(n): parse_task(str(n), s, "tasks", self.scoring) for n, s in items}
         if len(self.task_specs) < 2:
-            raise UsageError(f"tasks: a study needs at least two tasks to merge (got {list(self.task_specs)})")
+            raise UsageError(f"--tasks: a study needs at least two tasks to merge (got {list(self.task_specs)})")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
-            raise UsageError(f"methods: {bad[0] if bad else '(none)'!r}: choose from {', '.join(METHODS)}")
+            raise UsageError(f"--methods {bad[0] if bad else '(none)'!r}: choose from {', '.join(METHODS)}")
         if "lori-s" in self.methods and "lori-d" not in self.methods:
-            raise UsageError("methods: lori-s needs lori-d (its masks come from the LoRI-D adapters)")
+            raise UsageError("--methods: lori-s needs lori-d (its masks come from the LoRI-D adapters)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise UsageError(f"seeds: {self.seeds}: give distinct seeds")
+            raise UsageError(f"--seeds {self.seeds}: give distinct seeds")
         if not self.weights or any(not 0 < w <= 2 for w in self.weights):
-            raise UsageError(f"weights: {self.weights}: each merge weight must be in (0, 2]")
+            raise UsageError(f"--weights {self.weights}: each merge weight must be in (0, 2]")
         if self.pair_weight is not None and not 0 < self.pair_weight <= 2:
-            raise UsageError(f"pair_weight: {self.pair_weight}: must be in (0, 2]")
+            raise UsageError(f"--pair-weight {self.pair_weight}: must be in (0, 2]")
         for name in ("rank", "batch_size", "max_steps", "eval_every", "dev_limit", "builtin_rows", "eval_examples",
                      "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "bootstrap"):
             if getattr(self, name) <= 0:
-                raise UsageError(f"{name}: {getattr(self, name)}: must be positive")
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if not 0 < self.dev_fraction < 1:
-            raise UsageError(f"dev_fraction: {self.dev_fraction}: must be in (0, 1)")
+            raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
         self._check_continual()
 
     def _check_continual(self) -> None:
