@@ -102,6 +102,7 @@ def test_table_separates_down_weighting_from_interference(tmp_path):
     assert r["single"]["low"] < 0.6 < r["single"]["high"]
 
 
+@pytest.mark.slow  # ~120 stages; the demo test runs the study path (one seed) in the fast suite
 def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     cfg = {**TINY, "workdir": str(tmp_path / "study"), "tasks": ["pair-greater", "pair-add"],
            "methods": ["lora", "lori-d", "lori-s"], "continual": {"first": "pair-greater", "then": "pair-add"}}
