@@ -117,11 +117,13 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
     if "osrm" in cfg.methods:
         b.stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
                                   "max_length": 128, "data": {t: s.train for t, s in b.tasks.items()}}
-    for method in cfg.methods:
+    runs: dict[str, dict[str, Any]] = {}
+    for method in cfg.methods:  # one run's stages together: a partial study has whole runs, in file order
+        runs[method] = {}
         for seed in cfg.seeds:
             for task in b.tasks:
                 b.train(f"{method}-s{seed}-{task}", method, seed, task)
-    runs = {m: {str(s): b.single_and_merges(f"{m}-s{s}") for s in cfg.seeds} for m in cfg.methods}
+            runs[method][str(seed)] = b.single_and_merges(f"{method}-s{seed}")
     base = {t: b.eval(f"eval-base-{t}", None, t) for t in b.tasks}
     table: dict[str, Any] = {"kind": "study-table", "runs": runs, "base": base, "bootstrap": cfg.bootstrap}
     if cfg.continual:
