@@ -34,22 +34,22 @@ class DemoConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
-    steps: int = field(default=40, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
-    eval_every: int = field(default=10, metadata={"help": "dev-loss evaluation interval (steps)"})
+    steps: int = field(default=20, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
+    eval_every: int = field(default=5, metadata={"help": "dev-loss evaluation interval (steps)"})
     patience: int = field(default=2, metadata={"help": "dev evaluations without improvement before stopping"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA and LoRI-D"})
     lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference uses 10x LoRI-D's)"})
     sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
-    eval_examples: int = field(default=200, metadata={"help": "held-out test items per task"})
+    eval_examples: int = field(default=150, metadata={"help": "held-out test items per task"})
     samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "seeds per (task, method)"})
     osrm: bool = field(default=False, metadata={
         "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method"})
     osrm_samples: int = field(default=32, metadata={"help": "examples per task for the OSRM statistics"})
     sweep: list[float] = field(default_factory=lambda: [0.5], metadata={
-        "help": "cat merge weights w (single@w and merged@w evaluated at each; 1.0 is always added)"})
+        "help": "cat merge weights w (single@w and merged@w evaluated at each; single@1 always)"})
     full: bool = field(default=False, metadata={
         "help": "run the full study instead (4 built-in tasks x 4 methods x 3 seeds x w 0.3/0.5/0.7/1.0, "
                 "continual, pairwise prediction; docs/study.md gives its time)"})
@@ -67,11 +67,11 @@ def study_config(cfg: DemoConfig) -> StudyConfig:
                            continual={"first": "pair-greater", "then": "pair-add"})
     methods = ["lora", "lori-d", "lori-s"] + (["osrm"] if cfg.osrm else [])
     return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(DEMO_TASKS), methods=methods,
-                       seeds=list(cfg.seeds), weights=list(cfg.sweep), rank=cfg.rank, lr=cfg.lr,
+                       seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
                        lori_s_lr=cfg.lori_s_lr, sparsity=cfg.sparsity, batch_size=cfg.batch_size,
                        max_steps=cfg.steps, eval_every=min(cfg.eval_every, cfg.steps), patience=cfg.patience,
                        builtin_rows=800, dev_limit=32, eval_examples=cfg.eval_examples, max_new_tokens=8,
-                       samples=cfg.samples, osrm_samples=cfg.osrm_samples, max_length=128)
+                       samples=cfg.samples, osrm_samples=cfg.osrm_samples, max_length=384)
 
 
 def run_demo(cfg: DemoConfig, fresh: bool = False) -> Path:

@@ -124,6 +124,11 @@ class StudyConfig:
 
     @property
     def weight_list(self) -> list[float]:
-        """Merge weights, 1.0 (single@1 is the down-weighting baseline) and pair_weight always included."""
-        extra = {1.0} | ({self.pair_weight} if self.pair_weight is not None else set())
+        """Weights of the scaled singles: the merge weights plus 1.0 (single@1, the down-weighting baseline)."""
+        return sorted(set(self.merge_weights) | {1.0})
+
+    @property
+    def merge_weights(self) -> list[float]:
+        """Weights of the full merges: ``weights`` plus ``pair_weight`` (with 2 tasks the pair is the full merge)."""
+        extra = {self.pair_weight} if self.pair_weight is not None else set()
         return sorted(set(self.weights) | extra)

@@ -63,17 +63,20 @@ class _Builder:
         cfg, tasks = self.cfg, list(self.tasks)
         out: dict[str, Any] = {"single": {}, "merged": {}, "pairs": {}}
         for w in cfg.weight_list:
-            out["single"][f"{w:g}"], out["merged"][f"{w:g}"] = {}, {}
+            out["single"][f"{w:g}"] = {}
             merged = f"{run}-merged-{tag(w)}"
-            self.stages[merged] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}" for t in tasks],
-                                   "weights": [w] * len(tasks)}
+            if w in cfg.merge_weights:
+                out["merged"][f"{w:g}"] = {}
+                self.stages[merged] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}" for t in tasks],
+                                       "weights": [w] * len(tasks)}
             for t in tasks:
                 single = f"{run}-{t}"
                 if w != 1.0:
                     single = f"{run}-{t}-{tag(w)}"
                     self.stages[single] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}"], "weights": [w]}
                 out["single"][f"{w:g}"][t] = self.eval(f"eval-{single}-{t}" if w != 1.0 else f"eval-{single}", single, t)
-                out["merged"][f"{w:g}"][t] = self.eval(f"eval-{merged}-{t}", merged, t)
+                if w in cfg.merge_weights:
+                    out["merged"][f"{w:g}"][t] = self.eval(f"eval-{merged}-{t}", merged, t)
         if cfg.pair_weight is not None:
             pw = cfg.pair_weight
             out["pair_weight"] = f"{pw:g}"

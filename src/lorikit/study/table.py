@@ -64,8 +64,8 @@ def merge_rows(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
     """One row per (method, task, w): single@w, merged@w, down-weighting loss, interference, Δ vs first."""
     rows = []
     ref_method = next(iter(runs))
-    weights = list(next(iter(runs[ref_method].values()))["single"])
-    tasks = list(next(iter(runs[ref_method].values()))["single"][weights[0]])
+    weights = list(next(iter(runs[ref_method].values()))["merged"])
+    tasks = list(next(iter(runs[ref_method].values()))["single"]["1"])
 
     def mat(method: str, kind: str, w: str, task: str) -> np.ndarray:
         return outcomes([runs[method][s][kind][w][task] for s in runs[method]])
@@ -169,7 +169,7 @@ def headline(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
         return np.concatenate([outcomes([runs[method][s][kind][w][t] for s in runs[method]]) for t in tasks], axis=1)
 
     rows = []
-    for w in (w for w in first["single"] if w != "1"):
+    for w in (w for w in first["merged"] if w != "1"):
         ref = pooled(ref_method, "single", w) - pooled(ref_method, "merged", w)
         for method in runs:
             single, merged = pooled(method, "single", w), pooled(method, "merged", w)
