@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..errors import UsageError
 from .tasks import TASKS
 
-TASK_NAMES = tuple(sorted(TASKS))
+TASK_NAMES = tuple(TASKS)
 HARNESSES = ("lorikit", "lm-eval")
 SCORINGS = ("generate", "loglik", "both")
 

@@ -11,11 +11,13 @@ import importlib
 import pkgutil
 
 from .base import CHOICE, GENERATE_ONLY, TASKS, Item, TaskSpec, load_items, register, score_answers
-from .humaneval import humaneval_rows, score_humaneval
-from .safety import score_safety
+# the built-in tasks first, in the order users see them listed; then any other file of the package
+_ORDER = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
+for _name in _ORDER + tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _ORDER + ("base",))):
+    importlib.import_module(f"{__name__}.{_name}")
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+from .humaneval import humaneval_rows, score_humaneval  # noqa: E402
+from .safety import score_safety  # noqa: E402
 
 __all__ = ["CHOICE", "GENERATE_ONLY", "TASKS", "Item", "TaskSpec", "humaneval_rows", "load_items", "register",
            "score_answers", "score_humaneval", "score_safety"]
