@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import sys
@@ -158,23 +159,28 @@ def main() -> None:
     ap.add_argument("--only", choices=("loglik", "generate"))
     args = ap.parse_args()
     torch.manual_seed(0)
-    load = os.getloadavg()
     bundle = load_model(args.model)
-    result = {"model": args.model, "load_average_start": load, "threads": torch.get_num_threads(),
-              "machine": platform.machine(), "torch": torch.__version__, "cpus": os.cpu_count()}
+    out = Path(__file__).resolve().parent / "results" / "eval.json"
+    result = json.loads(out.read_text()) if out.is_file() else {}  # each part replaces its own entry
+    env = {"model": args.model, "threads": torch.get_num_threads(), "machine": platform.machine(),
+           "torch": torch.__version__, "cpus": os.cpu_count()}
     if args.only != "generate":
-        result["loglik_vs_generation"] = bench_loglik(bundle, args.boolq, args.items, args.batch_size)
+        load = os.getloadavg()
+        part = bench_loglik(bundle, args.boolq, args.items, args.batch_size)
+        result["loglik_vs_generation"] = {**part, **env, "load_average": [load[0], os.getloadavg()[0]]}
+        atomic_write_json(out, result)
     if args.only != "loglik":
+        load = os.getloadavg()
         if Path(args.gsm8k).is_file():
             questions = [r["question"] for r in read_rows(args.gsm8k)[:args.prompts]]
         else:
             questions = [r["question"] for r in builtin_rows("arithmetic", "test", args.prompts)]
-        result["generation"] = bench_generation(bundle, [gsm8k_prompt(q) for q in questions], args.new_tokens,
-                                                args.batch_size)
-        result["generation"].update(prompts=len(questions), max_new_tokens=args.new_tokens, data=args.gsm8k)
-    result["load_average_end"] = os.getloadavg()
-    print(f"\nload average: start {load[0]:.1f}, end {result['load_average_end'][0]:.1f} ({os.cpu_count()} CPUs)")
-    atomic_write_json(Path(__file__).resolve().parent / "results" / "eval.json", result)
+        part = bench_generation(bundle, [gsm8k_prompt(q) for q in questions], args.new_tokens, args.batch_size)
+        result["generation"] = {**part, **env, "prompts": len(questions), "max_new_tokens": args.new_tokens,
+                                "batch_size": args.batch_size, "data": args.gsm8k,
+                                "load_average": [load[0], os.getloadavg()[0]]}
+        atomic_write_json(out, result)
+    print(f"\nload average now {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs); figures in {out}")
 
 
 if __name__ == "__main__":
