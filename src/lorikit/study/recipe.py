@@ -44,16 +44,15 @@ class _Builder:
         """One adapter of ``method`` (the only place that tells methods apart)."""
         cfg, data = self.cfg, self.tasks[task].train
         stage: dict[str, Any] = {"kind": "train", "data": data, "lr": cfg.lr}
-        if method == "lori-s":
-            parent = f"lori-d-s{seed}-{task}" if "from_adapter" not in extra else extra["mask_parent"]
-            self.stages[f"masks-{name}"] = {"kind": "masks", "adapter": f"${parent}", "sparsity": cfg.sparsity}
-            stage.update(method="lori-s", lr=cfg.lori_s_lr, mask=f"$masks-{name}/masks/{cfg.sparsity:g}_mask.pt")
+        if method == "lori-s":  # the task's mask, from the same seed's LoRI-D adapter of that task
+            masks = f"masks-lori-s-s{seed}-{task}"
+            self.stages[masks] = {"kind": "masks", "adapter": f"$lori-d-s{seed}-{task}", "sparsity": cfg.sparsity}
+            stage.update(method="lori-s", lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
         elif method == "osrm":
             stage.update(method="lora", init="osrm", osrm_stats="$osrm-stats", task=task, osrm_scale="kaiming",
                          seed=seed * 1000 + list(self.tasks).index(task))
         else:
             stage.update(method=method, seed=seed * 1000 + list(self.tasks).index(task))
-        extra.pop("mask_parent", None)
         if "from_adapter" in extra:  # continual: A (and the seed) come from the parent adapter
             stage.pop("seed", None)  # lorikit's continual rule: B trained from the parent, A frozen
         stage.update(extra)
@@ -102,10 +101,7 @@ class _Builder:
             for seed in self.cfg.seeds:
                 run = f"{method}-s{seed}"
                 after = f"continual-{run}-{first}-{then}"
-                extra: dict[str, Any] = {"from_adapter": f"${run}-{first}", "data": self.tasks[then].train}
-                if method == "lori-s":
-                    extra["mask_parent"] = f"lori-d-s{seed}-{then}"
-                self.train(after, method, seed, then, **extra)
+                self.train(after, method, seed, then, from_adapter=f"${run}-{first}")
                 out["methods"][method][str(seed)] = {
                     "before": {first: f"$eval-{run}-{first}", then: self.eval(f"eval-{run}-{first}-on-{then}",
                                                                              f"{run}-{first}", then)},
