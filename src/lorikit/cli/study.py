@@ -11,7 +11,7 @@ def register(sub) -> None:
                                      "one table with intervals (resumable)",
                        description="Runs a study (docs/study.md): every adapter trained to a dev-loss plateau, "
                                    "merged and scaled at each weight, evaluated on the same test items; "
-                                   "ends in a table with 95%% intervals. A second run resumes.")
+                                   "ends in a table with 95% intervals. A second run resumes.")
     p.add_argument("config", nargs="?", default=None, help="study YAML (StudyConfig fields); flags override it")
     add_dataclass_args(p, StudyConfig, skip=("tasks", "continual"))
     p.add_argument("--tasks", nargs="+", default=None, help="built-in task names (a YAML file can give other data)")
