@@ -30,7 +30,8 @@ FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-greater"]
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults are sized (from step timings, not yet timed end to end) for ~10 minutes on 2 idle CPU cores."""
+    """Sizes of the demo; the defaults are sized from step timings (not yet timed end to end) for
+    about ten minutes on 2 idle CPU cores."""
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
