@@ -109,6 +109,7 @@ class TrainConfig:
             # merge of them would add all B's into one row space. LoRI-S and continual runs keep
             # the seed of the adapter their A comes from.
             self.adapter.seed = data_seed(self.data)
+            self.adapter.seed_derived = True
 
     def _check_sparse_options(self) -> None:
         method = self.adapter.method
