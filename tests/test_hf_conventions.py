@@ -1,0 +1,81 @@
+"""Hugging Face conventions on the command line: flag spellings, --config files, 'did you mean'."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lorikit.cli import build_parser, main
+from lorikit.cli.train import apply_config_file
+from lorikit.errors import UsageError
+
+HF_FLAGS = ["--learning_rate", "1e-3", "--output_dir", "o", "--per_device_train_batch_size", "2",
+            "--gradient_accumulation_steps", "3", "--num_train_epochs", "2", "--lr_scheduler_type", "cosine",
+            "--warmup_steps", "1", "--save_steps", "5", "--save_total_limit", "4", "--logging_steps", "2",
+            "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0.1", "--target_modules", "q_proj", "v_proj",
+            "--bf16", "--gradient_checkpointing", "--max_steps", "7"]
+EXPECTED = {"lr": 1e-3, "out": "o", "batch_size": 2, "grad_accum": 3, "epochs": 2.0, "lr_scheduler": "cosine",
+            "warmup_steps": 1, "save_every": 5, "keep_checkpoints": 4, "log_every": 2, "rank": 8, "alpha": 16.0,
+            "dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "bf16": True, "grad_checkpointing": True,
+            "max_steps": 7}
+
+
+def parse(argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_hugging_face_flag_spellings_set_the_lorikit_settings():
+    args = parse(HF_FLAGS)
+    assert {k: getattr(args, k) for k in EXPECTED} == EXPECTED
+    assert parse(["--r", "4", "--out", "o"]).rank == 4
+    assert parse(["--max-steps", "3", "--out", "o"]).max_steps == parse(["--max_steps", "3", "--out", "o"]).max_steps
+
+
+def test_unknown_flag_suggests_the_closest(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--learning-rat", "1e-3", "--out", "o"])
+    assert info.value.code == 2
+    assert "unrecognized argument --learning-rat (did you mean '--learning_rate'?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["merge", "--wieghts", "1"])
+    assert "did you mean '--weights'?" in capsys.readouterr().err
+
+
+def test_config_file_sets_every_flag_and_the_command_line_wins(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("learning_rate: 1e-3\nmax-steps: '4'\nrank: 8\nlora_alpha: 32\nmethod: lori-d\n"
+                   "target_modules: [q_proj]\ndata: builtin:compare\nout: from-file\n")
+    args = parse(["--config", str(cfg), "--out", "from-cli", "--rank", "2"])
+    apply_config_file(args)
+    assert (args.lr, args.max_steps, args.rank, args.alpha, args.out) == (1e-3, 4, 2, 32.0, "from-cli")
+    assert args.target_modules == ["q_proj"] and args.method == "lori-d"
+    as_json = tmp_path / "train.json"
+    as_json.write_text(json.dumps({"lr": 0.01, "batch_size": 3}))
+    args = parse(["--config", str(as_json), "--out", "o"])
+    apply_config_file(args)
+    assert (args.lr, args.batch_size) == (0.01, 3)
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("learnig_rate: 1e-3\n", r"unknown key 'learnig_rate' \(did you mean 'learning_rate'\?\)"),
+    ("max_steps: many\n", r"setting 'max_steps' = 'many' is not"),
+    ("- 1\n- 2\n", "expected a mapping"),
+    ("rank: 4\nlora_r: 8\n", "key 'lora_r' sets 'rank' a second time"),
+])
+def test_config_file_errors_name_the_file_and_key(tmp_path, text, pattern):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(UsageError, match=pattern) as info:
+        apply_config_file(parse(["--config", str(cfg), "--out", "o"]))
+    assert str(cfg) in str(info.value)
+
+
+def test_train_config_file_end_to_end(tmp_path, capsys):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"model: tiny-random-llama\ndata: builtin:compare\nbuiltin_rows: 8\nmax_steps: 1\n"
+                   f"per_device_train_batch_size: 2\nlearning_rate: 1e-3\nmethod: lori-d\nlora_r: 2\n"
+                   f"output_dir: {tmp_path / 'out'}\n")
+    assert main(["train", "--config", str(cfg)]) == 0
+    meta = json.loads((tmp_path / "out" / "lorikit.json").read_text())
+    assert meta["rank"] == 2 and meta["hyperparameters"]["lr"] == 1e-3 and meta["hyperparameters"]["batch_size"] == 2
