@@ -79,3 +79,14 @@ def test_train_config_file_end_to_end(tmp_path, capsys):
     assert main(["train", "--config", str(cfg)]) == 0
     meta = json.loads((tmp_path / "out" / "lorikit.json").read_text())
     assert meta["rank"] == 2 and meta["hyperparameters"]["lr"] == 1e-3 and meta["hyperparameters"]["batch_size"] == 2
+
+
+def test_shipped_recipes_are_found_by_name_and_listed(capsys, tmp_path):
+    assert main(["run", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("merge-3tasks", "continual", "osrm-merge", "lori-single-task"))
+    assert main(["run", "merge-3tasks", "--dry-run", "--model", "tiny-random-llama",
+                 "--workdir", str(tmp_path / "w")]) == 0
+    assert "merge-3tasks.yaml" in capsys.readouterr().out and not (tmp_path / "w").exists()
+    assert main(["run", "merge-3taks"]) == 2
+    assert "not a shipped recipe (did you mean 'merge-3tasks'?)" in capsys.readouterr().err
