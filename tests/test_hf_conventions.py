@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,31 @@ def test_shipped_recipes_are_found_by_name_and_listed(capsys, tmp_path):
     assert "merge-3tasks.yaml" in capsys.readouterr().out and not (tmp_path / "w").exists()
     assert main(["run", "merge-3taks"]) == 2
     assert "not a shipped recipe (did you mean 'merge-3tasks'?)" in capsys.readouterr().err
+
+
+def test_tiny_adapters_record_a_folder_stock_auto_peft_can_load(make_adapter, tmp_path):
+    import torch
+    from peft import AutoPeftModelForCausalLM
+
+    from lorikit.adapters.build import load_peft
+    from lorikit.adapters.state import load_adapter
+    from lorikit.merge.config import MergeConfig
+    from lorikit.merge.core import merge
+    from lorikit.models import load_model
+
+    new = make_adapter(method="lori-d", rank=2, steps=1)
+    base_id = json.loads((new / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base_id != "tiny-random-llama" and (Path(base_id) / "config.json").is_file()
+    stock = AutoPeftModelForCausalLM.from_pretrained(str(new)).eval()
+    ours = load_peft(load_model("tiny-random-llama").model, new).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(stock(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-6)
+    # an adapter written before (alias as base model) still loads and merges with a new one
+    old = make_adapter(method="lori-d", rank=2, steps=1, seed=3)
+    config = json.loads((old / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "tiny-random-llama"
+    (old / "adapter_config.json").write_text(json.dumps(config))
+    assert load_adapter(old).base_model == "tiny-random-llama"
+    merge(MergeConfig(adapters=[str(new), str(old)], method="cat", weights=[0.5, 0.5], out=str(tmp_path / "m")))
+    assert (tmp_path / "m" / "adapter_model.safetensors").is_file()

