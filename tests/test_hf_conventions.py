@@ -119,3 +119,58 @@ def test_tiny_adapters_record_a_folder_stock_auto_peft_can_load(make_adapter, tm
     assert load_adapter(old).base_model == "tiny-random-llama"
     merge(MergeConfig(adapters=[str(new), str(old)], method="cat", weights=[0.5, 0.5], out=str(tmp_path / "m")))
     assert (tmp_path / "m" / "adapter_model.safetensors").is_file()
+
+
+def test_every_trained_adapter_gets_a_model_card(make_adapter):
+    out = make_adapter(method="lori-d", rank=2, steps=1)
+    card = (out / "README.md").read_text()
+    meta = json.loads((out / "lorikit.json").read_text())
+    assert card.startswith("---\nlibrary_name: peft\n") and "pipeline_tag: text-generation" in card
+    assert "# lori-d adapter" in card and f"| seed of A | {meta['seed']} |" in card
+    assert f"| final loss | {meta['train']['final_loss']} |" in card and "builtin:compare" in card
+    assert "More Information Needed" not in card
+
+
+class FakeApi:
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, **kw):
+        FakeApi.calls.append(("create_repo", repo_id, kw))
+
+    def upload_folder(self, **kw):
+        FakeApi.calls.append(("upload_folder", kw))
+        return type("Info", (), {"commit_url": f"https://huggingface.co/{kw['repo_id']}/commit/abc"})()
+
+
+def test_push_uploads_the_adapter_without_training_leftovers(make_adapter, monkeypatch, capsys):
+    import huggingface_hub
+
+    out = make_adapter(method="lori-d", rank=2, steps=1)
+    (out / "README.md").unlink()
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    FakeApi.calls = []
+    assert main(["push", str(out), "me/my-adapter", "--private"]) == 0
+    assert "pushed" in capsys.readouterr().out and (out / "README.md").is_file()
+    (_, repo, kw), (_, upload) = FakeApi.calls
+    assert repo == "me/my-adapter" and kw["private"] is True and kw["exist_ok"] is True
+    assert upload["folder_path"] == str(out) and "checkpoint-*" in upload["ignore_patterns"]
+    assert main(["push", str(out), "not a repo"]) == 2
+    assert "REPO_ID 'not a repo': expected OWNER/NAME" in capsys.readouterr().err
+
+
+def test_push_failure_is_one_line(make_adapter, monkeypatch, capsys):
+    import huggingface_hub
+
+    class Offline(FakeApi):
+        def create_repo(self, repo_id, **kw):
+            raise ConnectionError("Name or service not known\nmore lines")
+
+    out = make_adapter(method="lori-d", rank=2, steps=1)
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    capsys.readouterr()
+    assert main(["push", str(out), "me/x"]) == 1
+    assert capsys.readouterr().err.strip() == \
+        "lorikit: error: push to me/x: ConnectionError: Name or service not known"

@@ -15,7 +15,7 @@ from .hf_flags import unknown_flag_message
 
 # Module names under lorikit.cli, in the order commands appear in --help.
 COMMANDS = ["demo", "train", "generate", "masks", "merge", "eval", "pack", "params", "osrm_stats",
-            "osrm_transform", "analyze", "run"]
+            "osrm_transform", "analyze", "run", "push"]
 
 
 class _Parser(argparse.ArgumentParser):

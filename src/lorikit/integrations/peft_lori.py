@@ -16,6 +16,7 @@ LoRI-D adapter's ``masks/`` folder, that adapter's seed and A are reused.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from .. import __version__
 from ..adapters.build import lora_layers
+from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask
 from ..adapters.seeded import A_INITS, seeded_projection
 from ..adapters.state import LORIKIT_META, load_adapter
@@ -166,6 +168,7 @@ def write_lori_metadata(folder: str | os.PathLike, peft_model, extra: dict[str, 
     info.update(extra or {})
     path = Path(folder) / LORIKIT_META
     atomic_write_json(path, info)
+    write_model_card(folder, json.loads(path.read_text()))
     return path
 
 

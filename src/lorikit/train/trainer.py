@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..adapters.build import attach_adapter, lora_layers
+from ..adapters.card import write_model_card
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
@@ -299,6 +300,7 @@ class Trainer:
                                            **({"state_dict": full_state} if full_state is not None else {}))
                 _sort_target_modules(tmp / "adapter_config.json")
                 (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                write_model_card(tmp, json.loads((tmp / "lorikit.json").read_text()))
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in self.log:
                         fh.write(json.dumps(rec) + "\n")
