@@ -174,3 +174,28 @@ def test_push_failure_is_one_line(make_adapter, monkeypatch, capsys):
     assert main(["push", str(out), "me/x"]) == 1
     assert capsys.readouterr().err.strip() == \
         "lorikit: error: push to me/x: ConnectionError: Name or service not known"
+
+
+def test_report_to_tensorboard_writes_event_files(tmp_path):
+    out = tmp_path / "tb"
+    assert main(["train", "--model", "tiny-random-llama", "--data", "builtin:compare", "--builtin-rows", "8",
+                 "--max_steps", "2", "--per_device_train_batch_size", "2", "--method", "lori-d", "--lora_r", "2",
+                 "--report_to", "tensorboard", "--output_dir", str(out)]) == 0
+    events = list((tmp_path / "tb.runs").glob("events.out.tfevents.*"))
+    assert events and (out / "adapter_model.safetensors").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb.runs"))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    log = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(abs(a - b) < 1e-4 for a, b in zip(losses, log))
+
+
+def test_report_to_refuses_unknown_or_missing_trackers():
+    from lorikit.train import TrainConfig
+
+    with pytest.raises(UsageError, match="--report-to 'tensorbord': unknown"):
+        TrainConfig(out="o", report_to=["tensorbord"])
+    with pytest.raises(UsageError, match="cannot be combined"):
+        TrainConfig(out="o", report_to=["none", "tensorboard"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..adapters.build import AdapterConfig
 from ..errors import UsageError
+from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
@@ -79,6 +80,10 @@ class TrainConfig:
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
+    logging_dir: str | None = field(default=None, metadata={
+        "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -101,6 +106,7 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        check_report_to(self.report_to)
         self._check_sparse_options()
         self._check_head_and_init()
         if not self.adapter.seed_given and not self.mask and not self.from_adapter:

@@ -39,6 +39,7 @@ from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .config import TrainConfig
 from .loss import sft_loss_sum
 from .plan import DensePlan
+from .reporting import Reporter, default_logging_dir
 
 
 def resolve_device(device: str) -> torch.device:
@@ -211,6 +212,9 @@ class Trainer:
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
+        reporter = Reporter(cfg.report_to if dist.is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
+                            Path(cfg.out).name, {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr,
+                                                 "rank": cfg.adapter.rank, "data": cfg.data, "model": cfg.model})
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
         for step in bar:
@@ -244,10 +248,12 @@ class Trainer:
                       ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
+            reporter.log(record)
             bar.set_postfix(loss=f"{loss:.4f}")
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
         bar.close()
+        reporter.close()
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
