@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,33 @@ def test_report_to_refuses_unknown_or_missing_trackers():
         TrainConfig(out="o", report_to=["tensorbord"])
     with pytest.raises(UsageError, match="cannot be combined"):
         TrainConfig(out="o", report_to=["none", "tensorboard"])
+
+
+def test_bfloat16_base_weights_train_a_float32_adapter(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from lorikit.adapters.build import AdapterConfig
+    from lorikit.train import TrainConfig
+    from lorikit.train.trainer import Trainer
+
+    cfg = TrainConfig(out=str(tmp_path / "bf"), model="tiny-random-llama", data="builtin:compare", builtin_rows=8,
+                      max_steps=2, batch_size=2, lr=1e-2, dtype="bfloat16",
+                      adapter=AdapterConfig(method="lori-d", rank=2, seed=1))
+    trainer = Trainer(cfg)
+    out = trainer.run()
+    params = dict(trainer.peft_model.named_parameters())
+    assert params["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"].dtype == torch.bfloat16
+    assert params["base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in load_file(str(out / "adapter_model.safetensors")).values())
+    assert all(math.isfinite(r["loss"]) for r in trainer.log) and trainer.log[-1]["loss"] != trainer.log[0]["loss"]
+
+
+def test_load_in_4bit_says_what_is_missing(monkeypatch):
+    import torch
+
+    from lorikit.train import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="--load-in-4bit: needs"):
+        TrainConfig(out="o", load_in_4bit=True)

@@ -200,10 +200,41 @@ def load_tokenizer(name: str = SMOLLM2):
         raise LorikitError(f"--model {name}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
+def check_4bit_supported() -> None:
+    """4-bit (QLoRA) base weights need bitsandbytes and, in practice, a CUDA GPU: say which is missing."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UsageError("--load-in-4bit: needs the bitsandbytes package (pip install bitsandbytes) and a CUDA GPU")
+    if not torch.cuda.is_available():
+        raise UsageError("--load-in-4bit: needs a CUDA GPU (bitsandbytes' CPU support for 4-bit training is "
+                         "limited); on CPU use --dtype bfloat16 for the frozen base weights instead")
+
+
+def _quantized(path: str, head: str, num_labels: int | None):
+    """The base model with 4-bit NF4 weights (double quantisation, bf16 compute), as QLoRA."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+    kwargs = {"quantization_config": qcfg, "device_map": {"": torch.cuda.current_device()}, "dtype": torch.bfloat16}
+    if head == "classification":
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels or 2, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
 def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, device: str | None = None,
-               head: str = "causal-lm", num_labels: int | None = None) -> ModelBundle:
-    """Load ``name`` as a causal LM (or a sequence classifier with ``head='classification'``)."""
+               head: str = "causal-lm", num_labels: int | None = None, load_in_4bit: bool = False) -> ModelBundle:
+    """Load ``name`` as a causal LM (or a sequence classifier with ``head='classification'``).
+
+    ``dtype``: the frozen base weights' dtype (float32 default, bfloat16, float16); ``load_in_4bit``:
+    NF4-quantised base weights through bitsandbytes (CUDA only; a clear error elsewhere)."""
     dtype = _dtype(dtype)
+    if load_in_4bit:
+        check_4bit_supported()
+        path, base_id = (str(tiny_folder()), str(tiny_folder())) if name == TINY else _resolve_folder(name)
+        model = _quantized(path, head, num_labels)
+        tok = build_tiny_tokenizer() if name == TINY else load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
+        model.eval()
+        return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id)
     if name == TINY:
         model, tok = build_tiny_llama(dtype=dtype)
         if head == "classification":

@@ -119,18 +119,19 @@ class Trainer:
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
             from .from_adapter import build_from_adapter
 
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             self.init_record = None
             peft_model, plan = build_from_adapter(bundle, cfg)
             return bundle, peft_model, plan
         if cfg.head == "classification":
             from .classification import head_modules
 
-            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
+            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
+                                load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
         self.init_record = None
         if cfg.init == "osrm":
