@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from lorikit.adapters.seeded import seeded_projection
 from lorikit.cli import main as cli_main
-from lorikit.errors import LorikitError, UsageError
+from lorikit.errors import UsageError
 from lorikit.integrations import (collect_osrm_stats, extract_masks, get_lori_model, initialize_osrm_weights,
                                   save_lori_adapter, task_seed)
 from lorikit.models import load_model

@@ -227,6 +227,13 @@ def read_train_log(folder: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _figures_note() -> list[str]:
+    if have_matplotlib():
+        return []
+    logger.warning("report: matplotlib is not installed, figures skipped (%s)", REPORT_EXTRA)
+    return [f"- Figures skipped: matplotlib is not installed ({REPORT_EXTRA}); the tables below are complete."]
+
+
 def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | None = None,
                  shift: OutputShift | None = None, masks: MaskOverlap | None = None,
                  scores: ScoreTable | None = None, train_logs: dict[str, list[dict]] | None = None,
@@ -236,9 +243,7 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
     """Write report.md + PNGs + analysis.json for whatever results are given."""
     md: list[str] = [f"# {title}", ""]
     md += [f"- {n}" for n in notes or []]
-    if not have_matplotlib():
-        logger.warning("report: matplotlib is not installed, figures skipped (%s)", REPORT_EXTRA)
-        md += [f"- Figures skipped: matplotlib is not installed ({REPORT_EXTRA}); the tables below are complete."]
+    md += _figures_note()
     payload: dict[str, Any] = {}
     with atomic_output_dir(out, overwrite) as tmp:
         if comparison is not None:

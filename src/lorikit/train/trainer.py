@@ -213,9 +213,7 @@ class Trainer:
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
-        reporter = Reporter(cfg.report_to if dist.is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
-                            Path(cfg.out).name, {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr,
-                                                 "rank": cfg.adapter.rank, "data": cfg.data, "model": cfg.model})
+        reporter = self.reporter(dist.is_main)
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
         for step in bar:
@@ -258,6 +256,14 @@ class Trainer:
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
+
+    def reporter(self, is_main: bool) -> Reporter:
+        """The --report-to trackers (rank 0 only)."""
+        cfg = self.cfg
+        summary = {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr, "rank": cfg.adapter.rank,
+                   "data": cfg.data, "model": cfg.model}
+        return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
+                        Path(cfg.out).name, summary)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
