@@ -245,3 +245,28 @@ def test_attach_adapter_refuses_an_unchosen_lori_seed():
     # training derives the seed from the data, so the same config trains without a seed
     cfg = TrainConfig(out="x", model=TINY, data="builtin:compare", adapter=AdapterConfig(method="lori-d", rank=4))
     assert attach_adapter(load_model(TINY).model, cfg.adapter) is not None
+
+
+def test_mixed_adapter_batch_equals_each_adapter_alone(make_adapter):
+    from lorikit.eval.generate import GenerationConfig, generate
+    from lorikit.eval.mixed import BASE, generate_mixed, load_adapters
+
+    a = make_adapter(method="lori-d", data="builtin:compare", seed=1, steps=3, lr=5e-2)
+    b = make_adapter(method="lora", data="builtin:arithmetic", seed=2, steps=3, lr=5e-2)
+    bundle = load_model(TINY)
+    model = load_adapters(bundle.model, {"a": a, "b": b})
+    prompts = ["Is 4 > 3?\n", "What is 2 + 2?\n", "hello\n", "Is 9 > 1?\n"]
+    names = ["a", "b", BASE, "b"]
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=4)
+    mixed = generate_mixed(model, bundle.tokenizer, prompts, names, cfg, progress=False)
+    for name, adapter in (("a", a), ("b", b), (BASE, None)):
+        base = load_model(TINY)
+        single = PeftModel.from_pretrained(base.model, str(adapter)) if adapter else base.model
+        rows = [i for i, n in enumerate(names) if n == name]
+        alone = generate(single, base.tokenizer, [prompts[i] for i in rows], GenerationConfig(max_new_tokens=6,
+                                                                                               batch_size=1),
+                         progress=False)
+        assert [mixed[i] for i in rows] == [x[0] for x in alone], name
+    assert len(set(mixed)) > 1  # the adapters really differ
+    with pytest.raises(UsageError, match="'c' is not loaded"):
+        generate_mixed(model, bundle.tokenizer, prompts[:1], ["c"], cfg)
