@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..adapters.build import DEFAULT_TARGETS
 from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
-from ..models.loading import canonical_model_id
+from ..models.loading import TINY, canonical_model_id
 from ..utils.atomic import atomic_output_dir
 
 MANIFEST = "osrm_stats.json"
@@ -278,6 +278,11 @@ def collect_stats(cfg: StatsConfig) -> Path:
     return Path(cfg.out)
 
 
+def _shown(model_id: str) -> str:
+    """The tiny model's cache folder is shown by its name; other ids as recorded."""
+    return TINY if canonical_model_id(model_id) == TINY else model_id
+
+
 class OsrmStats:
     """A statistics folder written by ``collect_stats``; tensors are read lazily per module."""
 
@@ -307,8 +312,8 @@ class OsrmStats:
 
     def check_model(self, base_model_id: str | None) -> None:
         if base_model_id is not None and canonical_model_id(base_model_id) != canonical_model_id(self.model):
-            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {canonical_model_id(self.model)!r}, "
-                             f"not of {canonical_model_id(base_model_id)!r}")
+            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {_shown(self.model)!r}, "
+                             f"not of {_shown(base_model_id)!r}")
 
     def check_task(self, task: str) -> None:
         if task not in self.manifest["tasks"]:
