@@ -26,7 +26,7 @@ def run_lm_eval(cfg: EvalConfig, workdir: str) -> dict[str, Any]:
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError as exc:
-        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install lm-eval)") from exc
+        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install 'lorikit[eval]')") from exc
     from .runner import load_for_eval
 
     manager = TaskManager(include_path=cfg.lm_eval_include) if cfg.lm_eval_include else TaskManager()

