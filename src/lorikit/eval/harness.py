@@ -27,7 +27,7 @@ def run_lm_eval(cfg: EvalConfig, workdir: str) -> dict[str, Any]:
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError as exc:
-        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install lm-eval)") from exc
+        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install 'lorikit[eval]')") from exc
     manager = TaskManager(include_path=cfg.lm_eval_include) if cfg.lm_eval_include else TaskManager()
     unknown = [t for t in cfg.lm_eval_tasks if not manager.match_tasks([t])]
     if unknown:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..adapters.build import AdapterConfig
 from ..errors import UsageError
+from ..models.loading import check_4bit_supported
+from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
@@ -83,6 +85,15 @@ class TrainConfig:
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "dtype of the frozen base weights (bfloat16 halves their memory; adapter weights stay float32)",
+        "choices": ("float32", "bfloat16", "float16")})
+    load_in_4bit: bool = field(default=False, metadata={
+        "help": "QLoRA: NF4 4-bit frozen base weights via bitsandbytes (CUDA GPU only)"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
+    logging_dir: str | None = field(default=None, metadata={
+        "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
     eval_every: int = field(default=0, metadata={
         "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
                 "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})
@@ -116,6 +127,9 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        check_report_to(self.report_to)
+        if self.load_in_4bit:
+            check_4bit_supported()
         self._check_sparse_options()
         self._check_head_and_init()
         self._check_early_stopping()
@@ -125,6 +139,7 @@ class TrainConfig:
             # merge of them would add all B's into one row space. LoRI-S and continual runs keep
             # the seed of the adapter their A comes from.
             self.adapter.seed = data_seed(self.data)
+            self.adapter.seed_derived = True
 
     def _check_sparse_options(self) -> None:
         method = self.adapter.method

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..adapters.build import attach_adapter, lora_layers
+from ..adapters.card import write_model_card
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
@@ -41,6 +42,7 @@ from .config import TrainConfig
 from .early_stop import EarlyStopping
 from .loss import sft_loss_sum
 from .plan import DensePlan
+from .reporting import Reporter, default_logging_dir
 
 
 def resolve_device(device: str) -> torch.device:
@@ -120,18 +122,19 @@ class Trainer:
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
             from .from_adapter import build_from_adapter
 
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             self.init_record = None
             peft_model, plan = build_from_adapter(bundle, cfg)
             return bundle, peft_model, plan
         if cfg.head == "classification":
             from .classification import head_modules
 
-            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
+            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
+                                load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
         self.init_record = None
         if cfg.init == "osrm":
@@ -218,6 +221,7 @@ class Trainer:
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
+        reporter = self.reporter(dist.is_main)
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
                    smoothing=0.1)
@@ -253,17 +257,27 @@ class Trainer:
                       ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
+            reporter.log(record)
             bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_tokens, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
             if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
                 break
         bar.close()
+        reporter.close()
         if self.stopper:
             self.stopper.restore_best()
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
+
+    def reporter(self, is_main: bool) -> Reporter:
+        """The --report-to trackers (rank 0 only)."""
+        cfg = self.cfg
+        summary = {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr, "rank": cfg.adapter.rank,
+                   "data": cfg.data, "model": cfg.model}
+        return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
+                        Path(cfg.out).name, summary)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
@@ -314,6 +328,7 @@ class Trainer:
                                            **({"state_dict": full_state} if full_state is not None else {}))
                 _sort_target_modules(tmp / "adapter_config.json")
                 (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                write_model_card(tmp, json.loads((tmp / "lorikit.json").read_text()))
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in self.log:
                         fh.write(json.dumps(rec) + "\n")

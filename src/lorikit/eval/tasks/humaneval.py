@@ -8,11 +8,9 @@ The sandbox (``lorikit.eval.sandbox``) is configured before the model loads (``p
 
 from __future__ import annotations
 
-import secrets
-
 from ...data.formats import text_field
 from ...errors import LorikitError
-from ..sandbox import SandboxConfig, run_programs
+from ..sandbox import SandboxConfig, check_sandbox, run_programs
 from ..scorers import humaneval
 from .base import Item, TaskSpec, register
 
@@ -32,25 +30,26 @@ def humaneval_rows() -> tuple[list[dict], str]:
 
 
 def sandbox_config(cfg) -> SandboxConfig:
-    return SandboxConfig(timeout=cfg.timeout, memory_mb=cfg.memory_mb, workers=cfg.workers)
+    """The sandbox of this run, checked to work before the model loads (refuse early, not after generation)."""
+    sandbox_cfg = SandboxConfig(sandbox=cfg.sandbox, timeout=cfg.timeout, memory_mb=cfg.memory_mb, workers=cfg.workers)
+    check_sandbox(sandbox_cfg)
+    return sandbox_cfg
 
 
 def score_humaneval(items: list[Item], completions: list[list[str]], pass_k: list[int], sandbox_cfg,
                     progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every completion in the sandbox; pass@k for each k <= samples."""
-    sentinel = f"LORIKIT-PASSED-{secrets.token_hex(8)}"
-    sources = [humaneval.program(item.meta["problem"], text, sentinel) for item, outs in zip(items, completions)
+    sources = [humaneval.program(item.meta["problem"], text) for item, outs in zip(items, completions)
                for text in outs]
     results = iter(run_programs(sources, sandbox_cfg, progress=progress))
     records, per_problem = [], []
     for item, outs in zip(items, completions):
         runs = [next(results) for _ in outs]
-        passed = [r.passed(sentinel) for r in runs]
+        passed = [r.passed for r in runs]
         per_problem.append((len(outs), sum(passed)))
         record = {"id": item.id, "task_id": item.meta["problem"]["task_id"], "prompt": item.prompt, "response": outs[0],
                   "extracted": None, "gold": None, "correct": passed[0], "n": len(outs), "passed": sum(passed),
-                  "status": [r.status if not (r.status == "ok" and not p) else "no-sentinel"
-                             for r, p in zip(runs, passed)],
+                  "status": [r.status for r in runs],
                   "stderr": runs[0].stderr[-500:] if not passed[0] else ""}
         if len(outs) > 1:
             record["samples"] = [{"response": t, "correct": p} for t, p in zip(outs, passed)]
