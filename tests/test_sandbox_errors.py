@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import lorikit.eval.runner as eval_runner
+import lorikit.eval.items as eval_items
 from lorikit.cli import main
 from lorikit.errors import LorikitError
 from lorikit.eval.sandbox import SandboxConfig, check_sandbox
@@ -31,7 +31,7 @@ def no_model(monkeypatch):
     """Fail the test if the evaluation gets as far as loading the model."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the sandbox was checked")
-    monkeypatch.setattr(eval_runner, "load_for_eval", refuse)
+    monkeypatch.setattr(eval_items, "load_for_eval", refuse)
 
 
 @pytest.fixture(autouse=True)
