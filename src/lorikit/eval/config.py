@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..utils.validate import check_device, check_number, check_seed
 
 TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
 HARNESSES = ("lorikit", "lm-eval")
@@ -71,8 +72,12 @@ class EvalConfig:
         for name in ("limit", "max_new_tokens", "num_labels"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if self.timeout <= 0:
-            raise UsageError(f"--timeout {self.timeout}: must be positive")
+        check_number("--timeout", self.timeout, low=0, low_open=True)
+        if self.sampling:
+            check_number("--temperature", self.temperature, low=0, low_open=True)
+            check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
+        check_seed("--seed", self.seed)
+        check_device(self.device)
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):
