@@ -90,6 +90,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
         finally:
             _HELD[path][0] -= 1
         return
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again if left empty
     try:
         parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path, out)
@@ -103,6 +104,9 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(path)  # still holding the lock: a waiting run re-checks the inode (below)
         os.close(fd)
+        for folder in created:  # a failed run leaves no empty parent folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _acquire(path: str, out: Path) -> int:

@@ -28,7 +28,7 @@ def nonfinite_key(tensors: Mapping[str, torch.Tensor]) -> str | None:
 def check_tensors_finite(tensors: Mapping[str, torch.Tensor], source: str) -> None:
     key = nonfinite_key(tensors)
     if key is not None:
-        raise LorikitError(f"{source}: tensor {key} has non-finite values (NaN or inf)")
+        raise LorikitError(f"{source}: tensor {key} holds NaN or inf values (a diverged training?)")
 
 
 def check_saved_tensors_finite(folder: str | os.PathLike, out: str | os.PathLike) -> None:

@@ -26,6 +26,8 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
         raise UsageError(f"{name} {value}: must be a finite number")
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
+    if below and low == 0 and low_open and high is None:
+        raise UsageError(f"{name} {value}: must be positive")
     if below or above:
         lo = "" if low is None else f"{'>' if low_open else '≥'} {low:g}"
         hi = "" if high is None else f"{'<' if high_open else '≤'} {high:g}"
