@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from safetensors import SafetensorError
+
 from ..errors import LorikitError, UsageError
 from .finite import check_saved_tensors_finite
 
@@ -163,7 +165,10 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
             where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
             raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}{where}") from exc
         try:
-            yield tmp
+            try:
+                yield tmp
+            except (OSError, SafetensorError) as exc:  # disk full, quota, permissions while writing
+                raise write_error(out, exc) from exc
             _finish(tmp, out)
             check_output_dir(out, overwrite, inputs)  # the folder may have appeared meanwhile
             if out.exists():
@@ -178,6 +183,14 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
             raise
 
 
+def write_error(out: Path, exc: BaseException) -> LorikitError:
+    """One line for a failed write: the destination and the system's reason (e.g. disk full)."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    if isinstance(exc, SafetensorError) and "I/O error: " in reason:
+        reason = reason.split("I/O error: ", 1)[1]
+    return LorikitError(f"{out}: cannot write: {reason} (nothing was written)")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename (fsynced, umask modes)."""
     path = Path(path)
@@ -190,9 +203,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 
