@@ -215,6 +215,8 @@ HOSTILE = [
                                        "--temperature", "-1"], 2, r"--temperature -1.0: must be positive"),
     ("eval-negative-temperature", ["eval", "--model", TINY, "--task", "builtin", "--data", "builtin:compare",
                                    "--do-sample", "--temperature", "-1"], 2, r"--temperature -1.0: must be positive"),
+    ("eval-out-folder", ["eval", "--model", TINY, "--task", "builtin", "--data", "builtin:compare", "--limit", "2",
+                         "--out", "{O}", "--overwrite"], 2, r"--out \S+/out: is a folder; give a results file path"),
     ("eval-humaneval-timeout-nan", ["eval", "--model", TINY, "--task", "humaneval", "--allow-code-execution",
                                     "--timeout", "nan"], 2, r"argument --timeout: 'nan' is not a finite number"),
 ]
@@ -313,6 +315,27 @@ def test_resume_redoes_a_stage_whose_output_changed(tmp_path):
     plan = plan_recipe(load_recipe(recipe_file), resume=True)[0]
     assert (plan.status, plan.action) == ("stale", "run")
     assert "adapter_model.safetensors changed since the stage wrote it" in plan.reason
+
+
+def test_resume_falls_back_past_corrupt_checkpoints(tmp_path, capsys):
+    out = tmp_path / "t"
+    argv = ["train", *TD[:-2], "--max-steps", "3", "--save-every", "1", "--keep-checkpoints", "3", "--out", str(out)]
+    assert main(argv) == 0
+    shutil.rmtree(out)  # as if killed before the end: checkpoints 1 and 2 remain
+    ckpt = tmp_path / "t.ckpt"
+    (ckpt / "step-000002/optimizer.pt").write_bytes(b"")
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "step-000002: cannot restore checkpoint" in err and "falling back to step-000001" in err
+    assert "resuming from" in err and "(step 1)" in err
+    shutil.rmtree(out)
+    for step in ckpt.glob("step-*"):
+        (step / "trainable.safetensors").write_bytes(b"xx")  # nothing complete is left
+    assert run_cli([*argv, "--resume"]) == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lorikit: error: ")]
+    assert len(lines) == 1 and "--resume: no complete checkpoint in" in lines[0]
+    assert not out.exists()
 
 
 def test_generate_refuses_non_utf8_stdin(monkeypatch, capsys):
