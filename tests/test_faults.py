@@ -41,10 +41,10 @@ def adapters(tmp_path_factory):
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 64 KiB tmpfs (root only); without it, the disk-full tests patch the writers instead."""
+    """An 8 KiB tmpfs (root only); without it, the disk-full tests patch the writers instead."""
     mnt = tmp_path / "full"
     mnt.mkdir()
-    ok = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+    ok = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)],
                                               capture_output=True).returncode == 0
     yield mnt if ok else None
     if ok:
