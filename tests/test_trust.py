@@ -164,7 +164,7 @@ HOSTILE = [
     ("train-gsm8k-empty-final", ["train", *TD[:2], "--data", "{B}/gsm-empty.jsonl", "--max-steps", "1", "--out",
                                  "{O}/t"], 1, r"gsm-empty.jsonl:1: field 'answer': final line '####' has no answer"),
     ("run-duplicate-stage", ["run", "{B}/dup.yaml"], 2, r"dup.yaml:5: duplicate key 'a' \(first given on line 4"),
-    ("run-defaults-typo", ["run", "{B}/typo.yaml"], 2, r"typo.yaml:4: defaults for kind 'trian', which no stage has"),
+    ("run-defaults-typo", ["run", "{B}/typo.yaml"], 2, r"typo.yaml:4: defaults for unknown stage kind 'trian' \(kinds: analyze, eval"),
     ("unpack-flipped-byte", ["unpack", "{B}/flipped.lori", "--out", "{O}/u"], 1,
      r"flipped.lori: (checksum mismatch|not a readable .lori file)"),
     ("unpack-changed-seed", ["unpack", "{B}/seed.lori", "--out", "{O}/u"], 1,

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from ..errors import LorikitError, UsageError
+from .kinds import registered_kinds
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 REFERENCE = re.compile(r"\$(\$|[A-Za-z0-9_][A-Za-z0-9_-]*)")
@@ -181,7 +182,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike
             raise UsageError(f"{source}: stage {stage_name!r}: missing 'kind'")
         settings = {**defaults.get(kind, {}), **{k: v for k, v in body.items() if k != "kind"}}
         stages[stage_name] = Stage(stage_name, kind, settings)
-    check_defaults(defaults, {st.kind for st in stages.values()}, source)
+    check_defaults(defaults, source)
     apply_overrides(stages, overrides or [], source)
     for stage in stages.values():
         stage.parents = references(stage.settings)
@@ -241,12 +242,13 @@ def _line(mapping: Any, key: str, source: str) -> str:
     return f"{source}:{line}" if line else source
 
 
-def check_defaults(defaults: dict[str, Any], kinds: set[str], source: str) -> None:
-    """Each ``defaults:`` entry names a kind some stage has (a typo would silently not apply)."""
+def check_defaults(defaults: dict[str, Any], source: str) -> None:
+    """Each ``defaults:`` entry names a stage kind (a typo would silently not apply)."""
+    kinds = registered_kinds()
     for kind in defaults:
         if kind not in kinds:
-            raise UsageError(f"{_line(defaults, kind, source)}: defaults for kind {kind!r}, which no stage has "
-                             f"(stage kinds: {', '.join(sorted(kinds))})")
+            raise UsageError(f"{_line(defaults, kind, source)}: defaults for unknown stage kind {kind!r} "
+                             f"(kinds: {', '.join(sorted(kinds))})")
 
 
 def load_recipe(path: str | os.PathLike, workdir: str | os.PathLike | None = None,
