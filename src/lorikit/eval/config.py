@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
 from ..utils.validate import check_device, check_number, check_seed
+from .sandbox.config import SANDBOXES
 
 TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
 HARNESSES = ("lorikit", "lm-eval")
@@ -38,7 +40,10 @@ class EvalConfig:
     pass_k: list[int] = field(default_factory=lambda: [1, 10], metadata={
         "help": "k values reported for humaneval (those <= --samples)"})
     allow_code_execution: bool = field(default=False, metadata={
-        "help": "humaneval: run the model-written code (sandboxed subprocesses)"})
+        "help": "humaneval: run the model-written code (in the --sandbox)"})
+    sandbox: str = field(default="bwrap", metadata={
+        "help": "humaneval: bwrap (bubblewrap namespaces + seccomp, the default) or none (NO isolation: unsafe)",
+        "choices": SANDBOXES})
     timeout: float = field(default=10.0, metadata={"help": "humaneval: wall-clock seconds per program"})
     memory_mb: int = field(default=1024, metadata={"help": "humaneval: memory limit per program (MiB)"})
     workers: int = field(default=2, metadata={"help": "humaneval: programs run in parallel"})
@@ -72,7 +77,10 @@ class EvalConfig:
         for name in ("limit", "max_new_tokens", "num_labels"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        check_number("--timeout", self.timeout, low=0, low_open=True)
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if self.sandbox not in SANDBOXES:
+            raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
         if self.sampling:
             check_number("--temperature", self.temperature, low=0, low_open=True)
             check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
@@ -88,7 +96,7 @@ class EvalConfig:
             raise UsageError(f"--text-fields {self.text_fields}: give one or two field names")
         if self.task == "humaneval" and self.harness == "lorikit" and not self.allow_code_execution:
             raise UsageError("--task humaneval runs model-written code on this machine; pass --allow-code-execution "
-                             "to accept that (each program runs in a sandboxed subprocess with time and memory limits)")
+                             "to accept that (each program runs in a bubblewrap sandbox with time and memory limits)")
 
     @property
     def sampling(self) -> bool:

@@ -100,7 +100,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
 def _evaluate_generation(cfg: EvalConfig, workdir: str, progress: bool) -> dict[str, Any]:
     from . import tasks as T
     from .generate import GenerationConfig, generate
-    from .sandbox import SandboxConfig
+    from .sandbox import SandboxConfig, check_sandbox
 
     task = T.builtin_task(cfg.data) if cfg.task == "builtin" else cfg.task
     rows, where = _rows(cfg, task)
@@ -110,8 +110,10 @@ def _evaluate_generation(cfg: EvalConfig, workdir: str, progress: bool) -> dict[
                                do_sample=cfg.sampling, temperature=cfg.temperature, top_p=cfg.top_p,
                                num_samples=cfg.samples, stop=list(cfg.stop if cfg.stop is not None else spec.stop),
                                seed=cfg.seed)
-    sandbox_cfg = SandboxConfig(timeout=cfg.timeout, memory_mb=cfg.memory_mb, workers=cfg.workers) \
-        if task == "humaneval" else None
+    sandbox_cfg = SandboxConfig(sandbox=cfg.sandbox, timeout=cfg.timeout, memory_mb=cfg.memory_mb,
+                                workers=cfg.workers) if task == "humaneval" else None
+    if sandbox_cfg:
+        check_sandbox(sandbox_cfg)  # before the model is loaded: refuse early, not after generation
     model, tokenizer, bundle = load_for_eval(cfg, workdir)
     stats: dict[str, Any] = {}
     t_gen = time.time()

@@ -15,7 +15,6 @@ Each task names the fields it needs; rows without them are refused with the file
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -168,19 +167,17 @@ def score_humaneval(items: list[Item], completions: list[list[str]], pass_k: lis
     """Run every completion in the sandbox; pass@k for each k <= samples."""
     from .sandbox import run_programs
 
-    sentinel = f"LORIKIT-PASSED-{secrets.token_hex(8)}"
-    sources = [humaneval.program(item.meta["problem"], text, sentinel) for item, outs in zip(items, completions)
+    sources = [humaneval.program(item.meta["problem"], text) for item, outs in zip(items, completions)
                for text in outs]
     results = iter(run_programs(sources, sandbox_cfg, progress=progress))
     records, per_problem = [], []
     for item, outs in zip(items, completions):
         runs = [next(results) for _ in outs]
-        passed = [r.passed(sentinel) for r in runs]
+        passed = [r.passed for r in runs]
         per_problem.append((len(outs), sum(passed)))
         record = {"task_id": item.meta["problem"]["task_id"], "prompt": item.prompt, "response": outs[0],
                   "extracted": None, "gold": None, "correct": passed[0], "n": len(outs), "passed": sum(passed),
-                  "status": [r.status if not (r.status == "ok" and not p) else "no-sentinel"
-                             for r, p in zip(runs, passed)],
+                  "status": [r.status for r in runs],
                   "stderr": runs[0].stderr[-500:] if not passed[0] else ""}
         if len(outs) > 1:
             record["samples"] = [{"response": t, "correct": p} for t, p in zip(outs, passed)]
