@@ -183,6 +183,10 @@ class Checkpointer:
             _prune(self.root, self.cfg.keep_checkpoints)
         except OSError as exc:
             raise _save_error(self.root, exc) from exc
+        except LorikitError as exc:  # the atomic writer's one-line form of a failed write
+            if isinstance(exc.__cause__, OSError):
+                raise _save_error(self.root, exc.__cause__) from exc
+            raise
 
     def _save_sharded(self, final: Path, step: int, log: list[dict]) -> None:
         import torch.distributed.checkpoint as dcp
