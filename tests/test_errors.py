@@ -105,7 +105,7 @@ def build_inputs(root: Path) -> dict[str, Path]:
     mods = load_adapter(d1).modules()  # a diverged training: NaN in one B
     m = mods[first]
     mods[first] = LoraModule(m.name, m.A, torch.full_like(m.B, float("nan")), m.scaling)
-    type(state).from_modules(list(mods.values()), state.config, meta=state.meta).save(bad / "nan")
+    type(state).from_modules(list(mods.values()), state.config, meta=state.meta).save_into(bad / "nan")  # bypass the writer's check
 
     mask_bytes = (d0 / "masks/0.9_mask.pt").read_bytes()
     mask = torch.load(d0 / "masks/0.9_mask.pt")
@@ -263,7 +263,7 @@ CASES = [
     ("masks-sparsity-negative", ["masks", "{G}/d0", "--sparsity", "-0.5", "--out-dir", "{O}/m"], 2,
      r"--sparsity -0.5: must be strictly between 0 and 1", "{O}/m"),
     ("masks-sparsity-nan", ["masks", "{G}/d0", "--sparsity", "nan", "--out-dir", "{O}/m"], 2,
-     r"--sparsity nan: must be strictly between 0 and 1", "{O}/m"),
+     r"argument --sparsity: 'nan' is not a finite number", "{O}/m"),
     ("masks-unknown-scope", ["masks", "{G}/d0", "--scope", "layer", "--out-dir", "{O}/m"], 2,
      r"argument --scope: invalid choice: 'layer'", "{O}/m"),
     ("masks-weights-truncated", ["masks", "{B}/trunc", "--out-dir", "{O}/m"], 1,
@@ -279,7 +279,8 @@ CASES = [
     ("masks-not-lora", ["masks", "{B}/ia3", "--out-dir", "{O}/m"], 1,
      r"ia3/adapter_config.json: peft_type is IA3, lorikit works on LORA adapters", "{O}/m"),
     ("masks-weights-nan", ["masks", "{B}/nan", "--out-dir", "{O}/m"], 1,
-     r"nan: lora_B of model.layers.0.mlp.down_proj holds NaN or inf values \(a diverged training\?\); cannot rank",
+     r"nan/adapter_model.safetensors: tensor base_model.model.model.layers.0.mlp.down_proj.lora_B.weight "
+     r"holds NaN or inf values \(a diverged training\?\)",
      "{O}/m"),
     ("masks-file-exists", ["masks", "{G}/d0", "--sparsity", "0.9"], 2,
      r"0.9_mask.pt: exists \(pass --overwrite to replace it\)", None),
@@ -292,7 +293,7 @@ CASES = [
     ("merge-weights-count", ["merge", *D01, "--weights", "1", "2", "3", "--out", "{O}/g"], 2,
      r"--weights: 3 weight\(s\) for 2 adapter\(s\)", "{O}/g"),
     ("merge-weight-nan", ["merge", *D01, "--weights", "nan", "1", "--out", "{O}/g"], 2,
-     r"--weights: nan is not a finite number", "{O}/g"),
+     r"argument --weights: 'nan' is not a finite number", "{O}/g"),
     ("merge-unknown-method", ["merge", *D01, "--method", "slerp", "--out", "{O}/g"], 2,
      r"argument --method: invalid choice: 'slerp'", "{O}/g"),
     ("merge-density", ["merge", *D01, "--method", "ties", "--density", "1.5", "--out", "{O}/g"], 2,
@@ -316,7 +317,8 @@ CASES = [
     ("merge-weights-truncated", ["merge", "{G}/d0", "{B}/trunc", "--out", "{O}/g"], 1,
      r"trunc/adapter_model.safetensors: corrupt or truncated adapter weights", "{O}/g"),
     ("merge-weights-nan", ["merge", "{G}/d0", "{B}/nan", "--method", "ties", "--out", "{O}/g"], 1,
-     r"nan: lora_B of model.layers.0.mlp.down_proj holds NaN or inf values \(a diverged training\?\); cannot merge",
+     r"nan/adapter_model.safetensors: tensor base_model.model.model.layers.0.mlp.down_proj.lora_B.weight "
+     r"holds NaN or inf values \(a diverged training\?\)",
      "{O}/g"),
     ("merge-emr-unknown-task", ["merge", *D01, "--method", "emr", "--into-model", "--task", "zz", "--out", "{O}/g"], 1,
      r"--task 'zz': not one of the task names d0, d1", "{O}/g"),

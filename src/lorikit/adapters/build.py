@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
+from ..utils.validate import check_number, check_seed
 from .seeded import A_INITS, seeded_projection
-from .state import PEFT_PREFIX, resolve_adapter_path
+from .state import PEFT_PREFIX, load_adapter, resolve_adapter_path
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 METHODS = ("lora", "lori-d", "lori-s")
@@ -56,6 +57,9 @@ class AdapterConfig:
             raise UsageError(f"--rank {self.rank}: must be a positive integer")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank
+        check_number("--alpha", self.alpha, low=0, low_open=True)  # α = 0: ΔW = 0, nothing to learn
+        check_number("--dropout", self.dropout, low=0, high=1, high_open=True)
+        check_seed("--seed", self.seed)
         if self.a_init not in A_INITS:
             raise UsageError(f"--a-init {self.a_init!r}: unknown (choose from {', '.join(A_INITS)})")
         if not self.target_modules:
@@ -121,14 +125,12 @@ def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: boo
     from peft import PeftModel
 
     path = resolve_adapter_path(adapter)
+    load_adapter(path)  # refuse what PEFT would load wrongly: stray modules, wrong r, NaN/inf weights
     try:
         return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)
     except Exception as exc:
         # Name what is wrong: lorikit's own reader says so for a missing/corrupt file or config;
         # otherwise it is an adapter of another model (PEFT's size-mismatch paragraph → its key line).
-        from .state import load_adapter
-
-        load_adapter(path)
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         detail = next((ln for ln in lines if "size mismatch" in ln or "not found in the base model" in ln), lines[0])
         raise LorikitError(f"{path}: does not fit this base model ({detail[:300]})") from exc

@@ -32,9 +32,10 @@ from safetensors.torch import save as st_save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
+from . import pack_checks
 from .seeded import A_INITS, seeded_projection
 from .state import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORIKIT_META, AdapterState, load_adapter,
-                    module_name_from_key, resolve_adapter_path)
+                    module_name_from_key, resolve_adapter_path, validate)
 
 PACK_FORMAT = "lorikit-pack"
 PACK_VERSION = "1"
@@ -54,8 +55,8 @@ def _bytes_tensor(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
 
 
-def _unbytes(t: torch.Tensor) -> bytes:
-    return lzma.decompress(t.numpy().tobytes())
+def _raw(t: torch.Tensor) -> bytes:
+    return t.numpy().tobytes()
 
 
 def _seed_of(state: AdapterState) -> tuple[int | None, str | None]:
@@ -135,6 +136,7 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
     }
     if (folder / LORIKIT_META).is_file():
         metadata["lorikit_json"] = (folder / LORIKIT_META).read_text()
+    metadata[pack_checks.CHECKSUM_KEY] = pack_checks.digest(stored, metadata)
     data = st_save(stored, metadata=metadata)
     atomic_write_bytes(out, data)
     peft_bytes = weights.stat().st_size if weights.is_file() else sum(
@@ -156,6 +158,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise LorikitError(f"{path}: not a lorikit packed adapter (metadata format is {metadata.get('format')!r})")
     if metadata.get("version") != PACK_VERSION:
         raise LorikitError(f"{path}: pack version {metadata.get('version')!r} is not supported (want {PACK_VERSION})")
+    pack_checks.verify_digest(path, tensors, metadata)
     return tensors, metadata
 
 
@@ -164,14 +167,21 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
     path = Path(path)
     stored, metadata = _read(path)
     try:
-        index = json.loads(_unbytes(stored["index"]))
+        index = json.loads(pack_checks.bounded_unlzma(_raw(stored["index"]), pack_checks.INDEX_CAP, path, "index"))
+        n_bits = pack_checks.check_index(index, stored, _DTYPES, path)
+        mask_bytes = pack_checks.bounded_unlzma(_raw(stored["masks"]), (n_bits + 7) // 8, path, "mask bits")
+        if len(mask_bytes) != (n_bits + 7) // 8:
+            raise ValueError(f"{len(mask_bytes)} bytes of mask bits, the index shapes need {(n_bits + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(mask_bytes, dtype=np.uint8))
         config = json.loads(metadata["adapter_config"])
         meta = json.loads(metadata["lorikit_json"]) if "lorikit_json" in metadata else None
-        bits = np.unpackbits(np.frombuffer(_unbytes(stored["masks"]), dtype=np.uint8))
-    except (KeyError, ValueError, TypeError, lzma.LZMAError) as exc:
+        seed = int(metadata["seed"]) if metadata.get("seed") else None
+    except (KeyError, ValueError, TypeError) as exc:
         raise LorikitError(f"{path}: corrupt .lori file ({type(exc).__name__}: {exc})") from exc
-    seed = int(metadata["seed"]) if metadata.get("seed") else None
     a_init = metadata.get("a_init") or "kaiming"
+    if a_init not in A_INITS or (seed is None and any(e[1] == "seeded" for e in index)):
+        raise LorikitError(f"{path}: corrupt .lori file (header seed {metadata.get('seed')!r} / a_init {a_init!r} "
+                           f"cannot regenerate A; a_init must be one of {', '.join(A_INITS)})")
     tensors: dict[str, torch.Tensor] = {}
     offset = 0
     value_offset: dict[str, int] = {}
@@ -195,7 +205,9 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
             tensors[key] = dense.view(shape)
         else:
             raise LorikitError(f"{path}: corrupt .lori file (unknown storage {how!r} for {key})")
-    return AdapterState(config=config, tensors=tensors, meta=meta, source=str(path)), metadata
+    state = AdapterState(config=config, tensors=tensors, meta=meta, source=str(path))
+    validate(state, f"{path}: adapter_config", str(path))
+    return state, metadata
 
 
 def unpack_adapter(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:

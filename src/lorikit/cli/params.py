@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.validate import finite_float
+
 
 def register(sub) -> None:
     p = sub.add_parser("params", help="exact trainable-parameter count of lora / lori-d / lori-s (no weights loaded)",
@@ -12,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--rank", type=int, default=32, help="LoRA rank r (default: 32)")
     p.add_argument("--method", choices=("lora", "lori-d", "lori-s"), nargs="+", default=["lora", "lori-d", "lori-s"],
                    help="one or more methods (default: all three)")
-    p.add_argument("--sparsity", type=float, default=0.9, help="LoRI-S mask sparsity (default: 0.9)")
+    p.add_argument("--sparsity", type=finite_float, default=0.9, help="LoRI-S mask sparsity (default: 0.9)")
     p.add_argument("--scope", choices=("global", "module"), default="global", help="LoRI-S mask scope (default: global)")
     p.add_argument("--target-modules", nargs="+", default=None, help="module names to adapt (default: the 7 projections)")
     p.set_defaults(func=run)

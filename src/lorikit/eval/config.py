@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..utils.validate import check_device, check_number, check_seed
 from .sandbox.config import SANDBOXES
 from .tasks import TASKS
 
@@ -95,6 +96,11 @@ class EvalConfig:
             raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
         if self.sandbox not in SANDBOXES:
             raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
+        if self.sampling:
+            check_number("--temperature", self.temperature, low=0, low_open=True)
+            check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
+        check_seed("--seed", self.seed)
+        check_device(self.device)
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):

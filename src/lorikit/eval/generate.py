@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..errors import UsageError
+from ..utils.validate import check_number, check_seed
 
 
 @dataclass
@@ -45,6 +46,10 @@ class GenerationConfig:
             raise UsageError(f"--num-samples {self.num_samples}: must be positive")
         if self.num_samples > 1 and not self.do_sample:
             raise UsageError("--num-samples > 1 needs --do-sample (greedy decoding repeats itself)")
+        if self.do_sample:
+            check_number("--temperature", self.temperature, low=0, low_open=True)
+            check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
+        check_seed("--seed", self.seed)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> str:

@@ -23,10 +23,10 @@ from .tasks import TASKS
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     """Run the evaluation ``cfg`` describes, write ``cfg.out`` (if set) and return the result."""
+    if cfg.out and Path(cfg.out).is_dir():  # before the --overwrite hint: it would not help
+        raise UsageError(f"--out {cfg.out}: is a folder; give a results file path such as {Path(cfg.out) / 'result.json'}")
     if cfg.out and Path(cfg.out).exists() and not cfg.overwrite:
         raise UsageError(f"--out {cfg.out}: file exists (pass --overwrite to replace it)")
-    if cfg.out and Path(cfg.out).is_dir():
-        raise UsageError(f"--out {cfg.out}: is a folder, expected a .json file path")
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="lorikit-eval-") as workdir:
         if cfg.harness == "lm-eval":

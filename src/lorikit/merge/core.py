@@ -189,7 +189,7 @@ def merge(cfg: MergeConfig) -> Path:
         task_index = names.index(cfg.task)
     meta = merge_meta(cfg, states, names, merger)
     out = Path(cfg.out)
-    with atomic_output_dir(out, cfg.overwrite) as tmp:
+    with atomic_output_dir(out, cfg.overwrite, inputs=[*cfg.adapters, cfg.model]) as tmp:
         if cfg.into_model:
             from .into_model import BaseWeights, write_model
 

@@ -9,6 +9,7 @@ from ..adapters.build import AdapterConfig
 from ..errors import UsageError
 from ..models.loading import check_4bit_supported
 from .reporting import check_report_to
+from ..utils.validate import check_device, check_number
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
@@ -115,10 +116,14 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if self.max_steps is not None and self.max_steps <= 0:
             raise UsageError(f"--max-steps {self.max_steps}: must be positive")
-        if self.epochs <= 0:
-            raise UsageError(f"--epochs {self.epochs}: must be positive")
-        if self.lr <= 0:
-            raise UsageError(f"--lr {self.lr}: must be positive")
+        check_number("--epochs", self.epochs, low=0, low_open=True)
+        check_number("--lr", self.lr, low=0, low_open=True)
+        check_number("--weight-decay", self.weight_decay, low=0)
+        if self.max_grad_norm is not None:
+            check_number("--max-grad-norm", self.max_grad_norm, low=0)
+        if self.warmup_steps < 0:
+            raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
+        check_device(self.device)
         if self.lr_scheduler not in SCHEDULERS:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
         if self.save_every < 0:

@@ -15,6 +15,7 @@ optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,11 +34,11 @@ from ..adapters.card import write_model_card
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
-from ..utils.atomic import atomic_output_dir, check_output_dir
+from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
+from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir, latest_checkpoint
 from .progress import Throughput
-from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .config import TrainConfig
 from .early_stop import EarlyStopping
 from .loss import sft_loss_sum
@@ -166,12 +167,19 @@ class Trainer:
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        check_output_dir(cfg.out, cfg.overwrite)
+        check_output_dir(cfg.out, cfg.overwrite, self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum, resolve_device)
         try:
-            return self._run(dist)
+            # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
+            with output_lock(cfg.out) if dist.is_main else contextlib.nullcontext():
+                return self._run(dist)
         finally:
             dist.close()
+
+    def inputs(self) -> list[str | None]:
+        """Files and folders this run reads: --out must not hold any of them."""
+        cfg = self.cfg
+        return [cfg.data.split("?", 1)[0], cfg.from_adapter, cfg.mask, cfg.osrm_stats]
 
     def _run(self, dist) -> Path:
         cfg = self.cfg
@@ -281,15 +289,27 @@ class Trainer:
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
-        latest = latest_checkpoint(ckpt.root)
-        if latest is None:
+        found = checkpoints(ckpt.root)
+        if not found:
             if dist.is_main:
                 print(f"lorikit: --resume: no checkpoint in {ckpt.root}, starting at step 0", file=sys.stderr)
             return 0
-        step, self.log = dist.agree(lambda: ckpt.load(latest))
-        if dist.is_main:
-            print(f"lorikit: resuming from {latest} (step {step})", file=sys.stderr)
-        return step
+        for i, path in enumerate(found):
+            try:
+                step, self.log = dist.agree(lambda: ckpt.load(path))
+            except UsageError:
+                raise  # changed settings: an older checkpoint has them too
+            except LorikitError as exc:
+                if i + 1 == len(found):
+                    raise LorikitError(f"--resume: no complete checkpoint in {ckpt.root} (newest problem: "
+                                       f"{exc}); rerun without --resume and with --overwrite") from exc
+                if dist.is_main:
+                    print(f"lorikit: --resume: {exc}; falling back to {found[i + 1].name}", file=sys.stderr)
+                continue
+            if dist.is_main:
+                print(f"lorikit: resuming from {path} (step {step})", file=sys.stderr)
+            return step
+        raise AssertionError("unreachable")
 
     # ---- output ---------------------------------------------------------------------------
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
@@ -323,7 +343,7 @@ class Trainer:
         def write():
             if not dist.is_main:
                 return
-            with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
+            with atomic_output_dir(cfg.out, cfg.overwrite, self.inputs()) as tmp:
                 peft_model.save_pretrained(str(tmp), save_embedding_layers=False,
                                            **({"state_dict": full_state} if full_state is not None else {}))
                 _sort_target_modules(tmp / "adapter_config.json")
