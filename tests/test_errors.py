@@ -74,6 +74,8 @@ def build_inputs(root: Path) -> dict[str, Path]:
         "unknownstage.yaml": f"name: r\nworkdir: {out}/unknownstage\nstages:\n  a: {{kind: train, model: {TINY}}}\n"
                              "  r: {kind: analyze, adapters: [$a, $missing]}\n",
         "unknownkind.yaml": f"name: r\nworkdir: {out}/unknownkind\nstages:\n  a: {{kind: bake}}\n",
+        "study-unknown.yaml": "tasks: [pair-add, pair-max]\nsteps: 3\n",
+        "study-continual.yaml": "tasks: [pair-add, pair-max]\ncontinual: {first: pair-add, then: safety}\n",
         "unknownsetting.yaml": f"name: r\nworkdir: {out}/unknownsetting\nstages:\n  a: {{kind: train, rnak: 4}}\n",
     }
     for name, text in files.items():
@@ -454,11 +456,26 @@ CASES = [
      r"--only zz: no such stage in \S*unknownkind.yaml \(stages: a\)", "{O}/unknownkind"),
     # ---- demo ----
     ("demo-unknown-model", ["demo", "--model", "no-such-model", "--workdir", "{O}/demo"], 2,
-     r"stage 'lora-arithmetic' \(train\): --model 'no-such-model': unknown model", "{O}/demo"),
+     r"stage 'lora-s1-pair-greater' \(train\): --model 'no-such-model': unknown model", "{O}/demo"),
     ("demo-rank-zero", ["demo", *T, "--rank", "0", "--workdir", "{O}/demo"], 2,
-     r"stage 'lora-arithmetic' \(train\): --rank 0: must be a positive integer", "{O}/demo"),
+     r"--rank 0: must be positive", "{O}/demo"),
     ("demo-sparsity", ["demo", *T, "--sparsity", "1.2", "--workdir", "{O}/demo"], 2,
-     r"stage 'masks-arithmetic' \(masks\): --sparsity 1.2: must be strictly between 0 and 1", "{O}/demo"),
+     r"stage 'masks-lori-s-s1-pair-greater' \(masks\): --sparsity 1.2: must be strictly between 0 and 1", "{O}/demo"),
+    ("demo-sweep-weight", ["demo", *T, "--sweep", "3", "--workdir", "{O}/demo"], 2,
+     r"--sweep 3: a merge weight must be in \(0, 2\]", "{O}/demo"),
+    # ---- study ----
+    ("study-unknown-setting", ["study", "{B}/study-unknown.yaml"], 2,
+     r"study-unknown.yaml: unknown study setting 'steps' \(allowed: ", None),
+    ("study-one-task", ["study", *T, "--tasks", "pair-add", "--workdir", "{O}/study"], 2,
+     r"--tasks: a study needs at least two tasks to merge \(got \['pair-add'\]\)", "{O}/study"),
+    ("study-continual-task", ["study", "{B}/study-continual.yaml"], 2,
+     r"study-continual.yaml: continual: expected \{first: TASK, then: TASK\}", None),
+    # ---- train: early stopping ----
+    ("train-eval-every-no-dev", ["train", *TD, "--data", "builtin:compare", "--eval-every", "2", "--out", "{O}/t"], 2,
+     r"--eval-every: needs --dev-data SPEC or --dev-fraction F", "{O}/t"),
+    ("train-dev-fraction-range", ["train", *TD, "--data", "builtin:compare", "--eval-every", "2",
+                                  "--dev-fraction", "1.5", "--out", "{O}/t"], 2,
+     r"--dev-fraction 1.5: must be in \(0, 1\)", "{O}/t"),
 ]
 
 

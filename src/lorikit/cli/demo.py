@@ -7,9 +7,10 @@ from ._args import add_dataclass_args, dataclass_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the whole story offline: train LoRA/LoRI-D/LoRI-S on 3 built-in tasks, "
-                                    "merge, evaluate, report",
-                       description="Runs the built-in demo recipe (resumable: finished stages are skipped).")
+    p = sub.add_parser("demo", help="a small study offline: LoRA/LoRI-D/LoRI-S on two tasks sharing inputs, "
+                                    "down-weighting vs interference with 95%% intervals",
+                       description="Runs the demo study (resumable: finished stages are skipped); --full runs "
+                                   "the full study.")
     add_dataclass_args(p, DemoConfig)
     p.add_argument("--fresh", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--print-recipe", action="store_true", help="print the recipe as YAML and exit")

@@ -95,6 +95,17 @@ class TrainConfig:
         "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
     logging_dir: str | None = field(default=None, metadata={
         "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
+    eval_every: int = field(default=0, metadata={
+        "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
+                "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})
+    patience: int = field(default=0, metadata={
+        "help": "stop after this many dev evaluations without a new best (0 = run to the cap, still keep the best)"})
+    min_delta: float = field(default=0.0, metadata={"help": "a dev loss must beat the best by more than this to count"})
+    dev_data: str | None = field(default=None, metadata={
+        "help": "dev examples for --eval-every (any --data spec, e.g. builtin:NAME:dev)"})
+    dev_fraction: float | None = field(default=None, metadata={
+        "help": "carve this fixed-seed share of --data out as the dev set (training uses the rest)"})
+    dev_limit: int | None = field(default=128, metadata={"help": "dev examples used per evaluation (first N)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -126,6 +137,7 @@ class TrainConfig:
             check_4bit_supported()
         self._check_sparse_options()
         self._check_head_and_init()
+        self._check_early_stopping()
         if not self.adapter.seed_given and not self.mask and not self.from_adapter:
             # METHODS.md: different tasks get different A by default. With one fixed default seed,
             # every task's LoRI adapter would share A (and every LoRA adapter its initial A), and a
@@ -147,6 +159,32 @@ class TrainConfig:
             raise UsageError("--method lori-s: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
         elif self.mask and method != "lori-s":
             raise UsageError(f"--mask: only with --method lori-s or --from (got --method {method})")
+
+    def _check_early_stopping(self) -> None:
+        for name in ("eval_every", "patience"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 (off) or positive")
+        if self.dev_limit is not None and self.dev_limit <= 0:
+            raise UsageError(f"--dev-limit {self.dev_limit}: must be positive")
+        if self.dev_fraction is not None and not 0 < self.dev_fraction < 1:
+            raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
+        if self.dev_data and self.dev_fraction is not None:
+            raise UsageError("--dev-data and --dev-fraction: give one (a dev file, or a share of --data to carve out)")
+        if not self.eval_every:
+            if self.patience or self.dev_data or self.dev_fraction is not None:
+                raise UsageError("--patience/--dev-data/--dev-fraction: need --eval-every N (how often to score dev)")
+            return
+        if not self.dev_data and self.dev_fraction is None:
+            raise UsageError("--eval-every: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
+        if self.head != "causal-lm" or self.save_every or self.resume:
+            raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
+        if self.dev_fraction is not None:
+            if "?" in self.data:
+                raise UsageError(f"--dev-fraction with --data {self.data}: the data already selects a split; "
+                                 "pass --dev-data instead")
+            # data_seed ignores the ?split selector: the run's default seed stays the data's own
+            self.dev_data = f"{self.data}?split=dev&fraction={self.dev_fraction:g}"
+            self.data = f"{self.data}?split=train&fraction={self.dev_fraction:g}"
 
     def _check_head_and_init(self):
         if self.head not in HEADS:

@@ -40,6 +40,7 @@ from .batching import length_grouped_batches, random_batches
 from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir, latest_checkpoint
 from .progress import Throughput
 from .config import TrainConfig
+from .early_stop import EarlyStopping
 from .loss import sft_loss_sum
 from .plan import DensePlan
 from .reporting import Reporter, default_logging_dir
@@ -222,6 +223,9 @@ class Trainer:
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
         pad_id = bundle.tokenizer.pad_token_id
+        if cfg.eval_every and dist.sharded:
+            raise UsageError("--eval-every: not supported under torchrun (single process only)")
+        self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
@@ -265,8 +269,12 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_tokens, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
+            if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
+                break
         bar.close()
         reporter.close()
+        if self.stopper:
+            self.stopper.restore_best()
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
@@ -322,6 +330,7 @@ class Trainer:
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
             **plan.metadata(),
+            **({"early_stopping": self.stopper.summary(len(self.log))} if getattr(self, "stopper", None) else {}),
         }
 
     def save(self, bundle, peft_model, plan, n_rows: int, seconds: float, dist=None) -> Path:
