@@ -1,0 +1,33 @@
+"""Running one merge method inside another's space (the ``inner`` of KnOTS and Core Space).
+
+The outer method turns each task's update into a same-shaped matrix in a small shared space
+(KnOTS: Σ V_tᵀ; Core Space: the core M_t) and lets any merge method combine those matrices:
+an entrywise (``delta``) method directly, or a ``factor`` method with each matrix given as the
+factor pair B = M_t, A = I.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..adapters.state import LoraModule
+from .registry import DeltaParams, Param, get_method, methods
+
+
+def inner_methods() -> tuple[str, ...]:
+    """Methods usable as ``inner``: the entrywise ones and the factor ones that are not themselves nested."""
+    return tuple(n for n, m in methods().items() if m.kind == "delta" or (m.kind == "factor" and not m.inner))
+
+
+INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner space of knots / core-space "
+              "(with its own options)", choices=inner_methods)
+
+
+def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaParams) -> torch.Tensor:
+    """``params.inner`` applied to same-shaped float64 matrices with the per-task ``weights``."""
+    inner = get_method(params.inner)
+    if inner.kind == "delta":
+        return inner.fn(matrices, torch.tensor(weights, dtype=torch.float64), params)
+    eye = torch.eye(matrices[0].shape[1], dtype=torch.float64)
+    result = inner.fn([LoraModule(params.module, eye, m, 1.0) for m in matrices], weights, params)
+    return result.scaling * result.B.double() @ result.A.double()

@@ -1,0 +1,67 @@
+"""Shared tensor operations of the merge methods: weighting, and linear algebra in factor space.
+
+A task's update is ΔW_t = s_t B_t A_t with B_t (out × r_t), A_t (r_t × in). Everything the
+SVD-based methods need lives in the span of the factors, so it is computed from thin QR
+decompositions and SVDs of (Σ r)-sized matrices, never from an out × in matrix:
+
+    B = Q_B R_B,  Aᵀ = Q_A R_A  ⇒  B A = Q_B (R_B R_Aᵀ) Q_Aᵀ,  R_B R_Aᵀ = u S vᵀ  ⇒  U = Q_B u, V = Q_A v
+
+(``svd_of_product``). Linear algebra runs in float64 (the small matrices make it cheap) and
+results are returned in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..adapters.state import LoraModule
+
+
+def weighted(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``stacked`` [N, ...] with task i multiplied by ``weights[i]`` (broadcast over the rest)."""
+    return stacked * weights.to(stacked.dtype).view(-1, *([1] * (stacked.dim() - 1)))
+
+
+def svd_of_product(B: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of B @ A (B: m × k, A: k × n) from QR of the factors: (U m × k', S k', V n × k').
+
+    k' = min(k, m, n); cost O((m + n) k²), the m × n product is never formed. Singular values in
+    descending order, as ``torch.linalg.svd``.
+    """
+    Qb, Rb = torch.linalg.qr(B.double())
+    Qa, Ra = torch.linalg.qr(A.double().T)
+    u, S, vh = torch.linalg.svd(Rb @ Ra.T, full_matrices=False)
+    return Qb @ u, S, Qa @ vh.T
+
+
+def polar(M: torch.Tensor) -> torch.Tensor:
+    """The orthonormal factor of M (m × k, m ≥ k): P Qᵀ from M = P Σ Qᵀ (orthogonal Procrustes)."""
+    P, _, Qh = torch.linalg.svd(M.double(), full_matrices=False)
+    return P @ Qh
+
+
+def stacked_factors(modules: list[LoraModule], weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """B_cat = [w_1 s_1 B_1 … w_T s_T B_T] (out × Σr), A_cat = [A_1; …; A_T] (Σr × in), float64.
+
+    B_cat @ A_cat = Σ_t w_t ΔW_t: the task-arithmetic sum in factor form (``cat``'s factors).
+    """
+    B = torch.cat([(w * m.scaling) * m.B.double() for m, w in zip(modules, weights)], dim=1)
+    A = torch.cat([m.A.double() for m in modules], dim=0)
+    return B, A
+
+
+def to_module(name: str, B: torch.Tensor, A: torch.Tensor) -> LoraModule:
+    """A float32 LoraModule with scaling 1 from float64 factors."""
+    return LoraModule(name, A.float().contiguous(), B.float().contiguous(), scaling=1.0)
+
+
+def truncate(module: LoraModule, rank: int) -> tuple[LoraModule, float, float]:
+    """Best rank-``rank`` approximation of a factored update, in factor space.
+
+    Returns (LoraModule with B = U_r S_r, A = V_rᵀ, s = 1; squared residual ‖ΔW − B A‖_F²; squared
+    norm ‖ΔW‖_F²), the same report as ``svd.factor`` gives for a dense ΔW (Eckart–Young).
+    """
+    U, S, V = svd_of_product(module.scaling * module.B.double(), module.A.double())
+    r = min(rank, S.numel())
+    energy = S ** 2
+    return to_module(module.name, U[:, :r] * S[:r], V[:, :r].T), float(energy[r:].sum()), float(energy.sum())
