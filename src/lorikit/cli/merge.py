@@ -32,16 +32,14 @@ def add_param_args(parser: argparse.ArgumentParser) -> None:
         for alias in m.param_aliases:
             readers.setdefault(alias, []).append(name)
     for p in all_params().values():
-        flags = [p.flag] + [f"--{a.replace('_', '-')}" for a in p.aliases]
-        kwargs = {"dest": f"param_{p.name}", "default": argparse.SUPPRESS,
-                  "help": f"{p.help}; range {p.range_text().replace(chr(92), '')}, default {p.default} "
+        flags = [p.flag] + [f"--{a.replace('_', '-')}" for a in (p.name, *p.aliases) if a != (p.cli or p.name)]
+        kwargs = {"dest": f"param_{p.name}", "default": argparse.SUPPRESS, "metavar": p.name.upper(),
+                  "help": f"{p.help}; range {p.range_text().replace(chr(92), '')}, default {p.default_text} "
                           f"({', '.join(readers[p.name])})"}
         if p.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = p.type
-        if p.choices is not None:
-            kwargs["choices"] = p.choices()
         group.add_argument(*flags, **kwargs)
 
 

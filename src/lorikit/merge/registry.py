@@ -30,7 +30,7 @@ import torch
 from ..adapters.seeded import module_seed
 from ..errors import UsageError
 
-KINDS = ("adapter", "factor", "delta", "emr")
+KINDS = ("adapter", "delta", "emr", "factor")
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,23 @@ class Param:
     high_open: bool = False
     choices: Callable[[], tuple[str, ...]] | None = None  # lazily computed (e.g. the inner methods)
     aliases: tuple[str, ...] = ()  # other YAML keys / flags, e.g. "lambda"
+    cli: str = ""  # the command-line name when it differs from ``name`` (``lambda`` for ``lam``)
+
+    @property
+    def default_text(self) -> str:
+        return "see meaning" if self.default is None else str(self.default)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.cli or self.name).replace("_", "-")
 
     def range_text(self) -> str:
         if self.choices is not None:
             return " \\| ".join(self.choices())
         if self.low is None and self.high is None:
             return "any" if self.type is not bool else "true \\| false"
-        left = "(" if self.low_open else "["
-        right = ")" if self.high_open else "]"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
         low = "−∞" if self.low is None else f"{self.low:g}"
         high = "∞" if self.high is None else f"{self.high:g}"
         return f"{left}{low}, {high}{right}"
@@ -86,7 +91,7 @@ class Param:
 
 
 # Parameters shared by several methods: one definition, one default.
-LAM = Param("lam", float, 1.0, "λ, scale of the merged update", aliases=("lambda",))
+LAM = Param("lam", float, 1.0, "λ, scale of the merged update", aliases=("lambda",), cli="lambda")
 DENSITY = Param("density", float, 0.2, "fraction of each task's entries kept (top-|x| per task and module)",
                 low=0.0, high=1.0, low_open=True)
 DROP_RATE = Param("drop_rate", float, 0.9, "DARE's drop probability p (kept fraction 1 − p; PEFT/mergekit "
@@ -231,7 +236,10 @@ def resolve(method: MergeMethod, given: dict[str, Any], strict: bool = True) -> 
             Param(alias, float, None, "", low=0.0, high=1.0, low_open=True).check(given[alias])
             given[target] = convert(given.pop(alias))
     if "inner" in given and method.inner:
-        given["inner"] = get_method(given["inner"]).name
+        found = canonical(given["inner"])
+        if found is None:
+            raise UsageError(f"--inner {given['inner']!r}: choose from {', '.join(method.param('inner').choices())}")
+        given["inner"] = found
     params = accepted(method, given)
     names = {p.name for p in params}
     unknown = [k for k in given if k not in names]
