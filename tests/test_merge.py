@@ -1,4 +1,4 @@
-"""Merging: each method against a direct tensor implementation of its METHODS.md §4 formula."""
+"""Merging: each method against a direct tensor implementation of its formula (docs/merge.md)."""
 
 from __future__ import annotations
 

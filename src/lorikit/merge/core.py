@@ -155,7 +155,7 @@ class Merger:
         if self.method.kind == "factor":  # truncated in factor space; exact (error 0) without a rank
             report, mods = SvdReport(rank or 0), []
             for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
-                lora, residual, total = truncate(self.factors(module), rank or sum(m.rank for m in self.parts(module)))
+                lora, residual, total = truncate(self.factors(module), rank)
                 report.add(module, residual, total)
                 mods.append(lora)
             report.rank = rank or max(m.rank for m in mods)

@@ -16,6 +16,8 @@ import torch
 
 from ..adapters.state import LoraModule
 
+KEEP_RTOL = 1e-6  # singular values below this fraction of the largest are numerically zero
+
 
 def weighted(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``stacked`` [N, ...] with task i multiplied by ``weights[i]`` (broadcast over the rest)."""
@@ -55,13 +57,14 @@ def to_module(name: str, B: torch.Tensor, A: torch.Tensor) -> LoraModule:
     return LoraModule(name, A.float().contiguous(), B.float().contiguous(), scaling=1.0)
 
 
-def truncate(module: LoraModule, rank: int) -> tuple[LoraModule, float, float]:
+def truncate(module: LoraModule, rank: int | None = None) -> tuple[LoraModule, float, float]:
     """Best rank-``rank`` approximation of a factored update, in factor space.
 
+    ``rank=None`` keeps every direction above 1e-6 σ_max (the exact update in its numerical rank).
     Returns (LoraModule with B = U_r S_r, A = V_rᵀ, s = 1; squared residual ‖ΔW − B A‖_F²; squared
     norm ‖ΔW‖_F²), the same report as ``svd.factor`` gives for a dense ΔW (Eckart–Young).
     """
     U, S, V = svd_of_product(module.scaling * module.B.double(), module.A.double())
-    r = min(rank, S.numel())
+    r = min(rank, S.numel()) if rank is not None else max(1, int((S > KEEP_RTOL * S[0]).sum()))
     energy = S ** 2
     return to_module(module.name, U[:, :r] * S[:r], V[:, :r].T), float(energy[r:].sum()), float(energy.sum())

@@ -27,9 +27,8 @@ from __future__ import annotations
 import torch
 
 from ...adapters.state import LoraModule
-from ..ops import polar, stacked_factors, svd_of_product, to_module
+from ..ops import KEEP_RTOL, polar, stacked_factors, svd_of_product, to_module
 from ..registry import LAM, DeltaParams, Param, register
-from .knots import KEEP_RTOL
 
 COMMON = Param("common_space_fraction", float, 0.8, "iso-cts: fraction c of the merged span kept as the "
                "common subspace (the rest is split between tasks)", low=0.0, high=1.0)
@@ -38,7 +37,8 @@ COMMON = Param("common_space_fraction", float, 0.8, "iso-cts: fraction c of the 
 def sum_svd(modules: list[LoraModule], weights: list[float]):
     """(U, S, V) of Σ_t w_t ΔW_t restricted to its span, float64."""
     U, S, V = svd_of_product(*stacked_factors(modules, weights))
-    keep = S > KEEP_RTOL * S[0] if S.numel() else S > 0
+    keep = S > KEEP_RTOL * S[0]
+    keep[:1] = True  # at least one direction, so an all-zero update stays a (zero) rank-1 adapter
     return U[:, keep], S[keep], V[:, keep]
 
 

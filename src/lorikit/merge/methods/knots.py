@@ -24,10 +24,8 @@ import torch
 
 from ...adapters.state import LoraModule
 from ..inner import INNER, run_inner
-from ..ops import to_module
+from ..ops import KEEP_RTOL, to_module
 from ..registry import DeltaParams, register
-
-KEEP_RTOL = 1e-6  # singular values below this fraction of the largest are not part of the span
 
 def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(U out × k, [Σ V_tᵀ (k × in) per task]) of the concatenation [ΔW_1 … ΔW_T], in float64."""
@@ -35,7 +33,8 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     qrs = [torch.linalg.qr(m.A.double().T) for m in modules]
     core = Rb @ torch.block_diag(*[R.T for _, R in qrs])
     u, S, vh = torch.linalg.svd(core, full_matrices=False)
-    keep = S > KEEP_RTOL * S[0] if S.numel() else S > 0
+    keep = S > KEEP_RTOL * S[0]
+    keep[:1] = True  # at least one direction, so an all-zero update stays a (zero) rank-1 adapter
     u, S, vh = u[:, keep], S[keep], vh[keep]
     blocks, start = [], 0
     for Q, R in qrs:
