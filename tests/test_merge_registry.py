@@ -212,7 +212,7 @@ def test_mergekit_yaml_refusals(tmp_path, capsys, body, message):
 def test_lorikit_yaml_takes_method_parameters(tmp_path, pair):
     cfg = MergeConfig.from_yaml(write(tmp_path, f"method: core-space\ninner: ties\ndensity: 0.4\nlambda: 2\n"
                                                 f"adapters: [{pair[0]}, {pair[1]}]\nout: x\n"),
-                                {"params": {"density": 0.5}})
+                                {"method_params": {"density": 0.5}})
     cfg.validate()
     assert cfg.used_params() == {"inner": "ties", "lam": 2.0, "density": 0.5}
     assert math.isclose(cfg.density, 0.5) and get_method("core_space").name == "core-space"

@@ -61,8 +61,8 @@ def run(args) -> int:
     from ..merge import merge
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(MergeConfig)
-             if f.name not in ("adapters", "params") and hasattr(args, f.name)}
-    given["params"] = {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_")}
+             if f.name not in ("adapters", "method_params") and hasattr(args, f.name)}
+    given["method_params"] = {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_")}
     if args.adapters:
         given["adapters"] = list(args.adapters)
     cfg = MergeConfig.from_yaml(args.config, given) if args.config else MergeConfig(**given)

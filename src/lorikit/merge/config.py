@@ -40,7 +40,7 @@ class MergeConfig:
     """A merge of N PEFT LoRA adapters into one adapter, an EMR folder or a full model.
 
     The method's own hyper-parameters (``density``, ``drop_rate``, ``inner``, ...: whatever the
-    method registers) are keyword arguments too, collected in ``params``::
+    method registers) are keyword arguments too, collected in ``method_params``::
 
         MergeConfig(adapters=[...], method="ties", density=0.2, out="merged/ties")
     """
@@ -69,30 +69,30 @@ class MergeConfig:
     max_shard_size: str = field(default="2GB", metadata={
         "help": "--into-model: largest safetensors shard (e.g. 500MB, 5GB)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
-    params: dict[str, Any] = field(default_factory=dict, metadata={
+    method_params: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "the method's own hyper-parameters, by name (see docs/merge.md)", "cli": False})
 
     def __init__(self, adapters: list[str] | None = None, method: str = "cat", out: str = "",
                  weights: list[float] | None = None, names: list[str] | None = None, rank: int | None = None,
                  into_model: bool = False, model: str | None = None, base_model: str | None = None,
                  task: str | None = None, max_shard_size: str = "2GB", overwrite: bool = False,
-                 params: dict[str, Any] | None = None, **method_params: Any):
+                 method_params: dict[str, Any] | None = None, **kwargs: Any):
         self.adapters = list(adapters or [])
         self.method, self.out, self.weights, self.names, self.rank = method, out, weights, names, rank
         self.into_model, self.model, self.base_model, self.task = into_model, model, base_model, task
         self.max_shard_size, self.overwrite = max_shard_size, overwrite
         known = param_names()
-        self.params = {}
-        for key, value in {**(params or {}), **method_params}.items():
+        self.method_params = {}
+        for key, value in {**(method_params or {}), **kwargs}.items():
             name = known.get(str(key).replace("-", "_"))
             if name is None:
                 raise UsageError(f"{key}: unknown merge setting (known: {', '.join(sorted(set(known.values())))})")
             if value is not None:
-                self.params[name] = value
+                self.method_params[name] = value
 
     def __getattr__(self, name: str) -> Any:
-        if name != "params" and name in param_names():
-            return self.__dict__.get("params", {}).get(param_names()[name])
+        if name != "method_params" and name in param_names():
+            return self.__dict__.get("method_params", {}).get(param_names()[name])
         raise AttributeError(name)
 
     # ---- validation -------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class MergeConfig:
             dup = [x for x in self.names if self.names.count(x) > 1]
             if dup:
                 raise UsageError(f"--names: {dup[0]!r} given twice")
-        self.resolved()
+        self.params()
         if self.rank is not None:
             if self.rank <= 0:
                 raise UsageError(f"--rank {self.rank}: must be a positive integer")
@@ -136,13 +136,13 @@ class MergeConfig:
         parse_size(self.max_shard_size)
 
     # ---- resolved values ----------------------------------------------------------------------
-    def resolved(self) -> DeltaParams:
+    def params(self) -> DeltaParams:
         """The method's parameters, validated, defaults filled in (strict: unused settings refused)."""
-        return resolve(get_method(self.method), self.params)
+        return resolve(get_method(self.method), self.method_params)
 
     def used_params(self) -> dict[str, Any]:
         """The hyper-parameters the method read (defaults filled in), as recorded in lorikit.json."""
-        return dict(self.resolved().values)
+        return dict(self.params().values)
 
     def task_names(self) -> list[str]:
         if self.names:
@@ -170,15 +170,15 @@ class MergeConfig:
             raise UsageError(f"--config {path}: expected a mapping of settings at the top level")
         if is_mergekit(raw):
             raw = from_mergekit(path, raw)
-        fields = {f.name for f in dataclasses.fields(cls)} - {"params"}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"method_params"}
         known = param_names()
-        values: dict[str, Any] = {"params": {}}
+        values: dict[str, Any] = {"method_params": {}}
         for key, value in raw.items():
             name = str(key).replace("-", "_")
             if name in fields:
                 values[name] = value
             elif name in known:
-                values["params"][known[name]] = value
+                values["method_params"][known[name]] = value
             else:
                 raise UsageError(f"--config {path}: unknown key {key!r}")
         if "adapters" in values:
@@ -189,7 +189,7 @@ class MergeConfig:
                 if values.get(f"_yaml_{key}"):
                     values.pop(key, None)
         values = {k: v for k, v in values.items() if not k.startswith("_yaml_")}
-        values["params"].update(overrides.pop("params", {}) or {})
+        values["method_params"].update(overrides.pop("method_params", {}) or {})
         values.update(overrides)
         try:
             return cls(**values)

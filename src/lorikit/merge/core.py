@@ -190,7 +190,7 @@ def merge(cfg: MergeConfig) -> Path:
     t0 = time.perf_counter()
     states = [load_adapter(a) for a in cfg.adapters]
     names = cfg.task_names()
-    merger = Merger(states, cfg.method, cfg.weights, cfg.resolved(), labels=list(cfg.adapters))
+    merger = Merger(states, cfg.method, cfg.weights, cfg.params(), labels=list(cfg.adapters))
     check_base_model(cfg, states)
     task_index = None
     if cfg.task is not None:

@@ -131,7 +131,10 @@ class DeltaParams:
         values = self.__dict__["values"]
         if name in values:
             return values[name]
-        raise AttributeError(f"merge parameter {name!r} was not resolved")
+        known = all_params()
+        if name in known:  # not given: the registered default
+            return known[name].default
+        raise AttributeError(f"{name!r} is not a merge parameter")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("DeltaParams is read-only; build a new one")

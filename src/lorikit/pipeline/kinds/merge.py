@@ -25,12 +25,12 @@ class MergeKind(StageKind):
         from ...merge.config import MergeConfig, param_names
 
         where = f"stage {stage!r} (merge)"
-        fields = {f.name for f in dataclasses.fields(MergeConfig)} - {"params"}
+        fields = {f.name for f in dataclasses.fields(MergeConfig)} - {"method_params"}
         known = param_names()
         params = {known[k.replace("-", "_")]: v for k, v in settings.items()
                   if k not in fields and k.replace("-", "_") in known}
         rest = {k: v for k, v in settings.items() if k in fields or k.replace("-", "_") not in known}
-        cfg = build_dataclass(MergeConfig, rest, where, out=str(out), overwrite=True, params=params)
+        cfg = build_dataclass(MergeConfig, rest, where, out=str(out), overwrite=True, method_params=params)
         try:
             cfg.validate()
         except UsageError as exc:
