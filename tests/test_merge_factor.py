@@ -203,3 +203,45 @@ def test_methods_needing_two_adapters_refuse_one(states, method):
 
     with pytest.raises(UsageError, match=f"--method {method}: needs at least 2 adapters, got 1"):
         Merger(states[:1], method)
+
+
+def test_core_space_into_model_adds_the_exact_sum(tmp_path):
+    """--into-model with a factor-space method: base weights + U_B M V_Aᵀ (here: the exact TA sum)."""
+    from safetensors.torch import load_file
+
+    from lorikit.merge import MergeConfig, merge
+    from lorikit.models import load_model
+    from test_merge import random_adapter
+
+    states = [random_adapter(1, rank=4), random_adapter(2, rank=6, alpha=3.0)]
+    paths = []
+    for i, s in enumerate(states):
+        s.save(tmp_path / f"a{i}")
+        paths.append(str(tmp_path / f"a{i}"))
+    out = merge(MergeConfig(adapters=paths, method="core-space", weights=[0.5, 2.0], into_model=True,
+                            out=str(tmp_path / "model")))
+    merged = load_file(str(out / "model.safetensors"))
+    base = load_model("tiny-random-llama").model.state_dict()
+    for module in states[0].modules():
+        expected = 0.5 * dense(states[0], module) + 2.0 * dense(states[1], module)
+        got = merged[f"{module}.weight"].double() - base[f"{module}.weight"].double()
+        assert (got - expected).norm() / expected.norm() < 1e-5, module
+
+
+def test_core_space_with_factor_inner_methods_equals_them_in_full_space(states):
+    """Orthonormal bases keep singular values: Iso-C in core space is Iso-C; so is TSV-M at equal ranks."""
+    inners = ["iso-c"] + (["tsv-m"] if len({s.modules()[next(iter(SHAPES))].rank for s in states}) == 1 else [])
+    for inner in inners:
+        core = Merger(states, "core-space", WEIGHTS, DeltaParams(inner=inner, lam=1.2))
+        full = Merger(states, inner, WEIGHTS, DeltaParams(lam=1.2))
+        for module in SHAPES:
+            close(core.delta(module), full.delta(module).double())
+
+
+def test_knots_with_a_factor_inner_method_runs_in_factor_space(states):
+    merger = Merger(states, "knots", WEIGHTS, DeltaParams(inner="iso-c"))
+    for module in SHAPES:
+        U, S, Vh = span_svd(torch.cat([dense(s, module) for s in states], dim=1))
+        width = SHAPES[module][1]
+        blocks = [S[:, None] * Vh[:, t * width:(t + 1) * width] for t in range(len(states))]
+        close(merger.delta(module), U @ iso_c_dense(blocks, WEIGHTS))

@@ -3,7 +3,7 @@
 The outer method turns each task's update into a same-shaped matrix in a small shared space
 (KnOTS: Σ V_tᵀ; Core Space: the core M_t) and lets any merge method combine those matrices:
 an entrywise (``delta``) method directly, or a ``factor`` method with each matrix given as the
-factor pair B = M_t, A = I.
+factor pair B = I, A = M_t.
 """
 
 from __future__ import annotations
@@ -28,6 +28,6 @@ def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaP
     inner = get_method(params.inner)
     if inner.kind == "delta":
         return inner.fn(matrices, torch.tensor(weights, dtype=torch.float64), params)
-    eye = torch.eye(matrices[0].shape[1], dtype=torch.float64)
-    result = inner.fn([LoraModule(params.module, eye, m, 1.0) for m in matrices], weights, params)
+    eye = torch.eye(matrices[0].shape[0], dtype=torch.float64)  # M = I · M: factors of size k, not in
+    result = inner.fn([LoraModule(params.module, m, eye, 1.0) for m in matrices], weights, params)
     return result.scaling * result.B.double() @ result.A.double()
