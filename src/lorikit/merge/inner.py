@@ -24,10 +24,10 @@ INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner 
 
 
 def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaParams) -> torch.Tensor:
-    """``params.inner`` applied to same-shaped float64 matrices with the per-task ``weights``."""
+    """``params.inner`` applied to same-shaped matrices with the per-task ``weights`` (in their dtype)."""
     inner = get_method(params.inner)
     if inner.kind == "delta":
-        return inner.fn(matrices, torch.tensor(weights, dtype=torch.float64), params)
-    eye = torch.eye(matrices[0].shape[0], dtype=torch.float64)  # M = I · M: factors of size k, not in
+        return inner.fn(matrices, torch.tensor(weights, dtype=matrices[0].dtype), params)
+    eye = torch.eye(matrices[0].shape[0], dtype=matrices[0].dtype)  # M = I · M: factors of size k, not in
     result = inner.fn([LoraModule(params.module, m, eye, 1.0) for m in matrices], weights, params)
     return result.scaling * result.B.double() @ result.A.double()

@@ -28,7 +28,11 @@ from ..ops import KEEP_RTOL, to_module
 from ..registry import DeltaParams, register
 
 def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(U out × k, [Σ V_tᵀ (k × in) per task]) of the concatenation [ΔW_1 … ΔW_T], in float64."""
+    """(U out × k float64, [Σ V_tᵀ (k × in) per task] float32) of the concatenation [ΔW_1 … ΔW_T].
+
+    The decomposition runs in float64; the blocks the inner method merges are float32 (the
+    authors' choice too), which halves the largest buffers of the merge (T · k · in entries).
+    """
     Qb, Rb = torch.linalg.qr(torch.cat([m.scaling * m.B.double() for m in modules], dim=1))
     qrs = [torch.linalg.qr(m.A.double().T) for m in modules]
     core = Rb @ torch.block_diag(*[R.T for _, R in qrs])
@@ -39,7 +43,7 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     blocks, start = [], 0
     for Q, R in qrs:
         width = R.shape[0]
-        blocks.append(S[:, None] * (vh[:, start:start + width] @ Q.T))
+        blocks.append((S[:, None] * (vh[:, start:start + width] @ Q.T)).float())
         start += width
     return Qb @ u, blocks
 
