@@ -147,25 +147,26 @@ class Merger:
 
     def to_adapter(self, rank: int | None = None, task_index: int | None = None,
                    meta: dict | None = None) -> tuple[AdapterState, SvdReport | None]:
-        """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``."""
+        """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``.
+
+        Delta-space methods: ``rank`` defaults to the largest parent rank. Factor-space methods:
+        without ``rank`` the exact result (its numerical rank), else truncated in factor space.
+        """
         config = adapter_config(self.states)
         if self.method.kind == "adapter":
             mods = [self.factors(m) for m in tqdm(self.modules, desc=self.method.name, unit="module", leave=False)]
             return AdapterState.from_modules(mods, config, meta=meta), None
-        if self.method.kind == "factor":  # truncated in factor space; exact (error 0) without a rank
-            report, mods = SvdReport(rank or 0), []
-            for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
-                lora, residual, total = truncate(self.factors(module), rank)
-                report.add(module, residual, total)
-                mods.append(lora)
-            report.rank = rank or max(m.rank for m in mods)
-        else:
+        if self.method.kind != "factor":  # factor methods keep their exact rank unless asked
             rank = rank or self.max_rank()
-            report, mods = SvdReport(rank), []
-            for module, delta in self.iter_deltas(task_index, desc=self.method.name):
-                lora, residual, total = factor(module, delta, rank)
-                report.add(module, residual, total)
-                mods.append(lora)
+        report, mods = SvdReport(rank or 0), []
+        for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
+            if self.method.kind == "factor":  # in factor space: QR + SVD of (Σ r)-sized matrices
+                lora, residual, total = truncate(self.factors(module), rank)
+            else:
+                lora, residual, total = factor(module, self.delta(module, task_index), rank)
+            report.add(module, residual, total)
+            mods.append(lora)
+        report.rank = rank or max(m.rank for m in mods)
         if meta is not None:
             meta = {**meta, "svd": report.summary()}
         return AdapterState.from_modules(mods, config, meta=meta), report

@@ -1,13 +1,16 @@
 """Shared tensor operations of the merge methods: weighting, and linear algebra in factor space.
 
 A task's update is ΔW_t = s_t B_t A_t with B_t (out × r_t), A_t (r_t × in). Everything the
-SVD-based methods need lives in the span of the factors, so it is computed from thin QR
-decompositions and SVDs of (Σ r)-sized matrices, never from an out × in matrix:
+SVD-based methods need lives in the span of the factors, so it is computed from the k × k Gram
+matrices of the factors (k = Σ r) and SVDs of k × k matrices, never from an out × in matrix:
 
-    B = Q_B R_B,  Aᵀ = Q_A R_A  ⇒  B A = Q_B (R_B R_Aᵀ) Q_Aᵀ,  R_B R_Aᵀ = u S vᵀ  ⇒  U = Q_B u, V = Q_A v
+    XᵀX = W Λ Wᵀ  ⇒  X = P L with P = X W Λ^-½ orthonormal (X's left singular vectors), L = Λ^½ Wᵀ
+    B = P_B L_B,  Aᵀ = P_A L_A  ⇒  B A = P_B (L_B L_Aᵀ) P_Aᵀ,  L_B L_Aᵀ = u S vᵀ  ⇒  U = P_B u, V = P_A v
 
-(``svd_of_product``). Linear algebra runs in float64 (the small matrices make it cheap) and
-results are returned in float32.
+(``split``, ``svd_of_product``): one pass over each factor (the Gram matrix) and one product to
+form the output basis. Linear algebra runs in float64, so directions with σ < 1e-7 σ_max (lost
+to the squared condition number of the Gram matrix) are treated as zero, below the 1e-6 σ_max
+at which every method here drops a direction anyway.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from ..adapters.state import LoraModule
 
 KEEP_RTOL = 1e-6  # singular values below this fraction of the largest are numerically zero
+GRAM_RTOL = 1e-14  # the same for eigenvalues of a Gram matrix (σ²), below KEEP_RTOL²
 
 
 def weighted(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -24,16 +28,32 @@ def weighted(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return stacked * weights.to(stacked.dtype).view(-1, *([1] * (stacked.dim() - 1)))
 
 
-def svd_of_product(B: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Thin SVD of B @ A (B: m × k, A: k × n) from QR of the factors: (U m × k', S k', V n × k').
+def split(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, L) with X = (X C) L, X C orthonormal columns (X's left singular vectors), float64.
 
-    k' = min(k, m, n); cost O((m + n) k²), the m × n product is never formed. Singular values in
-    descending order, as ``torch.linalg.svd``.
+    From the eigendecomposition of XᵀX (k × k): C = W Λ^-½, L = Λ^½ Wᵀ, directions with
+    σ² ≤ 1e-14 σ_max² dropped (always at least one kept). Cost O(m k²) for X of m × k.
     """
-    Qb, Rb = torch.linalg.qr(B.double())
-    Qa, Ra = torch.linalg.qr(A.double().T)
-    u, S, vh = torch.linalg.svd(Rb @ Ra.T, full_matrices=False)
-    return Qb @ u, S, Qa @ vh.T
+    X = X.double()
+    lam, W = torch.linalg.eigh(X.T @ X)
+    lam, W = lam.flip(0), W.flip(1)  # descending
+    keep = lam > GRAM_RTOL * lam[0].clamp(min=0)
+    keep[:1] = True
+    lam, W = lam[keep].clamp(min=0), W[:, keep]
+    root = lam.sqrt()
+    return W / torch.where(root > 0, root, torch.ones_like(root)), root[:, None] * W.T
+
+
+def svd_of_product(B: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of B @ A (B: m × k, A: k × n) from the factors: (U m × k', S k', V n × k'), float64.
+
+    k' ≤ min(k, m, n) (numerically zero directions dropped); cost O((m + n) k²), the m × n
+    product is never formed. Singular values in descending order, as ``torch.linalg.svd``.
+    """
+    Cb, Lb = split(B)
+    Ca, La = split(A.T)
+    u, S, vh = torch.linalg.svd(Lb @ La.T, full_matrices=False)
+    return B.double() @ (Cb @ u), S, A.double().T @ (Ca @ vh.T)
 
 
 def polar(M: torch.Tensor) -> torch.Tensor:

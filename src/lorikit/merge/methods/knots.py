@@ -14,8 +14,8 @@ and the result is rebuilt as U · merged. Differences: lorikit trims TIES per mo
 ``ties``), where the reference trims the whole model's concatenated vector.
 
 In factor space: [ΔW_1 … ΔW_T] = B_cat · blockdiag(A_1, …, A_T) with B_cat = [s_1 B_1 … s_T B_T];
-QR of B_cat and of each A_tᵀ = Q_t R_t reduce the SVD to one of size (Σ r)²; each block is
-V_tᵀ = v_tᵀ Q_tᵀ. Adapters of different ranks are fine. The output adapter has rank k ≤ Σ r_t.
+B_cat = P_B L_B and A_tᵀ = P_t L_t from their (Σ r)² and r_t² Gram matrices (``ops.split``)
+reduce the SVD to one of size (Σ r)²; each block is V_tᵀ = v_tᵀ P_tᵀ. Adapters of different ranks are fine. The output adapter has rank k ≤ Σ r_t.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from ...adapters.state import LoraModule
 from ..inner import INNER, run_inner
-from ..ops import KEEP_RTOL, to_module
+from ..ops import KEEP_RTOL, split, to_module
 from ..registry import DeltaParams, register
 
 def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -33,19 +33,19 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     The decomposition runs in float64; the blocks the inner method merges are float32 (the
     authors' choice too), which halves the largest buffers of the merge (T · k · in entries).
     """
-    Qb, Rb = torch.linalg.qr(torch.cat([m.scaling * m.B.double() for m in modules], dim=1))
-    qrs = [torch.linalg.qr(m.A.double().T) for m in modules]
-    core = Rb @ torch.block_diag(*[R.T for _, R in qrs])
-    u, S, vh = torch.linalg.svd(core, full_matrices=False)
+    B_cat = torch.cat([m.scaling * m.B.double() for m in modules], dim=1)
+    Cb, Lb = split(B_cat)
+    parts = [split(m.A.T) for m in modules]  # A_tᵀ = P_t L_t, P_t = A_tᵀ C_t
+    u, S, vh = torch.linalg.svd(Lb @ torch.block_diag(*[L.T for _, L in parts]), full_matrices=False)
     keep = S > KEEP_RTOL * S[0]
     keep[:1] = True  # at least one direction, so an all-zero update stays a (zero) rank-1 adapter
     u, S, vh = u[:, keep], S[keep], vh[keep]
     blocks, start = [], 0
-    for Q, R in qrs:
-        width = R.shape[0]
-        blocks.append((S[:, None] * (vh[:, start:start + width] @ Q.T)).float())
+    for m, (C, L) in zip(modules, parts):  # V_tᵀ = vh_t P_tᵀ = (vh_t C_tᵀ) A_t
+        width = L.shape[0]
+        blocks.append((S[:, None] * ((vh[:, start:start + width] @ C.T) @ m.A.double())).float())
         start += width
-    return Qb @ u, blocks
+    return B_cat @ (Cb @ u), blocks
 
 
 @register("knots", "factor", params=(INNER,), inner=True, min_adapters=2,
