@@ -160,7 +160,7 @@ class Merger:
             rank = rank or self.max_rank()
         report, mods = SvdReport(rank or 0), []
         for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
-            if self.method.kind == "factor":  # in factor space: QR + SVD of (Σ r)-sized matrices
+            if self.method.kind == "factor":  # in factor space: Gram matrices + SVD of (Σ r)-sized ones
                 lora, residual, total = truncate(self.factors(module), rank)
             else:
                 lora, residual, total = factor(module, self.delta(module, task_index), rank)

@@ -19,7 +19,7 @@ c = ``common_space_fraction`` (default 0.8) and the rounding are the authors'
 sum of LoRA updates has rank D ≤ Σ r_t and zero singular values beyond, so lorikit works in that
 D-dimensional span (singular values below 1e-6 σ_max are outside it): the spectrum is flattened
 over the directions the adapters actually use, and nothing is added in directions none of them
-touched. Everything is computed in factor space from QR of the stacked factors.
+touched. Everything is computed in factor space from the Gram matrices of the stacked factors.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ and the result is rebuilt as U · merged. Differences: lorikit trims TIES per mo
 
 In factor space: [ΔW_1 … ΔW_T] = B_cat · blockdiag(A_1, …, A_T) with B_cat = [s_1 B_1 … s_T B_T];
 B_cat = P_B L_B and A_tᵀ = P_t L_t from their (Σ r)² and r_t² Gram matrices (``ops.split``)
-reduce the SVD to one of size (Σ r)²; each block is V_tᵀ = v_tᵀ P_tᵀ. Adapters of different ranks are fine. The output adapter has rank k ≤ Σ r_t.
+reduce the SVD to one of size (Σ r)²; each block is V_tᵀ = v_tᵀ P_tᵀ. Adapters of different
+ranks are fine. The output adapter has rank k ≤ Σ r_t.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ decorrelated across tasks by their orthogonal Procrustes (polar) factor, and the
 f = 1/T is the authors' choice (AntoAndGar/task_singular_vectors: ``sv_reduction = 1 / T`` of the
 module's full rank). A LoRA update has only r_t non-zero singular values, so k_t is capped at
 r_t (beyond it the reference would add zero singular values with arbitrary vectors). All in
-factor space: each task's SVD from QR of its factors, the Procrustes factors of out × Σk and
-in × Σk matrices. The output adapter has rank Σ k_t; adapters of different ranks are fine.
+factor space: each task's SVD from the Gram matrices of its factors, the Procrustes factors of
+out × Σk and in × Σk matrices. The output adapter has rank Σ k_t; adapters of different ranks are fine.
 """
 
 from __future__ import annotations
