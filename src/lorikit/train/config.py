@@ -35,6 +35,10 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0 as the reference)"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip the gradient norm per step (0 = off)"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch examples of similar length together (sorted within mega-batches of 50 batches, "
+                "batch order shuffled; deterministic from the seed): far less padding, every example still "
+                "seen once per epoch"})
     max_length: int = field(default=512, metadata={"help": "max tokens per example (prompt + response)"})
     max_prompt_length: int = field(default=256, metadata={"help": "prompt tokens kept (left-truncated)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for compute, fp32 trainable weights"})
