@@ -48,8 +48,8 @@ class LoraModule:
         return self.A.shape[0]
 
     def delta(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The full update ΔW = s · B A (out × in), computed in ``dtype``."""
-        return self.scaling * (self.B.to(dtype) @ self.A.to(dtype))
+        """The full update ΔW = s · B A (out × in) in ``dtype``; s is folded into the small factor B."""
+        return (self.B.to(dtype) * self.scaling) @ self.A.to(dtype)
 
 
 def module_name_from_key(key: str) -> tuple[str, str] | None:
