@@ -13,7 +13,7 @@ import sys
 from ..errors import LorikitError
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["demo", "train", "generate", "masks", "merge", "eval", "pack", "params", "osrm_stats",
+COMMANDS = ["demo", "train", "generate", "masks", "merge", "merge_search", "eval", "pack", "params", "osrm_stats",
             "osrm_transform", "analyze", "run"]
 
 

@@ -5,11 +5,23 @@ method knobs, scored on a small dev set per task (LoraHub-style). See docs/merge
     result = merge_search(SearchConfig(adapters=["runs/math", "runs/code"], dev=["math-dev.jsonl", "code-dev.jsonl"],
                                        method="cat", budget=40, out="merged/searched"))
     result.best["weights"], result.best["objective"]
+
+``SearchConfig`` is light; the search itself (torch, PEFT, cma, matplotlib) loads on first use,
+so the command line's help stays fast.
 """
 
-from .cmaes import Space, minimize
-from .config import SearchConfig
-from .log import EvalLog
-from .run import SearchResult, merge_search
+from __future__ import annotations
 
-__all__ = ["EvalLog", "SearchConfig", "SearchResult", "Space", "merge_search", "minimize"]
+import importlib
+
+from .config import SearchConfig
+
+_LAZY = {"merge_search": "run", "SearchResult": "run", "format_summary": "run", "minimize": "cmaes",
+         "Space": "cmaes", "EvalLog": "log"}
+__all__ = ["SearchConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,7 +39,7 @@ class SearchConfig:
     density: float | None = field(default=None, metadata={"help": "fixed TIES/magnitude-prune density when not searched"})
     drop_rate: float | None = field(default=None, metadata={"help": "fixed DARE drop rate when not searched"})
     lam: float | None = field(default=None, metadata={"help": "fixed λ when not searched", "aliases": ("--lambda",)})
-    seed: int = field(default=0, metadata={"help": "seed of the search (and of DARE's drop masks)"})
+    seed: int = field(default=0, metadata={"help": "seed of the search's CMA-ES samples"})
     init_weights: list[float] | None = field(default=None, metadata={
         "help": "starting weights (default 0.5 each, the LoRI reference's 3-adapter cat weight)"})
     bounds: list[float] = field(default_factory=lambda: [-1.5, 1.5], metadata={

@@ -15,7 +15,9 @@ evaluation; a rerun replays it) and ``search.png`` (objective vs evaluation).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -117,7 +119,7 @@ def merge_search(cfg: SearchConfig, progress: bool = True, restart_on_mismatch: 
     """
     ranges = check_request(cfg)
     out = Path(cfg.out)
-    fresh = claim_output(out, cfg.overwrite)
+    fresh = claim_output(out, cfg.overwrite or (restart_on_mismatch and not (out / LOG_NAME).is_file()))
     folders = [resolve_adapter_path(a) for a in cfg.adapters]
     states = [load_adapter(f) for f in folders]
     names = MergeConfig(adapters=list(cfg.adapters)).task_names()
@@ -169,7 +171,11 @@ def write_output(cfg: SearchConfig, out: Path, names: list[str], devs: list[DevS
     """The merged adapter at the best point + best.json, the log and the plot, renamed into ``out``."""
     best = min(records, key=lambda r: r["objective"])
     with atomic_output_dir(out, overwrite=True) as tmp:
-        merge(merge_config(cfg, best["weights"], best["knobs"], str(tmp)))
+        with contextlib.redirect_stdout(io.StringIO()) as said:  # merge() reports to stdout; its paths are temporary
+            merge(merge_config(cfg, best["weights"], best["knobs"], str(tmp)))
+        for line in said.getvalue().splitlines():
+            if "written to" not in line:
+                log.info("%s", line.removeprefix("lorikit: "))
         written = _evaluate_written(cfg, tmp, devs)
         shutil.copyfile(eval_log.path, tmp / LOG_NAME)
         ylabel = "mean dev NLL" if cfg.objective == "nll" else "− mean dev score"
@@ -208,3 +214,20 @@ def best_summary(cfg: SearchConfig, names: list[str], devs: list[DevSet], record
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def format_summary(result: SearchResult) -> str:
+    """A plain-text table: per task, the start and best points' dev values and the written adapter's."""
+    best, start, written = result.best, result.start, result.written
+    tasks = list(best["tasks"])
+    width = max(len(t) for t in tasks + ["objective"])
+    lines = [f"{'':<{width}}  {'start':>10}  {'best':>10}  {'written':>10}"]
+    for task in tasks:
+        lines.append(f"{task:<{width}}  {start['tasks'][task]:>10.4f}  {best['tasks'][task]:>10.4f}  "
+                     f"{written['tasks'][task]:>10.4f}")
+    lines.append(f"{'objective':<{width}}  {start['objective']:>10.4f}  {best['objective']:>10.4f}  "
+                 f"{written['loss'] + best['penalty']:>10.4f}")
+    weights = ", ".join(f"{w:.3f}" for w in best["weights"])
+    knobs = "".join(f", {k} {v:.3f}" for k, v in best["knobs"].items())
+    lines.append(f"best (evaluation {best['eval']} of {len(result.records)}): weights {weights}{knobs}")
+    return "\n".join(lines)
