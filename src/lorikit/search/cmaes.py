@@ -72,7 +72,7 @@ def minimize(objective: Callable[[list[float]], dict[str, Any]], space: Space, x
     replayed = min(len(eval_log.records), budget)
     bar = tqdm(total=budget, desc="merge-search", unit="eval", disable=not progress)
     try:
-        start = _replay_or_evaluate(objective, space, space.unit(x0), 0, eval_log)
+        start = _replay_or_evaluate(objective, space, space.unit(x0), 0, eval_log, values=list(x0))
         best, done = start["objective"], 1
         bar.update(1)
         while done < budget:
@@ -95,7 +95,8 @@ def minimize(objective: Callable[[list[float]], dict[str, Any]], space: Space, x
     return eval_log.records[:done]
 
 
-def _replay_or_evaluate(objective, space: Space, x: list[float], index: int, eval_log: EvalLog) -> dict[str, Any]:
+def _replay_or_evaluate(objective, space: Space, x: list[float], index: int, eval_log: EvalLog,
+                        values: list[float] | None = None) -> dict[str, Any]:
     if index < len(eval_log.records):
         record = eval_log.records[index]
         logged = record.get("x", [])
@@ -104,10 +105,11 @@ def _replay_or_evaluate(objective, space: Space, x: list[float], index: int, eva
                                "(a different cma version?); pass --overwrite to start afresh")
         return record
     t0 = time.perf_counter()
-    result = objective(space.values(x))
+    values = space.values(x) if values is None else values
+    result = objective(values)
     value = result.get("objective")
     if not isinstance(value, (int, float)) or not math.isfinite(value):
-        named = ", ".join(f"{n}={v:.4g}" for n, v in zip(space.names, space.values(x)))
+        named = ", ".join(f"{n}={v:.4g}" for n, v in zip(space.names, values))
         raise LorikitError(f"merge-search: the objective is {value} at evaluation {index} ({named}); "
                            "a diverged adapter or an empty dev set?")
     record = {"x": x, **result, "seconds": round(time.perf_counter() - t0, 3)}
