@@ -359,3 +359,18 @@ def test_missing_cma_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_cma)
     with pytest.raises(LorikitError, match=r"pip install 'lorikit\[search\]'"):
         cmaes.make_strategy([0.5, 0.5], 0.2, 0, None)
+
+
+def test_offset_skips_the_rows_an_eval_stage_scores(tmp_path):
+    from lorikit.models import load_tokenizer
+    from lorikit.search.objective import nll_dev_set
+
+    tok = load_tokenizer(TINY)
+    dev = dev_file(tmp_path / "dev.jsonl", "compare", 8)
+    first = nll_dev_set("d", dev, tok, limit=5, batch_size=8).batches[0]["input_ids"]
+    later = nll_dev_set("d", dev, tok, limit=5, offset=5, batch_size=8).batches[0]["input_ids"]
+    assert first.shape[0] == 5 and later.shape[0] == 3
+    rows = {tuple(r[r != tok.pad_token_id].tolist()) for r in first}
+    assert not rows & {tuple(r[r != tok.pad_token_id].tolist()) for r in later}
+    with pytest.raises(LorikitError, match="no rows after --offset 8"):
+        nll_dev_set("d", dev, tok, limit=5, offset=8)

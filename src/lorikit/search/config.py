@@ -36,7 +36,8 @@ class SearchConfig:
     search: list[str] = field(default_factory=list, metadata={
         "help": "method knobs searched with the weights: density, drop_rate, lam, optionally NAME=LO:HI "
                 "(default ranges density 0.05:1, drop_rate 0:0.95, lam 0:2)"})
-    density: float | None = field(default=None, metadata={"help": "fixed TIES/magnitude-prune density when not searched"})
+    density: float | None = field(default=None, metadata={
+        "help": "fixed TIES/magnitude-prune density when not searched"})
     drop_rate: float | None = field(default=None, metadata={"help": "fixed DARE drop rate when not searched"})
     lam: float | None = field(default=None, metadata={"help": "fixed λ when not searched", "aliases": ("--lambda",)})
     seed: int = field(default=0, metadata={"help": "seed of the search's CMA-ES samples"})
@@ -51,10 +52,13 @@ class SearchConfig:
     model: str | None = field(default=None, metadata={
         "help": "base model (default: the adapters' base_model_name_or_path)"})
     format: str = field(default="auto", metadata={"help": "dev data format: auto, alpaca, gsm8k, nlu"})
-    limit: int | None = field(default=32, metadata={"help": "dev examples used per task (first N)"})
+    limit: int | None = field(default=32, metadata={"help": "dev examples used per task (first N after --offset)"})
+    offset: int = field(default=0, metadata={
+        "help": "skip the first K rows of each dev set (e.g. those an eval stage scores with --limit K)"})
     dev_tasks: list[str] | None = field(default=None, metadata={
         "help": "--objective score: eval task per dev set (gsm8k, nlu, exact, safety, builtin; default builtin)"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "--objective score: tokens generated per answer"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "--objective score: tokens generated per answer"})
     batch_size: int = field(default=8, metadata={"help": "dev examples per forward pass"})
     max_length: int = field(default=512, metadata={"help": "dev example length cap (tokens), as in training"})
     max_prompt_length: int = field(default=256, metadata={"help": "dev prompt length cap (tokens), as in training"})
@@ -93,6 +97,8 @@ class SearchConfig:
             raise UsageError(f"--popsize {self.popsize}: must be at least 2")
         if not (math.isfinite(self.l1) and self.l1 >= 0):
             raise UsageError(f"--l1 {self.l1}: must be a finite number >= 0")
+        if self.offset < 0:
+            raise UsageError(f"--offset {self.offset}: must be >= 0")
         for name in ("limit", "batch_size", "max_length", "max_prompt_length", "max_new_tokens", "rank"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -38,9 +38,12 @@ class DevSet:
 
 
 def nll_dev_set(name: str, spec: str, tokenizer, fmt: str = "auto", limit: int | None = None,
-                batch_size: int = 8, max_length: int = 512, max_prompt_length: int = 256) -> DevSet:
-    """Tokenise ``spec`` as training does; batches sorted by length so little of each is padding."""
-    examples = load_examples(spec, fmt, limit=limit)
+                batch_size: int = 8, max_length: int = 512, max_prompt_length: int = 256, offset: int = 0) -> DevSet:
+    """Tokenise rows ``offset`` … ``offset + limit`` of ``spec`` as training does; batches sorted by
+    length so little of each is padding."""
+    examples = load_examples(spec, fmt, limit=None if limit is None else offset + limit)[offset:]
+    if not examples:
+        raise LorikitError(f"--dev {spec}: no rows after --offset {offset}")
     tokenized = [tokenize_example(tokenizer, e.prompt, e.response, max_length, max_prompt_length) for e in examples]
     tokenized = sorted(tokenized, key=lambda t: len(t.input_ids))
     batches = [collate(tokenized[i: i + batch_size], tokenizer.pad_token_id)
@@ -51,11 +54,13 @@ def nll_dev_set(name: str, spec: str, tokenizer, fmt: str = "auto", limit: int |
     return DevSet(name, spec, batches=batches, tokens=tokens)
 
 
-def score_dev_set(name: str, spec: str, task: str, limit: int | None = None) -> DevSet:
-    """Eval items of ``spec`` for ``task`` (``builtin`` picks the built-in data set's task)."""
+def score_dev_set(name: str, spec: str, task: str, limit: int | None = None, offset: int = 0) -> DevSet:
+    """Eval items of rows ``offset`` … ``offset + limit`` of ``spec`` for ``task`` (``builtin``: the data set's)."""
     task = eval_tasks.builtin_task(spec) if task == "builtin" else task
     rows, where = load_rows(spec, split="test")
-    items = eval_tasks.load_items(task, rows[:limit] if limit else rows, where)
+    if rows and not rows[offset:]:
+        raise LorikitError(f"--dev {spec}: no rows after --offset {offset}")
+    items = eval_tasks.load_items(task, rows[offset: offset + limit] if limit else rows[offset:], where)
     return DevSet(name, spec, items=items, task=task)
 
 

@@ -93,7 +93,7 @@ def adapter_digest(folder: Path) -> str:
 
 def search_header(cfg: SearchConfig, folders: list[Path], model: str, ranges: dict) -> dict[str, Any]:
     """Every setting that decides which points the search visits (not the budget)."""
-    keys = ("dev", "format", "limit", "objective", "dev_tasks", "max_new_tokens", "method", "bounds", "sigma",
+    keys = ("dev", "format", "limit", "offset", "objective", "dev_tasks", "max_new_tokens", "method", "bounds", "sigma",
             "popsize", "seed", "l1", "dtype", "batch_size", "max_length", "max_prompt_length")
     return {"adapters": list(cfg.adapters), "adapter_sha256": [adapter_digest(f) for f in folders],
             "model": model, "start": cfg.start(), "fixed": cfg.fixed_knobs(),
@@ -106,9 +106,10 @@ def _device(name: str) -> str:
 
 def load_dev_sets(cfg: SearchConfig, names: list[str], tokenizer) -> list[DevSet]:
     if cfg.objective == "score":
-        return [score_dev_set(n, spec, task, cfg.limit) for n, spec, task in zip(names, cfg.dev, cfg.score_tasks())]
+        return [score_dev_set(n, spec, task, cfg.limit, cfg.offset)
+                for n, spec, task in zip(names, cfg.dev, cfg.score_tasks())]
     return [nll_dev_set(n, spec, tokenizer, cfg.format, cfg.limit, cfg.batch_size, cfg.max_length,
-                        cfg.max_prompt_length) for n, spec in zip(names, cfg.dev)]
+                        cfg.max_prompt_length, cfg.offset) for n, spec in zip(names, cfg.dev)]
 
 
 def merge_search(cfg: SearchConfig, progress: bool = True, restart_on_mismatch: bool = False) -> SearchResult:
@@ -143,7 +144,8 @@ def merge_search(cfg: SearchConfig, progress: bool = True, restart_on_mismatch: 
     else:
         applier = MergedWeights(bundle.model, states, cfg.method,
                                 lambda knobs: merge_config(cfg, cfg.start(), knobs, "-").params(), list(cfg.adapters))
-    space = Space([f"w:{n}" for n in names] + list(ranges), [cfg.bounds[0]] * len(names) + [r[0] for r in ranges.values()],
+    space = Space([f"w:{n}" for n in names] + list(ranges),
+                  [cfg.bounds[0]] * len(names) + [r[0] for r in ranges.values()],
                   [cfg.bounds[1]] * len(names) + [r[1] for r in ranges.values()])
     objective = _objective(cfg, applier, bundle.tokenizer, devs, list(ranges))
     x0 = cfg.start() + [(lo + hi) / 2 for lo, hi in ranges.values()]
