@@ -18,6 +18,8 @@ from typing import Any
 from ..errors import LorikitError, UsageError
 
 LOG_NAME = "search_log.jsonl"
+BEST = "best.json"  # beside the merged adapter: the best weights and knobs
+PLOT = "search.png"  # objective vs evaluation
 FORMAT = 1
 
 

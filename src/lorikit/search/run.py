@@ -37,13 +37,11 @@ from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .apply import LINEAR_IN_WEIGHTS, MergedWeights, ScaledAdapters
 from .cmaes import Space, minimize
 from .config import SearchConfig
-from .log import LOG_NAME, EvalLog
+from .log import BEST, LOG_NAME, PLOT, EvalLog
 from .objective import DevSet, evaluate_tasks, nll_dev_set, score_dev_set
 from .plot import plot_search
 
 log = logging.getLogger(__name__)
-BEST = "best.json"
-PLOT = "search.png"
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...search.config import SearchConfig
-from ...search.run import BEST, check_request, merge_search
+from ...search.log import BEST
 from .base import StageKind, build_dataclass
 
 
@@ -24,6 +24,8 @@ class MergeSearchKind(StageKind):
     summary = "search merge weights on dev data (CMA-ES) and write the merged adapter"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path) -> SearchConfig:
+        from ...search.run import check_request  # torch, PEFT: loaded when a recipe has this kind, as other kinds do
+
         where = f"stage {stage!r} (merge-search)"
         cfg = build_dataclass(SearchConfig, settings, where, out=str(out), overwrite=False)
         try:
@@ -33,6 +35,8 @@ class MergeSearchKind(StageKind):
         return cfg
 
     def run(self, prepared: SearchConfig, out: Path) -> None:
+        from ...search.run import merge_search
+
         merge_search(prepared, progress=True, restart_on_mismatch=True)
 
     def complete(self, out: Path) -> bool:
