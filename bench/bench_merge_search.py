@@ -99,18 +99,18 @@ def main() -> None:
         "ties, merged weights": lambda w: mean_nll(ties.apply(w, {}), dev),
         "cat, files": via_files,
     }
-    rows = []
-    for name, evaluate in routes.items():
-        median, seconds = timed(evaluate, points)
-        rows.append({"route": name, "median_s": median, "seconds": seconds, "nll_at_common_point": evaluate(common)})
     print(f"merge-search evaluation cost, SmolLM2-135M, {N} adapters r={RANK}, {args.examples} dev examples; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (shared machine)")
-    print(f"| route | median s / evaluation (n={args.repeats}) | dev NLL at w = {common} |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r['route']} | {r['median_s']:.2f} | {r['nll_at_common_point']:.6f} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"load_average": load, "examples": args.examples, "repeats": args.repeats,
-                                          "adapters": N, "rank": RANK, "rows": rows}, indent=2) + "\n")
+    print(f"| route | median s / evaluation (n={args.repeats}) | dev NLL at w = {common} |\n|---|---|---|", flush=True)
+    rows = []
+    for name, evaluate in routes.items():  # each row printed and saved as soon as it is measured
+        median, seconds = timed(evaluate, points)
+        rows.append({"route": name, "median_s": median, "seconds": seconds, "nll_at_common_point": evaluate(common)})
+        print(f"| {name} | {median:.2f} | {rows[-1]['nll_at_common_point']:.6f} |", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"load_average_at_start": load, "load_average_now": os.getloadavg(),
+                                              "examples": args.examples, "repeats": args.repeats, "adapters": N,
+                                              "rank": RANK, "rows": rows}, indent=2) + "\n")
     print(f"written to {args.out}")
 
 
