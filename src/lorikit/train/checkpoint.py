@@ -37,7 +37,7 @@ STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Settings that may change between a run and its resumption: they do not alter the numbers
 # (--out may differ: a checkpoint folder can be moved together with its run).
 RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
-                     "deterministic"}
+                     "deterministic", "report_to", "logging_dir"}
 
 
 def checkpoint_root(out: str | os.PathLike) -> Path:

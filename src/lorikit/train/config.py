@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..adapters.build import AdapterConfig
 from ..errors import UsageError
+from ..models.loading import check_4bit_supported
+from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
@@ -35,6 +37,10 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0 as the reference)"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip the gradient norm per step (0 = off)"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch examples of similar length together (sorted within mega-batches of 50 batches, "
+                "batch order shuffled; deterministic from the seed): far less padding, every example still "
+                "seen once per epoch"})
     max_length: int = field(default=512, metadata={"help": "max tokens per example (prompt + response)"})
     max_prompt_length: int = field(default=256, metadata={"help": "prompt tokens kept (left-truncated)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for compute, fp32 trainable weights"})
@@ -79,6 +85,15 @@ class TrainConfig:
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "dtype of the frozen base weights (bfloat16 halves their memory; adapter weights stay float32)",
+        "choices": ("float32", "bfloat16", "float16")})
+    load_in_4bit: bool = field(default=False, metadata={
+        "help": "QLoRA: NF4 4-bit frozen base weights via bitsandbytes (CUDA GPU only)"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
+    logging_dir: str | None = field(default=None, metadata={
+        "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
 
     def __post_init__(self):
@@ -101,6 +116,9 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        check_report_to(self.report_to)
+        if self.load_in_4bit:
+            check_4bit_supported()
         self._check_sparse_options()
         self._check_head_and_init()
         if not self.adapter.seed_given and not self.mask and not self.from_adapter:
@@ -109,6 +127,7 @@ class TrainConfig:
             # merge of them would add all B's into one row space. LoRI-S and continual runs keep
             # the seed of the adapter their A comes from.
             self.adapter.seed = data_seed(self.data)
+            self.adapter.seed_derived = True
 
     def _check_sparse_options(self) -> None:
         method = self.adapter.method

@@ -29,15 +29,19 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..adapters.build import attach_adapter, lora_layers
+from ..adapters.card import write_model_card
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
 from ..models import load_model
 from ..utils.atomic import atomic_output_dir, check_output_dir
 from . import distributed
+from .batching import length_grouped_batches, random_batches
+from .progress import Throughput
 from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
 from .config import TrainConfig
 from .loss import sft_loss_sum
 from .plan import DensePlan
+from .reporting import Reporter, default_logging_dir
 
 
 def resolve_device(device: str) -> torch.device:
@@ -49,13 +53,6 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError as exc:
         raise UsageError(f"--device {device!r}: unknown device") from exc
-
-
-def global_batches(n_examples: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
-    """Example indices of each optimizer step of ``epoch`` (the last batch may be smaller)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n_examples, generator=gen).tolist()
-    return [order[i:i + global_batch] for i in range(0, n_examples, global_batch)]
 
 
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
@@ -76,13 +73,20 @@ def lr_lambda(cfg: TrainConfig, steps: int):
     return factor
 
 
-def step_schedule(cfg: TrainConfig, n_examples: int) -> list[list[int]]:
-    """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget."""
-    steps = total_steps(cfg, n_examples)
+def step_schedule(cfg: TrainConfig, lengths: list[int]) -> list[list[int]]:
+    """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget.
+
+    ``lengths`` are the examples' token counts: with ``group_by_length`` each batch holds examples
+    of similar length (``batching.py``), otherwise the order is a plain shuffle."""
+    steps = total_steps(cfg, len(lengths))
+    global_batch = cfg.batch_size * cfg.grad_accum
     schedule: list[list[int]] = []
     epoch = 0
     while len(schedule) < steps:
-        schedule.extend(global_batches(n_examples, cfg.batch_size * cfg.grad_accum, cfg.adapter.seed, epoch))
+        if cfg.group_by_length:
+            schedule.extend(length_grouped_batches(lengths, global_batch, cfg.adapter.seed, epoch))
+        else:
+            schedule.extend(random_batches(len(lengths), global_batch, cfg.adapter.seed, epoch))
         epoch += 1
     return schedule[:steps]
 
@@ -117,18 +121,19 @@ class Trainer:
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
             from .from_adapter import build_from_adapter
 
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             self.init_record = None
             peft_model, plan = build_from_adapter(bundle, cfg)
             return bundle, peft_model, plan
         if cfg.head == "classification":
             from .classification import head_modules
 
-            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
+            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
+                                load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
         self.init_record = None
         if cfg.init == "osrm":
@@ -198,10 +203,12 @@ class Trainer:
         model.train()
         current = dict(peft_model.named_parameters())
         params = [current[n] for n in plan_names]
+        # One fused kernel for all tensors instead of a Python loop over them (hundreds of small
+        # LoRA factors); FSDP2's sharded DTensors keep the default implementation.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                      weight_decay=cfg.weight_decay)
+                                      weight_decay=cfg.weight_decay, fused=not dist.sharded or None)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
-        schedule = step_schedule(cfg, len(tokenized))
+        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
@@ -210,8 +217,11 @@ class Trainer:
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
         autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
+        reporter = self.reporter(dist.is_main)
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
-                   desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main)
+                   desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
+                   smoothing=0.1)
+        throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
         for step in bar:
             t0 = time.perf_counter()
             indices = schedule[step]
@@ -243,13 +253,23 @@ class Trainer:
                       ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            reporter.log(record)
+            bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_tokens, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
         bar.close()
+        reporter.close()
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
+
+    def reporter(self, is_main: bool) -> Reporter:
+        """The --report-to trackers (rank 0 only)."""
+        cfg = self.cfg
+        summary = {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr, "rank": cfg.adapter.rank,
+                   "data": cfg.data, "model": cfg.model}
+        return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
+                        Path(cfg.out).name, summary)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
@@ -299,6 +319,7 @@ class Trainer:
                                            **({"state_dict": full_state} if full_state is not None else {}))
                 _sort_target_modules(tmp / "adapter_config.json")
                 (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                write_model_card(tmp, json.loads((tmp / "lorikit.json").read_text()))
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in self.log:
                         fh.write(json.dumps(rec) + "\n")

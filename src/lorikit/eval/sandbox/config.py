@@ -1,0 +1,64 @@
+"""Settings and result of running one model-written program."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...errors import UsageError
+
+SANDBOXES = ("bwrap", "none")
+
+
+@dataclass
+class SandboxConfig:
+    """How generated code is isolated and limited (defaults fit HumanEval)."""
+
+    sandbox: str = field(default="bwrap", metadata={
+        "help": "bwrap: bubblewrap namespaces + seccomp (default); none: no isolation (UNSAFE)",
+        "choices": SANDBOXES})
+    timeout: float = field(default=10.0, metadata={"help": "wall-clock seconds per program"})
+    memory_mb: int = field(default=1024, metadata={"help": "address-space limit per program (MiB)"})
+    max_processes: int = field(default=64, metadata={
+        "help": "RLIMIT_NPROC (Linux does not apply it to root; process creation is blocked anyway)"})
+    max_file_mb: int = field(default=16, metadata={"help": "largest file a program may write (MiB)"})
+    tmp_mb: int = field(default=64, metadata={"help": "size of the program's writable tmpfs (MiB)"})
+    max_output_kb: int = field(default=1024, metadata={
+        "help": "stdout + stderr a program may write before it is killed (KiB)"})
+    allow_processes: bool = field(default=False, metadata={
+        "help": "let programs fork/spawn processes (inside the sandbox's pid namespace; when lorikit runs "
+                "as root only the timeout then bounds how many)"})
+    guard: bool = field(default=True, metadata={
+        "help": "second, Python-level layer: remove fork/kill/subprocess/ctypes and confine file "
+                "deletion/renaming to the program's temporary folder"})
+    workers: int = field(default=2, metadata={"help": "programs run in parallel"})
+    bwrap: str = field(default="bwrap", metadata={"help": "the bubblewrap executable"})
+
+    def __post_init__(self):
+        if self.sandbox not in SANDBOXES:
+            raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
+            raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        for name in ("memory_mb", "max_processes", "max_file_mb", "tmp_mb", "max_output_kb", "workers"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"sandbox {name} {getattr(self, name)}: must be positive")
+
+
+@dataclass
+class SandboxResult:
+    """What became of one program.
+
+    ``status``: ``passed`` (the harness ran the whole program and reported so on its private
+    channel), ``failed`` (an exception, an exit before the end, a signal, too much output),
+    ``timeout`` (killed at the wall-clock limit) or ``error`` (the sandbox itself could not run).
+    """
+
+    status: str
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
