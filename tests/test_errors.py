@@ -144,6 +144,7 @@ LORI_S = TB + ["--method", "lori-s", "--mask"]
 CK = T + ["--data", "builtin:compare", "--max-steps", "2", "--batch-size", "2", "--builtin-rows", "8", "--save-every", "1", "--rank", "4",
            "--out", "{G}/ck"]
 D01 = ["{G}/d0", "{G}/d1"]
+DEV2 = ["--dev", "builtin:compare:dev", "builtin:reverse:dev"]
 STATS = ["--osrm-stats", "{G}/stats", "--task", "a"]
 
 # (id, argv, exit code, message regex, output path that must not exist afterwards or None)
@@ -345,6 +346,23 @@ CASES = [
      r"--out \S*exists: folder exists and is not empty \(pass --overwrite", None),
     ("merge-out-is-file", ["merge", *D01, "--out", "{B}/data.txt"], 2, r"--out \S*data.txt: exists and is not a folder",
      None),
+    # ---- merge-search ----
+    ("merge-search-one-adapter", ["merge-search", "{G}/d0", "--dev", "builtin:compare:dev", "--out", "{O}/g"], 2,
+     r"adapters: merge-search needs at least two adapters, got 1", "{O}/g"),
+    ("merge-search-dev-count", ["merge-search", *D01, "--dev", "builtin:compare:dev", "--out", "{O}/g"], 2,
+     r"--dev: 1 dev set\(s\) for 2 adapter\(s\)", "{O}/g"),
+    ("merge-search-budget", ["merge-search", *D01, *DEV2, "--budget", "0", "--out", "{O}/g"], 2,
+     r"--budget 0: must be at least 1 evaluation", "{O}/g"),
+    ("merge-search-knob-unused", ["merge-search", *D01, *DEV2, "--search", "density", "--out", "{O}/g"], 2,
+     r"--density: not used by --method cat", "{O}/g"),
+    ("merge-search-knob-range", ["merge-search", *D01, *DEV2, "--method", "ties", "--search", "density=0:2",
+                                 "--out", "{O}/g"], 2, r"--search 'density=0:2': the range must be", "{O}/g"),
+    ("merge-search-emr", ["merge-search", *D01, *DEV2, "--method", "emr", "--out", "{O}/g"], 2,
+     r"--method emr: EMR keeps one update per task and is tuning-free", "{O}/g"),
+    ("merge-search-empty-dev", ["merge-search", *D01, "--dev", "builtin:compare:dev", "{B}/empty.jsonl",
+                                "--device", "cpu", "--out", "{O}/g"], 1, r"empty.jsonl: no rows", "{O}/g"),
+    ("merge-search-out-exists", ["merge-search", *D01, *DEV2, "--out", "{O}/exists"], 2,
+     r"--out \S*exists: folder exists, is not empty and holds no search_log.jsonl", None),
     # ---- eval ----
     ("eval-no-task", ["eval", *T, "--data", "builtin:compare"], 2, r"--task: required \(choose from gsm8k", None),
     ("eval-unknown-task", ["eval", *T, "--task", "poetry"], 2, r"argument --task: invalid choice: 'poetry'", None),

@@ -50,7 +50,7 @@ def test_unknown_reference_and_cycle_are_named():
 def test_validation_fails_before_anything_runs(tmp_path):
     good = {"kind": "train", "data": "builtin:compare"}
     r = parse_recipe(recipe_dict(a=good, m={"kind": "mergee", "adapters": ["$a"]}), workdir=tmp_path / "w")
-    with pytest.raises(UsageError, match="stage 'm': unknown kind 'mergee' .*registered kinds: analyze, eval, masks, merge, osrm-stats, scores, study-table, train"):
+    with pytest.raises(UsageError, match="stage 'm': unknown kind 'mergee' .*registered kinds: analyze, eval, masks, merge, merge-search, osrm-stats, scores, study-table, train"):
         run_recipe(r, echo=lambda s: None)
     r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "max_stepz": 3}), workdir=tmp_path / "w")
     with pytest.raises(UsageError, match="stage 'b' \\(train\\): unknown setting 'max_stepz'"):
