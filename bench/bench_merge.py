@@ -8,10 +8,17 @@
    (one module of each shape; the full model is 32 × 7 modules): time and peak
    resident memory above the baseline (``/proc/self/clear_refs`` resets the high-water mark).
 
+3. KnOTS and Core Space (inner TIES, density 0.2) in factor space (``Merger.factors``: QR / SVD of
+   (Σ r)-sized matrices, never an out × in matrix) vs the same method on dense ΔW (the formulas of
+   the authors' code, float32: KnOTS' SVD of the concatenated [ΔW_1 … ΔW_4], Core Space's
+   projection of each dense ΔW_t onto the cores and back), same modules, one run: time, peak
+   resident memory, and the relative Frobenius difference of the results (``--parts factor``
+   writes ``results/merge-factor.json``).
+
 Four adapters, r = 32, α = 64, 7 projections per layer (hidden 4096, intermediate 14336, kv 1024).
 The PEFT base layers are allocated with ``torch.empty`` (never touched, so never resident).
 
-    python bench/bench_merge.py [--layers 32] [--delta-layers 1]
+    python bench/bench_merge.py [--layers 32] [--delta-layers 1] [--parts cat,delta,factor]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +37,7 @@ from torch import nn
 
 from lorikit.adapters.state import AdapterState, LoraModule
 from lorikit.merge import Merger
+from lorikit.merge.methods.ties import elect_and_merge, trim
 from lorikit.merge.registry import DeltaParams
 
 HIDDEN, INTER, KV, RANK, ALPHA, N = 4096, 14336, 1024, 32, 64.0, 4
@@ -164,15 +173,94 @@ def bench_delta_methods(layers: int) -> list[dict]:
     return rows
 
 
+def ties_dense(tensors: list[torch.Tensor], density: float = 0.2) -> torch.Tensor:
+    return elect_and_merge([trim(t, density) for t in tensors], torch.tensor(WEIGHTS))
+
+
+def knots_dense(deltas: list[torch.Tensor]) -> torch.Tensor:
+    U, S, Vh = torch.linalg.svd(torch.cat(deltas, dim=1).double(), full_matrices=False)  # float64, as the authors
+    keep = S > 1e-6 * S[0]
+    U, S, Vh = U[:, keep], S[keep], Vh[keep]
+    width = deltas[0].shape[1]
+    return U @ ties_dense([S[:, None] * Vh[:, t * width:(t + 1) * width] for t in range(len(deltas))])
+
+
+def core_dense(parts: list[LoraModule], deltas: list[torch.Tensor]) -> torch.Tensor:
+    U_B = torch.linalg.svd(torch.cat([m.B.double() for m in parts], dim=1), full_matrices=False)[0]
+    V_A = torch.linalg.svd(torch.cat([m.A.double() for m in parts], dim=0), full_matrices=False)[2].T
+    return U_B @ ties_dense([U_B.T @ d.double() @ V_A for d in deltas]) @ V_A.T
+
+
+def timed(fn):
+    base = rss()
+    peak_rss_reset()
+    t = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t, (rss("VmHWM") - base) / 2**20
+
+
+def bench_factor_vs_dense(layers: int, targets: dict[str, tuple[str, ...]]) -> list[dict]:
+    states = synthetic_adapters(layers)
+    rows = []
+    for method in ("knots", "core-space"):
+        merger = Merger(states, method, WEIGHTS, DeltaParams(inner="ties", density=0.2))
+        for name in [n for n in modules(layers) if n.rsplit(".", 1)[-1] in targets[method]]:
+            parts = merger.parts(name)
+            merger.factors(name)  # warm-up: one-time library initialisation is not the method's cost
+            factors, f_s, f_mib = timed(lambda: merger.factors(name))
+            if method == "knots":
+                dense, d_s, d_mib = timed(lambda: knots_dense([m.delta() for m in parts]))
+            else:
+                dense, d_s, d_mib = timed(lambda: core_dense(parts, [m.delta() for m in parts]))
+            diff = float((factors.delta().double() - dense).norm() / dense.norm())
+            rows.append({"method": method, "module": name.split(".", 3)[-1], "shape": list(dense.shape),
+                         "factor_s": f_s, "dense_s": d_s, "speedup": d_s / f_s, "factor_peak_mib": f_mib,
+                         "dense_peak_mib": d_mib, "memory_ratio": d_mib / max(f_mib, 1.0),
+                         "relative_difference": diff})
+            del dense, factors
+            r = rows[-1]
+            print(f"  {method:10s} {r['module']:16s} factor {f_s:6.2f} s {f_mib:7.0f} MiB | dense {d_s:7.2f} s "
+                  f"{d_mib:7.0f} MiB | {r['speedup']:6.0f}× faster, {r['memory_ratio']:5.0f}× less memory | "
+                  f"rel. diff {diff:.1e}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=32, help="layers in the cat comparison (both sides)")
     ap.add_argument("--delta-layers", type=int, default=1, help="layers for the delta-space methods")
+    ap.add_argument("--factor-layers", type=int, default=1, help="layers for the factor vs dense comparison")
+    ap.add_argument("--knots-modules", default="k_proj,v_proj",
+                    help="projections for KnOTS factor vs dense (dense KnOTS is a float64 SVD of out × 4·in: "
+                         "minutes for a 1024 × 4096 module on 2 loaded cores, an hour for 4096 × 4096)")
+    ap.add_argument("--core-modules", default="q_proj,k_proj,gate_proj,down_proj",
+                    help="projections for Core Space factor vs dense")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for the factor vs dense comparison, both sides (default 1: on a shared, "
+                         "overloaded 2-core machine two OpenMP threads make small SVDs ~50× slower)")
+    ap.add_argument("--parts", default="cat,delta,factor", help="which comparisons to run")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "merge.json"))
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     torch.manual_seed(0)
     import peft  # noqa: F401  (imported before timing: its import takes seconds)
 
+    if "factor" in parts:
+        if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # big buffers via mmap: freed memory leaves RSS,
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # so each VmHWM peak is that step's own
+            os.execve(sys.executable, [sys.executable, *sys.argv], env)
+        torch.set_num_threads(args.threads)
+        targets = {"knots": tuple(args.knots_modules.split(",")), "core-space": tuple(args.core_modules.split(","))}
+        print(f"factor space vs dense ΔW, inner TIES, 4 adapters r{RANK}, {args.factor_layers} layer(s), {targets}; "
+              f"{args.threads} thread(s); load average {os.getloadavg()}", flush=True)
+        rows = bench_factor_vs_dense(args.factor_layers, targets)
+        out = Path(args.out).with_name("merge-factor.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"rows": rows, "load_average_at_start": os.getloadavg(),
+                                   "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2) + "\n")
+        print(f"written {out}")
+    if not parts & {"cat", "delta"}:
+        return
     print(f"cat → full ΔW, 4 adapters r{RANK}, {args.layers} layers × 7 projections (LLaMA-3-8B shapes)", flush=True)
     cat = bench_cat(args.layers)
     print(f"  lorikit {cat['lorikit_s']:.2f} s | PEFT {cat['peft_s']:.2f} s (load {cat['peft_load_s']:.2f}, "

@@ -39,7 +39,7 @@ def build(method, rank):
     from lorikit.models import load_model
 
     bundle = load_model("smollm2-135m")
-    peft = attach_adapter(bundle.model, AdapterConfig(method=method, rank=rank), bundle.base_model_id)
+    peft = attach_adapter(bundle.model, AdapterConfig(method=method, rank=rank, seed=0), bundle.base_model_id)
     peft.train()
     params = [p for p in peft.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)

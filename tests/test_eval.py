@@ -177,8 +177,8 @@ def test_eval_with_adapter_unmerged_and_merged_agree(make_adapter, tmp_path):
 
     adapter = make_adapter(method="lora", data="builtin:compare", steps=3, lr=5e-2)
     common = dict(model=TINY, adapter=str(adapter), task="nlu", data="builtin:compare:test", limit=3, max_new_tokens=5)
-    plain = evaluate(EvalConfig(**common), progress=False)
-    merged = evaluate(EvalConfig(**common, merge_for_speed=True), progress=False)
+    plain = evaluate(EvalConfig(**common, merge_for_speed=False), progress=False)
+    merged = evaluate(EvalConfig(**common), progress=False)  # merged by default
     base = evaluate(EvalConfig(**{**common, "adapter": None}), progress=False)
     assert [r["response"] for r in plain["records"]] == [r["response"] for r in merged["records"]]
     assert [r["response"] for r in plain["records"]] != [r["response"] for r in base["records"]]
@@ -249,12 +249,10 @@ def test_unknown_task_and_missing_fields(tmp_path, capsys):
     assert "--data: required" in capsys.readouterr().err
 
 
-def test_emr_task_without_the_merge_module_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "lorikit.merge.emr", None)  # as in an installation without EMR
+def test_emr_task_on_a_folder_that_is_no_emr_merge_is_a_clear_error(tmp_path, capsys):
     rc = _run("--task", "nlu", "--data", "builtin:compare:test", "--adapter", str(tmp_path), "--emr-task", "code")
-    assert rc == 1 and "EMR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and "EMR" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
 
 
 # ---- lm-eval ---------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ def test_mismatched_adapters_are_refused_naming_the_mismatch(tmp_path, capsys):
     (["--method", "dare-ties", "--drop-rate", "1"], "--drop-rate 1.0: must be in [0, 1)"),
     (["--method", "cat", "--density", "0.2"], "--density: not used by --method cat"),
     (["--method", "emr", "--into-model"], "needs --task"),
-    (["--method", "nope"], "invalid choice"),
+    (["--method", "nope"], "unknown merge method"),
 ])
 def test_bad_requests_exit_2(tmp_path, capsys, args, message):
     paths = [save(random_adapter(s), tmp_path / f"a{s}") for s in (1, 2)]

@@ -50,7 +50,7 @@ def test_unknown_reference_and_cycle_are_named():
 def test_validation_fails_before_anything_runs(tmp_path):
     good = {"kind": "train", "data": "builtin:compare"}
     r = parse_recipe(recipe_dict(a=good, m={"kind": "mergee", "adapters": ["$a"]}), workdir=tmp_path / "w")
-    with pytest.raises(UsageError, match="stage 'm': unknown kind 'mergee' .*registered kinds: analyze, eval, masks, merge, osrm-stats, scores, train"):
+    with pytest.raises(UsageError, match="stage 'm': unknown kind 'mergee' .*registered kinds: analyze, eval, masks, merge, merge-search, osrm-stats, scores, study-table, train"):
         run_recipe(r, echo=lambda s: None)
     r = parse_recipe(recipe_dict(a=good, b={"kind": "train", "max_stepz": 3}), workdir=tmp_path / "w")
     with pytest.raises(UsageError, match="stage 'b' \\(train\\): unknown setting 'max_stepz'"):
@@ -136,36 +136,33 @@ def test_shipped_recipe_validates(tmp_path):
 
 
 def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
-    """The built-in demo (3 methods x 3 tasks, merges, evals, scores, report) on tiny-random-llama."""
+    """The demo study (LoRA/LoRI-D/LoRI-S on pair-greater + pair-max, w 0.5 and 1) on tiny-random-llama."""
     import json
 
     from lorikit.cli import main
 
     work = tmp_path / "demo"
-    args = ["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "2",
-            "--eval-examples", "3", "--samples", "2"]
+    args = ["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "2", "--eval-every", "1",
+            "--eval-examples", "6", "--samples", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "| method | arithmetic single | arithmetic merged" in out
-    for row in ("| base model |", "| lora |", "| lori-d |", "| lori-s |"):
-        assert row in out
-    scores = json.loads((work / "scores" / "scores.json").read_text())
-    assert set(scores["methods"]) == {"base model", "lora", "lori-d", "lori-s"}
-    assert (work / "report" / "report.md").is_file() and list((work / "report").glob("*.png"))
-    merged = json.loads((work / "lori-s-merged" / "lorikit.json").read_text())
-    assert merged["method"] == "merge:cat"
+    assert "## Summary (all tasks' test items pooled)" in out and "| method | task | w | single@w | merged@w" in out
+    for method in ("lora", "lori-d", "lori-s"):
+        assert f"- **{method}, w = 0.5**: interference " in out
+    study = json.loads((work / "table" / "study.json").read_text())
+    assert study["methods"] == ["lora", "lori-d", "lori-s"] and study["n_items"] == {"pair-greater": 6, "pair-max": 6}
+    # choice tasks scored by log-likelihood, the same items for every adapter
+    result = json.loads((work / "eval-lori-s-s1-pair-max-w0p5-pair-max" / "result.json").read_text())
+    assert result["settings"]["scoring"] == "loglik" and result["n"] == 6
+    assert json.loads((work / "lori-s-s1-merged-w0p5" / "lorikit.json").read_text())["method"] == "merge:cat"
+    assert (work / "table" / "interference.png").is_file()
     # a second run resumes: every stage is already complete
     assert main(args) == 0
-    assert "0 to run" in capsys.readouterr().out
-    # --sweep adds merges at other weights and their evals; finished stages are reused, the report redone
-    assert main(args + ["--sweep", "0.3"]) == 0
-    sweep = json.loads((work / "report" / "analysis.json").read_text())["sweep"]
-    assert set(sweep) == {f"{m}: {t}" for m in ("lora", "lori-d", "lori-s") for t in ("arithmetic", "reverse", "compare")}
-    assert [w for w, _ in sweep["lori-s: reverse"]] == [0.3, 0.4] and [w for w, _ in sweep["lora: compare"]] == [0.3, 0.5]
-    merged = json.loads((work / "eval-lori-d-merged-compare" / "result.json").read_text())["score"]
-    assert sweep["lori-d: compare"][1][1] == merged
-    assert (work / "report" / "sweep.png").is_file()
-    assert json.loads((work / "lora-merged-w0p3" / "lorikit.json").read_text())["method"] == "merge:cat"
+    assert " 0 to run" in capsys.readouterr().out
+    # --sweep adds weights; finished stages are reused
+    assert main(args + ["--sweep", "0.5", "0.3"]) == 0
+    study = json.loads((work / "table" / "study.json").read_text())
+    assert {r["weight"] for r in study["merge"]} == {0.3, 0.5}
     assert main(args + ["--sweep", "-1"]) != 0
     assert "--sweep -1" in capsys.readouterr().err
 
@@ -179,11 +176,28 @@ def test_demo_with_osrm_adds_a_fourth_method(tmp_path, capsys):
     args = ["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "1",
             "--eval-examples", "2", "--samples", "2", "--osrm", "--osrm-samples", "4"]
     assert main(args) == 0
-    assert "| osrm |" in capsys.readouterr().out
-    scores = json.loads((work / "scores" / "scores.json").read_text())
-    assert set(scores["methods"]) == {"base model", "lora", "lori-d", "lori-s", "osrm"}
-    meta = json.loads((work / "osrm-compare" / "lorikit.json").read_text())
-    assert meta["init"]["kind"] == "osrm" and meta["init"]["task"] == "compare"
-    assert set(meta["init"]["other_tasks"]) == {"arithmetic", "reverse"}
-    analysis = json.loads((work / "report" / "analysis.json").read_text())
-    assert "osrm/compare" in json.dumps(analysis)
+    assert "- **osrm, w = 0.5**" in capsys.readouterr().out
+    study = json.loads((work / "table" / "study.json").read_text())
+    assert study["methods"] == ["lora", "lori-d", "lori-s", "osrm"]
+    meta = json.loads((work / "osrm-s1-pair-max" / "lorikit.json").read_text())
+    assert meta["init"]["kind"] == "osrm" and meta["init"]["task"] == "pair-max"
+    assert set(meta["init"]["other_tasks"]) == {"pair-greater"}
+
+
+def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_mean(tmp_path):
+    from lorikit.pipeline.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  a: {kind: train, data: 'builtin:compare', lr: 1e-3, max_steps: '2'}\n")
+    r = load_recipe(recipe, workdir=tmp_path / "w", overrides=["a.weight_decay=1e-2"])
+    kind_cfg = r.stages["a"].settings
+    assert kind_cfg["lr"] == "1e-3"  # YAML 1.1 reads 1e-3 as a string
+    from lorikit.pipeline.kinds import get_kind
+
+    train_kind = get_kind("train", "a")
+    cfg = train_kind.validate("a", kind_cfg, tmp_path / "w" / "a")
+    assert cfg.lr == 1e-3 and cfg.max_steps == 2 and cfg.weight_decay == 1e-2
+    with pytest.raises(UsageError, match=r"unknown setting 'max_stpes' \(did you mean 'max_steps'\?\)"):
+        train_kind.validate("a", {"data": "builtin:compare", "max_stpes": 3}, tmp_path / "w" / "a")
+    with pytest.raises(UsageError, match="'lr' = True is not float"):
+        train_kind.validate("a", {"data": "builtin:compare", "lr": True}, tmp_path / "w" / "a")

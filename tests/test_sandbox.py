@@ -386,7 +386,9 @@ def test_inside_view_is_minimal(monkeypatch):
               "caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\n"
               "print(json.dumps({'uid': os.getuid(), 'host': socket.gethostname(), 'caps': int(caps, 16),\n"
               "                  'pid': os.getpid(), 'root': sorted(os.listdir('/')), 'env': dict(os.environ),\n"
-              f"                  'seen': [p for p in ({project!r}, '/home', '/root/.ssh', '/etc/passwd')\n"
+              # the project folder itself may exist as the parent of a bound .venv; its files must not
+              f"                  'seen': [p for p in ({project + '/pyproject.toml'!r}, {project + '/src'!r}, '/home',\n"
+              "                                       '/root/.ssh', '/etc/passwd')\n"
               "                           if os.path.exists(p)]}))\n")
     r = run_program(source, FAST)
     assert r.status == "passed", r.stderr

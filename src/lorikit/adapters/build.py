@@ -7,6 +7,7 @@ LoRI replaces every A by its seeded projection and freezes it (docs/methods.md#l
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
+from ..utils.validate import check_number, check_seed
 from .inits import get_seeded_init, seeded_init_names
 from .layers import lora_layers
 from .methods import get_method, method_help, method_names
@@ -21,8 +23,10 @@ from .state import load_adapter, resolve_adapter_path
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 METHODS = method_names()
+logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TARGETS", "METHODS", "AdapterConfig", "attach_adapter", "load_peft", "lora_layers"]
+__all__ = ["DEFAULT_TARGETS", "METHODS", "AdapterConfig", "attach_adapter", "check_seed_chosen", "load_peft",
+           "lora_layers"]
 
 
 @dataclass
@@ -49,18 +53,50 @@ class AdapterConfig:
             raise UsageError(f"--rank {self.rank}: must be a positive integer")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank
+        check_number("--alpha", self.alpha, low=0, low_open=True)  # α = 0: ΔW = 0, nothing to learn
+        check_number("--dropout", self.dropout, low=0, high=1, high_open=True)
+        if self.seed is not None:
+            check_seed("--seed", self.seed)
         get_seeded_init(self.a_init)
         if not self.target_modules:
             raise UsageError("--target-modules: give at least one module name")
 
     @property
     def run_seed(self) -> int:
-        """The seed actually used: ``seed``, or 0 when none was given (training resolves it first)."""
-        return 0 if self.seed is None else self.seed
+        """The seed actually used: ``seed``, else the one derived from the task (``derived_seed``,
+        set by ``TrainConfig`` from its data), else 0 (training resolves it first)."""
+        if self.seed is not None:
+            return self.seed
+        derived = getattr(self, "derived_seed", None)
+        return 0 if derived is None else derived
 
     @property
     def freezes_a(self) -> bool:
         return get_method(self.method).freezes_a
+
+    @property
+    def seed_given(self) -> bool:
+        """Whether a seed was given (or resolved by training, which passes it explicitly)."""
+        return self.seed is not None
+
+    @property
+    def seed_derived(self) -> bool:
+        """Whether a per-task seed was derived (``derived_seed``: not a field, never written to disk)."""
+        return getattr(self, "derived_seed", None) is not None
+
+
+def check_seed_chosen(cfg: AdapterConfig) -> None:
+    """LoRI's A must differ between tasks: refuse to draw it from the placeholder seed 0 nobody chose.
+
+    ``derived_seed`` is set by whoever derived the seed from the task: ``TrainConfig`` sets it to
+    ``resolved_seed()`` (a function of the data) without rewriting ``seed``."""
+    if cfg.seed_given or cfg.seed_derived:
+        return
+    if cfg.freezes_a:
+        raise UsageError(f"AdapterConfig.seed: {cfg.method} needs a per-task seed (A = f(seed, module); one shared "
+                         "default would give every task the same A): pass seed=INT, e.g. "
+                         "lorikit.integrations.task_seed('my-task')")
+    logger.warning("AdapterConfig.seed not given: LoRA's initial A is drawn with seed 0")
 
 
 def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: str | None = None,
@@ -68,6 +104,7 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
     """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``."""
     from peft import LoraConfig, get_peft_model  # heavy: imported when used, not by the CLI's parser
 
+    check_seed_chosen(cfg)
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in cfg.target_modules if t not in present]
     if missing:
@@ -89,12 +126,12 @@ def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: boo
     from peft import PeftModel
 
     path = resolve_adapter_path(adapter)
+    load_adapter(path)  # refuse what PEFT would load wrongly: stray modules, wrong r, NaN/inf weights
     try:
         return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)
     except Exception as exc:
         # Name what is wrong: lorikit's own reader says so for a missing/corrupt file or config;
         # otherwise it is an adapter of another model (PEFT's size-mismatch paragraph → its key line).
-        load_adapter(path)
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         detail = next((ln for ln in lines if "size mismatch" in ln or "not found in the base model" in ln), lines[0])
         raise LorikitError(f"{path}: does not fit this base model ({detail[:300]})") from exc

@@ -186,6 +186,8 @@ def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None, flag
         if parsed[0] in masks:
             raise LorikitError(f"{path}: key {key!r}: module {parsed[0]} appears twice")
         masks[parsed[0]] = value
+    if not any(bool(m.any()) for m in masks.values()):
+        raise LorikitError(f"{path}: the mask keeps no entry (every value is False): nothing would be trained")
     if adapter is not None:
         check_mask_matches(masks, adapter, path)
     return masks

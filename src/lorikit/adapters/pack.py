@@ -34,8 +34,10 @@ from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
 from .methods import regenerable_a
 from .seeded import seeded_projection
+from . import pack_checks
+from .seeded import A_INITS, seeded_projection
 from .state import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORIKIT_META, AdapterState, load_adapter,
-                    module_name_from_key, resolve_adapter_path)
+                    module_name_from_key, resolve_adapter_path, validate)
 
 PACK_FORMAT = "lorikit-pack"
 PACK_VERSION = "1"
@@ -55,8 +57,8 @@ def _bytes_tensor(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
 
 
-def _unbytes(t: torch.Tensor) -> bytes:
-    return lzma.decompress(t.numpy().tobytes())
+def _raw(t: torch.Tensor) -> bytes:
+    return t.numpy().tobytes()
 
 
 def _seed_of(state: AdapterState) -> tuple[int | None, str | None]:
@@ -76,6 +78,21 @@ class PackReport:
     @property
     def ratio(self) -> float:
         return self.packed_bytes / self.peft_bytes if self.peft_bytes else 0.0
+
+
+def _pack_metadata(folder: Path, st_meta: dict, seed: int | None, a_init: str | None,
+                   stored: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The .lori header: format, the PEFT config and metadata, the seed that regenerates A, a checksum."""
+    metadata = {
+        "format": PACK_FORMAT, "version": PACK_VERSION,
+        "adapter_config": (folder / ADAPTER_CONFIG).read_text(),
+        "safetensors_metadata": json.dumps(st_meta),
+        "seed": "" if seed is None else str(seed), "a_init": a_init or "",
+    }
+    if (folder / LORIKIT_META).is_file():
+        metadata["lorikit_json"] = (folder / LORIKIT_META).read_text()
+    metadata[pack_checks.CHECKSUM_KEY] = pack_checks.digest(stored, metadata)
+    return metadata
 
 
 def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> PackReport:
@@ -124,14 +141,7 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
     stored["masks"] = _bytes_tensor(lzma.compress(bits.tobytes(), preset=9))
     # ~100 characters per key for hundreds of keys: compressed, the index costs ~1/20 of that
     stored["index"] = _bytes_tensor(lzma.compress(json.dumps(index).encode(), preset=9))
-    metadata = {
-        "format": PACK_FORMAT, "version": PACK_VERSION,
-        "adapter_config": (folder / ADAPTER_CONFIG).read_text(),
-        "safetensors_metadata": json.dumps(st_meta),
-        "seed": "" if seed is None else str(seed), "a_init": a_init or "",
-    }
-    if (folder / LORIKIT_META).is_file():
-        metadata["lorikit_json"] = (folder / LORIKIT_META).read_text()
+    metadata = _pack_metadata(folder, st_meta, seed, a_init, stored)
     data = st_save(stored, metadata=metadata)
     atomic_write_bytes(out, data)
     peft_bytes = weights.stat().st_size if weights.is_file() else sum(
@@ -153,6 +163,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise LorikitError(f"{path}: not a lorikit packed adapter (metadata format is {metadata.get('format')!r})")
     if metadata.get("version") != PACK_VERSION:
         raise LorikitError(f"{path}: pack version {metadata.get('version')!r} is not supported (want {PACK_VERSION})")
+    pack_checks.verify_digest(path, tensors, metadata)
     return tensors, metadata
 
 
@@ -161,14 +172,21 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
     path = Path(path)
     stored, metadata = _read(path)
     try:
-        index = json.loads(_unbytes(stored["index"]))
+        index = json.loads(pack_checks.bounded_unlzma(_raw(stored["index"]), pack_checks.INDEX_CAP, path, "index"))
+        n_bits = pack_checks.check_index(index, stored, _DTYPES, path)
+        mask_bytes = pack_checks.bounded_unlzma(_raw(stored["masks"]), (n_bits + 7) // 8, path, "mask bits")
+        if len(mask_bytes) != (n_bits + 7) // 8:
+            raise ValueError(f"{len(mask_bytes)} bytes of mask bits, the index shapes need {(n_bits + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(mask_bytes, dtype=np.uint8))
         config = json.loads(metadata["adapter_config"])
         meta = json.loads(metadata["lorikit_json"]) if "lorikit_json" in metadata else None
-        bits = np.unpackbits(np.frombuffer(_unbytes(stored["masks"]), dtype=np.uint8))
-    except (KeyError, ValueError, TypeError, lzma.LZMAError) as exc:
+        seed = int(metadata["seed"]) if metadata.get("seed") else None
+    except (KeyError, ValueError, TypeError) as exc:
         raise LorikitError(f"{path}: corrupt .lori file ({type(exc).__name__}: {exc})") from exc
-    seed = int(metadata["seed"]) if metadata.get("seed") else None
     a_init = metadata.get("a_init") or "kaiming"
+    if a_init not in A_INITS or (seed is None and any(e[1] == "seeded" for e in index)):
+        raise LorikitError(f"{path}: corrupt .lori file (header seed {metadata.get('seed')!r} / a_init {a_init!r} "
+                           f"cannot regenerate A; a_init must be one of {', '.join(A_INITS)})")
     tensors: dict[str, torch.Tensor] = {}
     offset = 0
     value_offset: dict[str, int] = {}
@@ -192,7 +210,9 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
             tensors[key] = dense.view(shape)
         else:
             raise LorikitError(f"{path}: corrupt .lori file (unknown storage {how!r} for {key})")
-    return AdapterState(config=config, tensors=tensors, meta=meta, source=str(path)), metadata
+    state = AdapterState(config=config, tensors=tensors, meta=meta, source=str(path))
+    validate(state, f"{path}: adapter_config", str(path))
+    return state, metadata
 
 
 def unpack_adapter(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:

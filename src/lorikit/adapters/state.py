@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_json
+from .card import write_model_card
+from . import checks
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -46,8 +48,8 @@ class LoraModule:
         return self.A.shape[0]
 
     def delta(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The full update ΔW = s · B A (out × in), computed in ``dtype``."""
-        return self.scaling * (self.B.to(dtype) @ self.A.to(dtype))
+        """The full update ΔW = s · B A (out × in) in ``dtype``; s is folded into the small factor B."""
+        return (self.B.to(dtype) * self.scaling) @ self.A.to(dtype)
 
 
 def module_name_from_key(key: str) -> tuple[str, str] | None:
@@ -176,6 +178,7 @@ class AdapterState:
                   metadata={"format": "pt"})
         if self.meta is not None:
             atomic_write_json(folder / LORIKIT_META, self.meta)
+            write_model_card(folder, self.meta)
 
 
 def resolve_adapter_path(path_or_hub_id: str | os.PathLike) -> Path:
@@ -212,6 +215,7 @@ def load_adapter(path_or_hub_id: str | os.PathLike, device: str = "cpu") -> Adap
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise LorikitError(f"{cfg_path}: peft_type is {peft_type}, lorikit works on LORA adapters")
+    checks.check_config_fields(config, str(cfg_path))
     weights = folder / ADAPTER_WEIGHTS
     try:
         if weights.is_file():
@@ -231,6 +235,17 @@ def load_adapter(path_or_hub_id: str | os.PathLike, device: str = "cpu") -> Adap
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise LorikitError(f"{meta_path}: unreadable ({exc})") from exc
+        checks.check_meta(meta, str(meta_path))
     state = AdapterState(config=config, tensors=tensors, meta=meta, source=str(folder))
-    state.modules()  # validate pairs now so every caller gets the same early error
+    validate(state, str(cfg_path), str(weights))
     return state
+
+
+def validate(state: AdapterState, cfg_where: str, weights_where: str) -> None:
+    """Pairs, ranks and targets agree with the config; every weight is finite."""
+    modules = state.modules()  # validate pairs now so every caller gets the same early error
+    checks.check_targets_cover(state.config, list(modules), cfg_where)
+    default_r = state.config.get("r", 8)
+    checks.check_ranks(state.config, {n: m.rank for n, m in modules.items()}, cfg_where,
+                       lambda name: _pattern_value(state.config.get("rank_pattern"), name, default_r))
+    checks.check_weights_finite(state.tensors, weights_where)

@@ -11,6 +11,7 @@ from ..adapters.state import load_adapter
 from ..errors import LorikitError, UsageError
 from ..models import load_model
 from ..utils.atomic import check_output_dir
+from ..models.loading import canonical_model_id
 from .compare import PairwiseComparison, compare_adapters, module_kind, module_layer
 from .cosine import delta_inner, delta_norm_sq, module_cosine
 from .masks import MaskOverlap, jaccard, load_mask, mask_overlap
@@ -80,7 +81,7 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
     shift = None
     if data:
         tasks = name_paths(data, "--data")
-        base_ids = {s.base_model for s in states.values()}
+        base_ids = {canonical_model_id(s.base_model) for s in states.values()}
         model_name = model or next(iter(base_ids))
         if not model_name:
             raise UsageError("--model: required (the adapters do not record their base model)")

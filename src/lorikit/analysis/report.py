@@ -12,7 +12,9 @@ The whole folder is written atomically (``atomic_output_dir``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import math
 import os
 import re
@@ -27,10 +29,22 @@ from .masks import MaskOverlap
 from .scores import ScoreTable
 from .shift import OutputShift
 
+logger = logging.getLogger(__name__)
 ANNOTATE_MAX_CELLS = 120  # above this a heatmap's numbers would overlap
 
 
+REPORT_EXTRA = "pip install 'lorikit[report]'"
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _plt():
+    """matplotlib.pyplot (Agg), or None without the ``report`` extra: figures are then skipped and
+    report.md says so (tables and analysis.json need no matplotlib)."""
+    if not have_matplotlib():
+        return None
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -73,6 +87,8 @@ def heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], title: str
 
 def plot_overlap(path: Path, cmp: PairwiseComparison) -> None:
     plt = _plt()
+    if plt is None:
+        return
     n = len(cmp.names)
     size = max(3.6, 0.9 * n + 2)
     fig, axes = plt.subplots(1, 3, figsize=(3 * size + 1, size))
@@ -90,6 +106,8 @@ def plot_overlap(path: Path, cmp: PairwiseComparison) -> None:
 
 def plot_layers(path: Path, cmp: PairwiseComparison, i: int, j: int) -> None:
     plt = _plt()
+    if plt is None:
+        return
     layers, kinds, row_grid = cmp.by_layer(cmp.row, i, j)
     _, _, col_grid = cmp.by_layer(cmp.col, i, j)
     labels = ["–" if x is None else str(x) for x in layers]
@@ -106,6 +124,8 @@ def plot_layers(path: Path, cmp: PairwiseComparison, i: int, j: int) -> None:
 
 def plot_shift(path: Path, shift: OutputShift) -> None:
     plt = _plt()
+    if plt is None:
+        return
     size = max(4.0, 0.9 * max(len(shift.adapters), len(shift.tasks)) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     heatmap(ax, shift.overall, shift.adapters, shift.tasks,
@@ -118,6 +138,8 @@ def plot_shift(path: Path, shift: OutputShift) -> None:
 
 def plot_masks(path: Path, masks: MaskOverlap) -> None:
     plt = _plt()
+    if plt is None:
+        return
     labels = [f"{n}\n({d:.0%} kept)" for n, d in zip(masks.names, masks.density)]
     size = max(4.0, 0.9 * len(masks.names) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1, size))
@@ -130,6 +152,8 @@ def plot_masks(path: Path, masks: MaskOverlap) -> None:
 
 def plot_training(path: Path, logs: dict[str, list[dict[str, Any]]]) -> None:
     plt = _plt()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, recs in logs.items():
         steps = [r["step"] for r in recs if "loss" in r]
@@ -151,6 +175,8 @@ def plot_training(path: Path, logs: dict[str, list[dict[str, Any]]]) -> None:
 def plot_sweep(path: Path, sweep: dict[str, list[tuple[float, float]]], xlabel: str = "merge weight",
                ylabel: str = "score") -> None:
     plt = _plt()
+    if plt is None:
+        return
     many = len(sweep) > 4
     fig, ax = plt.subplots(figsize=(9.5 if many else 7, 4.2))
     values = [v for points in sweep.values() for _, v in points]
@@ -174,6 +200,8 @@ def plot_sweep(path: Path, sweep: dict[str, list[tuple[float, float]]], xlabel: 
 
 def plot_scores(path: Path, table: ScoreTable) -> None:
     plt = _plt()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(table.tasks) + 3), max(3, 0.55 * len(table.rows) + 1.8)))
     heatmap(ax, table.scores, table.rows, table.tasks, "Scores (single adapters and merges)", "score",
             cmap="viridis", fmt=".3f", xlabel="task", ylabel="adapter / merge")
@@ -221,6 +249,11 @@ def _comparison_section(tmp: Path, comparison: PairwiseComparison, max_layer_plo
     if len(pairs) > max_layer_plots:
         md += [f"({len(pairs) - max_layer_plots} more pairs in analysis.json)", ""]
     return md
+def _figures_note() -> list[str]:
+    if have_matplotlib():
+        return []
+    logger.warning("report: matplotlib is not installed, figures skipped (%s)", REPORT_EXTRA)
+    return [f"- Figures skipped: matplotlib is not installed ({REPORT_EXTRA}); the tables below are complete."]
 
 
 def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | None = None,
@@ -232,6 +265,7 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
     """Write report.md + PNGs + analysis.json for whatever results are given."""
     md: list[str] = [f"# {title}", ""]
     md += [f"- {n}" for n in notes or []]
+    md += _figures_note()
     payload: dict[str, Any] = {}
     with atomic_output_dir(out, overwrite) as tmp:
         if comparison is not None:

@@ -13,10 +13,11 @@ import sys
 
 from .._version import __version__
 from ..errors import LorikitError
+from .hf_flags import unknown_flag_message
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["demo", "train", "generate", "masks", "merge", "eval", "pack", "params", "osrm_stats",
-            "osrm_transform", "analyze", "run"]
+COMMANDS = ["demo", "study", "train", "generate", "masks", "merge", "merge_search", "eval", "pack", "params", "osrm_stats",
+            "osrm_transform", "analyze", "run", "push"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    parser.commands = sub.choices  # name -> subparser, for 'did you mean' on unknown flags
     return parser
 
 
@@ -78,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     show_library_log()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(unknown_flag_message(parser.commands.get(args.command, parser), extras))
     debug = args.debug or os.environ.get("LORIKIT_DEBUG") == "1"
     try:
         result = args.func(args)

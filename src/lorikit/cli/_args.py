@@ -7,6 +7,8 @@ import dataclasses
 import typing
 from typing import Any
 
+from ..utils.validate import finite_float
+
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                        group: str | None = None) -> None:
@@ -29,13 +31,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(base) in (list, tuple):
             kwargs["nargs"] = "+"
-            kwargs["type"] = typing.get_args(base)[0]
+            kwargs["type"] = _parse_type(typing.get_args(base)[0])
         elif base in (int, float, str):
-            kwargs["type"] = base
+            kwargs["type"] = _parse_type(base)
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         names = [flag] + list(f.metadata.get("aliases", ()))
         target.add_argument(*names, **kwargs)
+
+
+def _parse_type(kind):
+    return finite_float if kind is float else kind  # --lr nan is refused by the parser
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any):

@@ -7,9 +7,10 @@ from ._args import add_dataclass_args, dataclass_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the whole story offline: train LoRA/LoRI-D/LoRI-S on 3 built-in tasks, "
-                                    "merge, evaluate, report",
-                       description="Runs the built-in demo recipe (resumable: finished stages are skipped).")
+    p = sub.add_parser("demo", help="a small study offline: LoRA/LoRI-D/LoRI-S on two tasks sharing inputs, "
+                                    "down-weighting vs interference with 95%% intervals",
+                       description="Runs the demo study (resumable: finished stages are skipped); --full runs "
+                                   "the full study.")
     add_dataclass_args(p, DemoConfig)
     p.add_argument("--fresh", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--print-recipe", action="store_true", help="print the recipe as YAML and exit")
@@ -23,8 +24,7 @@ def run(args) -> int:
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
         return 0
-    report = run_demo(cfg, fresh=args.fresh, echo=print)
-    print(f"\nlorikit demo: single vs merged (held-out test split, {cfg.eval_examples} examples per task):\n")
-    print(demo_table(cfg))
-    print(f"lorikit demo: report in {report / 'report.md'}")
+    table = run_demo(cfg, fresh=args.fresh, echo=print)
+    print("\n" + demo_table(table))
+    print(f"lorikit demo: report in {table / 'table.md'} (numbers: {table / 'study.json'})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import UsageError
 from ..eval.generate import GenerationConfig
 from ._args import add_dataclass_args, dataclass_from_args
 
@@ -23,14 +24,13 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..adapters.build import load_peft
     from ..data.templates import alpaca_prompt, gsm8k_prompt
-    from ..errors import UsageError
     from ..models import load_model
     from ..eval.generate import generate
 
     prompts = []
     for p in args.prompt:
         if p == "-":
-            prompts.extend(line for line in sys.stdin.read().splitlines() if line.strip())
+            prompts.extend(line for line in _stdin_text().splitlines() if line.strip())
         else:
             prompts.append(p)
     if not prompts:
@@ -44,3 +44,12 @@ def run(args) -> int:
         for text in outs:
             print(text.strip() if len(prompts) == 1 and len(outs) == 1 else f"### {prompt}\n{text.strip()}\n")
     return 0
+
+
+def _stdin_text() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--prompt -: standard input is not UTF-8 text (byte {data[exc.start]:#04x} "
+                         f"at offset {exc.start})") from None

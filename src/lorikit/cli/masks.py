@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.validate import finite_float
+
 
 def register(sub) -> None:
     p = sub.add_parser("masks", help="extract LoRI-S masks (top-k |B|) from a trained LoRI-D adapter",
@@ -9,7 +11,7 @@ def register(sub) -> None:
                                    "k-th largest. Writes ADAPTER/masks/{sparsity}_mask.pt in the reference format "
                                    "(full PEFT name with .default -> bool [out, r], True = kept).")
     p.add_argument("adapter", help="PEFT LoRA adapter folder (lorikit.json optional)")
-    p.add_argument("--sparsity", type=float, nargs="+", default=[0.9],
+    p.add_argument("--sparsity", type=finite_float, nargs="+", default=[0.9],
                    help="fraction of B entries zeroed, in (0, 1); several values write several files (default: 0.9)")
     p.add_argument("--scope", choices=("global", "module"), default="global",
                    help="global: one top-k over all modules (the reference); module: top-k within each B "

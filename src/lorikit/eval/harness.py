@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import LorikitError, UsageError
 from .config import EvalConfig
+from .loading import load_for_eval
 
 
 def run_lm_eval(cfg: EvalConfig, workdir: str) -> dict[str, Any]:
@@ -26,9 +27,7 @@ def run_lm_eval(cfg: EvalConfig, workdir: str) -> dict[str, Any]:
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError as exc:
-        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install lm-eval)") from exc
-    from .runner import load_for_eval
-
+        raise LorikitError("--harness lm-eval: the lm-eval package is not installed (pip install 'lorikit[eval]')") from exc
     manager = TaskManager(include_path=cfg.lm_eval_include) if cfg.lm_eval_include else TaskManager()
     unknown = [t for t in cfg.lm_eval_tasks if not manager.match_tasks([t])]
     if unknown:

@@ -1,11 +1,13 @@
-"""Merging LoRA adapters: cat, linear, task arithmetic, TIES, DARE, magnitude prune, EMR.
+"""Merging LoRA adapters: cat, linear, task arithmetic, TIES, DARE, magnitude prune, EMR, and in
+factor space KnOTS, Core Space, TSV-M, Iso-C and Iso-CTS.
 
     from lorikit.merge import MergeConfig, merge, Merger, materialize_emr
     merge(MergeConfig(adapters=["runs/code-s", "runs/math-s"], method="ties", density=0.2, out="merged/ties"))
+    merge(MergeConfig(adapters=[...], method="knots", inner="ties", density=0.2, out="merged/knots"))
     state = materialize_emr("merged/emr", "code")      # one task of an EMR merge, as an AdapterState
 
-Methods are registered by name (``registry.methods()``); each lives in its own file with its
-formula. See docs/merge.md.
+Methods are registered by name (``registry.methods()``); each lives in its own file under
+``methods/`` with its formula and declares its parameters. See docs/merge.md.
 """
 
 from .config import MergeConfig

@@ -1,6 +1,8 @@
 """``MergeConfig``: what to merge and how — from the command line, YAML, or Python.
 
-YAML (mergekit style; the keys are the field names, ``-`` or ``_``, plus ``lambda`` for ``lam``)::
+YAML, lorikit style (the keys are the field names and the method parameters, ``-`` or ``_``,
+``lambda`` for ``lam``), or a mergekit YAML (``merge_method``, ``models``, ``parameters``,
+``base_model``; see mergekit.py)::
 
     method: ties
     adapters:                  # a list of paths / Hub ids, or of mappings:
@@ -29,55 +31,82 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .registry import METHOD_NAMES, DeltaParams, get_method
-
-DEFAULTS = {"lam": 1.0, "density": 0.2, "drop_rate": 0.9, "seed": 0}
-_FLAG = {"lam": "--lambda", "density": "--density", "drop_rate": "--drop-rate", "seed": "--seed"}
+from .mergekit import from_mergekit, is_mergekit
+from .registry import DeltaParams, all_params, get_method, methods, resolve
 
 
-@dataclass
+@dataclass(init=False)
 class MergeConfig:
-    """A merge of N PEFT LoRA adapters into one adapter, an EMR folder or a full model."""
+    """A merge of N PEFT LoRA adapters into one adapter, an EMR folder or a full model.
+
+    The method's own hyper-parameters (``density``, ``drop_rate``, ``inner``, ...: whatever the
+    method registers) are keyword arguments too, collected in ``method_params``::
+
+        MergeConfig(adapters=[...], method="ties", density=0.2, out="merged/ties")
+    """
 
     adapters: list[str] = field(default_factory=list, metadata={
         "help": "PEFT LoRA adapter folders or Hub ids", "cli": False})
-    method: str = field(default="cat", metadata={"help": "merge method", "choices": METHOD_NAMES})
+    method: str = field(default="cat", metadata={"help": "merge method (PEFT / mergekit spellings such as "
+                                                         "dare_ties and task_arithmetic are accepted)"})
     out: str = field(default="", metadata={"help": "output folder (adapter, EMR folder or model)"})
     weights: list[float] | None = field(default=None, metadata={
         "help": "one weight w_i per adapter (default 1 each; reference cat: 3 adapters 0.5 LoRI-D / "
                 "0.4 LoRI-S, 4 adapters 0.4 / 0.3)"})
     names: list[str] | None = field(default=None, metadata={
         "help": "task name per adapter (EMR; default: the adapter folder names)"})
-    lam: float | None = field(default=None, metadata={
-        "help": "λ, scale of the merged update (task-arithmetic, ties, dare-*, magnitude-prune; default 1.0)",
-        "aliases": ("--lambda",)})
-    density: float | None = field(default=None, metadata={
-        "help": "fraction of each task's entries kept, in (0, 1] (ties, magnitude-prune; default 0.2)"})
-    drop_rate: float | None = field(default=None, metadata={
-        "help": "DARE drop probability p, in [0, 1) (dare-linear, dare-ties; default 0.9)"})
-    seed: int | None = field(default=None, metadata={"help": "seed of DARE's random drop (default 0)"})
     rank: int | None = field(default=None, metadata={
-        "help": "rank of the output adapter of delta-space methods, by truncated SVD (default: largest "
-                "parent rank)"})
+        "help": "rank of the output adapter: truncated SVD of delta-space methods (default: largest parent "
+                "rank) and of knots/core-space/tsv-m/iso-* (computed in factor space; default: exact)"})
     into_model: bool = field(default=False, metadata={
         "help": "write the base model with the merged update added (safetensors shards) instead of an adapter"})
     model: str | None = field(default=None, metadata={
         "help": "base model for --into-model (default: the adapters' base_model_name_or_path)"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "refuse adapters whose base_model_name_or_path differs from this (mergekit's base_model)"})
     task: str | None = field(default=None, metadata={
         "help": "EMR: write this task's adapter/model (λ_i m_i ⊙ τ_uni) instead of the EMR folder"})
     max_shard_size: str = field(default="2GB", metadata={
         "help": "--into-model: largest safetensors shard (e.g. 500MB, 5GB)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
+    method_params: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the method's own hyper-parameters, by name (see docs/merge.md)", "cli": False})
+
+    def __init__(self, adapters: list[str] | None = None, method: str = "cat", out: str = "",
+                 weights: list[float] | None = None, names: list[str] | None = None, rank: int | None = None,
+                 into_model: bool = False, model: str | None = None, base_model: str | None = None,
+                 task: str | None = None, max_shard_size: str = "2GB", overwrite: bool = False,
+                 method_params: dict[str, Any] | None = None, **kwargs: Any):
+        self.adapters = list(adapters or [])
+        self.method, self.out, self.weights, self.names, self.rank = method, out, weights, names, rank
+        self.into_model, self.model, self.base_model, self.task = into_model, model, base_model, task
+        self.max_shard_size, self.overwrite = max_shard_size, overwrite
+        known = param_names()
+        self.method_params = {}
+        for key, value in {**(method_params or {}), **kwargs}.items():
+            name = known.get(str(key).replace("-", "_"))
+            if name is None:
+                raise UsageError(f"{key}: unknown merge setting (known: {', '.join(sorted(set(known.values())))})")
+            if value is not None:
+                self.method_params[name] = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "method_params" and name in param_names():
+            return self.__dict__.get("method_params", {}).get(param_names()[name])
+        raise AttributeError(name)
 
     # ---- validation -------------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse malformed requests before anything is loaded (UsageError naming the option)."""
         method = get_method(self.method)
+        self.method = method.name
         if not self.adapters:
             raise UsageError("adapters: give at least one adapter folder or Hub id")
         if not self.out:
             raise UsageError("--out: required")
         n = len(self.adapters)
+        if n < method.min_adapters:
+            raise UsageError(f"--method {method.name}: needs at least {method.min_adapters} adapters, got {n}")
         if self.weights is not None:
             if len(self.weights) != n:
                 raise UsageError(f"--weights: {len(self.weights)} weight(s) for {n} adapter(s)")
@@ -90,15 +119,7 @@ class MergeConfig:
             dup = [x for x in self.names if self.names.count(x) > 1]
             if dup:
                 raise UsageError(f"--names: {dup[0]!r} given twice")
-        for name, flag in _FLAG.items():
-            if getattr(self, name) is not None and name not in method.uses:
-                raise UsageError(f"{flag}: not used by --method {self.method}")
-        if self.density is not None and not 0.0 < self.density <= 1.0:
-            raise UsageError(f"--density {self.density}: must be in (0, 1]")
-        if self.drop_rate is not None and not 0.0 <= self.drop_rate < 1.0:
-            raise UsageError(f"--drop-rate {self.drop_rate}: must be in [0, 1) (the kept fraction 1 − p is in (0, 1])")
-        if self.lam is not None and not math.isfinite(self.lam):
-            raise UsageError(f"--lambda {self.lam}: must be a finite number")
+        self.params()
         if self.rank is not None:
             if self.rank <= 0:
                 raise UsageError(f"--rank {self.rank}: must be a positive integer")
@@ -116,13 +137,12 @@ class MergeConfig:
 
     # ---- resolved values ----------------------------------------------------------------------
     def params(self) -> DeltaParams:
-        values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in DEFAULTS.items()}
-        return DeltaParams(**values)
+        """The method's parameters, validated, defaults filled in (strict: unused settings refused)."""
+        return resolve(get_method(self.method), self.method_params)
 
     def used_params(self) -> dict[str, Any]:
         """The hyper-parameters the method read (defaults filled in), as recorded in lorikit.json."""
-        p = dataclasses.asdict(self.params())
-        return {k: p[k] for k in get_method(self.method).uses}
+        return dict(self.params().values)
 
     def task_names(self) -> list[str]:
         if self.names:
@@ -148,13 +168,19 @@ class MergeConfig:
             raw = {}
         if not isinstance(raw, dict):
             raise UsageError(f"--config {path}: expected a mapping of settings at the top level")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
+        if is_mergekit(raw):
+            raw = from_mergekit(path, raw)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"method_params"}
+        known = param_names()
+        values: dict[str, Any] = {"method_params": {}}
         for key, value in raw.items():
-            name = "lam" if key == "lambda" else str(key).replace("-", "_")
-            if name not in fields:
+            name = str(key).replace("-", "_")
+            if name in fields:
+                values[name] = value
+            elif name in known:
+                values["method_params"][known[name]] = value
+            else:
                 raise UsageError(f"--config {path}: unknown key {key!r}")
-            values[name] = value
         if "adapters" in values:
             values.update(_yaml_adapters(path, values.pop("adapters"), values))
         overrides = dict(overrides or {})
@@ -163,11 +189,25 @@ class MergeConfig:
                 if values.get(f"_yaml_{key}"):
                     values.pop(key, None)
         values = {k: v for k, v in values.items() if not k.startswith("_yaml_")}
+        values["method_params"].update(overrides.pop("method_params", {}) or {})
         values.update(overrides)
         try:
             return cls(**values)
         except TypeError as exc:
             raise UsageError(f"--config {path}: {exc}") from exc
+
+
+def param_names() -> dict[str, str]:
+    """Every method parameter name and alias (``lambda`` for ``lam``) → the parameter's name."""
+    table: dict[str, str] = {}
+    for p in all_params().values():
+        table[p.name] = p.name
+        for alias in p.aliases:
+            table.setdefault(alias, p.name)
+    for method in methods().values():
+        for alias in method.param_aliases:
+            table.setdefault(alias, alias)
+    return table
 
 
 def _yaml_adapters(path, items, values: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 Outputs, by method kind and options:
 - adapter-space (``cat``, ``linear``): a PEFT adapter with the combined factors.
+- factor-space (KnOTS, Core Space, TSV-M, Iso-C/CTS): merged in the span of the factors, a PEFT
+  adapter of rank ≤ Σ r_i, truncated in factor space at ``rank`` when given (``svd_errors.json``).
 - delta-space (task arithmetic, TIES, DARE, magnitude prune): per module ΔW in float32, then a
   PEFT adapter by truncated SVD at ``rank`` (``svd_errors.json``), or with ``into_model`` the base
   model with ΔW added (safetensors shards, streamed).
@@ -12,6 +14,7 @@ Every output has a ``lorikit.json`` naming the method, its parameters and the pa
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,11 +25,13 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..adapters.state import LORIKIT_META, AdapterState, load_adapter
-from ..errors import LorikitError
+from ..errors import LorikitError, UsageError
+from ..models.loading import canonical_model_id
 from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .config import MergeConfig, parse_size
 from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
-from .registry import DeltaParams, get_method
+from .ops import truncate
+from .registry import DeltaParams, get_method, resolve
 from .svd import SvdReport, factor
 
 SVD_ERRORS = "svd_errors.json"
@@ -49,6 +54,8 @@ def check_compatible(states: list[AdapterState], labels: list[str] | None = None
             a, b = ref.config.get(key, default), state.config.get(key, default)
             if key == "peft_type":
                 a, b = str(a).upper(), str(b).upper()
+            if key == "base_model_name_or_path":  # alias and folder of one model are the same base
+                a, b = canonical_model_id(a), canonical_model_id(b)
             if a != b:
                 raise LorikitError(f"{label}: {what} {b!r} differs from {ref_label}: {a!r}")
         ref_mods, mods = ref.modules(), state.modules()
@@ -81,13 +88,20 @@ class Merger:
     """The per-module merge of loaded, compatible adapters (no I/O); the Python API."""
 
     def __init__(self, states: list[AdapterState], method: str, weights: list[float] | None = None,
-                 params: DeltaParams | None = None, labels: list[str] | None = None):
+                 params: DeltaParams | dict | None = None, labels: list[str] | None = None):
         self.states = states
         self.method = get_method(method)
         self.weights = [1.0] * len(states) if weights is None else [float(w) for w in weights]
         if len(self.weights) != len(states):
-            raise LorikitError(f"weights: {len(self.weights)} weight(s) for {len(states)} adapter(s)")
-        self.params = params or DeltaParams()
+            raise UsageError(f"weights: {len(self.weights)} weight(s) for {len(states)} adapter(s)")
+        bad = [w for w in self.weights if not math.isfinite(w)]
+        if bad:
+            raise UsageError(f"weights: {bad[0]} is not a finite number")
+        if len(states) < self.method.min_adapters:
+            raise UsageError(f"--method {self.method.name}: needs at least {self.method.min_adapters} adapters, "
+                             f"got {len(states)}")
+        given = params.values if isinstance(params, DeltaParams) else dict(params or {})
+        self.params = resolve(self.method, given, strict=False)
         check_compatible(states, labels)
         check_finite(states, labels)
         self.modules = list(states[0].modules())
@@ -97,11 +111,11 @@ class Merger:
         return [s.modules()[module] for s in self.states]
 
     def factors(self, module: str):
-        """The combined LoraModule of an adapter-space method."""
-        return self.method.fn(self.parts(module), self.weights)
+        """The combined LoraModule of an adapter- or factor-space method (float32, any rank)."""
+        return self.method.fn(self.parts(module), self.weights, self.params.at(module))
 
     def deltas(self, module: str) -> list[torch.Tensor]:
-        return [_full(m) for m in self.parts(module)]
+        return [m.delta() for m in self.parts(module)]
 
     def emr_module(self, module: str):
         return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32))
@@ -119,11 +133,11 @@ class Merger:
     def delta(self, module: str, task_index: int | None = None) -> torch.Tensor:
         """The merged full update ΔW of ``module`` (float32; EMR: of task ``task_index``)."""
         kind = self.method.kind
-        if kind == "adapter":
-            return _full(self.factors(module))
+        if kind in ("adapter", "factor"):
+            return self.factors(module).delta()
         if kind == "delta":
-            params = DeltaParams(**{**self.params.__dict__, "module": module})
-            return self.method.fn(self.deltas(module), torch.tensor(self.weights, dtype=torch.float32), params)
+            weights = torch.tensor(self.weights, dtype=torch.float32)
+            return self.method.fn(self.deltas(module), weights, self.params.at(module))
         if task_index is None:
             raise LorikitError("emr: a merged update exists per task; pass task_index")
         scale = self.emr_scales()[task_index]
@@ -136,29 +150,32 @@ class Merger:
 
     def to_adapter(self, rank: int | None = None, task_index: int | None = None,
                    meta: dict | None = None) -> tuple[AdapterState, SvdReport | None]:
-        """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``."""
+        """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``.
+
+        Delta-space methods: ``rank`` defaults to the largest parent rank. Factor-space methods:
+        without ``rank`` the exact result (its numerical rank), else truncated in factor space.
+        """
         config = adapter_config(self.states)
         if self.method.kind == "adapter":
             mods = [self.factors(m) for m in tqdm(self.modules, desc=self.method.name, unit="module", leave=False)]
             return AdapterState.from_modules(mods, config, meta=meta), None
-        rank = rank or self.max_rank()
-        report = SvdReport(rank)
-        mods = []
-        for module, delta in self.iter_deltas(task_index, desc=self.method.name):
-            lora, residual, total = factor(module, delta, rank)
+        if self.method.kind != "factor":  # factor methods keep their exact rank unless asked
+            rank = rank or self.max_rank()
+        report, mods = SvdReport(rank or 0), []
+        for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
+            if self.method.kind == "factor":  # in factor space: Gram matrices + SVD of (Σ r)-sized ones
+                lora, residual, total = truncate(self.factors(module), rank)
+            else:
+                lora, residual, total = factor(module, self.delta(module, task_index), rank)
             report.add(module, residual, total)
             mods.append(lora)
+        report.rank = rank or max(m.rank for m in mods)
         if meta is not None:
             meta = {**meta, "svd": report.summary()}
         return AdapterState.from_modules(mods, config, meta=meta), report
 
     def max_rank(self) -> int:
         return max(m.rank for s in self.states for m in s.modules().values())
-
-
-def _full(m) -> torch.Tensor:
-    """s · B A in float32, with s folded into the small factor B (one pass over out × in, not two)."""
-    return (m.B.float() * m.scaling) @ m.A.float()
 
 
 def adapter_config(states: list[AdapterState]) -> dict:
@@ -178,6 +195,7 @@ def merge(cfg: MergeConfig) -> Path:
     states = [load_adapter(a) for a in cfg.adapters]
     names = cfg.task_names()
     merger = Merger(states, cfg.method, cfg.weights, cfg.params(), labels=list(cfg.adapters))
+    check_base_model(cfg, states)
     task_index = None
     if cfg.task is not None:
         if cfg.task not in names:
@@ -186,7 +204,7 @@ def merge(cfg: MergeConfig) -> Path:
         task_index = names.index(cfg.task)
     meta = merge_meta(cfg, states, names, merger)
     out = Path(cfg.out)
-    with atomic_output_dir(out, cfg.overwrite) as tmp:
+    with atomic_output_dir(out, cfg.overwrite, inputs=[*cfg.adapters, cfg.model]) as tmp:
         if cfg.into_model:
             from .into_model import BaseWeights, write_model
 
@@ -217,6 +235,15 @@ def merge(cfg: MergeConfig) -> Path:
     return out
 
 
+def check_base_model(cfg: MergeConfig, states: list[AdapterState]) -> None:
+    """``base_model`` (mergekit's key): every adapter must record that base model."""
+    if cfg.base_model is None:
+        return
+    for path, state in zip(cfg.adapters, states):
+        if state.base_model not in (None, cfg.base_model):
+            raise LorikitError(f"{path}: base model {state.base_model!r} differs from base_model {cfg.base_model!r}")
+
+
 def _default_model(states: list[AdapterState]) -> str:
     base = states[0].base_model
     if not base:
@@ -237,8 +264,10 @@ def merge_meta(cfg: MergeConfig, states: list[AdapterState], names: list[str], m
                       "parents": parents}}
     if cfg.task is not None:
         meta["merge"]["task"] = cfg.task
-    if merger.method.kind != "adapter" and not cfg.into_model:
+    if merger.method.kind == "delta" and not cfg.into_model:
         meta["merge"]["rank"] = cfg.rank or merger.max_rank()
+    elif merger.method.kind == "factor" and not cfg.into_model:
+        meta["merge"]["rank"] = cfg.rank or "exact"
     return meta
 
 

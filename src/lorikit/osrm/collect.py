@@ -99,10 +99,12 @@ class InputRecorder:
     """
 
     def __init__(self, model: torch.nn.Module, target_modules: list[str], second_moment: bool = True,
-                 gram_dtype: torch.dtype = torch.float64):
-        self.targets = [(name, mod) for name, mod in model.named_modules()
-                        if name and name.rsplit(".", 1)[-1] in set(target_modules)
-                        and isinstance(mod, torch.nn.Linear)]
+                 gram_dtype: torch.dtype = torch.float64,
+                 targets: list[tuple[str, torch.nn.Module]] | None = None):
+        # ``targets``: explicit (name, module) pairs instead of matching ``target_modules`` in ``model``
+        self.targets = targets if targets is not None else [
+            (name, mod) for name, mod in model.named_modules()
+            if name and name.rsplit(".", 1)[-1] in set(target_modules) and isinstance(mod, torch.nn.Linear)]
         if not self.targets:
             raise UsageError(f"--target-modules {' '.join(target_modules)}: no Linear module of this model matches")
         self.second_moment = second_moment

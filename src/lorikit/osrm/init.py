@@ -115,13 +115,15 @@ def osrm_projection(stats: OsrmStats, task: str, module: str, rank: int, mode: s
     return cov_basis(C, rank, module)
 
 
-def apply_osrm_init(peft_model, stats_dir: str, task: str, mode: str = "mean", scale: str | float = "unit",
+def apply_osrm_init(peft_model, stats_dir, task: str, mode: str = "mean", scale: str | float = "unit",
                     base_model_id: str | None = None, adapter_name: str = "default") -> dict:
     """Set every LoRA A of ``peft_model`` to its OSRM projection (× scale) and B to 0.
 
-    Returns the record written into lorikit.json under ``init``.
+    ``stats_dir``: a statistics folder, or any object with ``OsrmStats``'s reading interface
+    (``lorikit.integrations.osrm.MemoryStats``). Returns the record written into lorikit.json
+    under ``init``.
     """
-    stats = OsrmStats(stats_dir)
+    stats = stats_dir if hasattr(stats_dir, "second_moment") else OsrmStats(stats_dir)
     stats.check_model(base_model_id)
     other_tasks(stats, task)
     layers = list(lora_layers(peft_model, adapter_name))
@@ -139,7 +141,7 @@ def apply_osrm_init(peft_model, stats_dir: str, task: str, mode: str = "mean", s
         with torch.no_grad():
             A.copy_((factor * basis).to(A.dtype))
             B.zero_()
-    return {"kind": "osrm", "stats": str(stats_dir), "stats_model": stats.model, "task": task,
+    return {"kind": "osrm", "stats": str(stats.folder), "stats_model": stats.model, "task": task,
             "other_tasks": [k for k in stats.tasks if k != task], "mode": mode, "scale": str(scale),
             "row_norms": sorted(factors), "modules": len(layers)}
 

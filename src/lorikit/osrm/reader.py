@@ -14,9 +14,15 @@ import torch
 from safetensors import safe_open
 
 from ..errors import LorikitError, UsageError
+from ..models.loading import TINY, canonical_model_id
 
 MANIFEST = "osrm_stats.json"
 FORMAT_VERSION = 1
+
+
+def _shown(model_id: str) -> str:
+    """The tiny model's cache folder is shown by its name; other ids as recorded."""
+    return TINY if canonical_model_id(model_id) == TINY else model_id
 
 
 class OsrmStats:
@@ -47,9 +53,9 @@ class OsrmStats:
         return self.manifest["modules"]
 
     def check_model(self, base_model_id: str | None) -> None:
-        if base_model_id is not None and base_model_id != self.model:
-            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {self.model!r}, "
-                             f"not of {base_model_id!r}")
+        if base_model_id is not None and canonical_model_id(base_model_id) != canonical_model_id(self.model):
+            raise UsageError(f"--osrm-stats {self.folder}: statistics are of model {_shown(self.model)!r}, "
+                             f"not of {_shown(base_model_id)!r}")
 
     def check_task(self, task: str) -> None:
         if task not in self.manifest["tasks"]:

@@ -7,9 +7,10 @@ Each stage has a hash:
 
 so a change to a stage's settings, or to any ancestor's, changes its hash (moving the workdir
 does not). After a stage's output folder is in place the runner writes ``lorikit-stage.json``
-into it (atomically) with the hash and the resolved settings. A stage is **done** when that record
-exists, its hash matches and the kind recognises the folder as a complete output; otherwise it
-is missing (no folder) or stale (folder from other settings, or unfinished).
+into it (atomically) with the hash, the resolved settings and a fingerprint of every output file
+(size + SHA-256). A stage is **done** when that record exists, its hash matches, the kind
+recognises the folder as a complete output and no recorded file was changed, truncated or removed
+since; otherwise it is missing (no folder) or stale (other settings, unfinished, or changed).
 
 - default: run everything; refuse if any stage's output folder already exists;
 - ``resume``: skip done stages, run missing and stale ones (and everything downstream of a rerun);
@@ -29,11 +30,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import LorikitError, UsageError
-from ..utils.atomic import atomic_write_json
+from ..utils.atomic import MARKER, atomic_write_json
 from .kinds import StageKind, get_kind
 from .recipe import Recipe
 
 STAGE_RECORD = "lorikit-stage.json"
+FULL_HASH_LIMIT = 64 * 2**20  # bytes: larger outputs (--into-model shards) are fingerprinted by size and mtime
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,33 @@ def _status(kind: StageKind, out: Path, digest: str) -> tuple[str, str]:
         return "stale", "settings or a parent changed"
     if not kind.complete(out):
         return "stale", "output incomplete"
+    changed = changed_output(out, record.get("outputs"))
+    if changed:
+        return "stale", f"{changed} changed since the stage wrote it"
     return "done", ""
+
+
+def fingerprint(out: Path) -> dict[str, list]:
+    """{file: [size, sha256]} of every file a stage wrote (size and mtime for files over 64 MiB)."""
+    prints: dict[str, list] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if rel in (STAGE_RECORD, MARKER):
+            continue
+        stat = path.stat()
+        if stat.st_size > FULL_HASH_LIMIT:
+            prints[rel] = [stat.st_size, f"mtime:{stat.st_mtime_ns}"]
+        else:
+            prints[rel] = [stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest()]
+    return prints
+
+
+def changed_output(out: Path, recorded: dict[str, list] | None) -> str | None:
+    """The first recorded output file that is gone, truncated or changed (None: all as written)."""
+    if not isinstance(recorded, dict):
+        return None  # a record written before fingerprints existed
+    current = fingerprint(out)
+    return next((rel for rel, value in recorded.items() if current.get(rel) != list(value)), None)
 
 
 def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
@@ -154,7 +182,8 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
             "recipe": recipe.source, "stage": plan.name, "kind": plan.kind, "hash": plan.hash,
             "settings": recipe.resolve(plan.name), "parents": {p: next(q.hash for q in plans if q.name == p)
                                                                for p in recipe.stages[plan.name].parents},
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2)})
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
+            "outputs": fingerprint(plan.out)})
         plan.status, plan.reason = "done", ""
         echo(f"lorikit run: {plan.name} done in {seconds:.1f} s")
     return plans

@@ -19,6 +19,7 @@ import dataclasses
 import io
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import LorikitError, UsageError
@@ -37,7 +39,7 @@ STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Settings that may change between a run and its resumption: they do not alter the numbers
 # (--out may differ: a checkpoint folder can be moved together with its run).
 RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
-                     "deterministic"}
+                     "deterministic", "report_to", "logging_dir"}
 
 
 def checkpoint_root(out: str | os.PathLike) -> Path:
@@ -45,11 +47,17 @@ def checkpoint_root(out: str | os.PathLike) -> Path:
     return out.parent / f"{out.name}.ckpt"
 
 
-def latest_checkpoint(root: Path) -> Path | None:
+def checkpoints(root: Path) -> list[Path]:
+    """The ``step-*`` folders under ``root``, newest first."""
     if not root.is_dir():
-        return None
+        return []
     steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
-    return steps[-1][1] if steps else None
+    return [p for _, p in reversed(steps)]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = checkpoints(root)
+    return found[0] if found else None
 
 
 def claim_checkpoint_dir(cfg, dist) -> None:
@@ -173,6 +181,10 @@ class Checkpointer:
             _prune(self.root, self.cfg.keep_checkpoints)
         except OSError as exc:
             raise _save_error(self.root, exc) from exc
+        except LorikitError as exc:  # the atomic writer's one-line form of a failed write
+            if isinstance(exc.__cause__, OSError):
+                raise _save_error(self.root, exc.__cause__) from exc
+            raise
 
     def _save_sharded(self, final: Path, step: int, log: list[dict]) -> None:
         import torch.distributed.checkpoint as dcp
@@ -219,8 +231,9 @@ class Checkpointer:
             saved = json.loads((ckpt / "state.json").read_text())
         except (OSError, ValueError) as exc:
             raise LorikitError(f"{ckpt}/state.json: unreadable checkpoint state ({exc})") from exc
-        if saved.get("format") != FORMAT:
-            raise LorikitError(f"{ckpt}: checkpoint format {saved.get('format')} is not {FORMAT}")
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            got = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+            raise LorikitError(f"{ckpt}: checkpoint format {got} is not {FORMAT}")
         check_same_settings(saved, self.cfg, self.dist.world, ckpt, self.adapter)
         try:
             if self.dist.sharded:
@@ -229,7 +242,7 @@ class Checkpointer:
                 self._load_local(ckpt)
             self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
             set_rng_state(torch.load(ckpt / f"rng-rank{self.dist.rank}.pt", weights_only=False))
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
             raise LorikitError(f"{ckpt}: cannot restore checkpoint: {' '.join(str(exc).split())[:300]}") from exc
         return int(saved["step"]), list(saved["log"])
 

@@ -1,6 +1,7 @@
 """Sequence classification (GLUE-style): data, batches and loss for ``--head classification``.
 
-Rows carry ``text`` (or ``sentence1`` + optional ``sentence2``) and ``label``. K = ``num_labels``:
+Rows carry one or two text fields (``text``, ``sentence``, ``sentence1`` + ``sentence2``, ...: read
+by ``lorikit.data.classification.row_text``) and ``label``. K = ``num_labels``:
 K ≥ 2 → integer labels in [0, K), loss = cross-entropy; K = 1 → float targets (regression, e.g.
 STS-B), loss = squared error. The model is a ``*ForSequenceClassification``: encoders pool their
 first token; decoders (Llama) score the last real (non-pad) token — transformers' own pooling,
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..data.classification import row_text
 from ..data.loading import load_rows
 from ..data.tokenize import encode, pad_right
 from ..errors import LorikitError
@@ -28,17 +30,6 @@ __all__ = ["HEAD_NAMES", "ClassificationExample", "classification_loss_sum", "co
 class ClassificationExample:
     input_ids: list[int]
     label: float | int
-
-
-def row_text(row: dict, where: str) -> tuple[str, str | None]:
-    if not isinstance(row, dict):
-        raise LorikitError(f"{where}: row is {type(row).__name__}, expected a JSON object")
-    if "text" in row and row["text"] is not None:
-        return str(row["text"]), None
-    if "sentence1" in row and row["sentence1"] is not None:
-        second = row.get("sentence2")
-        return str(row["sentence1"]), None if second is None else str(second)
-    raise LorikitError(f"{where}: missing field 'text' (or 'sentence1'/'sentence2') for --head classification")
 
 
 def row_label(row: dict, where: str, num_labels: int) -> float | int:

@@ -17,7 +17,10 @@ from ..adapters.build import AdapterConfig
 from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
 from ..errors import UsageError
+from ..models.loading import check_4bit_supported
 from ..osrm.init import OsrmInitConfig
+from ..utils.validate import check_device, check_number
+from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
@@ -86,6 +89,26 @@ class TrainConfig:
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "dtype of the frozen base weights (bfloat16 halves their memory; adapter weights stay float32)",
+        "choices": ("float32", "bfloat16", "float16")})
+    load_in_4bit: bool = field(default=False, metadata={
+        "help": "QLoRA: NF4 4-bit frozen base weights via bitsandbytes (CUDA GPU only)"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
+    logging_dir: str | None = field(default=None, metadata={
+        "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
+    eval_every: int = field(default=0, metadata={
+        "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
+                "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})
+    patience: int = field(default=0, metadata={
+        "help": "stop after this many dev evaluations without a new best (0 = run to the cap, still keep the best)"})
+    min_delta: float = field(default=0.0, metadata={"help": "a dev loss must beat the best by more than this to count"})
+    dev_data: str | None = field(default=None, metadata={
+        "help": "dev examples for --eval-every (any --data spec, e.g. builtin:NAME:dev)"})
+    dev_fraction: float | None = field(default=None, metadata={
+        "help": "carve this fixed-seed share of --data out as the dev set (training uses the rest)"})
+    dev_limit: int | None = field(default=128, metadata={"help": "dev examples used per evaluation (first N)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
     osrm: OsrmInitConfig = field(default_factory=OsrmInitConfig, metadata={"cli": False})
 
@@ -97,10 +120,14 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if self.max_steps is not None and self.max_steps <= 0:
             raise UsageError(f"--max-steps {self.max_steps}: must be positive")
-        if self.epochs <= 0:
-            raise UsageError(f"--epochs {self.epochs}: must be positive")
-        if self.lr <= 0:
-            raise UsageError(f"--lr {self.lr}: must be positive")
+        check_number("--epochs", self.epochs, low=0, low_open=True)
+        check_number("--lr", self.lr, low=0, low_open=True)
+        check_number("--weight-decay", self.weight_decay, low=0)
+        if self.max_grad_norm is not None:
+            check_number("--max-grad-norm", self.max_grad_norm, low=0)
+        if self.warmup_steps < 0:
+            raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
+        check_device(self.device)
         if self.lr_scheduler not in SCHEDULERS:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
         if self.save_every < 0:
@@ -109,8 +136,18 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints {self.keep_checkpoints}: must be positive")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit {self.limit}: must be positive")
+        check_report_to(self.report_to)
+        if self.load_in_4bit:
+            check_4bit_supported()
         self._check_sources()
         self._check_head_and_init()
+        self._check_early_stopping()
+        # The seed is not rewritten: resolved_seed() derives it from the data when none is given
+        # (docs/methods.md: different tasks get different A; LoRI-S and continual runs keep the seed
+        # of the adapter their A comes from). The adapter carries it as derived_seed, so attaching
+        # cfg.adapter directly draws the same A as the trainer, which passes it as seed.
+        if self.adapter.seed is None:
+            self.adapter.derived_seed = self.resolved_seed()
 
     @property
     def train_method(self) -> AdapterMethod:
@@ -140,6 +177,32 @@ class TrainConfig:
             raise UsageError(f"--method {method.name}: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
         elif self.mask and not method.uses_mask:
             raise UsageError(f"--mask: only with --method {mask_method_names()} or --from (got --method {method.name})")
+
+    def _check_early_stopping(self) -> None:
+        for name in ("eval_every", "patience"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 (off) or positive")
+        if self.dev_limit is not None and self.dev_limit <= 0:
+            raise UsageError(f"--dev-limit {self.dev_limit}: must be positive")
+        if self.dev_fraction is not None and not 0 < self.dev_fraction < 1:
+            raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
+        if self.dev_data and self.dev_fraction is not None:
+            raise UsageError("--dev-data and --dev-fraction: give one (a dev file, or a share of --data to carve out)")
+        if not self.eval_every:
+            if self.patience or self.dev_data or self.dev_fraction is not None:
+                raise UsageError("--patience/--dev-data/--dev-fraction: need --eval-every N (how often to score dev)")
+            return
+        if not self.dev_data and self.dev_fraction is None:
+            raise UsageError("--eval-every: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
+        if self.head != "causal-lm" or self.save_every or self.resume:
+            raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
+        if self.dev_fraction is not None:
+            if "?" in self.data:
+                raise UsageError(f"--dev-fraction with --data {self.data}: the data already selects a split; "
+                                 "pass --dev-data instead")
+            # data_seed ignores the ?split selector: the run's default seed stays the data's own
+            self.dev_data = f"{self.data}?split=dev&fraction={self.dev_fraction:g}"
+            self.data = f"{self.data}?split=train&fraction={self.dev_fraction:g}"
 
     def _check_head_and_init(self):
         if self.head not in HEADS:

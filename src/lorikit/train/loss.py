@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from ..data.tokenize import IGNORE
 
 
-def _decoder_and_head(causal_lm):
+def decoder_and_head(causal_lm):
+    """(decoder, LM head) so the head can run at chosen positions only; (None, None) when the model
+    post-processes its logits or does not expose the two (then use the full forward)."""
     cfg = causal_lm.config
     # Models that post-process logits (soft-capping, logit scale) need the full forward.
     if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
@@ -33,7 +35,7 @@ def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: boo
     targets = labels[:, 1:]
     keep = targets != IGNORE
     n = int(keep.sum())
-    decoder, head = _decoder_and_head(causal_lm) if supervised_only else (None, None)
+    decoder, head = decoder_and_head(causal_lm) if supervised_only else (None, None)
     if decoder is not None:
         hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          use_cache=False).last_hidden_state

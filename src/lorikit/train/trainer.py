@@ -15,6 +15,7 @@ optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import json
 import math
@@ -29,21 +30,24 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..adapters.build import attach_adapter, lora_layers
+from ..adapters.card import write_model_card
 from ..adapters.inits import get_init
 from ..adapters.methods import get_method
 from ..data import collate, load_examples, tokenize_example
-from ..errors import LorikitError
+from ..errors import LorikitError, UsageError
 from ..models import load_model, resolve_device
-from ..utils.atomic import atomic_output_dir, check_output_dir
+from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
-from .checkpoint import Checkpointer, claim_checkpoint_dir, latest_checkpoint
+from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir
 from .classification import (classification_loss_sum, collate_classification, head_modules,
                              load_classification_data)
 from .config import TrainConfig
+from .early_stop import EarlyStopping
 from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
 from .progress import Throughput
+from .reporting import Reporter, default_logging_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,7 @@ class Trainer:
         # (building from a source adapter updates it to that adapter's shape, seed and A).
         self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.resolved_seed())
         self.init_record: dict | None = None
+        self.stopper: EarlyStopping | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
@@ -114,15 +119,16 @@ class Trainer:
     def build_model(self):
         cfg = self.cfg
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             peft_model, plan, self.adapter = build_from_adapter(bundle, cfg, self.adapter)
             return bundle, peft_model, plan
         if cfg.head == "classification":
-            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels)
+            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
+                                load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
-            bundle = load_model(cfg.model)
+            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
             peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id)
         if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
             init = get_init(cfg.init)
@@ -147,12 +153,19 @@ class Trainer:
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        check_output_dir(cfg.out, cfg.overwrite)
+        check_output_dir(cfg.out, cfg.overwrite, self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
-            return self._run(dist)
+            # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
+            with output_lock(cfg.out) if dist.is_main else contextlib.nullcontext():
+                return self._run(dist)
         finally:
             dist.close()
+
+    def inputs(self) -> list[str | None]:
+        """Files and folders this run reads: --out must not hold any of them."""
+        cfg = self.cfg
+        return [cfg.data.split("?", 1)[0], cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats]
 
     def _run(self, dist) -> Path:
         cfg = self.cfg
@@ -166,8 +179,7 @@ class Trainer:
             enable_grad_checkpointing(peft_model.get_base_model())
         model = dist.prepare(peft_model, self.loss_sum, cfg.bf16)
         model.train()
-        current = dict(peft_model.named_parameters())
-        params = [current[n] for n in plan_names]
+        params = [dict(peft_model.named_parameters())[n] for n in plan_names]
         # One fused kernel for all tensors instead of a Python loop over them (hundreds of small
         # LoRA factors); FSDP2's sharded DTensors keep the default implementation.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
@@ -178,15 +190,34 @@ class Trainer:
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
-        pad_id = bundle.tokenizer.pad_token_id
+        if cfg.eval_every and dist.sharded:
+            raise UsageError("--eval-every: not supported under torchrun (single process only)")
+        self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
         t_start = time.perf_counter()
+        reporter = self.reporter(dist.is_main)
+        try:
+            self._steps(model, dist, plan, params, (optimizer, scheduler, ckpt, reporter),
+                        [[tokenized[j] for j in step] for step in schedule], bundle.tokenizer.pad_token_id,
+                        first_step)
+        finally:
+            reporter.close()
+        if self.stopper:
+            self.stopper.restore_best()
+        if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
+            plan.finalize()
+        return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
+
+    def _steps(self, model, dist, plan, params, state, schedule: list[list], pad_id: int, first_step: int) -> None:
+        """The optimizer steps from ``first_step`` on (each a list of examples); stops early when told."""
+        cfg = self.cfg
+        optimizer, scheduler, ckpt, reporter = state
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
                    smoothing=0.1)
         throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
         for step in bar:
             t0 = time.perf_counter()
-            loss, n_units = self._accumulate(model, dist, [tokenized[j] for j in schedule[step]], pad_id)
+            loss, n_units = self._accumulate(model, dist, schedule[step], pad_id)
             grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
             optimizer.step()
             scheduler.step()
@@ -198,13 +229,13 @@ class Trainer:
                       ("examples" if cfg.head == "classification" else "tokens"): n_units,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
+            reporter.log(record)
             bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_units, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
+            if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
+                break
         bar.close()
-        if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
-            plan.finalize()
-        return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
 
     def _set_up(self):
         """Model, adapter, plan (its parameters by name: FSDP2 replaces every Parameter) and data."""
@@ -236,17 +267,37 @@ class Trainer:
             local_loss += weight * float(loss_sum.detach())
         return dist.sum([local_loss])[0] / max(1, n_units), n_units
 
+    def reporter(self, is_main: bool) -> Reporter:
+        """The --report-to trackers (rank 0 only)."""
+        cfg = self.cfg
+        summary = {"method": self.adapter.method, "seed": self.adapter.seed, "lr": cfg.lr, "rank": self.adapter.rank,
+                   "data": cfg.data, "model": cfg.model}
+        return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
+                        Path(cfg.out).name, summary)
+
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
-        latest = latest_checkpoint(ckpt.root)
-        if latest is None:
+        found = checkpoints(ckpt.root)
+        if not found:
             if dist.is_main:
                 log.info("--resume: no checkpoint in %s, starting at step 0", ckpt.root)
             return 0
-        step, self.log = dist.agree(lambda: ckpt.load(latest))
-        if dist.is_main:
-            log.info("resuming from %s (step %d)", latest, step)
-        return step
+        for i, path in enumerate(found):
+            try:
+                step, self.log = dist.agree(lambda: ckpt.load(path))
+            except UsageError:
+                raise  # changed settings: an older checkpoint has them too
+            except LorikitError as exc:
+                if i + 1 == len(found):
+                    raise LorikitError(f"--resume: no complete checkpoint in {ckpt.root} (newest problem: "
+                                       f"{exc}); rerun without --resume and with --overwrite") from exc
+                if dist.is_main:
+                    log.warning("--resume: %s; falling back to %s", exc, found[i + 1].name)
+                continue
+            if dist.is_main:
+                log.info("resuming from %s (step %d)", path, step)
+            return step
+        raise AssertionError("unreachable")
 
     # ---- output ---------------------------------------------------------------------------
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
@@ -266,6 +317,7 @@ class Trainer:
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
             **plan.metadata(),
+            **({"early_stopping": self.stopper.summary(len(self.log))} if getattr(self, "stopper", None) else {}),
         }
 
     def a_init_record(self) -> str:
@@ -284,11 +336,12 @@ class Trainer:
         def write():
             if not dist.is_main:
                 return
-            with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:
+            with atomic_output_dir(cfg.out, cfg.overwrite, self.inputs()) as tmp:
                 peft_model.save_pretrained(str(tmp), save_embedding_layers=False,
                                            **({"state_dict": full_state} if full_state is not None else {}))
                 _sort_target_modules(tmp / "adapter_config.json")
                 (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                write_model_card(tmp, json.loads((tmp / "lorikit.json").read_text()))
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in self.log:
                         fh.write(json.dumps(rec) + "\n")

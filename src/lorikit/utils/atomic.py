@@ -1,30 +1,77 @@
-"""Write outputs completely or not at all.
+"""Write outputs completely or not at all, never over someone else's files.
 
 Every command that produces a folder or file writes it under a temporary name beside the
 destination and renames it into place only once everything is written, so an interrupted or
-failed run never leaves a half-written adapter, model or report behind.
+failed run never leaves a half-written adapter, model or report behind. Before the rename every
+``*.safetensors`` tensor is checked to be finite (an adapter with NaN/inf is never written), the
+folder gets lorikit's marker file (``.lorikit-output``) and modes that follow the umask.
+
+``--overwrite`` replaces only an empty folder or one lorikit wrote (marker file, or the
+``lorikit.json`` of older versions), never one that holds a command's inputs or the current
+folder. A lock file beside the destination (``.NAME.lock``) keeps two runs from writing to one
+``--out``; holding it, a run removes the ``.NAME.tmp-*`` / ``.NAME.old-*`` folders a killed run
+left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from safetensors import SafetensorError
 
 from ..errors import LorikitError, UsageError
+from .finite import check_saved_tensors_finite
+
+MARKER = ".lorikit-output"
+# Files whose presence shows that lorikit wrote a folder before the marker existed.
+LEGACY_MARKERS = ("lorikit.json", "lorikit-stage.json")
+_HELD: dict[str, list] = {}  # lock path -> [depth, fd]: a process may nest its own locks
 
 
-def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an existing non-empty output folder unless ``overwrite`` is set."""
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def written_by_lorikit(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in (MARKER, *LEGACY_MARKERS))
+
+
+def _check_not_holding(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an --out that is, or contains, the current folder or one of the inputs."""
+    target = out.resolve()
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+        raise UsageError(f"--out {out}: is the current folder or one above it; give the name of a new folder")
+    for item in inputs:
+        if not item:
+            continue
+        path = Path(item).resolve()
+        if path == target or target in path.parents:
+            raise UsageError(f"--out {out}: holds the input {item}; write to another folder "
+                             f"(lorikit never replaces its inputs)")
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool = False,
+                     inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse an existing non-empty output folder unless ``overwrite`` is set and lorikit wrote it."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
+    _check_not_holding(out, inputs)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
+        if not written_by_lorikit(out):
+            raise UsageError(f"--out {out}: --overwrite replaces only a folder lorikit wrote, and this one "
+                             f"was not (no {MARKER}); remove it yourself or choose another --out")
     # Caught here, before any work: the rename at the end would fail after hours of training.
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
@@ -33,44 +80,134 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` only if the block finishes without error."""
-    out = check_output_dir(out, overwrite)
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold ``.NAME.lock`` beside ``out``: a second run to the same ``out`` fails at once."""
+    out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
+    path = str((parent / f".{out.name}.lock").absolute())
+    if path in _HELD:
+        _HELD[path][0] += 1
+        try:
+            yield
+        finally:
+            _HELD[path][0] -= 1
+        return
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again if left empty
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        fd = _acquire(path, out)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
-        raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}{where}") from exc
+        raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}") from exc
+    _HELD[path] = [1, fd]
     try:
-        yield tmp
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        yield
+    finally:
+        del _HELD[path]
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still holding the lock: a waiting run re-checks the inode (below)
+        os.close(fd)
+        for folder in created:  # a failed run leaves no empty parent folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _acquire(path: str, out: Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LorikitError(f"--out {out}: another lorikit run is writing to it (it holds {path}); "
+                               f"wait for it to finish or choose another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file as we opened it: take the new one
+
+
+def _remove_leftovers(out: Path, parent: Path) -> None:
+    """Temporary folders of killed runs to this ``out`` (only called while holding its lock)."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for path in parent.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _finish(tmp: Path, out: Path) -> None:
+    """Last checks and touches on a complete temporary folder, just before its rename."""
+    check_saved_tensors_finite(tmp, out)
+    (tmp / MARKER).write_text("written by lorikit; `--overwrite` may replace this folder\n")
+    mask = current_umask()
+    for root, dirs, files in os.walk(tmp):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
+                      inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``out`` only if the block finishes without error."""
+    inputs = list(inputs)
+    out = check_output_dir(out, overwrite, inputs)
+    parent = out.parent if str(out.parent) else Path(".")
+    with output_lock(out):
+        try:
+            _remove_leftovers(out, parent)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+            raise LorikitError(f"--out {out}: cannot create output folder: {exc.strerror or exc}{where}") from exc
+        try:
+            try:
+                yield tmp
+            except (OSError, SafetensorError) as exc:  # disk full, quota, permissions while writing
+                raise write_error(out, exc) from exc
+            _finish(tmp, out)
+            check_output_dir(out, overwrite, inputs)  # the folder may have appeared meanwhile
+            if out.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+                os.replace(out, trash / out.name)
+                os.replace(tmp, out)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def write_error(out: Path, exc: BaseException) -> LorikitError:
+    """One line for a failed write: the destination and the system's reason (e.g. disk full)."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    if isinstance(exc, SafetensorError) and "I/O error: " in reason:
+        reason = reason.split("I/O error: ", 1)[1]
+    return LorikitError(f"{out}: cannot write: {reason} (nothing was written)")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename (fsynced)."""
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename (fsynced, umask modes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 

@@ -15,7 +15,9 @@ from typing import Sequence
 
 import torch
 
+from ...data.tokenize import pad_right
 from ...errors import LorikitError
+from ...train.classification import encode
 
 
 def _ints(values) -> torch.Tensor:
@@ -109,9 +111,6 @@ def classification_metrics(pred, gold, num_labels: int) -> dict[str, float]:
 def predict_classification(model, tok, texts: Sequence[str | tuple[str, str | None]], batch_size: int = 16,
                            max_length: int = 128) -> torch.Tensor:
     """Logits [n, K] of a sequence classifier (PEFT-wrapped or not); right padding, the model's pooling."""
-    from ...data.tokenize import pad_right
-    from ...train.classification import encode
-
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out = []

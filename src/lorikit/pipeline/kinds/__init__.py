@@ -12,7 +12,7 @@ import importlib
 from ...errors import UsageError
 from .base import StageKind
 
-KIND_MODULES = ["train", "masks", "merge", "eval", "scores", "analyze", "osrm_stats"]
+KIND_MODULES = ["train", "masks", "merge", "merge_search", "eval", "scores", "analyze", "osrm_stats", "study_table"]
 
 
 def registered_kinds() -> dict[str, StageKind]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
+from ...utils.settings import coerce_settings
 
 
 class StageKind:
@@ -31,41 +29,12 @@ class StageKind:
         raise NotImplementedError
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin in (list, tuple):
-        (inner, *_) = typing.get_args(hint) or (Any,)
-        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
 def build_dataclass(cls: type, settings: dict[str, Any], where: str, **fixed: Any):
-    """``cls(**settings, **fixed)`` with unknown keys and wrong types reported against ``where``."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for key, value in settings.items():
-        if key not in fields or key in fixed:
-            allowed = ", ".join(sorted(fields - set(fixed)))
-            raise UsageError(f"{where}: unknown setting {key!r} (allowed: {allowed})")
-        if not _type_ok(value, hints[key]):
-            raise UsageError(f"{where}: setting {key!r} = {value!r} is not {_describe(hints[key])}")
+    """``cls(**settings, **fixed)`` with unknown keys ('did you mean') and wrong types reported
+    against ``where``; values are validated with pydantic, so ``lr: 1e-3`` (a string to YAML 1.1)
+    is the float 0.001."""
+    checked = coerce_settings(cls, settings, where, skip=fixed)
     try:
-        return cls(**settings, **fixed)
+        return cls(**checked, **fixed)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from exc
-
-
-def _describe(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -1,13 +1,15 @@
-"""``kind: merge`` — ``lorikit.merge.merge`` of several adapters (any method).
+"""``kind: merge`` — ``lorikit.merge.merge`` of several adapters (any registered method).
 
-Settings: every ``lorikit merge`` option (MergeConfig fields: ``adapters`` — a list, usually of
-``$stage`` references — ``method``, ``weights``, ``lam``, ``density``, ``drop_rate``, ``seed``,
-``rank``, ``into_model``, ``task``, ...), except ``out`` and ``overwrite``. Output: the merged
-adapter (or EMR folder, or model folder) with its lorikit.json.
+Settings: every ``lorikit merge`` option — the MergeConfig fields (``adapters``, usually a list of
+``$stage`` references, ``method``, ``weights``, ``rank``, ``into_model``, ``task``, ...) except
+``out`` and ``overwrite`` — and the method's own parameters by name (``density``, ``drop_rate``,
+``lambda``, ``inner``, ...), checked against what the method registers. Output: the merged adapter
+(or EMR folder, or model folder) with its lorikit.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,19 @@ from .base import StageKind, build_dataclass
 
 class MergeKind(StageKind):
     name = "merge"
-    summary = "merge adapters (cat, linear, task-arithmetic, ties, dare-*, magnitude-prune, emr)"
+    summary = "merge adapters (any lorikit merge method: cat, ties, knots, core-space, ...)"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
         from ...errors import UsageError
-        from ...merge.config import MergeConfig
+        from ...merge.config import MergeConfig, param_names
 
         where = f"stage {stage!r} (merge)"
-        cfg = build_dataclass(MergeConfig, settings, where, out=str(out), overwrite=True)
+        fields = {f.name for f in dataclasses.fields(MergeConfig)} - {"method_params"}
+        known = param_names()
+        params = {known[k.replace("-", "_")]: v for k, v in settings.items()
+                  if k not in fields and k.replace("-", "_") in known}
+        rest = {k: v for k, v in settings.items() if k in fields or k.replace("-", "_") not in known}
+        cfg = build_dataclass(MergeConfig, rest, where, out=str(out), overwrite=True, method_params=params)
         try:
             cfg.validate()
         except UsageError as exc:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import torch
 
-from ..adapters.state import LoraModule
-from .registry import register
+from ...adapters.state import LoraModule
+from ..registry import DeltaParams, register
 
 
 @register("cat", "adapter", summary="exact: concatenate ranks, ΔW = Σ w_i s_i B_i A_i")
-def cat(modules: list[LoraModule], weights: list[float]) -> LoraModule:
+def cat(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     A = torch.cat([m.A.float() for m in modules], dim=0)
     B = torch.cat([(w * m.scaling) * m.B.float() for m, w in zip(modules, weights)], dim=1)
     return LoraModule(modules[0].name, A, B, scaling=1.0)

@@ -17,13 +17,13 @@ import math
 
 import torch
 
-from ..adapters.state import LoraModule
-from ..errors import LorikitError
-from .registry import register
+from ...adapters.state import LoraModule
+from ...errors import LorikitError
+from ..registry import DeltaParams, register
 
 
 @register("linear", "adapter", summary="PEFT linear: B' = Σ √(w_i s_i) B_i, A' = Σ √(w_i s_i) A_i (cross terms)")
-def linear(modules: list[LoraModule], weights: list[float]) -> LoraModule:
+def linear(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     ranks = [m.rank for m in modules]
     if len(set(ranks)) != 1:
         raise LorikitError(f"module {modules[0].name}: --method linear needs equal ranks, got {ranks} "

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from peft.utils.merge_utils import task_arithmetic as _weighted_sum
 
-from .registry import DeltaParams, register
+from ..registry import LAM, DeltaParams, register
 
 
-@register("task-arithmetic", "delta", uses=("lam",), summary="ΔW = λ Σ w_i ΔW_i")
+@register("task-arithmetic", "delta", params=(LAM,), summary="ΔW = λ Σ w_i ΔW_i", aliases=("task_arithmetic",))
 def task_arithmetic(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * _weighted_sum(deltas, weights)

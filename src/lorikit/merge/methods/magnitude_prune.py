@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 from peft.utils.merge_utils import task_arithmetic as _weighted_sum
 
-from .registry import DeltaParams, register
+from ..registry import DENSITY, LAM, DeltaParams, register
 from .ties import trim
 
 
-@register("magnitude-prune", "delta", uses=("lam", "density"), summary="top-k |ΔW_i| per task, then λ Σ w_i")
+@register("magnitude-prune", "delta", params=(LAM, DENSITY), summary="top-k |ΔW_i| per task, then λ Σ w_i",
+          aliases=("magnitude_prune",))
 def magnitude_prune(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * _weighted_sum([trim(d, params.density) for d in deltas], weights)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
 
-from .registry import DeltaParams, register
+from ..ops import weighted
+from ..registry import DENSITY, LAM, DeltaParams, register
 
 
 def kth_largest_abs(delta: torch.Tensor, k: int) -> torch.Tensor:
@@ -57,10 +58,9 @@ def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor) -> torch
     """Σ_i w_i τ_i over entries agreeing with sign(Σ τ_i), divided by how many agree."""
     stacked = torch.stack(tensors, dim=0)
     agree = calculate_majority_sign_mask(stacked, method="total")
-    weighted = stacked * weights.view(-1, *([1] * (stacked.dim() - 1)))
-    return disjoint_merge(weighted, agree)
+    return disjoint_merge(weighted(stacked, weights), agree)
 
 
-@register("ties", "delta", uses=("lam", "density"), summary="trim top-k per task, elect sign, disjoint mean, × λ")
+@register("ties", "delta", params=(LAM, DENSITY), summary="trim top-k per task, elect sign, disjoint mean, × λ")
 def ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights)

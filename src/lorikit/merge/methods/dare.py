@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from .registry import DeltaParams, register
+from ..ops import weighted
+from ..registry import DROP_RATE, LAM, SEED, DeltaParams, register
 from .ties import elect_and_merge
+
+# PEFT and mergekit give DARE's kept fraction as 'density'
+DENSITY_ALIAS = {"density": ("drop_rate", lambda density: 1.0 - float(density))}
 
 
 def drop_and_rescale(delta: torch.Tensor, drop_rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -31,12 +35,14 @@ def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tens
     return [drop_and_rescale(d, params.drop_rate, params.generator(i)) for i, d in enumerate(deltas)]
 
 
-@register("dare-linear", "delta", uses=("lam", "drop_rate", "seed"), summary="random drop p, rescale 1/(1−p), λ Σ w_i")
+@register("dare-linear", "delta", params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale 1/(1−p), λ Σ w_i",
+          aliases=("dare_linear",), param_aliases=DENSITY_ALIAS)
 def dare_linear(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     dropped = torch.stack(_dropped(deltas, params), dim=0)
-    return params.lam * (dropped * weights.view(-1, *([1] * (dropped.dim() - 1)))).sum(dim=0)
+    return params.lam * weighted(dropped, weights).sum(dim=0)
 
 
-@register("dare-ties", "delta", uses=("lam", "drop_rate", "seed"), summary="random drop p, rescale, TIES sign election")
+@register("dare-ties", "delta", params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale, TIES sign election",
+          aliases=("dare_ties",), param_aliases=DENSITY_ALIAS)
 def dare_ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * elect_and_merge(_dropped(deltas, params), weights)

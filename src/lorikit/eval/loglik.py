@@ -1,0 +1,132 @@
+"""Log-likelihood scoring of choice items: lm-eval's ``multiple_choice`` rule, without generating.
+
+For an item with context c (the prompt) and options o_1..o_K, each option's continuation text
+x_k (e.g. ``"the correct answer is " + o_k``) is tokenised exactly as training tokenises a
+response (prompt and response encoded separately), and
+
+    loglik(o_k)  = Σ_t log p(x_k,t | c, x_k,<t)        (sum over the continuation's tokens)
+    prediction   = argmax_k loglik(o_k)                 (lm-eval's ``acc``)
+
+Work saved against generation and against the naive one-sequence-per-option forward:
+
+- the continuations of one item usually share a token prefix (``the correct answer is``) and
+  differ in their last token (``true``/``false``, ``answer1``..``answer4``): all options whose
+  distinct part is at most one token are read from ONE sequence, c + prefix + any such token,
+  because the logits at the last prefix position give every option's last token at once; only an
+  option with a longer distinct part gets its own sequence;
+- the LM head (hidden × vocab, 49,152 columns on SmolLM2) runs only at the positions that predict
+  continuation tokens, not at the prompt positions (as ``lorikit.train.loss`` does in training);
+- sequences are sorted by length into right-padded batches, results returned in item order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import LorikitError
+from ..train.loss import decoder_and_head
+
+
+@dataclass
+class ChoiceItem:
+    """One item to score: the prompt and, per option, the continuation text after it."""
+
+    context: str
+    continuations: list[str]
+
+
+@dataclass
+class _Sequence:
+    ids: list[int]
+    # (item, option, [(position, token), ...]): the option's tokens and the positions predicting them
+    requests: list[tuple[int, int, list[tuple[int, int]]]] = field(default_factory=list)
+
+
+def _common_prefix(lists: list[list[int]]) -> int:
+    n = min(len(x) for x in lists)
+    for i in range(n):
+        if len({x[i] for x in lists}) > 1:
+            return i
+    return n
+
+
+def _plan(item_index: int, ctx: list[int], conts: list[list[int]]) -> list[_Sequence]:
+    """The sequences needed for one item (one shared one for every option with <= 1 distinct token)."""
+    common = _common_prefix(conts)
+    shared = [k for k, c in enumerate(conts) if len(c) - common <= 1]
+    plans: list[_Sequence] = []
+    if shared:
+        longest = max(shared, key=lambda k: len(conts[k]))
+        seq = _Sequence(ctx + conts[longest])
+        for k in shared:
+            seq.requests.append((item_index, k, [(len(ctx) + t - 1, tok) for t, tok in enumerate(conts[k])]))
+        plans.append(seq)
+    for k, cont in enumerate(conts):
+        if k not in shared:
+            seq = _Sequence(ctx + cont)
+            seq.requests.append((item_index, k, [(len(ctx) + t - 1, tok) for t, tok in enumerate(cont)]))
+            plans.append(seq)
+    return plans
+
+
+def encode(tokenizer, item: ChoiceItem, where: str = "") -> tuple[list[int], list[list[int]]]:
+    """(context ids, continuation ids per option), tokenised as training tokenises prompt and response."""
+    ctx = tokenizer(item.context, add_special_tokens=True).input_ids
+    conts = [tokenizer(c, add_special_tokens=False).input_ids for c in item.continuations]
+    if not ctx or any(not c for c in conts):
+        raise LorikitError(f"{where or 'loglik'}: an empty prompt or option cannot be scored by log-likelihood")
+    return ctx, conts
+
+
+def _head_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+    """log-softmax of the LM head at (rows, cols) only: [P, vocab]."""
+    decoder, head = decoder_and_head(model)
+    if decoder is not None:
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        logits = head(hidden[rows, cols])
+    else:  # models that post-process logits: the full forward
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+@torch.no_grad()
+def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 16,
+                   progress: bool = True, stats: dict | None = None) -> list[list[float]]:
+    """Summed continuation log-probabilities, one list (one value per option) per item, in item order.
+
+    ``stats`` (a dict) receives ``sequences`` (forwards needed) and ``tokens`` (tokens forwarded)."""
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    seqs: list[_Sequence] = []
+    for i, item in enumerate(items):
+        seqs.extend(_plan(i, *encode(tokenizer, item, f"item {i + 1}")))
+    out = [[0.0] * len(item.continuations) for item in items]
+    order = sorted(range(len(seqs)), key=lambda j: -len(seqs[j].ids))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="loglik", unit="batch", disable=not progress or len(batches) < 2):
+        width = max(len(seqs[j].ids) for j in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, j in enumerate(batch):
+            ids[r, :len(seqs[j].ids)] = torch.tensor(seqs[j].ids)
+            mask[r, :len(seqs[j].ids)] = 1
+        where = sorted({(r, pos) for r, j in enumerate(batch) for _, _, toks in seqs[j].requests for pos, _ in toks})
+        index = {rc: n for n, rc in enumerate(where)}
+        rows = torch.tensor([rc[0] for rc in where], device=device)
+        cols = torch.tensor([rc[1] for rc in where], device=device)
+        logp = _head_logprobs(model, ids.to(device), mask.to(device), rows, cols).cpu()
+        for r, j in enumerate(batch):
+            for item_i, k, toks in seqs[j].requests:
+                out[item_i][k] = float(sum(logp[index[(r, pos)], tok] for pos, tok in toks))
+    if stats is not None:
+        stats.update(sequences=len(seqs), tokens=sum(len(s.ids) for s in seqs))
+    return out
+
+
+def choose(logliks: list[float]) -> int:
+    """Index of the most likely option (the first on ties)."""
+    return max(range(len(logliks)), key=lambda k: (logliks[k], -k))

@@ -1,0 +1,1 @@
+"""Merge methods, one file each; every module here is imported by ``registry.methods()``."""

@@ -1,0 +1,50 @@
+"""``tsv-m``: Task Singular Vectors merging (Gargiulo et al., "Task Singular Vectors: Reducing
+Task Interference in Model Merging", CVPR 2025).
+
+Per module, each task keeps its top-k_t singular triplets, the concatenated singular vectors are
+decorrelated across tasks by their orthogonal Procrustes (polar) factor, and the triplets summed:
+
+    w_t ΔW_t ≈ U_t S_t V_tᵀ  (top k_t),   k_t = min(⌊f · min(out, in)⌋, r_t),   f = 1/T by default
+    U = [U_1 … U_T],  V = [V_1 … V_T],  S = diag(S_1, …, S_T)
+    U⊥ = P_U Q_Uᵀ from U = P_U Σ_U Q_Uᵀ   (likewise V⊥)
+    ΔW = λ · U⊥ S V⊥ᵀ
+
+f = 1/T is the authors' choice (AntoAndGar/task_singular_vectors: ``sv_reduction = 1 / T`` of the
+module's full rank). A LoRA update has only r_t non-zero singular values, so k_t is capped at
+r_t (beyond it the reference would add zero singular values with arbitrary vectors). All in
+factor space: each task's SVD from the Gram matrices of its factors, the Procrustes factors of
+out × Σk and in × Σk matrices. The output adapter has rank Σ k_t; adapters of different ranks are fine.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...adapters.state import LoraModule
+from ..ops import polar, svd_of_product, to_module
+from ..registry import LAM, DeltaParams, Param, register
+
+SV_FRACTION = Param("sv_fraction", float, None, "tsv-m: share f of each module's singular directions a task "
+                    "keeps, k_t = min(⌊f · min(out, in)⌋, r_t) (default 1/T)", low=0.0, high=1.0, low_open=True)
+
+
+def task_triplets(modules: list[LoraModule], weights: list[float], fraction: float | None):
+    """Per task (U_t, S_t, V_t) of w_t ΔW_t truncated to k_t, float64."""
+    out, inp = modules[0].B.shape[0], modules[0].A.shape[1]
+    share = int((fraction if fraction is not None else 1.0 / len(modules)) * min(out, inp))
+    triplets = []
+    for m, w in zip(modules, weights):
+        U, S, V = svd_of_product((w * m.scaling) * m.B.double(), m.A.double())
+        k = max(1, min(share, S.numel()))
+        triplets.append((U[:, :k], S[:k], V[:, :k]))
+    return triplets
+
+
+@register("tsv-m", "factor", params=(LAM, SV_FRACTION), min_adapters=2,
+          summary="top-k_t task singular vectors, decorrelated (Procrustes) across tasks, summed; × λ")
+def tsv_m(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    triplets = task_triplets(modules, weights, params.sv_fraction)
+    U = polar(torch.cat([t[0] for t in triplets], dim=1))
+    S = torch.cat([t[1] for t in triplets])
+    V = polar(torch.cat([t[2] for t in triplets], dim=1))
+    return to_module(modules[0].name, params.lam * U * S, V.T)

@@ -1,0 +1,59 @@
+"""The study protocol: tasks × methods × seeds × merge weights, trained to convergence, with
+intervals (``lorikit study``; docs/study.md)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..errors import UsageError
+from ..pipeline.recipe import parse_recipe
+from ..pipeline.runner import run_recipe
+from .config import METHODS, StudyConfig, StudyTask
+from .recipe import study_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def load_study_config(path: str | None, **overrides: Any) -> StudyConfig:
+    """A ``StudyConfig`` from a YAML file of its fields (unknown keys refused), flags on top."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: cannot read the study file ({str(exc).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"{path}: expected a mapping of study settings")
+        known = {f.name for f in fields(StudyConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"{path}: unknown study setting {unknown[0]!r} (allowed: {', '.join(sorted(known))})")
+    values.update(overrides)
+    try:
+        return StudyConfig(**values)
+    except UsageError as exc:
+        raise UsageError(f"{path or 'study'}: {exc}") from None
+    except TypeError as exc:
+        raise UsageError(f"{path or 'study'}: {exc}") from None
+
+
+def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit study",
+              echo: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) the study (``echo``: progress lines, default the log); returns its table folder
+    (table.md, study.json, PNGs)."""
+    recipe = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
+    logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
+    run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
+    return Path(cfg.workdir) / "table"
+
+
+def recipe_yaml(cfg: StudyConfig) -> str:
+    return yaml.safe_dump(study_recipe(cfg), sort_keys=False, width=120)
+
+
+__all__ = ["METHODS", "StudyConfig", "StudyTask", "load_study_config", "recipe_yaml", "run_study", "study_recipe"]

@@ -1,0 +1,136 @@
+"""Typed configuration of a study (``lorikit study CONFIG.yaml``); each field's help is its ``--flag`` help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..adapters.methods import continual_method, method_names
+from ..data.builtin import TASKS as BUILTIN
+from ..errors import UsageError
+
+METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
+CONTINUAL_METHODS = method_names()
+CHOICE_BUILTINS = ("compare", "pair-max", "pair-greater")  # built-in tasks whose answer is one of fixed options
+SCORINGS = ("generate", "loglik")
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    """One task: where its training rows come from, its test rows, and how eval scores them."""
+
+    name: str
+    train: str
+    test: str
+    eval_task: str = "builtin"
+    scoring: str = "generate"  # loglik: the most likely option (choice tasks only)
+
+
+def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
+    """``arithmetic`` (a built-in name) or ``{train: SPEC, test: SPEC, task: nlu|gsm8k|exact|safety[, scoring]}``.
+    ``scoring`` (the study's) applies to choice tasks: built-in ones with options, and ``task: nlu``."""
+    if spec is None:
+        if name not in BUILTIN:
+            raise UsageError(f"{where}: task {name!r} is not built in ({', '.join(BUILTIN)}); "
+                             "give {train: SPEC, test: SPEC, task: EVAL_TASK} for other data")
+        choice = name in CHOICE_BUILTINS
+        return StudyTask(name, f"builtin:{name}", f"builtin:{name}:test", "builtin", scoring if choice else "generate")
+    keys = {"train", "test", "task", "scoring"}
+    if not isinstance(spec, dict) or not {"train", "test"} <= set(spec) or set(spec) - keys:
+        raise UsageError(f"{where}: task {name!r}: expected {{train: SPEC, test: SPEC[, task: EVAL_TASK, scoring: "
+                         f"generate|loglik]}}, got {spec!r}")
+    task = str(spec.get("task", "builtin"))
+    default = scoring if task == "nlu" or (task == "builtin" and str(spec["test"]).split(":")[1:2] in
+                                           [[c] for c in CHOICE_BUILTINS]) else "generate"
+    return StudyTask(name, str(spec["train"]), str(spec["test"]), task, str(spec.get("scoring", default)))
+
+
+@dataclass
+class StudyConfig:
+    """Tasks × methods × seeds × merge weights, each adapter trained to convergence on a dev split."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "base model"})
+    workdir: str = field(default="runs/study", metadata={"help": "where stage outputs go (resumable)"})
+    tasks: Any = field(default_factory=lambda: list(BUILTIN), metadata={
+        "help": "built-in task names, or (in the YAML file) a mapping NAME: {train, test, task}"})
+    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "adapter methods compared"})
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
+        "help": "seeds per (task, method): LoRI's A, LoRA's init, data order and dropout"})
+    weights: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 1.0], metadata={
+        "help": "cat merge weights; at each, the merge and every single adapter scaled alone are evaluated"})
+    pair_weight: float | None = field(default=1.0, metadata={
+        "help": "weight of the pairwise merges whose interference the report's measures should predict "
+                "(null/omitted in YAML = no pairwise merges)"})
+    rank: int = field(default=8, metadata={"help": "adapter rank"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (varies with the seed)"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA, LoRI-D and OSRM"})
+    lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference: 10x LoRI-D's)"})
+    sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
+    batch_size: int = field(default=8, metadata={"help": "training examples per step"})
+    max_steps: int = field(default=300, metadata={"help": "step cap of every training run"})
+    eval_every: int = field(default=25, metadata={"help": "dev loss every N steps (same rule for every method)"})
+    patience: int = field(default=3, metadata={"help": "dev evaluations without improvement before stopping"})
+    dev_fraction: float = field(default=0.1, metadata={"help": "share of each task's training rows carved out as dev"})
+    dev_limit: int = field(default=64, metadata={"help": "dev examples per dev-loss evaluation"})
+    builtin_rows: int = field(default=2000, metadata={"help": "training rows generated per built-in task"})
+    max_length: int = field(default=384, metadata={"help": "max tokens per training example"})
+    eval_examples: int = field(default=200, metadata={"help": "test items per task (fewer if the task has fewer)"})
+    eval_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})
+    max_new_tokens: int = field(default=32, metadata={"help": "generation budget per answer"})
+    samples: int = field(default=16, metadata={"help": "examples per task for the output-shift measures"})
+    osrm_samples: int = field(default=64, metadata={"help": "examples per task for the OSRM statistics"})
+    scoring: str = field(default="loglik", metadata={
+        "help": "choice tasks (built-in compare/pair-max/pair-greater, nlu data): loglik (most likely option, "
+                "one forward per item) or generate (decode and extract the answer); other tasks always generate",
+        "choices": SCORINGS})
+    continual: Any = field(default=None, metadata={
+        "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
+    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of every paired interval"})
+
+    def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"--scoring {self.scoring!r}: choose from {', '.join(SCORINGS)}")
+        raw = self.tasks
+        items = raw.items() if isinstance(raw, dict) else ((t, None) for t in raw)
+        self.task_specs = {str(n): parse_task(str(n), s, "tasks", self.scoring) for n, s in items}
+        if len(self.task_specs) < 2:
+            raise UsageError(f"--tasks: a study needs at least two tasks to merge (got {list(self.task_specs)})")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise UsageError(f"--methods {bad[0] if bad else '(none)'!r}: choose from {', '.join(METHODS)}")
+        masked, dense = continual_method(True).name, continual_method(False).name  # lori-s, lori-d
+        if masked in self.methods and dense not in self.methods:
+            raise UsageError(f"--methods: {masked} needs {dense} (its masks come from the {dense} adapters)")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UsageError(f"--seeds {self.seeds}: give distinct seeds")
+        if not self.weights or any(not 0 < w <= 2 for w in self.weights):
+            raise UsageError(f"--weights {self.weights}: each merge weight must be in (0, 2]")
+        if self.pair_weight is not None and not 0 < self.pair_weight <= 2:
+            raise UsageError(f"--pair-weight {self.pair_weight}: must be in (0, 2]")
+        for name in ("rank", "batch_size", "max_steps", "eval_every", "dev_limit", "builtin_rows", "eval_examples",
+                     "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "bootstrap"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if not 0 < self.dev_fraction < 1:
+            raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
+        self._check_continual()
+
+    def _check_continual(self) -> None:
+        if self.continual is None:
+            return
+        c = self.continual
+        if not isinstance(c, dict) or set(c) != {"first", "then"} or \
+                not {c["first"], c["then"]} <= set(self.task_specs) or c["first"] == c["then"]:
+            raise UsageError(f"continual: expected {{first: TASK, then: TASK}}, two different tasks of 'tasks' "
+                             f"({', '.join(self.task_specs)}), got {c!r}")
+
+    @property
+    def weight_list(self) -> list[float]:
+        """Weights of the scaled singles: the merge weights plus 1.0 (single@1, the down-weighting baseline)."""
+        return sorted(set(self.merge_weights) | {1.0})
+
+    @property
+    def merge_weights(self) -> list[float]:
+        """Weights of the full merges: ``weights`` plus ``pair_weight`` (with 2 tasks the pair is the full merge)."""
+        extra = {self.pair_weight} if self.pair_weight is not None else set()
+        return sorted(set(self.weights) | extra)

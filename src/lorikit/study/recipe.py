@@ -1,0 +1,139 @@
+"""A study as an ordinary recipe: train, merge, eval and analyze stages, then one ``study-table`` stage.
+
+Stage names (``R`` = ``METHOD-sSEED``, ``wX`` = a merge weight with ``.`` written ``p``):
+
+- ``R-TASK``: the adapter of one task, trained to convergence (dev loss every ``eval_every`` steps,
+  stop on plateau or at ``max_steps``; the best step is kept). LoRI-S adds ``masks-R-TASK`` (from
+  ``lori-d-sSEED-TASK``); OSRM shares one ``osrm-stats`` stage.
+- ``R-TASK-wX``: that adapter alone, scaled by X (a one-adapter ``cat`` merge); ``R-merged-wX``:
+  all tasks' adapters merged with ``cat`` at X; ``R-pair-A-B``: a two-adapter merge at ``pair_weight``.
+- ``eval-…``: each of those on the tasks it concerns (the same first ``eval_examples`` test items
+  for every adapter, so differences are paired); ``eval-base-TASK``: the base model.
+- ``shift-R``: the interference report of the run's adapters (overlaps, output shift).
+- ``continual-…``: first task → second task, for LoRA, LoRI-D and LoRI-S (``continual`` setting).
+- ``table``: the study table with intervals, ``study.json`` and the report section.
+
+This module is the one place of the study that knows how each method's adapters are built.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+from ..adapters.methods import find_method
+from .config import CONTINUAL_METHODS, StudyConfig
+
+
+def tag(w: float) -> str:
+    return f"w{w:g}".replace(".", "p")
+
+
+class _Builder:
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self.stages: dict[str, dict[str, Any]] = {}
+        self.tasks = cfg.task_specs
+
+    def eval(self, name: str, adapter: str | None, task: str) -> str:
+        spec = self.tasks[task]
+        self.stages[name] = {"kind": "eval", "data": spec.test, "task": spec.eval_task, "scoring": spec.scoring,
+                             **({"adapter": f"${adapter}"} if adapter else {})}
+        return f"${name}"
+
+    def train(self, name: str, method: str, seed: int, task: str, **extra: Any) -> None:
+        """One adapter of ``method`` (the only place that tells methods apart)."""
+        cfg, data = self.cfg, self.tasks[task].train
+        stage: dict[str, Any] = {"kind": "train", "data": data, "lr": cfg.lr}
+        if getattr(find_method(method), "uses_mask", False):  # lori-s: the task's mask, from the same seed's LoRI-D adapter of that task
+            masks = f"masks-lori-s-s{seed}-{task}"
+            self.stages[masks] = {"kind": "masks", "adapter": f"$lori-d-s{seed}-{task}", "sparsity": cfg.sparsity}
+            stage.update(method="lori-s", lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
+        elif method == "osrm":
+            stage.update(method="lora", init="osrm", osrm_stats="$osrm-stats", task=task, osrm_scale="kaiming",
+                         seed=seed * 1000 + list(self.tasks).index(task))
+        else:
+            stage.update(method=method, seed=seed * 1000 + list(self.tasks).index(task))
+        if "from_adapter" in extra:  # continual: A (and the seed) come from the parent adapter
+            stage.pop("seed", None)  # lorikit's continual rule: B trained from the parent, A frozen
+        stage.update(extra)
+        self.stages[name] = stage
+
+    def single_and_merges(self, run: str) -> dict[str, Any]:
+        cfg, tasks = self.cfg, list(self.tasks)
+        out: dict[str, Any] = {"single": {}, "merged": {}, "pairs": {}}
+        for w in cfg.weight_list:
+            out["single"][f"{w:g}"] = {}
+            merged = f"{run}-merged-{tag(w)}"
+            if w in cfg.merge_weights:
+                out["merged"][f"{w:g}"] = {}
+                self.stages[merged] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}" for t in tasks],
+                                       "weights": [w] * len(tasks)}
+            for t in tasks:
+                single = f"{run}-{t}"
+                if w != 1.0:
+                    single = f"{run}-{t}-{tag(w)}"
+                    self.stages[single] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}"], "weights": [w]}
+                out["single"][f"{w:g}"][t] = self.eval(f"eval-{single}-{t}" if w != 1.0 else f"eval-{single}", single, t)
+                if w in cfg.merge_weights:
+                    out["merged"][f"{w:g}"][t] = self.eval(f"eval-{merged}-{t}", merged, t)
+        if cfg.pair_weight is not None:
+            pw = cfg.pair_weight
+            out["pair_weight"] = f"{pw:g}"
+            for a, b in combinations(tasks, 2):
+                if len(tasks) == 2:  # the pair is the full merge at pw: reuse its evals
+                    out["pairs"][f"{a}+{b}"] = dict(out["merged"][f"{pw:g}"])
+                    continue
+                pair = f"{run}-pair-{a}-{b}"
+                self.stages[pair] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{a}", f"${run}-{b}"],
+                                     "weights": [pw, pw]}
+                out["pairs"][f"{a}+{b}"] = {t: self.eval(f"eval-{pair}-{t}", pair, t) for t in (a, b)}
+        self.stages[f"shift-{run}"] = {"kind": "analyze", "adapters": {t: f"${run}-{t}" for t in tasks},
+                                       "data": {t: f"{self.tasks[t].train}?split=dev&fraction={cfg.dev_fraction:g}"
+                                                for t in tasks}, "samples": cfg.samples}
+        out["analysis"] = f"$shift-{run}/analysis.json"
+        return out
+
+    def continual(self) -> dict[str, Any]:
+        first, then = self.cfg.continual["first"], self.cfg.continual["then"]
+        out: dict[str, Any] = {"first": first, "then": then, "methods": {}}
+        for method in (m for m in CONTINUAL_METHODS if m in self.cfg.methods):
+            out["methods"][method] = {}
+            for seed in self.cfg.seeds:
+                run = f"{method}-s{seed}"
+                after = f"continual-{run}-{first}-{then}"
+                self.train(after, method, seed, then, from_adapter=f"${run}-{first}")
+                out["methods"][method][str(seed)] = {
+                    "before": {first: f"$eval-{run}-{first}", then: self.eval(f"eval-{run}-{first}-on-{then}",
+                                                                             f"{run}-{first}", then)},
+                    "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
+                    "single": {then: f"$eval-{run}-{then}"}}
+        return out
+
+
+def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
+    """The recipe (as a dict ``parse_recipe`` reads) of the study ``cfg`` describes."""
+    b = _Builder(cfg)
+    if "osrm" in cfg.methods:
+        b.stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
+                                  "max_length": 128, "data": {t: s.train for t, s in b.tasks.items()}}
+    runs: dict[str, dict[str, Any]] = {}
+    for method in cfg.methods:  # one run's stages together: a partial study has whole runs, in file order
+        runs[method] = {}
+        for seed in cfg.seeds:
+            for task in b.tasks:
+                b.train(f"{method}-s{seed}-{task}", method, seed, task)
+            runs[method][str(seed)] = b.single_and_merges(f"{method}-s{seed}")
+    base = {t: b.eval(f"eval-base-{t}", None, t) for t in b.tasks}
+    table: dict[str, Any] = {"kind": "study-table", "runs": runs, "base": base, "bootstrap": cfg.bootstrap}
+    if cfg.continual:
+        table["continual"] = b.continual()
+    b.stages["table"] = table
+    train_defaults = {"model": cfg.model, "rank": cfg.rank, "dropout": cfg.dropout, "batch_size": cfg.batch_size,
+                      "max_steps": cfg.max_steps, "eval_every": cfg.eval_every, "patience": cfg.patience,
+                      "dev_fraction": cfg.dev_fraction, "dev_limit": cfg.dev_limit,
+                      "builtin_rows": cfg.builtin_rows, "max_length": cfg.max_length}
+    eval_defaults = {"model": cfg.model, "limit": cfg.eval_examples, "batch_size": cfg.eval_batch_size,
+                     "max_new_tokens": cfg.max_new_tokens, "builtin_rows": max(cfg.eval_examples, 200)}
+    return {"name": "study", "workdir": cfg.workdir, "defaults": {"train": train_defaults, "eval": eval_defaults},
+            "stages": b.stages}

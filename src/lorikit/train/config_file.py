@@ -1,0 +1,91 @@
+"""``lorikit train --config FILE.yaml|json``: every train flag as a key (axolotl style).
+
+Keys are the flag names with ``_`` or ``-`` (``max_steps``, ``max-steps``), or their Hugging Face /
+PEFT spellings (``learning_rate``, ``per_device_train_batch_size``, ``lora_r``, ...; table
+``HF_ALIASES``). Values are validated against the fields' types with pydantic (``lr: 1e-3`` is a
+float although YAML 1.1 reads it as a string); an unknown key is an error naming the file and
+the closest known key. Flags given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..adapters.build import AdapterConfig
+from ..errors import LorikitError, UsageError
+from ..utils.settings import coerce_settings, did_you_mean
+from .config import SUBCONFIGS, TrainConfig, split_settings
+
+# Hugging Face TrainingArguments / PEFT LoraConfig name -> lorikit field
+HF_ALIASES = {
+    "learning_rate": "lr", "output_dir": "out", "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "num_train_epochs": "epochs",
+    "lr_scheduler_type": "lr_scheduler", "save_steps": "save_every", "save_total_limit": "keep_checkpoints",
+    "logging_steps": "log_every", "lora_r": "rank", "r": "rank", "lora_alpha": "alpha",
+    "lora_dropout": "dropout", "gradient_checkpointing": "grad_checkpointing",
+}
+
+
+def field_names() -> tuple[set[str], set[str]]:
+    """(TrainConfig fields incl. its non-adapter sub-configs' (osrm), AdapterConfig fields) a file or flag may set."""
+    run = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli") is not False}
+    for name, cls in SUBCONFIGS.items():
+        if name != "adapter":
+            run |= {f.name for f in dataclasses.fields(cls)}
+    return run, {f.name for f in dataclasses.fields(AdapterConfig)}
+
+
+def canonical_key(key: str) -> str | None:
+    """The lorikit field a key names (flag spelling, underscore spelling or HF alias), or None."""
+    run, adapter = field_names()
+    name = str(key).lstrip("-").replace("-", "_")
+    if name == "from":
+        return "from_adapter"
+    name = HF_ALIASES.get(name, name)
+    return name if name in run | adapter else None
+
+
+def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LorikitError(f"--config {path}: unreadable ({first})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    return data
+
+
+def load_train_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TrainConfig settings, AdapterConfig settings) of a config file, validated."""
+    run, adapter = field_names()
+    known = sorted(run | adapter | set(HF_ALIASES))
+    run_settings: dict[str, Any] = {}
+    adapter_settings: dict[str, Any] = {}
+    for key, value in read_mapping(path).items():
+        name = canonical_key(key)
+        if name is None:
+            raise UsageError(f"--config {path}: unknown key {key!r}{did_you_mean(str(key), known)}")
+        target = adapter_settings if name in adapter else run_settings
+        if name in target:
+            raise UsageError(f"--config {path}: key {key!r} sets {name!r} a second time")
+        target[name] = value
+    where = f"--config {path}"
+    own, parts = split_settings(run_settings)
+    coerced = coerce_settings(TrainConfig, own, where)
+    for name, cls in SUBCONFIGS.items():
+        if name != "adapter":
+            coerced.update(coerce_settings(cls, parts[name], where))
+    return coerced, coerce_settings(AdapterConfig, adapter_settings, where)

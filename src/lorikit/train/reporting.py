@@ -1,0 +1,87 @@
+"""Where per-step training metrics go besides ``train_log.jsonl``: ``--report_to`` (as in
+``transformers.TrainingArguments``): ``tensorboard`` (event files, works offline), ``wandb``
+(honours ``WANDB_MODE``, e.g. ``offline``), ``mlflow`` (honours ``MLFLOW_TRACKING_URI``; a local
+``mlruns/`` by default) or ``none`` (default).
+
+Event files go to ``--logging-dir`` (default ``<out>.runs/``, beside the adapter folder, which is
+only created complete at the end of the run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+logger = logging.getLogger(__name__)
+REPORTERS = ("none", "tensorboard", "wandb", "mlflow")
+_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+SCALARS = ("loss", "lr", "grad_norm", "tokens", "examples", "seconds")
+
+
+def check_report_to(targets: list[str]) -> None:
+    """Unknown names and missing packages are refused before the run starts."""
+    for name in targets:
+        if name not in REPORTERS:
+            raise UsageError(f"--report-to {name!r}: unknown (choose from {', '.join(REPORTERS)})")
+        if name != "none" and importlib.util.find_spec(_PACKAGES[name]) is None:
+            raise UsageError(f"--report-to {name}: the {_PACKAGES[name]} package is not installed "
+                             f"(pip install {_PACKAGES[name]})")
+    if "none" in targets and len(targets) > 1:
+        raise UsageError("--report-to none: cannot be combined with other targets")
+
+
+def default_logging_dir(out: str) -> Path:
+    path = Path(out)
+    return path.parent / f"{path.name}.runs"
+
+
+class Reporter:
+    """Fan out each step's record to the chosen trackers."""
+
+    def __init__(self, targets: list[str], logging_dir: str | Path, run_name: str, config: dict[str, Any]):
+        self.sinks: list[Any] = []
+        self.logging_dir = Path(logging_dir)
+        for name in targets:
+            if name == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(log_dir=str(self.logging_dir))
+                writer.add_text("lorikit/config", f"```\n{config}\n```")
+                self.sinks.append(("tensorboard", writer))
+            elif name == "wandb":
+                import wandb
+
+                self.sinks.append(("wandb", wandb.init(name=run_name, dir=str(self.logging_dir), config=config,
+                                                       reinit=True)))
+            elif name == "mlflow":
+                import mlflow
+
+                mlflow.start_run(run_name=run_name)
+                mlflow.log_params({k: str(v)[:250] for k, v in config.items()})
+                self.sinks.append(("mlflow", mlflow))
+
+    def log(self, record: dict[str, Any]) -> None:
+        step = int(record["step"])
+        values = {f"train/{k}": float(record[k]) for k in SCALARS if record.get(k) is not None}
+        for kind, sink in self.sinks:
+            if kind == "tensorboard":
+                for key, value in values.items():
+                    sink.add_scalar(key, value, step)
+            elif kind == "wandb":
+                sink.log(values, step=step)
+            else:
+                sink.log_metrics({k.replace("/", "_"): v for k, v in values.items()}, step=step)
+
+    def close(self) -> None:
+        for kind, sink in self.sinks:
+            if kind == "tensorboard":
+                sink.close()
+            elif kind == "wandb":
+                sink.finish()
+            else:
+                sink.end_run()
+        self.sinks = []

@@ -1,0 +1,67 @@
+"""Training to convergence: dev loss every K steps, plateau stop, best adapter kept (tiny-random-llama)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from lorikit import AdapterConfig, TrainConfig, train
+from lorikit.cli import main
+from lorikit.errors import UsageError
+
+TINY = dict(model="tiny-random-llama", builtin_rows=40, batch_size=4, max_length=256)
+
+
+def meta(out) -> dict:
+    return json.loads((out / "lorikit.json").read_text())
+
+
+def test_plateau_stops_early_and_keeps_the_best_step(tmp_path):
+    # lr so high that the dev loss blows up after the first steps: the best step is early and
+    # patience 2 stops two evaluations later, well before the cap.
+    out = tmp_path / "a"
+    train(TrainConfig(out=str(out), data="builtin:compare", max_steps=40, lr=0.5, eval_every=2, patience=2,
+                      dev_fraction=0.25, adapter=AdapterConfig(method="lora", rank=4, seed=1), **TINY))
+    es = meta(out)["early_stopping"]
+    losses = [h["dev_loss"] for h in es["history"]]
+    assert es["stopped"] == "plateau" and es["steps_run"] < 40
+    assert es["best_dev_loss"] == min(losses)
+    assert es["chosen_step"] == es["history"][losses.index(min(losses))]["step"]
+    assert es["steps_run"] == es["history"][-1]["step"] and len(losses) - 1 - losses.index(min(losses)) == 2
+    assert es["dev_examples"] == 10 and es["dev_data"] == "builtin:compare?split=dev&fraction=0.25"
+    assert meta(out)["data"]["source"] == "builtin:compare?split=train&fraction=0.25"
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "dev_loss" in r] == [h["step"] for h in es["history"]]
+
+    # the adapter written is the best step's: the same run capped at the chosen step gives the same weights
+    ref = tmp_path / "ref"
+    train(TrainConfig(out=str(ref), data="builtin:compare?split=train&fraction=0.25", max_steps=es["chosen_step"],
+                      lr=0.5, adapter=AdapterConfig(method="lora", rank=4, seed=1), **TINY))
+    got, want = load_file(out / "adapter_model.safetensors"), load_file(ref / "adapter_model.safetensors")
+    assert got.keys() == want.keys() and all((got[k] == want[k]).all() for k in got)
+
+
+def test_no_patience_runs_to_the_cap_and_evaluates_the_last_step(tmp_path):
+    out = tmp_path / "b"
+    assert main(["train", "--model", "tiny-random-llama", "--data", "builtin:reverse", "--builtin-rows", "24",
+                 "--max-steps", "5", "--batch-size", "4", "--eval-every", "2", "--dev-data", "builtin:reverse:dev",
+                 "--dev-limit", "6", "--rank", "4", "--lr", "1e-3", "--out", str(out)]) == 0
+    es = meta(out)["early_stopping"]
+    assert [h["step"] for h in es["history"]] == [2, 4, 5]
+    assert es["stopped"] == "cap" and es["steps_run"] == 5 and es["dev_examples"] == 6
+    assert es["dev_data"] == "builtin:reverse:dev"
+
+
+@pytest.mark.parametrize("kwargs,flag", [
+    (dict(eval_every=2), "--dev-data SPEC or --dev-fraction"),
+    (dict(patience=3), "need --eval-every"),
+    (dict(eval_every=2, dev_fraction=1.5), "--dev-fraction 1.5"),
+    (dict(eval_every=2, dev_fraction=0.1, dev_data="x.jsonl"), "give one"),
+    (dict(eval_every=-1), "--eval-every -1"),
+    (dict(eval_every=2, dev_fraction=0.1, data="builtin:compare?split=train"), "already selects a split"),
+])
+def test_bad_early_stopping_flags_are_one_line_usage_errors(tmp_path, kwargs, flag):
+    with pytest.raises(UsageError, match=flag.replace("?", r"\?")):
+        TrainConfig(out=str(tmp_path / "x"), **kwargs)

@@ -1,0 +1,127 @@
+"""``lorikit study``: recipe structure, the whole study end to end on tiny-random-llama (incl. resume),
+and the table's statistics on hand-made eval results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lorikit.cli import main
+from lorikit.errors import UsageError
+from lorikit.study import StudyConfig, load_study_config, study_recipe
+from lorikit.study.table import merge_rows
+
+TINY = {"model": "tiny-random-llama", "seeds": [1, 2], "weights": [0.5], "max_steps": 2, "eval_every": 1,
+        "patience": 1, "builtin_rows": 24, "dev_limit": 4, "eval_examples": 4, "max_new_tokens": 4,
+        "samples": 2, "osrm_samples": 4, "bootstrap": 200}
+
+
+def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
+    cfg = StudyConfig(workdir=str(tmp_path), tasks=["pair-add", "pair-max", "pair-greater"],
+                      continual={"first": "pair-greater", "then": "pair-add"})
+    stages = study_recipe(cfg)["stages"]
+    for m in ("lora", "lori-d", "lori-s", "osrm"):
+        for s in (1, 2, 3):
+            assert stages[f"{m}-s{s}-pair-add"]["kind"] == "train"
+            for w in ("w0p3", "w0p5", "w0p7"):
+                assert stages[f"{m}-s{s}-pair-max-{w}"]["weights"] == [float(w[1:].replace("p", "."))]
+                assert len(stages[f"{m}-s{s}-merged-{w}"]["adapters"]) == 3
+            assert stages[f"{m}-s{s}-pair-pair-add-pair-max"]["weights"] == [1.0, 1.0]
+    # the same rule for every method: every training run stops on the dev plateau under the same cap
+    defaults = study_recipe(cfg)["defaults"]
+    assert defaults["train"]["eval_every"] == 25 and defaults["train"]["max_steps"] == 300
+    assert stages["lori-s-s2-pair-max"]["mask"] == "$masks-lori-s-s2-pair-max/masks/0.9_mask.pt"
+    assert stages["masks-lori-s-s2-pair-max"]["adapter"] == "$lori-d-s2-pair-max"
+    assert stages["osrm-s1-pair-add"]["init"] == "osrm"
+    # choice tasks by log-likelihood, generation for the rest; ≥ 200 test items by default
+    assert stages["eval-lora-s1-pair-max"]["scoring"] == "loglik"
+    assert stages["eval-lora-s1-pair-add"]["scoring"] == "generate"
+    assert study_recipe(cfg)["defaults"]["eval"]["limit"] == 200
+    assert set(stages["table"]["continual"]["methods"]) == {"lora", "lori-d", "lori-s"}
+    assert stages["continual-lori-s-s1-pair-greater-pair-add"]["from_adapter"] == "$lori-s-s1-pair-greater"
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"tasks": ["pair-add"]}, "at least two tasks"),
+    ({"methods": ["lora", "dora"]}, "'dora'"),
+    ({"methods": ["lora", "lori-s"]}, "lori-s needs lori-d"),
+    ({"seeds": [1, 1]}, "distinct seeds"),
+    ({"weights": [0]}, "merge weight"),
+    ({"tasks": ["pair-add", "nope"]}, "not built in"),
+    ({"continual": {"first": "pair-add"}}, "continual"),
+    ({"scoring": "bogus"}, "scoring"),
+])
+def test_bad_study_settings_are_one_line_usage_errors(settings, message):
+    with pytest.raises(UsageError, match=message):
+        StudyConfig(**settings)
+
+
+def test_study_file_unknown_key_is_named(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("tasks: [pair-add, pair-max]\nsteps: 3\n")
+    with pytest.raises(UsageError, match=r"s.yaml: unknown study setting 'steps'"):
+        load_study_config(str(f))
+
+
+def _fake_eval(path: Path, correct: list[int]) -> str:
+    path.mkdir(parents=True)
+    records = [{"id": str(i), "prompt": f"q{i}", "correct": bool(c)} for i, c in enumerate(correct)]
+    (path / "result.json").write_text(json.dumps({"score": float(np.mean(correct)), "records": records}))
+    return str(path)
+
+
+def test_table_separates_down_weighting_from_interference(tmp_path):
+    """Hand-made outcomes: scaling to 0.5 loses 20 of 100 items, merging loses 30 more (method a) or none (b)."""
+    n = 100
+    full = [1] * 80 + [0] * 20
+    half = [1] * 60 + [0] * 40
+    merged_bad = [1] * 30 + [0] * 70
+    runs = {}
+    for method, merged in (("a", merged_bad), ("b", half)):
+        runs[method] = {}
+        for seed in ("1", "2"):
+            root = tmp_path / method / seed
+            single = {"1": {t: _fake_eval(root / f"s1-{t}", full) for t in ("x", "y")},
+                      "0.5": {t: _fake_eval(root / f"s05-{t}", half) for t in ("x", "y")}}
+            merged_ = {"1": {t: _fake_eval(root / f"m1-{t}", merged) for t in ("x", "y")},
+                       "0.5": {t: _fake_eval(root / f"m05-{t}", merged) for t in ("x", "y")}}
+            runs[method][seed] = {"single": single, "merged": merged_}
+    rows = {(r["method"], r["task"], r["weight"]): r for r in merge_rows(runs, n_boot=500)}
+    r = rows[("a", "x", 0.5)]
+    assert r["downweighting_loss"]["estimate"] == pytest.approx(0.2) and r["downweighting_loss"]["significant"]
+    assert r["interference"]["estimate"] == pytest.approx(0.3) and r["interference"]["significant"]
+    assert r["interference"]["mcnemar_p"] < 1e-6
+    b = rows[("b", "x", 0.5)]
+    assert b["interference"]["estimate"] == 0 and not b["interference"]["significant"]
+    assert b["interference_vs_ref"]["estimate"] == pytest.approx(-0.3) and b["interference_vs_ref"]["significant"]
+    assert r["single"]["n_items"] == n and r["single"]["seeds"] == 2
+    assert r["single"]["low"] < 0.6 < r["single"]["high"]
+
+
+@pytest.mark.slow  # ~120 stages; the demo test runs the study path (one seed) in the fast suite
+def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
+    cfg = {**TINY, "workdir": str(tmp_path / "study"), "tasks": ["pair-greater", "pair-add"],
+           "methods": ["lora", "lori-d", "lori-s"], "continual": {"first": "pair-greater", "then": "pair-add"}}
+    f = tmp_path / "study.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert main(["study", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "## Merging: down-weighting vs interference" in out and "## Continual learning" in out
+    study = json.loads((tmp_path / "study" / "table" / "study.json").read_text())
+    assert study["seeds"] == ["1", "2"] and study["n_items"] == {"pair-greater": 4, "pair-add": 4}
+    assert {(r["method"], r["weight"]) for r in study["merge"]} == {(m, w) for m in ("lora", "lori-d", "lori-s")
+                                                                    for w in (0.5, 1.0)}
+    row = study["merge"][0]
+    assert {"single", "merged", "downweighting_loss", "interference"} <= set(row)
+    assert [r["method"] for r in study["continual"]] == ["lora", "lori-d", "lori-s"]
+    assert len(study["prediction"]["points"]) == 6  # 3 methods × 2 seeds × 1 pair
+    assert (tmp_path / "study" / "table" / "interference.png").is_file()
+    meta = json.loads((tmp_path / "study" / "lori-d-s2-pair-add" / "lorikit.json").read_text())
+    assert meta["early_stopping"]["chosen_step"] in (1, 2)
+    # resume: nothing left to run
+    assert main(["study", str(f)]) == 0
+    assert " 0 to run" in capsys.readouterr().out
