@@ -387,8 +387,8 @@ def test_regression_head_and_missing_field(tmp_path, make_adapter):
     data = _glue_file(tmp_path / "sts.jsonl", regression=True)
     out = make_adapter(method="lora", data=str(data), head="classification", num_labels=1, steps=2)
     assert json.loads((out / "lorikit.json").read_text())["num_labels"] == 1
-    (tmp_path / "bad.jsonl").write_text(json.dumps({"sentence": "x", "label": 1}) + "\n")
-    with pytest.raises(LorikitError, match=r"bad.jsonl:1: missing field 'text' \(or 'sentence1'"):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"premise": "x", "label": 1}) + "\n")
+    with pytest.raises(LorikitError, match=r"bad.jsonl:1: classification rows need text fields .*the row has \['label', 'premise'\]"):
         make_adapter(method="lora", data=str(tmp_path / "bad.jsonl"), head="classification", steps=1)
     (tmp_path / "nolabel.jsonl").write_text(json.dumps({"text": "x"}) + "\n")
     with pytest.raises(LorikitError, match="nolabel.jsonl:1: missing field 'label'"):
