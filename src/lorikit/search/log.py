@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LorikitError, UsageError
+from ..utils.atomic import mark_output_dir
 
 LOG_NAME = "search_log.jsonl"
 BEST = "best.json"  # beside the merged adapter: the best weights and knobs
@@ -71,7 +72,10 @@ class EvalLog:
     def append(self, record: dict[str, Any]) -> None:
         """Add one evaluation (rewriting the file first if it is new or ends in a torn line)."""
         record = {"eval": len(self.records), **record}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.exists():
+            # the log lives in --out until the result replaces the folder: mark it as ours
+            self.path.parent.mkdir(parents=True)
+            mark_output_dir(self.path.parent)
         if not self.records or not self._clean():
             self._rewrite()
         with open(self.path, "a") as fh:

@@ -139,10 +139,15 @@ def _remove_leftovers(out: Path, parent: Path) -> None:
                     path.unlink()
 
 
+def mark_output_dir(folder: Path) -> None:
+    """Mark ``folder`` as lorikit's, so that ``--overwrite`` (or a resumed run) may replace it."""
+    (folder / MARKER).write_text("written by lorikit; `--overwrite` may replace this folder\n")
+
+
 def _finish(tmp: Path, out: Path) -> None:
     """Last checks and touches on a complete temporary folder, just before its rename."""
     check_saved_tensors_finite(tmp, out)
-    (tmp / MARKER).write_text("written by lorikit; `--overwrite` may replace this folder\n")
+    mark_output_dir(tmp)
     mask = current_umask()
     for root, dirs, files in os.walk(tmp):
         os.chmod(root, 0o777 & ~mask)
