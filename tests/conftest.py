@@ -24,6 +24,7 @@ def tiny_bundle():
 def make_adapter(tmp_path):
     """Train a tiny adapter for a few steps: ``make_adapter(method='lori-d', data='builtin:compare', ...)``."""
     from lorikit.adapters.build import AdapterConfig
+    from lorikit.osrm.init import OsrmInitConfig
     from lorikit.train import TrainConfig, train
 
     counter = {"n": 0}
@@ -33,9 +34,11 @@ def make_adapter(tmp_path):
         counter["n"] += 1
         out = out or tmp_path / f"adapter{counter['n']}-{method}"
         adapter_kwargs = {k: train_kwargs.pop(k) for k in ("a_init", "target_modules", "alpha") if k in train_kwargs}
+        osrm_kwargs = {k: train_kwargs.pop(k) for k in ("osrm_stats", "task", "osrm_mode", "osrm_scale")
+                       if k in train_kwargs}
         cfg = TrainConfig(out=str(out), model=TINY, data=data, max_steps=steps, lr=lr, batch_size=4,
                           builtin_rows=64, adapter=AdapterConfig(method=method, rank=rank, seed=seed, **adapter_kwargs),
-                          **train_kwargs)
+                          osrm=OsrmInitConfig(**osrm_kwargs), **train_kwargs)
         return train(cfg)
 
     return _make

@@ -59,9 +59,10 @@ def test_batch_order_mixes_lengths_across_the_epoch():
 def test_schedule_spans_epochs_and_can_be_switched_off():
     lengths = _lengths(20)
     cfg = TrainConfig(out="x", max_steps=7, batch_size=4)
-    schedule = step_schedule(cfg, lengths)
+    seed = cfg.resolved_seed()
+    schedule = step_schedule(cfg, lengths, seed)
     assert len(schedule) == 7
     assert sorted(i for b in schedule[:5] for i in b) == list(range(20))
     cfg.group_by_length = False
-    plain = step_schedule(cfg, lengths)
-    assert plain[:5] == random_batches(20, 4, cfg.adapter.seed, 0)
+    plain = step_schedule(cfg, lengths, seed)
+    assert plain[:5] == random_batches(20, 4, seed, 0)

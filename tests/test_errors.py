@@ -467,7 +467,7 @@ CASES = [
     ("analyze-mask-truncated", ["analyze", *D01, "--masks", "{B}/mask-trunc.pt", "--out", "{O}/a"], 1,
      r"mask-trunc.pt: not a readable mask file \(truncated or not a torch.save file\)", "{O}/a"),
     ("analyze-mask-missing", ["analyze", *D01, "--masks", "{B}/nope.pt", "--out", "{O}/a"], 2,
-     r"--masks \S*nope.pt: file not found", "{O}/a"),
+     r"--masks \S*nope.pt: no such file", "{O}/a"),
     ("analyze-scores-malformed", ["analyze", *D01, "--scores", "{B}/bad.json", "--out", "{O}/a"], 1,
      r"bad.json: unreadable score file \(Expecting property name", "{O}/a"),
     ("analyze-out-exists", ["analyze", *D01, "--out", "{O}/exists"], 2, r"--out \S*exists: folder exists and is not empty",

@@ -52,12 +52,13 @@ def test_stock_peft_loads_adapter_with_same_logits_as_manual_delta(make_adapter,
     torch.testing.assert_close(_logits(peft_model), _logits(manual), rtol=1e-4, atol=1e-5)
 
 
-def test_lori_d_A_is_frozen_seeded_and_regenerable(make_adapter):
-    out = make_adapter(method="lori-d", seed=7, steps=4)
+@pytest.mark.parametrize("a_init", ["kaiming", "gaussian"])
+def test_lori_d_A_is_frozen_seeded_and_regenerable(make_adapter, a_init):
+    out = make_adapter(method="lori-d", seed=7, steps=4, a_init=a_init)
     state = load_adapter(out)
-    assert state.meta["method"] == "lori-d" and state.meta["seed"] == 7
+    assert state.meta["method"] == "lori-d" and state.meta["seed"] == 7 and state.meta["a_init"] == a_init
     for name, mod in state.modules().items():
-        regenerated = seeded_projection(7, name, mod.rank, mod.A.shape[1], "kaiming")
+        regenerated = seeded_projection(7, name, mod.rank, mod.A.shape[1], a_init)
         assert torch.equal(mod.A, regenerated), name
 
 
@@ -245,17 +246,17 @@ def test_smollm2_trains_a_few_steps(tmp_path):
 
 
 def test_default_seed_differs_per_task_and_ignores_the_split(tmp_path):
-    """METHODS.md: different tasks get different A by default; a task's train/dev views share it."""
+    """Different tasks get different A by default (docs/methods.md#seeds); a task's train/dev views share it."""
     from lorikit.train.config import TrainConfig, data_seed
 
     math, code = tmp_path / "math.jsonl", tmp_path / "code.jsonl"
     math.write_text('{"question": "1+1?", "answer": "2\\n#### 2"}\n')
     code.write_text('{"instruction": "print 1", "output": "print(1)"}\n')
-    seeds = {TrainConfig(out="o", data=str(d)).adapter.seed for d in (math, code, "builtin:arithmetic")}
+    seeds = {TrainConfig(out="o", data=str(d)).resolved_seed() for d in (math, code, "builtin:arithmetic")}
     assert len(seeds) == 3
     assert data_seed(f"{math}?split=train") == data_seed(f"{math}?split=dev") == data_seed(str(math))
     assert data_seed("builtin:arithmetic:test") == data_seed("builtin:arithmetic")
     copy = tmp_path / "elsewhere.jsonl"
     copy.write_bytes(math.read_bytes())
     assert data_seed(str(copy)) == data_seed(str(math))  # content, not path
-    assert TrainConfig(out="o", data=str(math), adapter=AdapterConfig(seed=7)).adapter.seed == 7
+    assert TrainConfig(out="o", data=str(math), adapter=AdapterConfig(seed=7)).resolved_seed() == 7

@@ -13,7 +13,7 @@ from lorikit.adapters.masks import load_mask, write_masks
 from lorikit.adapters.state import load_adapter
 from lorikit.errors import LorikitError, UsageError
 from lorikit.train import TrainConfig, Trainer, train
-from lorikit.train.sparse import SparsePlan
+from lorikit.adapters.methods import SparsePlan
 
 TINY = "tiny-random-llama"
 

@@ -1,4 +1,4 @@
-"""Merging: each method against a direct tensor implementation of its formula (docs/merge.md)."""
+"""Merging: each method against a direct tensor implementation of its docs/methods.md#merging formula."""
 
 from __future__ import annotations
 

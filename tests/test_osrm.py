@@ -234,16 +234,18 @@ def test_train_init_osrm_unfrozen_trains_A_and_lori_d_keeps_it(make_adapter, sta
 
 def test_train_init_osrm_errors(tmp_path, stats_dir):
     from lorikit.adapters.build import AdapterConfig
+    from lorikit.osrm.init import OsrmInitConfig
     from lorikit.train import TrainConfig, train
 
     with pytest.raises(UsageError, match="--freeze B"):
         TrainConfig(out=str(tmp_path / "x"), freeze="B")
     with pytest.raises(UsageError, match="needs --osrm-stats"):
-        TrainConfig(out=str(tmp_path / "x"), init="osrm", task="arith")
+        TrainConfig(out=str(tmp_path / "x"), init="osrm", osrm=OsrmInitConfig(task="arith"))
     with pytest.raises(UsageError, match="--osrm-scale 'big'"):
-        TrainConfig(out=str(tmp_path / "x"), init="osrm", task="arith", osrm_stats=str(stats_dir), osrm_scale="big")
-    cfg = TrainConfig(out=str(tmp_path / "y"), model=TINY, max_steps=1, init="osrm", osrm_stats=str(stats_dir),
-                      task="arith", adapter=AdapterConfig(rank=63))
+        TrainConfig(out=str(tmp_path / "x"), init="osrm",
+                    osrm=OsrmInitConfig(task="arith", osrm_stats=str(stats_dir), osrm_scale="big"))
+    cfg = TrainConfig(out=str(tmp_path / "y"), model=TINY, max_steps=1, init="osrm",
+                      osrm=OsrmInitConfig(osrm_stats=str(stats_dir), task="arith"), adapter=AdapterConfig(rank=63))
     with pytest.raises(UsageError, match="rank 63 > null space.*d = 64.*null space 62"):
         train(cfg)
     assert not (tmp_path / "y").exists()

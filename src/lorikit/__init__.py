@@ -7,8 +7,7 @@ Python API (the command line is a thin layer over these)::
                       adapter=AdapterConfig(method="lori-d", rank=32)))
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .adapters.build import AdapterConfig, attach_adapter, load_peft  # noqa: E402
 from .adapters.state import AdapterState, LoraModule, load_adapter  # noqa: E402
 from .data import Example, load_examples  # noqa: E402

@@ -16,13 +16,18 @@ pairwise prediction). A second run resumes; ``--print-recipe`` shows the recipe.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
+from .adapters.methods import method_names
 from .errors import UsageError
 from .study import StudyConfig, run_study, study_recipe
+
+logger = logging.getLogger(__name__)
 
 DEMO_TASKS = ["pair-greater", "pair-max"]
 FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-greater"]
@@ -66,7 +71,7 @@ def study_config(cfg: DemoConfig) -> StudyConfig:
     if cfg.full:
         return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(FULL_TASKS),
                            continual={"first": "pair-greater", "then": "pair-add"})
-    methods = ["lora", "lori-d", "lori-s"] + (["osrm"] if cfg.osrm else [])
+    methods = list(method_names()) + (["osrm"] if cfg.osrm else [])
     return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(DEMO_TASKS), methods=methods,
                        seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
                        lori_s_lr=cfg.lori_s_lr, sparsity=cfg.sparsity, batch_size=cfg.batch_size,
@@ -75,12 +80,17 @@ def study_config(cfg: DemoConfig) -> StudyConfig:
                        samples=cfg.samples, osrm_samples=cfg.osrm_samples, max_length=384)
 
 
-def run_demo(cfg: DemoConfig, fresh: bool = False) -> Path:
-    """Run (or resume) the demo; prints the table; returns the table folder."""
-    table = run_study(study_config(cfg), fresh=fresh, source="lorikit demo" + (" --full" if cfg.full else ""))
-    print("\n" + (table / "table.md").read_text())
-    print(f"lorikit demo: report in {table / 'table.md'} (numbers: {table / 'study.json'})")
+def run_demo(cfg: DemoConfig, fresh: bool = False, echo: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) the demo (``echo``: progress lines, default the log); returns the table folder."""
+    table = run_study(study_config(cfg), fresh=fresh, source="lorikit demo" + (" --full" if cfg.full else ""),
+                      echo=echo)
+    logger.info("lorikit demo: report in %s (numbers: %s)", table / "table.md", table / "study.json")
     return table
+
+
+def demo_table(table: Path) -> str:
+    """The markdown table of a finished demo's table folder (what ``run_demo`` returns)."""
+    return (Path(table) / "table.md").read_text()
 
 
 def recipe_yaml(cfg: DemoConfig) -> str:

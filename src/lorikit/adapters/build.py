@@ -1,10 +1,8 @@
-"""Attach a LoRA / LoRI adapter to a base model through PEFT, and load saved adapters.
+"""Attach a fresh adapter of any registered method to a base model through PEFT; load saved adapters.
 
-- ``lora``: standard PEFT LoRA (A kaiming-uniform, B = 0, both trained); the global RNG is seeded
-  from ``seed`` first so the run is reproducible.
-- ``lori-d``: same PEFT layers, but every A is replaced by ``seeded_projection(seed, module)``
-  and frozen (``requires_grad=False``: no gradient, no optimizer state). ΔW = s · B A with only
-  B trained (METHODS.md §1).
+PEFT builds the LoRA layers (A kaiming-uniform, B = 0) with the global RNG seeded from the
+adapter seed, so every run is reproducible; the method (``adapters/methods/``) then adjusts them —
+LoRI replaces every A by its seeded projection and freezes it (docs/methods.md#lori-d).
 """
 
 from __future__ import annotations
@@ -18,21 +16,24 @@ import torch
 
 from ..errors import LorikitError, UsageError
 from ..utils.validate import check_number, check_seed
-from .seeded import A_INITS, seeded_projection
-from .state import PEFT_PREFIX, load_adapter, resolve_adapter_path
+from .inits import get_seeded_init, seeded_init_names
+from .layers import lora_layers
+from .methods import get_method, method_help, method_names
+from .state import load_adapter, resolve_adapter_path
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-METHODS = ("lora", "lori-d", "lori-s")
+METHODS = method_names()
 logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TARGETS", "METHODS", "AdapterConfig", "attach_adapter", "check_seed_chosen", "load_peft",
+           "lora_layers"]
 
 
 @dataclass
 class AdapterConfig:
     """What adapter to put on the base model."""
 
-    method: str = field(default="lora", metadata={
-        "help": "lora (A and B trained), lori-d (A frozen seeded random projection, B trained), "
-                "lori-s (LoRI-D's A, only masked entries of B trained; needs --mask)", "choices": METHODS})
+    method: str = field(default="lora", metadata={"help": method_help(), "choices": METHODS})
     rank: int = field(default=32, metadata={"help": "LoRA rank r"})
     alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; scaling s = alpha / r (default 2 × rank)"})
     dropout: float = field(default=0.0, metadata={"help": "LoRA dropout on the adapter input"})
@@ -40,41 +41,56 @@ class AdapterConfig:
         "help": "module names to adapt (suffixes, as PEFT matches them)"})
     a_init: str = field(default="kaiming", metadata={
         "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
-        "choices": A_INITS})
+        "choices": seeded_init_names()})
     seed: int | None = field(default=None, metadata={
         "help": "seed of A (LoRI: A = f(seed, module)) and of the run; when not given, training derives it "
                 "from the data (so different tasks get different A), LoRI-S and continual runs take the seed "
                 "of the adapter their A comes from, and other uses take 0"})
 
     def __post_init__(self):
-        # LoRI-S takes the seed of the adapter its mask came from unless one is given explicitly.
-        self.seed_given = self.seed is not None
-        if self.seed is None:
-            self.seed = 0
-        if self.method not in METHODS:
-            raise UsageError(f"--method {self.method!r}: unknown (choose from {', '.join(METHODS)})")
+        get_method(self.method)
         if self.rank <= 0:
             raise UsageError(f"--rank {self.rank}: must be a positive integer")
         if self.alpha is None:
             self.alpha = 2.0 * self.rank
         check_number("--alpha", self.alpha, low=0, low_open=True)  # α = 0: ΔW = 0, nothing to learn
         check_number("--dropout", self.dropout, low=0, high=1, high_open=True)
-        check_seed("--seed", self.seed)
-        if self.a_init not in A_INITS:
-            raise UsageError(f"--a-init {self.a_init!r}: unknown (choose from {', '.join(A_INITS)})")
+        if self.seed is not None:
+            check_seed("--seed", self.seed)
+        get_seeded_init(self.a_init)
         if not self.target_modules:
             raise UsageError("--target-modules: give at least one module name")
 
     @property
+    def run_seed(self) -> int:
+        """The seed actually used: ``seed``, else the one derived from the task (``derived_seed``,
+        set by ``TrainConfig`` from its data), else 0 (training resolves it first)."""
+        if self.seed is not None:
+            return self.seed
+        derived = getattr(self, "derived_seed", None)
+        return 0 if derived is None else derived
+
+    @property
     def freezes_a(self) -> bool:
-        return self.method in ("lori-d", "lori-s")
+        return get_method(self.method).freezes_a
+
+    @property
+    def seed_given(self) -> bool:
+        """Whether a seed was given (or resolved by training, which passes it explicitly)."""
+        return self.seed is not None
+
+    @property
+    def seed_derived(self) -> bool:
+        """Whether a per-task seed was derived (``derived_seed``: not a field, never written to disk)."""
+        return getattr(self, "derived_seed", None) is not None
 
 
 def check_seed_chosen(cfg: AdapterConfig) -> None:
-    """LoRI's A must differ between tasks: refuse the placeholder seed 0 nobody chose.
+    """LoRI's A must differ between tasks: refuse to draw it from the placeholder seed 0 nobody chose.
 
-    ``seed_derived`` is set by whoever derived the seed from the task (``TrainConfig`` from its data)."""
-    if cfg.seed_given or getattr(cfg, "seed_derived", False):
+    ``derived_seed`` is set by whoever derived the seed from the task: ``TrainConfig`` sets it to
+    ``resolved_seed()`` (a function of the data) without rewriting ``seed``."""
+    if cfg.seed_given or cfg.seed_derived:
         return
     if cfg.freezes_a:
         raise UsageError(f"AdapterConfig.seed: {cfg.method} needs a per-task seed (A = f(seed, module); one shared "
@@ -83,19 +99,10 @@ def check_seed_chosen(cfg: AdapterConfig) -> None:
     logger.warning("AdapterConfig.seed not given: LoRA's initial A is drawn with seed 0")
 
 
-def lora_layers(peft_model, adapter_name: str = "default"):
-    """(module path in the base model, PEFT LoRA layer) for every adapted module."""
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in peft_model.named_modules():
-        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
-            yield (name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name), module
-
-
 def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: str | None = None,
                    task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
     """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # heavy: imported when used, not by the CLI's parser
 
     check_seed_chosen(cfg)
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
@@ -106,17 +113,11 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
                       target_modules=list(cfg.target_modules), bias="none", task_type=task_type,
                       modules_to_save=modules_to_save)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run_seed)
         peft_model = get_peft_model(model, lcfg)
     if base_model_id:
         peft_model.peft_config["default"].base_model_name_or_path = base_model_id
-    if cfg.freezes_a:
-        for name, layer in lora_layers(peft_model):
-            weight = layer.lora_A["default"].weight
-            A = seeded_projection(cfg.seed, name, weight.shape[0], weight.shape[1], cfg.a_init)
-            with torch.no_grad():
-                weight.copy_(A.to(weight.dtype))
-            weight.requires_grad_(False)
+    get_method(cfg.method).prepare(peft_model, cfg)
     return peft_model
 
 

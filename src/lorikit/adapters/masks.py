@@ -1,4 +1,4 @@
-"""LoRI sparsity masks over B, extracted from a trained LoRI-D adapter (METHODS.md §2).
+"""LoRI sparsity masks over B, extracted from a trained LoRI-D adapter (docs/methods.md#masks).
 
 Global scope (the reference): with N = the number of entries of all B matrices together,
 ``k = int((1 − sparsity) · N)``, ``threshold`` = the k-th largest |B| over all modules, and
@@ -154,15 +154,16 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
     return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None) -> Masks:
+def load_mask(path: str | os.PathLike, adapter: AdapterState | None = None, flag: str = "--mask") -> Masks:
     """Read a reference-format mask file; with ``adapter`` check keys and shapes against its B's.
 
     Keys may carry the adapter segment (``lora_B.default.weight``) or not (``lora_B.weight``).
-    Values must be bool, or 0/1 numbers. Returns {module path: bool [out, r]}.
+    Values must be bool, or 0/1 numbers. Returns {module path: bool [out, r]}. ``flag`` names the
+    option the path came from in the error for a missing file.
     """
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--mask {path}: no such file")
+        raise UsageError(f"{flag} {path}: no such file")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before failing on junk
             warnings.simplefilter("ignore", UserWarning)
@@ -230,3 +231,22 @@ def write_masks(adapter: str | os.PathLike, sparsities: list[float], scope: str 
         if p.exists() and not overwrite:
             raise UsageError(f"{p}: exists (pass --overwrite to replace it)")
     return [(save_mask(r.masks, p, overwrite=True), r) for p, r in zip(paths, results)]
+
+
+def bitwise_nonzero(t: torch.Tensor) -> torch.Tensor:
+    """Entries whose bits are not all zero (so −0.0 counts as stored, as it must for exact copies)."""
+    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.contiguous().view(ints) != 0
+
+
+def parent_overlap(parent: AdapterState, masks: Masks) -> dict:
+    """How many of the parent's non-zero B entries the new mask would retrain (continual learning)."""
+    parent_nz = both = kept = 0
+    for name, m in parent.modules().items():
+        nz = bitwise_nonzero(m.B)
+        parent_nz += int(nz.sum())
+        kept += int(masks[name].sum())
+        both += int((nz & masks[name]).sum())
+    return {"parent_nonzero": parent_nz, "mask_kept": kept, "both": both,
+            "fraction_of_mask": both / kept if kept else 0.0,
+            "fraction_of_parent": both / parent_nz if parent_nz else 0.0}

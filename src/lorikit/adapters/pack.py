@@ -32,6 +32,8 @@ from safetensors.torch import save as st_save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
+from .methods import regenerable_a
+from .seeded import seeded_projection
 from . import pack_checks
 from .seeded import A_INITS, seeded_projection
 from .state import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORIKIT_META, AdapterState, load_adapter,
@@ -60,11 +62,7 @@ def _raw(t: torch.Tensor) -> bytes:
 
 
 def _seed_of(state: AdapterState) -> tuple[int | None, str | None]:
-    meta = state.meta or {}
-    if meta.get("method") in ("lori-d", "lori-s") and meta.get("seed") is not None \
-            and meta.get("a_init", "kaiming") in A_INITS:
-        return int(meta["seed"]), meta.get("a_init", "kaiming")
-    return None, None
+    return regenerable_a(state.meta) or (None, None)
 
 
 @dataclass
@@ -80,6 +78,21 @@ class PackReport:
     @property
     def ratio(self) -> float:
         return self.packed_bytes / self.peft_bytes if self.peft_bytes else 0.0
+
+
+def _pack_metadata(folder: Path, st_meta: dict, seed: int | None, a_init: str | None,
+                   stored: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The .lori header: format, the PEFT config and metadata, the seed that regenerates A, a checksum."""
+    metadata = {
+        "format": PACK_FORMAT, "version": PACK_VERSION,
+        "adapter_config": (folder / ADAPTER_CONFIG).read_text(),
+        "safetensors_metadata": json.dumps(st_meta),
+        "seed": "" if seed is None else str(seed), "a_init": a_init or "",
+    }
+    if (folder / LORIKIT_META).is_file():
+        metadata["lorikit_json"] = (folder / LORIKIT_META).read_text()
+    metadata[pack_checks.CHECKSUM_KEY] = pack_checks.digest(stored, metadata)
+    return metadata
 
 
 def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> PackReport:
@@ -128,15 +141,7 @@ def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: 
     stored["masks"] = _bytes_tensor(lzma.compress(bits.tobytes(), preset=9))
     # ~100 characters per key for hundreds of keys: compressed, the index costs ~1/20 of that
     stored["index"] = _bytes_tensor(lzma.compress(json.dumps(index).encode(), preset=9))
-    metadata = {
-        "format": PACK_FORMAT, "version": PACK_VERSION,
-        "adapter_config": (folder / ADAPTER_CONFIG).read_text(),
-        "safetensors_metadata": json.dumps(st_meta),
-        "seed": "" if seed is None else str(seed), "a_init": a_init or "",
-    }
-    if (folder / LORIKIT_META).is_file():
-        metadata["lorikit_json"] = (folder / LORIKIT_META).read_text()
-    metadata[pack_checks.CHECKSUM_KEY] = pack_checks.digest(stored, metadata)
+    metadata = _pack_metadata(folder, st_meta, seed, a_init, stored)
     data = st_save(stored, metadata=metadata)
     atomic_write_bytes(out, data)
     peft_bytes = weights.stat().st_size if weights.is_file() else sum(

@@ -1,14 +1,12 @@
-"""Exact trainable-parameter counts of LoRA / LoRI-D / LoRI-S for a model config, without weights.
+"""Exact trainable-parameter counts of every adapter method for a model config, without weights.
 
 The model is instantiated on the ``meta`` device (shapes only, no memory) and wrapped by PEFT with
 the same ``LoraConfig`` lorikit trains with, so module matching is PEFT's own. Per adapted
 module with A (r × in) and B (out × r):
 
-- LoRA:   Σ r · (in + out)       (A and B trained)
-- LoRI-D: Σ r · out              (A frozen)
-- LoRI-S: k = int((1 − sparsity) · Σ r · out) with a global mask (the mask extraction's rounding
-  rule, truncation); with a per-module mask Σ int((1 − sparsity) · r · out_m). A global top-k can
-  keep a few more entries when |B| has ties at the threshold; this is the count before ties.
+the method's ``trainable_count`` (``adapters/methods/``) gives the count, e.g. LoRA Σ r · (in + out),
+LoRI-D Σ r · out, LoRI-S k = int((1 − sparsity) · Σ r · out) with a global mask (a global top-k can
+keep a few more entries when |B| has ties at the threshold; this is the count before ties).
 """
 
 from __future__ import annotations
@@ -21,8 +19,10 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
-from .build import DEFAULT_TARGETS, METHODS
-from .masks import SCOPES, check_sparsity, kept_count
+from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, build_tiny_llama, smollm2_folder
+from .build import DEFAULT_TARGETS
+from .masks import SCOPES, check_sparsity
+from .methods import get_method
 
 
 @dataclass
@@ -53,11 +53,7 @@ def resolve_config(model):
     if isinstance(model, PretrainedConfig):
         return model
     name = str(model)
-    from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, smollm2_folder
-
     if name == TINY:
-        from ..models.loading import build_tiny_llama
-
         return build_tiny_llama()[0].config
     if name in (SMOLLM2, SMOLLM2_HUB_ID):
         name = str(smollm2_folder())
@@ -80,13 +76,12 @@ def count_parameters(model, rank: int = 32, method: str = "lori-s", sparsity: fl
     from peft.tuners.lora import LoraLayer
     from transformers import AutoModelForCausalLM
 
-    if method not in METHODS:
-        raise UsageError(f"--method {method!r}: unknown (choose from {', '.join(METHODS)})")
+    strategy = get_method(method)
     if rank <= 0:
         raise UsageError(f"--rank {rank}: must be a positive integer")
     if scope not in SCOPES:
         raise UsageError(f"--scope {scope!r}: unknown (choose from {', '.join(SCOPES)})")
-    if method == "lori-s":
+    if strategy.uses_mask:
         check_sparsity(sparsity)
     config = resolve_config(model)
     targets = list(target_modules or DEFAULT_TARGETS)
@@ -109,14 +104,7 @@ def count_parameters(model, rank: int = 32, method: str = "lori-s", sparsity: fl
             a_sizes.append(module.lora_A["default"].weight.numel())
             b_sizes.append(module.lora_B["default"].weight.numel())
     n_a, n_b = sum(a_sizes), sum(b_sizes)
-    if method == "lora":
-        trainable = n_a + n_b
-    elif method == "lori-d":
-        trainable = n_b
-    elif scope == "global":
-        trainable = kept_count(sparsity, n_b)
-    else:
-        trainable = sum(kept_count(sparsity, b) for b in b_sizes)
+    trainable = strategy.trainable_count(a_sizes, b_sizes, sparsity, scope)
     return ParamCount(method=method, rank=rank, trainable=trainable, lora_a=n_a, lora_b=n_b, base=n_base,
-                      modules=len(b_sizes), sparsity=sparsity if method == "lori-s" else None,
-                      scope=scope if method == "lori-s" else None)
+                      modules=len(b_sizes), sparsity=sparsity if strategy.uses_mask else None,
+                      scope=scope if strategy.uses_mask else None)

@@ -5,21 +5,18 @@ Here each module's generator is seeded with ``sha256(f"{seed}:{module}")``, so A
 regenerated from the seed alone (compact storage, LoRI-S reusing LoRI-D's A) and is independent
 of module order, device and sharding.
 
-Initialisations (A is r × in):
-- ``kaiming`` — PEFT's default ``kaiming_uniform_(a=√5)``: U(−1/√in, +1/√in) (the reference).
-- ``gaussian`` — N(0, 1/r), the distribution the LoRI paper's analysis assumes.
+The draw itself is the seeded initialisation's (``adapters/inits/``: ``kaiming``, ``gaussian``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 
-from ..errors import UsageError
+from .inits import get_seeded_init, seeded_init_names
 
-A_INITS = ("kaiming", "gaussian")
+A_INITS = seeded_init_names()  # the seeded inits, for --a-init
 
 
 def module_seed(seed: int, module: str) -> int:
@@ -32,11 +29,4 @@ def seeded_projection(seed: int, module: str, rank: int, in_features: int, a_ini
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The A (rank × in_features) of ``module`` for adapter ``seed``; drawn on CPU in float32."""
     gen = torch.Generator(device="cpu").manual_seed(module_seed(seed, module))
-    if a_init == "kaiming":
-        bound = 1.0 / math.sqrt(in_features)
-        A = torch.rand(rank, in_features, generator=gen, dtype=torch.float32) * (2 * bound) - bound
-    elif a_init == "gaussian":
-        A = torch.randn(rank, in_features, generator=gen, dtype=torch.float32) / math.sqrt(rank)
-    else:
-        raise UsageError(f"--a-init {a_init!r}: unknown (choose from {', '.join(A_INITS)})")
-    return A.to(dtype)
+    return get_seeded_init(a_init).draw(gen, rank, in_features).to(dtype)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..adapters.state import load_adapter
 from ..errors import LorikitError, UsageError
+from ..models import load_model
+from ..utils.atomic import check_output_dir
 from ..models.loading import canonical_model_id
 from .compare import PairwiseComparison, compare_adapters, module_kind, module_layer
 from .cosine import delta_inner, delta_norm_sq, module_cosine
@@ -61,8 +63,6 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
     JSON score file, see ``load_scores``) adds the score table; ``sweep`` (``{series: {weight: score
     or eval output}}`` or a JSON file of it, see ``load_sweep``) adds the merge-weight sweep plot.
     """
-    from ..utils.atomic import check_output_dir
-
     check_output_dir(out, overwrite)
     if samples <= 0:
         raise UsageError(f"--samples {samples}: must be positive")
@@ -75,7 +75,7 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
     mask_result = None
     if masks:
         mask_paths = name_paths(masks, "--masks")
-        mask_result = mask_overlap({n: load_mask(p) for n, p in mask_paths.items()})
+        mask_result = mask_overlap({n: load_mask(p, flag="--masks") for n, p in mask_paths.items()})
     table = score_table(load_scores(scores)) if scores else None
     sweep_points = load_sweep(sweep) if sweep else None
     shift = None
@@ -88,8 +88,6 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
         if model is None and len(base_ids) > 1:
             raise UsageError(f"adapters record different base models ({', '.join(sorted(map(str, base_ids)))}); "
                              "pass --model")
-        from ..models import load_model
-
         bundle = load_model(model_name, device=device)
         shift = output_shift(bundle.model, bundle.tokenizer, states, tasks, samples=samples, max_length=max_length)
         notes.append(f"output shift: base model {model_name}, {samples} examples per task")

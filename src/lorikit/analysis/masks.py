@@ -1,6 +1,6 @@
 """Overlap of LoRI-S masks: which entries of B two tasks train.
 
-A mask file (reference format, METHODS.md §2) is a ``torch.save``d dict mapping the PEFT name of
+A mask file (reference format, docs/methods.md#masks; read with ``adapters.masks.load_mask``) is a ``torch.save``d dict mapping the PEFT name of
 each B, e.g. ``base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight`` (the
 ``.default`` segment optional), to a bool tensor of B's shape [out, r], True = kept. Per module and
 over all modules (entries pooled):
@@ -11,23 +11,13 @@ over all modules (entries pooled):
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..adapters.masks import load_mask as load_reference_mask
-from ..errors import LorikitError, UsageError
-
-
-def load_mask(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """{module path: bool [out, r]} from a reference-format mask file (read with weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--masks {path}: file not found")
-    return load_reference_mask(path)
+from ..adapters.masks import load_mask
+from ..errors import LorikitError
 
 
 def jaccard(m1: torch.Tensor, m2: torch.Tensor) -> float:
@@ -50,6 +40,9 @@ class MaskOverlap:
         return {"masks": self.names, "density": [round(d, 6) for d in self.density],
                 "overall_jaccard": clean(self.overall),
                 "per_module": {m: clean(self.per_module[:, :, k]) for k, m in enumerate(self.modules)}}
+
+
+__all__ = ["MaskOverlap", "jaccard", "load_mask", "mask_overlap"]
 
 
 def mask_overlap(masks: dict[str, dict[str, torch.Tensor]]) -> MaskOverlap:

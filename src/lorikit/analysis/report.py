@@ -227,6 +227,28 @@ def read_train_log(folder: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _comparison_section(tmp: Path, comparison: PairwiseComparison, max_layer_plots: int) -> list[str]:
+    """Plots and markdown of the subspace overlap / ΔW cosine comparison."""
+    plot_overlap(tmp / "overlap.png", comparison)
+    md = ["", "## Subspace overlap and ΔW cosine", "",
+           "Overlap = mean cos² of the principal angles between the adapters' ΔW row spaces "
+           "(input directions) or column spaces (output directions): 1 identical, 0 orthogonal. "
+           "Mean over target modules.", "", "![overlap](overlap.png)", "",
+           "Row-space overlap:", "", markdown_matrix(comparison.overall_row, comparison.names, comparison.names),
+           "", "Column-space overlap:", "",
+           markdown_matrix(comparison.overall_col, comparison.names, comparison.names),
+           "", "Cosine of flattened ΔW:", "",
+           markdown_matrix(comparison.overall_cosine, comparison.names, comparison.names)]
+    pairs = [(i, j) for i in range(len(comparison.names)) for j in range(i + 1, len(comparison.names))]
+    if pairs:
+        md += ["", "### Per layer", ""]
+    for i, j in pairs[:max_layer_plots]:
+        name = f"layers-{_slug(comparison.names[i])}-{_slug(comparison.names[j])}.png"
+        plot_layers(tmp / name, comparison, i, j)
+        md += [f"![{comparison.names[i]} vs {comparison.names[j]}]({name})", ""]
+    if len(pairs) > max_layer_plots:
+        md += [f"({len(pairs) - max_layer_plots} more pairs in analysis.json)", ""]
+    return md
 def _figures_note() -> list[str]:
     if have_matplotlib():
         return []
@@ -247,26 +269,8 @@ def write_report(out: str | os.PathLike, *, comparison: PairwiseComparison | Non
     payload: dict[str, Any] = {}
     with atomic_output_dir(out, overwrite) as tmp:
         if comparison is not None:
-            plot_overlap(tmp / "overlap.png", comparison)
             payload["comparison"] = comparison.to_json()
-            md += ["", "## Subspace overlap and ΔW cosine", "",
-                   "Overlap = mean cos² of the principal angles between the adapters' ΔW row spaces "
-                   "(input directions) or column spaces (output directions): 1 identical, 0 orthogonal. "
-                   "Mean over target modules.", "", "![overlap](overlap.png)", "",
-                   "Row-space overlap:", "", markdown_matrix(comparison.overall_row, comparison.names, comparison.names),
-                   "", "Column-space overlap:", "",
-                   markdown_matrix(comparison.overall_col, comparison.names, comparison.names),
-                   "", "Cosine of flattened ΔW:", "",
-                   markdown_matrix(comparison.overall_cosine, comparison.names, comparison.names)]
-            pairs = [(i, j) for i in range(len(comparison.names)) for j in range(i + 1, len(comparison.names))]
-            if pairs:
-                md += ["", "### Per layer", ""]
-            for i, j in pairs[:max_layer_plots]:
-                name = f"layers-{_slug(comparison.names[i])}-{_slug(comparison.names[j])}.png"
-                plot_layers(tmp / name, comparison, i, j)
-                md += [f"![{comparison.names[i]} vs {comparison.names[j]}]({name})", ""]
-            if len(pairs) > max_layer_plots:
-                md += [f"({len(pairs) - max_layer_plots} more pairs in analysis.json)", ""]
+            md += _comparison_section(tmp, comparison, max_layer_plots)
         if shift is not None:
             plot_shift(tmp / "shift.png", shift)
             payload["output_shift"] = shift.to_json()

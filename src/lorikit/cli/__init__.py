@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
+from .._version import __version__
 from ..errors import LorikitError
 from .hf_flags import unknown_flag_message
 
@@ -27,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lorikit", description="LoRA adapters with reduced cross-task interference "
                                                  "(LoRI, OSRM): train, mask, merge, evaluate.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"lorikit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -50,8 +50,35 @@ def _error(message: str) -> None:
     print(f"lorikit: error: {message}", file=sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def show_library_log() -> None:
+    """Library modules log (``logging``); the command line shows their INFO lines on stderr as
+    ``lorikit: message``, as it shows its own errors. Installed once per process."""
+    logger = logging.getLogger("lorikit")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("lorikit: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_library_log()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:

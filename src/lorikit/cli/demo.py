@@ -18,11 +18,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import recipe_yaml, run_demo
+    from ..demo import demo_table, recipe_yaml, run_demo
 
     cfg = dataclass_from_args(DemoConfig, args)
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
         return 0
-    run_demo(cfg, fresh=args.fresh)
+    table = run_demo(cfg, fresh=args.fresh, echo=print)
+    print("\n" + demo_table(table))
+    print(f"lorikit demo: report in {table / 'table.md'} (numbers: {table / 'study.json'})")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..osrm.stats import StatsConfig
+from ..osrm.collect import StatsConfig
 from ._args import add_dataclass_args, dataclass_from_args
 
 
@@ -17,7 +17,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from ..osrm.stats import MANIFEST, collect_stats
+    from ..osrm.collect import MANIFEST, collect_stats
 
     out = collect_stats(dataclass_from_args(StatsConfig, args))
     manifest = json.loads((out / MANIFEST).read_text())

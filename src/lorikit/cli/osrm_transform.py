@@ -18,6 +18,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..osrm.transform import transform
 
-    out, _ = transform(dataclass_from_args(TransformConfig, args, source=args.source))
+    out, _ = transform(dataclass_from_args(TransformConfig, args, source=args.source), report=print)
     print(f"lorikit: adapter written to {out}")
     return 0

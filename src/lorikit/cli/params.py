@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from ..adapters.methods import method_names
 from ..utils.validate import finite_float
 
 
 def register(sub) -> None:
-    p = sub.add_parser("params", help="exact trainable-parameter count of lora / lori-d / lori-s (no weights loaded)",
+    p = sub.add_parser("params", help=f"exact trainable-parameter count of {' / '.join(method_names())} (no weights loaded)",
                        description="Instantiates the model config on the meta device and wraps it with PEFT. "
                                    "LoRI-S counts k = int((1 - sparsity) * number of B entries) (global mask).")
     p.add_argument("--model", default="smollm2-135m",
                    help="alias, model folder, config.json file or Hub id (default: smollm2-135m)")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank r (default: 32)")
-    p.add_argument("--method", choices=("lora", "lori-d", "lori-s"), nargs="+", default=["lora", "lori-d", "lori-s"],
-                   help="one or more methods (default: all three)")
+    p.add_argument("--method", choices=method_names(), nargs="+", default=list(method_names()),
+                   help="one or more methods (default: all)")
     p.add_argument("--sparsity", type=finite_float, default=0.9, help="LoRI-S mask sparsity (default: 0.9)")
     p.add_argument("--scope", choices=("global", "module"), default="global", help="LoRI-S mask scope (default: global)")
     p.add_argument("--target-modules", nargs="+", default=None, help="module names to adapt (default: the 7 projections)")

@@ -36,5 +36,6 @@ def run(args) -> int:
         raise UsageError("run: give a recipe file or a shipped recipe name (lorikit run --list)")
     overrides = ([f"model={args.model}"] if args.model else []) + list(args.overrides)
     recipe = load_recipe(resolve_recipe(args.recipe), workdir=args.workdir, overrides=overrides)
-    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run)
+    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run,
+               echo=print)
     return 0

@@ -33,6 +33,7 @@ def run(args) -> int:
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
         return 0
-    table = run_study(cfg, fresh=args.fresh, source=args.config or "lorikit study")
+    table = run_study(cfg, fresh=args.fresh, source=args.config or "lorikit study", echo=print)
+    print("\n" + (table / "table.md").read_text())
     print(f"lorikit study: table in {table / 'table.md'} (numbers in {table / 'study.json'})")
     return 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..adapters.build import AdapterConfig
-from ..train.config import TrainConfig
+from ..train.config import SUBCONFIGS, TrainConfig
 from ..train.config_file import load_train_config_file
 from ._args import add_dataclass_args, dataclass_from_args
 from .hf_flags import add_hf_spellings
@@ -19,7 +18,8 @@ def register(sub) -> None:
                    help="YAML or JSON file with any train flag as a key (lorikit or Hugging Face spelling); "
                         "flags given on the command line override it")
     add_dataclass_args(p, TrainConfig, group="run")
-    add_dataclass_args(p, AdapterConfig, group="adapter")
+    for name, cls in SUBCONFIGS.items():  # one option group per sub-config: adapter, osrm (--init osrm)
+        add_dataclass_args(p, cls, group=name)
     add_hf_spellings(p)
     p.set_defaults(func=run)
 
@@ -38,8 +38,8 @@ def run(args) -> int:
     from ..train import train
 
     apply_config_file(args)
-    adapter = dataclass_from_args(AdapterConfig, args)
-    cfg = dataclass_from_args(TrainConfig, args, adapter=adapter)
+    parts = {name: dataclass_from_args(cls, args) for name, cls in SUBCONFIGS.items()}
+    cfg = dataclass_from_args(TrainConfig, args, **parts)
     out = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 wrote it
         print(f"lorikit: adapter written to {out}")

@@ -1,6 +1,6 @@
 """Data: files, built-in synthetic tasks and Hub datasets → prompt/response examples → token batches."""
 
-from .builtin import TASKS as BUILTIN_TASKS
+from .builtin import BUILTIN_TASKS
 from .formats import FORMATS, Example
 from .loading import load_examples, load_rows, read_rows, split_dev
 from .tokenize import IGNORE, collate, tokenize_example

@@ -116,6 +116,7 @@ TASKS: dict[str, BuiltinTask] = {
     "words-sort": BuiltinTask(_words_task("words-sort", "Sort the words alphabetically.", sorted),
                               "alpaca", "exact", "words"),
 }
+BUILTIN_TASKS = TASKS  # name -> BuiltinTask (generate, format, scorer, family); the package-level export
 
 
 def parse_builtin(spec: str) -> tuple[str, str]:
@@ -123,8 +124,8 @@ def parse_builtin(spec: str) -> tuple[str, str]:
     parts = spec.split(":")
     name = parts[1] if len(parts) > 1 else ""
     split = parts[2] if len(parts) > 2 else "train"
-    if name not in TASKS:
-        raise UsageError(f"--data {spec}: unknown built-in task {name!r} (choose from {', '.join(TASKS)})")
+    if name not in BUILTIN_TASKS:
+        raise UsageError(f"--data {spec}: unknown built-in task {name!r} (choose from {', '.join(BUILTIN_TASKS)})")
     if split not in SPLITS or len(parts) > 3:
         raise UsageError(f"--data {spec}: unknown split {split!r} (choose from {', '.join(SPLITS)})")
     return name, split

@@ -18,8 +18,6 @@ from ..errors import LorikitError, UsageError
 from .templates import FINAL_ANSWER, alpaca_prompt, gsm8k_prompt
 
 FORMATS = ("auto", "alpaca", "gsm8k", "nlu")
-REQUIRED = {"alpaca": ("instruction", "output"), "gsm8k": ("question", "answer"),
-            "nlu": ("instruction", "output", "answer")}
 _GSM_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 
 

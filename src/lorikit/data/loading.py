@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LorikitError, UsageError
-from .builtin import TASKS, builtin_rows, parse_builtin
+from .builtin import BUILTIN_TASKS, builtin_rows, parse_builtin
 from .formats import FORMATS, Example, detect_format, to_example
 
 
@@ -128,7 +128,7 @@ def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split:
     rows, where = load_rows(spec, split, n_builtin, seed)
     base = parse_split(spec)[0]
     if base.startswith("builtin:") and fmt == "auto":
-        fmt = TASKS[parse_builtin(base)[0]][1]
+        fmt = BUILTIN_TASKS[parse_builtin(base)[0]][1]
     if not rows:
         raise LorikitError(f"{where}: no rows")
     line_of = (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")

@@ -1,4 +1,4 @@
-"""Prompt templates exactly as the reference protocols use them (METHODS.md §7).
+"""Prompt templates exactly as the reference protocols use them (docs/methods.md#evaluation).
 
 The reference indents the continuation lines of its prompts (a stray artefact of Python
 triple-quoted strings); lorikit does not copy that defect.

@@ -30,6 +30,14 @@ def tokenize_example(tok, prompt: str, response: str, max_length: int = 512,
     return TokenizedExample(p + r, [IGNORE] * len(p) + r)
 
 
+def encode(tok, first: str, second: str | None, max_length: int) -> list[int]:
+    """Token ids; pairs use the tokenizer's pair template when it has a separator (encoders),
+    otherwise the two texts joined by a newline (decoders have no pair template)."""
+    if second is not None and getattr(tok, "sep_token", None) is None:
+        first, second = f"{first}\n{second}", None
+    return tok(first, second, truncation=True, max_length=max_length).input_ids
+
+
 def pad_right(sequences: list[list[int]], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(padded [n, longest] long tensor, attention mask with 1 on real positions)."""
     width = max(len(s) for s in sequences)

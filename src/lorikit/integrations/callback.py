@@ -27,6 +27,7 @@ from typing import Any
 from safetensors import safe_open
 from transformers import TrainerCallback
 
+from ..adapters.methods import find_method
 from ..errors import LorikitError
 from .peft_lori import lori_info, lori_plan, write_lori_metadata
 
@@ -70,7 +71,8 @@ class LoriCallback(TrainerCallback):
             if self.require_lori:
                 raise LorikitError("LoriCallback: the model was not built by lorikit.integrations.get_lori_model")
             return
-        frozen_a = lori_info(model).get("method") in ("lori-d", "lori-s")
+        method = find_method(lori_info(model).get("method"))
+        frozen_a = method is not None and method.freezes_a
         trainable_a = [n for n, p in model.named_parameters() if "lora_A" in n and p.requires_grad]
         if frozen_a and trainable_a:
             raise LorikitError(f"LoriCallback: {trainable_a[0]} is trainable; LoRI's A must stay frozen")

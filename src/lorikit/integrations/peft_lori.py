@@ -28,6 +28,7 @@ from .. import __version__
 from ..adapters.build import lora_layers
 from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask
+from ..adapters.methods import get_method
 from ..adapters.seeded import A_INITS, seeded_projection
 from ..adapters.state import LORIKIT_META, load_adapter
 from ..errors import UsageError
@@ -101,7 +102,7 @@ def get_lori_model(model: torch.nn.Module, lora_config, method: str = "lori-d", 
     if a_init not in A_INITS:
         raise UsageError(f"a_init={a_init!r}: unknown (choose from {', '.join(A_INITS)})")
     _check_lora_config(lora_config)
-    if (mask is None) == (method == "lori-s"):
+    if (mask is None) == get_method(method).uses_mask:
         raise UsageError("method='lori-s' needs mask=..." if mask is None else
                          "mask: only with method='lori-s' (LoRI-D trains all of B)")
     masks, source = _mask_and_source(mask) if mask is not None else (None, {})

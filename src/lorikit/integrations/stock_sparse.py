@@ -1,6 +1,6 @@
 """LoRI-S inside any training loop, with every save a stock PEFT adapter.
 
-``train.sparse.SparsePlan`` trains only the kept entries of each B through a
+``adapters.methods.plans.SparsePlan`` trains only the kept entries of each B through a
 ``torch.nn.utils.parametrize`` scatter (gradients and optimizer state ∝ kept entries, masked
 entries read from a frozen zero B₀ and so exactly zero at every step). A parametrized module's
 ``state_dict`` however holds ``lora_B.default.parametrizations.weight.original`` and
@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 
 from ..adapters.build import lora_layers
 from ..errors import LorikitError
-from ..train.sparse import SparsePlan
+from ..adapters.methods.plans import SparsePlan
 
 _PARAM_PREFIX = "parametrizations.weight."
 

@@ -11,6 +11,7 @@ Accepted names:
 
 from __future__ import annotations
 
+import logging
 import importlib.util
 import os
 import re
@@ -21,6 +22,9 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
+from ..utils.atomic import atomic_output_dir
+
+log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny-random-llama"
@@ -149,10 +153,8 @@ def smollm2_folder() -> Path:
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    from ..utils.atomic import atomic_output_dir
-
     t0 = time.time()
-    print(f"lorikit: de-quantising {gguf.name} once into {folder} ...", flush=True)
+    log.info("de-quantising %s once into %s ...", gguf.name, folder)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = gguf_model.config
@@ -168,7 +170,7 @@ def smollm2_folder() -> Path:
     with atomic_output_dir(folder, overwrite=True) as tmp:
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-    print(f"lorikit: cached smollm2-135m in {time.time() - t0:.0f} s", flush=True)
+    log.info("cached smollm2-135m in %.0f s", time.time() - t0)
     return folder
 
 

@@ -1,4 +1,4 @@
-"""Move an existing update into OSRM's subspace (METHODS.md §6, the reference's post_OSRM.py).
+"""Move an existing update into OSRM's subspace (docs/methods.md#osrm, the reference's post_OSRM.py).
 
 Input: a LoRA adapter (ΔW = s B A per module) or a fully fine-tuned model folder (ΔW = W_ft − W_0
 per target module, W_0 from the statistics' base model). With A_o = A_osrm (r × d, rows c·
@@ -16,15 +16,22 @@ Reported per module and overall: kept = ‖ΔW P‖² / ‖ΔW‖².
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ..adapters.state import ADAPTER_CONFIG, PEFT_PREFIX, AdapterState, LoraModule, load_adapter
 from ..errors import LorikitError, UsageError
+from ..models import load_model
+from ..models.heads import HEAD_NAMES
+from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
 from .init import MODES, osrm_projection, parse_scale
-from .stats import OsrmStats
+from .reader import OsrmStats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +79,6 @@ def _full_model_deltas(folder: Path, base_name: str, target_suffixes: set[str]):
     """(module, ΔW) for every Linear whose name ends in a recorded suffix; plus the head tensors."""
     from transformers import AutoConfig
 
-    from ..models import load_model
-    from ..train.classification import HEAD_NAMES
-
     config = AutoConfig.from_pretrained(str(folder))
     is_cls = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     if is_cls:
@@ -103,47 +107,60 @@ def _full_model_deltas(folder: Path, base_name: str, target_suffixes: set[str]):
     return deltas, heads, is_cls
 
 
-def transform(cfg: TransformConfig, report=print) -> tuple[Path, dict]:
-    """Write the transformed adapter; returns (folder, {module: kept fraction, 'overall': ...})."""
+def _adapter_source(source: Path, cfg: TransformConfig, stats: OsrmStats) -> dict:
+    """Items (module, ΔW, scaling, rank), config and extra tensors of a LoRA adapter source."""
+    state = load_adapter(source)
+    stats.check_model(state.base_model)
+    if cfg.base_model is not None:
+        raise UsageError("--base-model: only for a fully fine-tuned source (a LoRA adapter names its base)")
+    items = []
+    for name, m in state.modules().items():
+        rank = cfg.rank or m.rank
+        scaling = cfg.alpha / rank if cfg.alpha is not None else m.scaling
+        items.append((name, m.delta(torch.float64), scaling, rank))
+    meta = {"source_kind": "lora", **({"source_meta": state.meta} if state.meta else {})}
+    return {"items": items, "config": dict(state.config), "extra": state.other_tensors(), "meta": meta}
+
+
+def _full_source(source: Path, cfg: TransformConfig, stats: OsrmStats) -> dict:
+    """The same for a fully fine-tuned model folder: ΔW = tuned − base, at ``--rank`` (default 8)."""
+    from peft import LoraConfig
+
+    base_name = cfg.base_model or stats.model
+    stats.check_model(_base_id(base_name))
+    suffixes = {m.rsplit(".", 1)[-1] for m in stats.modules}
+    deltas, extra, is_cls = _full_model_deltas(source, base_name, suffixes)
+    rank = cfg.rank or 8
+    alpha = cfg.alpha if cfg.alpha is not None else 2.0 * rank
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(suffixes),
+                        task_type="SEQ_CLS" if is_cls else "CAUSAL_LM",
+                        modules_to_save=sorted({k[len(PEFT_PREFIX):].split(".")[0] for k in extra}) or None
+                        ).to_dict()
+    config = json.loads(json.dumps(config, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
+    config["base_model_name_or_path"] = stats.model
+    items = [(name, d, alpha / rank, rank) for name, d in deltas.items()]
+    return {"items": items, "config": config, "extra": extra, "meta": {"source_kind": "full"}}
+
+
+def transform(cfg: TransformConfig, report: Callable[[str], None] = log.info) -> tuple[Path, dict]:
+    """Write the transformed adapter; returns (folder, {module: kept fraction, 'overall': ...}).
+
+    ``report`` receives one line per module and a total (default: the ``lorikit.osrm`` logger)."""
     stats = OsrmStats(cfg.osrm_stats)
     stats.check_task(cfg.task)
     source = Path(cfg.source)
     if not source.is_dir():
         raise UsageError(f"{cfg.source}: not a folder (give a LoRA adapter or a fine-tuned model folder)")
+    if (source / ADAPTER_CONFIG).is_file():
+        found = _adapter_source(source, cfg, stats)
+    elif (source / "config.json").is_file():
+        found = _full_source(source, cfg, stats)
+    else:
+        raise UsageError(f"{cfg.source}: neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
     kept_total = norm_total = 0.0
     fractions: dict[str, float] = {}
     modules: list[LoraModule] = []
-    if (source / ADAPTER_CONFIG).is_file():
-        state = load_adapter(source)
-        stats.check_model(state.base_model)
-        if cfg.base_model is not None:
-            raise UsageError("--base-model: only for a fully fine-tuned source (a LoRA adapter names its base)")
-        items = [(name, m.delta(torch.float64), m.scaling, cfg.rank or m.rank) for name, m in state.modules().items()]
-        config = dict(state.config)
-        extra = state.other_tensors()
-        kind = "lora"
-    elif (source / "config.json").is_file():
-        base_name = cfg.base_model or stats.model
-        stats.check_model(_base_id(base_name))
-        suffixes = {m.rsplit(".", 1)[-1] for m in stats.modules}
-        deltas, extra, is_cls = _full_model_deltas(source, base_name, suffixes)
-        rank = cfg.rank or 8
-        alpha = cfg.alpha if cfg.alpha is not None else 2.0 * rank
-        items = [(name, d, alpha / rank, rank) for name, d in deltas.items()]
-        from peft import LoraConfig
-
-        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted(suffixes),
-                            task_type="SEQ_CLS" if is_cls else "CAUSAL_LM",
-                            modules_to_save=sorted({k[len(PEFT_PREFIX):].split(".")[0] for k in extra}) or None
-                            ).to_dict()
-        config = json.loads(json.dumps(config, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
-        config["base_model_name_or_path"] = stats.model
-        kind = "full"
-    else:
-        raise UsageError(f"{cfg.source}: neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
-    for name, delta, scaling, rank in items:
-        if kind == "lora" and cfg.alpha is not None:
-            scaling = cfg.alpha / rank
+    for name, delta, scaling, rank in found["items"]:
         A_osrm = osrm_projection(stats, cfg.task, name, rank, cfg.osrm_mode)
         if A_osrm.shape[1] != delta.shape[1]:
             raise LorikitError(f"module {name}: input size {delta.shape[1]}, statistics have {A_osrm.shape[1]}")
@@ -156,18 +173,16 @@ def transform(cfg: TransformConfig, report=print) -> tuple[Path, dict]:
         report(f"{name}: kept {fractions[name]:.4f} of ||dW||^2")
     fractions["overall"] = kept_total / norm_total if norm_total > 0 else 1.0
     report(f"overall: kept {fractions['overall']:.4f} of ||dW||^2 ({len(modules)} modules)")
-    meta = {"method": "osrm-transform", "source": str(source), "source_kind": kind,
-            "base_model": config.get("base_model_name_or_path"),
+    meta = {"method": "osrm-transform", "source": str(source), "source_kind": found["meta"]["source_kind"],
+            "base_model": found["config"].get("base_model_name_or_path"),
             "init": {"kind": "osrm-transform", "stats": cfg.osrm_stats, "task": cfg.task, "mode": cfg.osrm_mode,
                      "scale": cfg.osrm_scale, "kept_fraction": fractions}}
-    if kind == "lora" and state.meta:
-        meta["source_meta"] = state.meta
-    out_state = AdapterState.from_modules(modules, config, meta=meta, extra_tensors=extra)
+    if "source_meta" in found["meta"]:
+        meta["source_meta"] = found["meta"]["source_meta"]
+    out_state = AdapterState.from_modules(modules, found["config"], meta=meta, extra_tensors=found["extra"])
     return out_state.save(cfg.out, cfg.overwrite), fractions
 
 
 def _base_id(name: str) -> str:
     """The id ``load_model(name)`` records (the alias smollm2-135m stands for its Hub id)."""
-    from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
-
     return SMOLLM2_HUB_ID if name == SMOLLM2 else name

@@ -21,6 +21,7 @@ since; otherwise it is missing (no folder) or stale (other settings, unfinished,
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import time
@@ -35,6 +36,8 @@ from .recipe import Recipe
 
 STAGE_RECORD = "lorikit-stage.json"
 FULL_HASH_LIMIT = 64 * 2**20  # bytes: larger outputs (--into-model shards) are fingerprinted by size and mtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -154,7 +157,7 @@ def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, only: list[str] | None = None,
-               dry_run: bool = False, echo: Callable[[str], None] = print) -> list[StagePlan]:
+               dry_run: bool = False, echo: Callable[[str], None] = log.info) -> list[StagePlan]:
     """Run the recipe; returns the plan (each stage's action) for callers and tests."""
     plans = plan_recipe(recipe, resume, overwrite, only)
     todo = [p for p in plans if p.action == "run"]

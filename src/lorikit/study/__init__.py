@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -42,11 +42,13 @@ def load_study_config(path: str | None, **overrides: Any) -> StudyConfig:
         raise UsageError(f"{path or 'study'}: {exc}") from None
 
 
-def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit study") -> Path:
-    """Run (or resume) the study; returns its table folder (table.md, study.json, PNGs)."""
+def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit study",
+              echo: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) the study (``echo``: progress lines, default the log); returns its table folder
+    (table.md, study.json, PNGs)."""
     recipe = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
     logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
-    run_recipe(recipe, resume=not fresh, overwrite=fresh)
+    run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
     return Path(cfg.workdir) / "table"
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..adapters.methods import continual_method, method_names
 from ..data.builtin import TASKS as BUILTIN
 from ..errors import UsageError
 
-METHODS = ("lora", "lori-d", "lori-s", "osrm")
-CONTINUAL_METHODS = ("lora", "lori-d", "lori-s")
+METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
+CONTINUAL_METHODS = method_names()
 CHOICE_BUILTINS = ("compare", "pair-max", "pair-greater")  # built-in tasks whose answer is one of fixed options
 SCORINGS = ("generate", "loglik")
 
@@ -97,8 +98,9 @@ class StudyConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise UsageError(f"--methods {bad[0] if bad else '(none)'!r}: choose from {', '.join(METHODS)}")
-        if "lori-s" in self.methods and "lori-d" not in self.methods:
-            raise UsageError("--methods: lori-s needs lori-d (its masks come from the LoRI-D adapters)")
+        masked, dense = continual_method(True).name, continual_method(False).name  # lori-s, lori-d
+        if masked in self.methods and dense not in self.methods:
+            raise UsageError(f"--methods: {masked} needs {dense} (its masks come from the {dense} adapters)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UsageError(f"--seeds {self.seeds}: give distinct seeds")
         if not self.weights or any(not 0 < w <= 2 for w in self.weights):

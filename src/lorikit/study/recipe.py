@@ -21,6 +21,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
+from ..adapters.methods import find_method
 from .config import CONTINUAL_METHODS, StudyConfig
 
 
@@ -44,7 +45,7 @@ class _Builder:
         """One adapter of ``method`` (the only place that tells methods apart)."""
         cfg, data = self.cfg, self.tasks[task].train
         stage: dict[str, Any] = {"kind": "train", "data": data, "lr": cfg.lr}
-        if method == "lori-s":  # the task's mask, from the same seed's LoRI-D adapter of that task
+        if getattr(find_method(method), "uses_mask", False):  # lori-s: the task's mask, from the same seed's LoRI-D adapter of that task
             masks = f"masks-lori-s-s{seed}-{task}"
             self.stages[masks] = {"kind": "masks", "adapter": f"$lori-d-s{seed}-{task}", "sparsity": cfg.sparsity}
             stage.update(method="lori-s", lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")

@@ -78,19 +78,17 @@ def claim_checkpoint_dir(cfg, dist) -> None:
     dist.barrier()
 
 
-def settings(cfg) -> dict[str, Any]:
-    """The run's settings as ``{flag name: value}``, in the order the flags are declared."""
-    flat: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(cfg).items():
-        if key == "adapter":
-            flat.update(value)
-        elif key not in RESUMABLE_CHANGES:
-            flat[key] = value
+def settings(cfg, adapter=None) -> dict[str, Any]:
+    """The run's settings as ``{flag name: value}``: the run's own, its sub-configs' and those of
+    ``adapter``, the adapter config the run trains (default ``cfg.adapter``; the trainer passes the
+    resolved one, with the seed and shape actually used)."""
+    flat = {k: v for k, v in cfg.flat().items() if k not in RESUMABLE_CHANGES}
+    flat.update(dataclasses.asdict(adapter or cfg.adapter))
     return json.loads(json.dumps(flat, default=str))  # tuples → lists, as they come back from JSON
 
 
-def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path) -> None:
-    current = settings(cfg)
+def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adapter=None) -> None:
+    current = settings(cfg, adapter)
     for key in list(current) + [k for k in saved["settings"] if k not in current]:
         if saved["settings"].get(key) != current.get(key):
             raise UsageError(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
@@ -150,15 +148,15 @@ class Checkpointer:
     """Saves and restores resume state; ``dist`` is the trainer's ``Single``/``Distributed``."""
 
     def __init__(self, cfg, dist, model: torch.nn.Module, params_by_name: dict[str, torch.nn.Parameter],
-                 optimizer, scheduler):
-        self.cfg, self.dist = cfg, dist
+                 optimizer, scheduler, adapter=None):
+        self.cfg, self.dist, self.adapter = cfg, dist, adapter
         self.root = checkpoint_root(cfg.out)
         self.model, self.params = model, params_by_name
         self.optimizer, self.scheduler = optimizer, scheduler
 
     def _state(self, step: int, log: list[dict]) -> dict[str, Any]:
         return {"format": FORMAT, "step": step, "world_size": self.dist.world,
-                "settings": settings(self.cfg), "log": log}
+                "settings": settings(self.cfg, self.adapter), "log": log}
 
     # ---- save -----------------------------------------------------------------------------
     def save(self, step: int, log: list[dict]) -> Path:
@@ -236,7 +234,7 @@ class Checkpointer:
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             got = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
             raise LorikitError(f"{ckpt}: checkpoint format {got} is not {FORMAT}")
-        check_same_settings(saved, self.cfg, self.dist.world, ckpt)
+        check_same_settings(saved, self.cfg, self.dist.world, ckpt, self.adapter)
         try:
             if self.dist.sharded:
                 self._load_sharded(ckpt)

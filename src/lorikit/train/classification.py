@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classification import row_text
+from ..data.loading import load_rows
+from ..data.tokenize import encode, pad_right
 from ..errors import LorikitError
+from ..models.heads import HEAD_NAMES, head_modules
 
-HEAD_NAMES = ("score", "classifier")  # Llama-style decoders, BERT/RoBERTa-style encoders
-
+__all__ = ["HEAD_NAMES", "ClassificationExample", "classification_loss_sum", "collate_classification", "encode",
+           "head_modules", "load_classification_data", "row_label", "row_text"]
 
 @dataclass
 class ClassificationExample:
@@ -49,18 +52,8 @@ def row_label(row: dict, where: str, num_labels: int) -> float | int:
     return label
 
 
-def encode(tok, first: str, second: str | None, max_length: int) -> list[int]:
-    """Token ids; pairs use the tokenizer's pair template when it has a separator (encoders),
-    otherwise the two texts joined by a newline (decoders have no pair template)."""
-    if second is not None and getattr(tok, "sep_token", None) is None:
-        first, second = f"{first}\n{second}", None
-    return tok(first, second, truncation=True, max_length=max_length).input_ids
-
-
 def load_classification_data(spec: str, tok, num_labels: int, max_length: int = 128, limit: int | None = None,
                              split: str = "train", seed: int = 0) -> list[ClassificationExample]:
-    from ..data.loading import load_rows
-
     rows, where = load_rows(spec, split, seed=seed)
     if not rows:
         raise LorikitError(f"{where}: no rows")
@@ -76,8 +69,6 @@ def load_classification_data(spec: str, tok, num_labels: int, max_length: int = 
 
 def collate_classification(batch: list[ClassificationExample], pad_id: int, num_labels: int) -> dict[str, torch.Tensor]:
     """Right-padded ids, attention mask and labels (long for K ≥ 2, float for K = 1)."""
-    from ..data.tokenize import pad_right
-
     ids, mask = pad_right([b.input_ids for b in batch], pad_id)
     dtype = torch.float32 if num_labels == 1 else torch.long
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([b.label for b in batch], dtype=dtype)}
@@ -90,11 +81,3 @@ def classification_loss_sum(model, batch: dict[str, torch.Tensor], num_labels: i
     if num_labels == 1:
         return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum"), labels.shape[0]
     return F.cross_entropy(logits, labels, reduction="sum"), labels.shape[0]
-
-
-def head_modules(model) -> list[str]:
-    """Names of the classification head's top-level modules (trained in full, saved with the adapter)."""
-    names = [n for n, _ in model.named_children() if n in HEAD_NAMES]
-    if not names:
-        raise LorikitError(f"{type(model).__name__}: no classification head ({' or '.join(HEAD_NAMES)}) found")
-    return names

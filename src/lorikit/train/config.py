@@ -1,19 +1,30 @@
-"""Typed configuration of a training run; each field's help text is also its ``--flag`` help."""
+"""Typed configuration of a training run; each field's help text is also its ``--flag`` help.
+
+``TrainConfig`` holds the run's own settings and one sub-config per concern: ``adapter``
+(``AdapterConfig``: method, rank, A's init and seed) and ``osrm`` (``OsrmInitConfig``, the settings
+of ``--init osrm``). CLI flags and recipe keys stay flat (``--osrm-stats``, ``osrm_stats:``);
+``split_settings`` routes each to its sub-config. Nothing here rewrites another field: the method
+and seed a run actually uses are derived (``train_method``, ``resolved_seed``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..adapters.build import AdapterConfig
+from ..adapters.inits import data_init_names, get_init
+from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
 from ..errors import UsageError
 from ..models.loading import check_4bit_supported
-from .reporting import check_report_to
+from ..osrm.init import OsrmInitConfig
 from ..utils.validate import check_device, check_number
+from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
 HEADS = ("causal-lm", "classification")
-INITS = ("default", "osrm")
+INITS = ("default", *data_init_names())
 FREEZE = ("none", "A", "B")
 
 
@@ -63,16 +74,8 @@ class TrainConfig:
                 "sentence2 + label rows, head trained in full and saved with the adapter", "choices": HEADS})
     num_labels: int = field(default=2, metadata={"help": "classes of --head classification (1 = regression, MSE loss)"})
     init: str = field(default="default", metadata={
-        "help": "default: the method's own A; osrm: A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0",
+        "help": "default: the method's own A; " + "; ".join(f"{n}: {get_init(n).summary}" for n in INITS[1:]),
         "choices": INITS})
-    osrm_stats: str | None = field(default=None, metadata={"help": "statistics folder from lorikit osrm-stats (--init osrm)"})
-    task: str | None = field(default=None, metadata={"help": "this run's task name in --osrm-stats (--init osrm)"})
-    osrm_mode: str = field(default="mean", metadata={
-        "help": "mean: null space of the other tasks' mean inputs (official code); cov: smallest eigenvectors "
-                "of their summed second moments (paper)", "choices": ("mean", "cov")})
-    osrm_scale: str = field(default="unit", metadata={
-        "help": "row norm of the OSRM A: unit (reference), kaiming (1/√3, PEFT's default A), gaussian (√(in/r)) "
-                "or a number; sets the effective learning rate"})
     freeze: str = field(default="none", metadata={
         "help": "freeze A (train B only) or none (train both, OSRM's default); B cannot be frozen at B = 0",
         "choices": FREEZE})
@@ -107,6 +110,7 @@ class TrainConfig:
         "help": "carve this fixed-seed share of --data out as the dev set (training uses the rest)"})
     dev_limit: int | None = field(default=128, metadata={"help": "dev examples used per evaluation (first N)"})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"cli": False})
+    osrm: OsrmInitConfig = field(default_factory=OsrmInitConfig, metadata={"cli": False})
 
     def __post_init__(self):
         if not self.out:
@@ -135,30 +139,44 @@ class TrainConfig:
         check_report_to(self.report_to)
         if self.load_in_4bit:
             check_4bit_supported()
-        self._check_sparse_options()
+        self._check_sources()
         self._check_head_and_init()
         self._check_early_stopping()
-        if not self.adapter.seed_given and not self.mask and not self.from_adapter:
-            # METHODS.md: different tasks get different A by default. With one fixed default seed,
-            # every task's LoRI adapter would share A (and every LoRA adapter its initial A), and a
-            # merge of them would add all B's into one row space. LoRI-S and continual runs keep
-            # the seed of the adapter their A comes from.
-            self.adapter.seed = data_seed(self.data)
-            self.adapter.seed_derived = True
+        # The seed is not rewritten: resolved_seed() derives it from the data when none is given
+        # (docs/methods.md: different tasks get different A; LoRI-S and continual runs keep the seed
+        # of the adapter their A comes from). The adapter carries it as derived_seed, so attaching
+        # cfg.adapter directly draws the same A as the trainer, which passes it as seed.
+        if self.adapter.seed is None:
+            self.adapter.derived_seed = self.resolved_seed()
 
-    def _check_sparse_options(self) -> None:
-        method = self.adapter.method
+    @property
+    def train_method(self) -> AdapterMethod:
+        """The method this run trains: ``--method``, or with ``--from`` the continuing method ``--mask`` picks."""
         if self.from_adapter:
-            # Continual learning trains B only; the variant follows from the mask.
-            if method == "lori-s" and not self.mask:
-                raise UsageError("--method lori-s with --from: needs --mask FILE (the new task's mask)")
-            if method == "lori-d" and self.mask:
-                raise UsageError("--method lori-d with --mask: a mask trains sparse B, use --method lori-s")
-            self.adapter.method = "lori-s" if self.mask else "lori-d"
-        elif method == "lori-s" and not self.mask:
-            raise UsageError("--method lori-s: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
-        elif self.mask and method != "lori-s":
-            raise UsageError(f"--mask: only with --method lori-s or --from (got --method {method})")
+            return continual_method(bool(self.mask))
+        return get_method(self.adapter.method)
+
+    def resolved_seed(self) -> int | None:
+        """``--seed``; else, for a fresh run, a function of the data (different tasks get different A);
+        else None: LoRI-S and continual runs take the seed of the adapter their A comes from."""
+        if self.adapter.seed is not None:
+            return self.adapter.seed
+        if self.mask or self.from_adapter:
+            return None
+        return data_seed(self.data)
+
+    def _check_sources(self) -> None:
+        method = get_method(self.adapter.method)
+        if self.from_adapter:
+            if method.uses_mask and not self.mask:
+                raise UsageError(f"--method {method.name} with --from: needs --mask FILE (the new task's mask)")
+            if method.continues and not method.uses_mask and self.mask:
+                raise UsageError(f"--method {method.name} with --mask: a mask trains sparse B, "
+                                 f"use --method {mask_method_names()}")
+        elif method.uses_mask and not self.mask:
+            raise UsageError(f"--method {method.name}: needs --mask FILE (extract one with `lorikit masks ADAPTER`)")
+        elif self.mask and not method.uses_mask:
+            raise UsageError(f"--mask: only with --method {mask_method_names()} or --from (got --method {method.name})")
 
     def _check_early_stopping(self) -> None:
         for name in ("eval_every", "patience"):
@@ -201,14 +219,38 @@ class TrainConfig:
         if (self.mask or self.from_adapter) and (self.init != "default" or self.head != "causal-lm"):
             raise UsageError("--mask/--from: start from an existing adapter, so --init osrm and "
                              "--head classification do not apply")
-        if self.init == "osrm":
-            from ..osrm.init import MODES, check_scale
+        if self.init != "default":
+            init = get_init(self.init)
+            init.check(getattr(self, init.config_field))
 
-            if not self.osrm_stats or not self.task:
-                raise UsageError("--init osrm: needs --osrm-stats FOLDER and --task NAME")
-            if self.osrm_mode not in MODES:
-                raise UsageError(f"--osrm-mode {self.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
-            check_scale(self.osrm_scale)
+    @classmethod
+    def from_flat(cls, **settings) -> "TrainConfig":
+        """Build from flat keys, as on the command line and in recipes: ``TrainConfig.from_flat(out=...,
+        method="lori-d", rank=8, init="osrm", osrm_stats=..., task=...)``."""
+        own, parts = split_settings(settings)
+        return cls(**own, **{name: SUBCONFIGS[name](**values) for name, values in parts.items()})
+
+    def flat(self) -> dict:
+        """The run's settings as flat keys, as on the command line and in recipes (no ``adapter``)."""
+        values = asdict(self)
+        values.pop("adapter")
+        for name in SUBCONFIGS:
+            if name != "adapter":
+                values.update(values.pop(name))
+        return values
+
+
+SUBCONFIGS: dict[str, type] = {"adapter": AdapterConfig, "osrm": OsrmInitConfig}
+
+
+def split_settings(settings: dict) -> tuple[dict, dict[str, dict]]:
+    """Flat keys (CLI dests, recipe keys) → (TrainConfig's own settings, {sub-config field: its settings})."""
+    owners = {f.name: name for name, cls in SUBCONFIGS.items() for f in fields(cls)}
+    own: dict = {}
+    parts: dict[str, dict] = {name: {} for name in SUBCONFIGS}
+    for key, value in settings.items():
+        (parts[owners[key]] if key in owners else own)[key] = value
+    return own, parts
 
 
 def data_seed(spec: str) -> int:
@@ -218,8 +260,6 @@ def data_seed(spec: str) -> int:
     and under any path); ``builtin:NAME`` and Hub data sets by name. Selectors that pick part of the
     same data (``?split=...``, a built-in ``:SPLIT``) are ignored, so a task's train and dev views
     share a seed."""
-    import hashlib
-
     base = spec.split("?", 1)[0]
     path = Path(base)
     digest = hashlib.sha256()

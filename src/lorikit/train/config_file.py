@@ -20,7 +20,7 @@ import yaml
 from ..adapters.build import AdapterConfig
 from ..errors import LorikitError, UsageError
 from ..utils.settings import coerce_settings, did_you_mean
-from .config import TrainConfig
+from .config import SUBCONFIGS, TrainConfig, split_settings
 
 # Hugging Face TrainingArguments / PEFT LoraConfig name -> lorikit field
 HF_ALIASES = {
@@ -33,8 +33,11 @@ HF_ALIASES = {
 
 
 def field_names() -> tuple[set[str], set[str]]:
-    """(TrainConfig fields, AdapterConfig fields) that a config file or flag may set."""
+    """(TrainConfig fields incl. its non-adapter sub-configs' (osrm), AdapterConfig fields) a file or flag may set."""
     run = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli") is not False}
+    for name, cls in SUBCONFIGS.items():
+        if name != "adapter":
+            run |= {f.name for f in dataclasses.fields(cls)}
     return run, {f.name for f in dataclasses.fields(AdapterConfig)}
 
 
@@ -80,5 +83,9 @@ def load_train_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], dic
             raise UsageError(f"--config {path}: key {key!r} sets {name!r} a second time")
         target[name] = value
     where = f"--config {path}"
-    return (coerce_settings(TrainConfig, run_settings, where),
-            coerce_settings(AdapterConfig, adapter_settings, where))
+    own, parts = split_settings(run_settings)
+    coerced = coerce_settings(TrainConfig, own, where)
+    for name, cls in SUBCONFIGS.items():
+        if name != "adapter":
+            coerced.update(coerce_settings(cls, parts[name], where))
+    return coerced, coerce_settings(AdapterConfig, adapter_settings, where)

@@ -29,16 +29,13 @@ from typing import Any, Callable
 import torch
 
 from ..errors import LorikitError, UsageError
+from ..models.device import resolve_device
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def launched_by_torchrun() -> bool:
     return all(v in os.environ for v in TORCHRUN_VARS)
-
-
-def env_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 class AgreedError(LorikitError):
@@ -242,7 +239,7 @@ def decoder_layers(causal_lm: torch.nn.Module) -> list[torch.nn.Module]:
     raise LorikitError(f"{type(causal_lm).__name__}: no decoder layer list found to shard")
 
 
-def setup(device: str, global_batch: int, resolve_device: Callable[[str], torch.device]) -> Single:
+def setup(device: str, global_batch: int) -> Single:
     """``Distributed`` under torchrun (process group initialised), else ``Single``."""
     if not launched_by_torchrun():
         return Single(resolve_device(device))

@@ -39,7 +39,7 @@ class EarlyStopping:
         self.cfg, self.trainer, self.params = cfg, trainer, params
         spec = cfg.dev_data or carved(cfg.data, "dev", cfg.dev_fraction)
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
-                                 seed=cfg.adapter.seed)
+                                 seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
         self.dev = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
                     for e in examples]
         self.source = spec

@@ -16,45 +16,40 @@ optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter 
 from __future__ import annotations
 
 import contextlib
+import logging
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..adapters.build import attach_adapter, lora_layers
 from ..adapters.card import write_model_card
+from ..adapters.inits import get_init
+from ..adapters.methods import get_method
 from ..data import collate, load_examples, tokenize_example
 from ..errors import LorikitError, UsageError
-from ..models import load_model
+from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
-from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir, latest_checkpoint
-from .progress import Throughput
+from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir
+from .classification import (classification_loss_sum, collate_classification, head_modules,
+                             load_classification_data)
 from .config import TrainConfig
 from .early_stop import EarlyStopping
+from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
-from .plan import DensePlan
+from .progress import Throughput
 from .reporting import Reporter, default_logging_dir
 
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"--device {device!r}: unknown device") from exc
+log = logging.getLogger(__name__)
 
 
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
@@ -75,7 +70,7 @@ def lr_lambda(cfg: TrainConfig, steps: int):
     return factor
 
 
-def step_schedule(cfg: TrainConfig, lengths: list[int]) -> list[list[int]]:
+def step_schedule(cfg: TrainConfig, lengths: list[int], seed: int) -> list[list[int]]:
     """Indices of every optimizer step of the run, epochs concatenated, cut at the step budget.
 
     ``lengths`` are the examples' token counts: with ``group_by_length`` each batch holds examples
@@ -86,9 +81,9 @@ def step_schedule(cfg: TrainConfig, lengths: list[int]) -> list[list[int]]:
     epoch = 0
     while len(schedule) < steps:
         if cfg.group_by_length:
-            schedule.extend(length_grouped_batches(lengths, global_batch, cfg.adapter.seed, epoch))
+            schedule.extend(length_grouped_batches(lengths, global_batch, seed, epoch))
         else:
-            schedule.extend(random_batches(len(lengths), global_batch, cfg.adapter.seed, epoch))
+            schedule.extend(random_batches(len(lengths), global_batch, seed, epoch))
         epoch += 1
     return schedule[:steps]
 
@@ -100,18 +95,21 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.log: list[dict[str, Any]] = []
+        # The adapter actually trained: the method --from/--mask select and the resolved seed
+        # (building from a source adapter updates it to that adapter's shape, seed and A).
+        self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.resolved_seed())
+        self.init_record: dict | None = None
+        self.stopper: EarlyStopping | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
         cfg = self.cfg
         if cfg.head == "classification":
-            from .classification import load_classification_data
-
             data = load_classification_data(cfg.data, tokenizer, cfg.num_labels, cfg.max_length, cfg.limit,
-                                            seed=cfg.adapter.seed)
+                                            seed=self.adapter.run_seed)
             return data, data
         examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
-                                 seed=cfg.adapter.seed)
+                                 seed=self.adapter.run_seed)
         tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
                      for e in examples]
         if not any(any(l != -100 for l in t.labels) for t in tokenized):
@@ -121,45 +119,33 @@ class Trainer:
     def build_model(self):
         cfg = self.cfg
         if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
-            from .from_adapter import build_from_adapter
-
             bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
-            self.init_record = None
-            peft_model, plan = build_from_adapter(bundle, cfg)
+            peft_model, plan, self.adapter = build_from_adapter(bundle, cfg, self.adapter)
             return bundle, peft_model, plan
         if cfg.head == "classification":
-            from .classification import head_modules
-
             bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
                                 load_in_4bit=cfg.load_in_4bit)
-            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id, task_type="SEQ_CLS",
+            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id, task_type="SEQ_CLS",
                                         modules_to_save=head_modules(bundle.model))
         else:
             bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
-            peft_model = attach_adapter(bundle.model, cfg.adapter, bundle.base_model_id)
-        self.init_record = None
-        if cfg.init == "osrm":
-            from ..osrm.init import apply_osrm_init
-
-            self.init_record = apply_osrm_init(peft_model, cfg.osrm_stats, cfg.task, cfg.osrm_mode,
-                                               cfg.osrm_scale, bundle.base_model_id)
+            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id)
+        if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
+            init = get_init(cfg.init)
+            self.init_record = init.apply(peft_model, getattr(cfg, init.config_field), bundle.base_model_id)
         if cfg.freeze == "A":
             for _, layer in lora_layers(peft_model):
                 layer.lora_A["default"].weight.requires_grad_(False)
-        return bundle, peft_model, DensePlan(peft_model)
+        return bundle, peft_model, get_method(self.adapter.method).plan(peft_model)
 
     def loss_sum(self, model, batch) -> torch.Tensor:
         if self.cfg.head == "classification":
-            from .classification import classification_loss_sum
-
             return classification_loss_sum(model, batch, self.cfg.num_labels)[0]
         return sft_loss_sum(model, batch, self.cfg.logits == "supervised")[0]
 
     def make_batch(self, items, pad_id) -> tuple[dict[str, torch.Tensor], int]:
         """(batch tensors, units the loss is averaged over: response tokens or examples)."""
         if self.cfg.head == "classification":
-            from .classification import collate_classification
-
             return collate_classification(items, pad_id, self.cfg.num_labels), len(items)
         batch = collate(items, pad_id)
         return batch, int((batch["labels"][:, 1:] != -100).sum())
@@ -168,7 +154,7 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.cfg
         check_output_dir(cfg.out, cfg.overwrite, self.inputs())
-        dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum, resolve_device)
+        dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
             # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
             with output_lock(cfg.out) if dist.is_main else contextlib.nullcontext():
@@ -179,7 +165,7 @@ class Trainer:
     def inputs(self) -> list[str | None]:
         """Files and folders this run reads: --out must not hold any of them."""
         cfg = self.cfg
-        return [cfg.data.split("?", 1)[0], cfg.from_adapter, cfg.mask, cfg.osrm_stats]
+        return [cfg.data.split("?", 1)[0], cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats]
 
     def _run(self, dist) -> Path:
         cfg = self.cfg
@@ -187,102 +173,104 @@ class Trainer:
         claim_checkpoint_dir(cfg, dist)
         if cfg.deterministic:
             use_deterministic_kernels()
-        torch.manual_seed(cfg.adapter.seed)
-
-        def set_up():
-            bundle, peft_model, plan = self.build_model()
-            # FSDP2 replaces every Parameter by a sharded one: remember the plan's by name.
-            names = {id(p): n for n, p in peft_model.named_parameters()}
-            plan_names = [names.get(id(p)) for p in plan.parameters()]
-            if None in plan_names:
-                raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
-            if not plan_names:
-                raise LorikitError("nothing to train: every parameter is frozen")
-            return bundle, peft_model, plan, plan_names, *self.load_data(bundle.tokenizer)
-
-        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(set_up)
-        causal_lm = peft_model.get_base_model()
+        torch.manual_seed(self.adapter.run_seed)
+        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(self._set_up)
         if cfg.grad_checkpointing:
-            # Non-reentrant: works with frozen inputs (LoRI's frozen embeddings) and FSDP2.
-            if hasattr(causal_lm, "activation_checkpointing_enable"):  # transformers ≥ 5 name
-                causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_grad_checkpointing(peft_model.get_base_model())
         model = dist.prepare(peft_model, self.loss_sum, cfg.bf16)
         model.train()
-        current = dict(peft_model.named_parameters())
-        params = [current[n] for n in plan_names]
+        params = [dict(peft_model.named_parameters())[n] for n in plan_names]
         # One fused kernel for all tensors instead of a Python loop over them (hundreds of small
         # LoRA factors); FSDP2's sharded DTensors keep the default implementation.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay, fused=not dist.sharded or None)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
-        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized])
+        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], self.adapter.run_seed)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-        ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler)
+        ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
-        pad_id = bundle.tokenizer.pad_token_id
         if cfg.eval_every and dist.sharded:
             raise UsageError("--eval-every: not supported under torchrun (single process only)")
         self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
-        # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
-        autocast = cfg.bf16 and not dist.sharded
         t_start = time.perf_counter()
         reporter = self.reporter(dist.is_main)
-        bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
-                   desc=f"train {cfg.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
-                   smoothing=0.1)
-        throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
-        for step in bar:
-            t0 = time.perf_counter()
-            indices = schedule[step]
-            micro = dist.micro_batches(indices, cfg.batch_size, cfg.grad_accum)
-            # A rank with an empty share still runs the pass (FSDP's collectives must line up),
-            # on a stand-in example whose loss is weighted 0.
-            made = [(self.make_batch([tokenized[j] for j in (m or indices[:1])], pad_id), 1.0 if m else 0.0)
-                    for m in micro]
-            batches = [(batch, weight) for (batch, _), weight in made]
-            n_tokens = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
-            local_loss = 0.0
-            for batch, weight in batches:
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss_sum = model(batch)
-                (loss_sum * weight / max(1, n_tokens)).backward()
-                local_loss += weight * float(loss_sum.detach())
-            grad_norm = None
-            if cfg.max_grad_norm:
-                grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            plan.after_step()
-            loss = dist.sum([local_loss])[0] / max(1, n_tokens)
-            if not math.isfinite(loss):
-                raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
-            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                      ("examples" if cfg.head == "classification" else "tokens"): n_tokens,
-                      "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
-            self.log.append(record)
-            reporter.log(record)
-            bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_tokens, record["seconds"]))
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
-                ckpt.save(step + 1, self.log)
-            if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
-                break
-        bar.close()
-        reporter.close()
+        try:
+            self._steps(model, dist, plan, params, (optimizer, scheduler, ckpt, reporter),
+                        [[tokenized[j] for j in step] for step in schedule], bundle.tokenizer.pad_token_id,
+                        first_step)
+        finally:
+            reporter.close()
         if self.stopper:
             self.stopper.restore_best()
         if not dist.sharded:  # sharded: the gather in save() evaluates the plan's parametrizations
             plan.finalize()
         return self.save(bundle, peft_model, plan, len(examples), time.perf_counter() - t_start, dist)
 
+    def _steps(self, model, dist, plan, params, state, schedule: list[list], pad_id: int, first_step: int) -> None:
+        """The optimizer steps from ``first_step`` on (each a list of examples); stops early when told."""
+        cfg = self.cfg
+        optimizer, scheduler, ckpt, reporter = state
+        bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
+                   desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
+                   smoothing=0.1)
+        throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
+        for step in bar:
+            t0 = time.perf_counter()
+            loss, n_units = self._accumulate(model, dist, schedule[step], pad_id)
+            grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            plan.after_step()
+            if not math.isfinite(loss):
+                raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+                      ("examples" if cfg.head == "classification" else "tokens"): n_units,
+                      "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
+            self.log.append(record)
+            reporter.log(record)
+            bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_units, record["seconds"]))
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
+                ckpt.save(step + 1, self.log)
+            if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
+                break
+        bar.close()
+
+    def _set_up(self):
+        """Model, adapter, plan (its parameters by name: FSDP2 replaces every Parameter) and data."""
+        bundle, peft_model, plan = self.build_model()
+        names = {id(p): n for n, p in peft_model.named_parameters()}
+        plan_names = [names.get(id(p)) for p in plan.parameters()]
+        if None in plan_names:
+            raise LorikitError("training plan: a trainable tensor is not a parameter of the model")
+        if not plan_names:
+            raise LorikitError("nothing to train: every parameter is frozen")
+        return bundle, peft_model, plan, plan_names, *self.load_data(bundle.tokenizer)
+
+    def _accumulate(self, model, dist, items: list, pad_id: int) -> tuple[float, int]:
+        """Forward/backward every micro-batch of one optimizer step: (mean loss, units it averages over)."""
+        cfg = self.cfg
+        micro = dist.micro_batches(list(range(len(items))), cfg.batch_size, cfg.grad_accum)
+        # A rank with an empty share still runs the pass (FSDP's collectives must line up),
+        # on a stand-in example whose loss is weighted 0.
+        made = [(self.make_batch([items[j] for j in (m or [0])], pad_id), 1.0 if m else 0.0) for m in micro]
+        n_units = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
+        # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
+        autocast = cfg.bf16 and not dist.sharded
+        local_loss = 0.0
+        for (batch, _), weight in made:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss_sum = model(batch)
+            (loss_sum * weight / max(1, n_units)).backward()
+            local_loss += weight * float(loss_sum.detach())
+        return dist.sum([local_loss])[0] / max(1, n_units), n_units
+
     def reporter(self, is_main: bool) -> Reporter:
         """The --report-to trackers (rank 0 only)."""
         cfg = self.cfg
-        summary = {"method": cfg.adapter.method, "seed": cfg.adapter.seed, "lr": cfg.lr, "rank": cfg.adapter.rank,
+        summary = {"method": self.adapter.method, "seed": self.adapter.seed, "lr": cfg.lr, "rank": self.adapter.rank,
                    "data": cfg.data, "model": cfg.model}
         return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
                         Path(cfg.out).name, summary)
@@ -292,7 +280,7 @@ class Trainer:
         found = checkpoints(ckpt.root)
         if not found:
             if dist.is_main:
-                print(f"lorikit: --resume: no checkpoint in {ckpt.root}, starting at step 0", file=sys.stderr)
+                log.info("--resume: no checkpoint in %s, starting at step 0", ckpt.root)
             return 0
         for i, path in enumerate(found):
             try:
@@ -304,34 +292,39 @@ class Trainer:
                     raise LorikitError(f"--resume: no complete checkpoint in {ckpt.root} (newest problem: "
                                        f"{exc}); rerun without --resume and with --overwrite") from exc
                 if dist.is_main:
-                    print(f"lorikit: --resume: {exc}; falling back to {found[i + 1].name}", file=sys.stderr)
+                    log.warning("--resume: %s; falling back to %s", exc, found[i + 1].name)
                 continue
             if dist.is_main:
-                print(f"lorikit: resuming from {path} (step {step})", file=sys.stderr)
+                log.info("resuming from %s (step %d)", path, step)
             return step
         raise AssertionError("unreachable")
 
     # ---- output ---------------------------------------------------------------------------
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
         cfg = self.cfg
-        hyper = asdict(cfg)
-        hyper.pop("adapter")
+        hyper = cfg.flat()
         for key in ("overwrite", "resume"):
             hyper.pop(key)
         return {
-            "lorikit_version": __version__, "method": cfg.adapter.method, "seed": cfg.adapter.seed,
-            "a_init": "osrm" if cfg.init == "osrm" else cfg.adapter.a_init if cfg.adapter.freezes_a else "peft-kaiming",
+            "lorikit_version": __version__, "method": self.adapter.method, "seed": self.adapter.seed,
+            "a_init": self.a_init_record(),
             "head": cfg.head, "num_labels": cfg.num_labels if cfg.head == "classification" else None,
-            "init": getattr(self, "init_record", None) or {"kind": "default"}, "freeze": cfg.freeze,
-            "base_model": bundle.base_model_id, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha,
-            "target_modules": list(cfg.adapter.target_modules),
+            "init": self.init_record or {"kind": "default"}, "freeze": cfg.freeze,
+            "base_model": bundle.base_model_id, "rank": self.adapter.rank, "alpha": self.adapter.alpha,
+            "target_modules": list(self.adapter.target_modules),
             "data": {"source": cfg.data, "format": cfg.format, "rows": n_rows},
-            "hyperparameters": hyper, "adapter_config": asdict(cfg.adapter),
+            "hyperparameters": hyper, "adapter_config": asdict(self.adapter),
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},
             **plan.metadata(),
             **({"early_stopping": self.stopper.summary(len(self.log))} if getattr(self, "stopper", None) else {}),
         }
+
+    def a_init_record(self) -> str:
+        """How A started: a data-driven init's name, the seeded init of a LoRI method, or PEFT's own."""
+        if self.cfg.init != "default":
+            return self.cfg.init
+        return self.adapter.a_init if get_method(self.adapter.method).freezes_a else "peft-kaiming"
 
     def save(self, bundle, peft_model, plan, n_rows: int, seconds: float, dist=None) -> Path:
         """Write the PEFT adapter (under torchrun: gathered in full, written by rank 0)."""
@@ -355,6 +348,14 @@ class Trainer:
 
         dist.agree(write)
         return Path(cfg.out)
+
+
+def enable_grad_checkpointing(causal_lm) -> None:
+    """Non-reentrant activation checkpointing: works with frozen inputs (LoRI's frozen embeddings) and FSDP2."""
+    if hasattr(causal_lm, "activation_checkpointing_enable"):  # transformers ≥ 5 name
+        causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def use_deterministic_kernels() -> None:

@@ -1,4 +1,4 @@
-"""GLUE-style classification / regression metrics (METHODS.md §6), plain torch, no sklearn/scipy.
+"""GLUE-style classification / regression metrics (docs/methods.md#evaluation), plain torch, no sklearn/scipy.
 
 - accuracy = mean(pred == gold)
 - F1 (binary, positive class 1) = 2·TP / (2·TP + FP + FN); ``average="macro"`` averages per class

@@ -1,4 +1,4 @@
-"""GSM8K answer extraction (METHODS.md §7).
+"""GSM8K answer extraction (docs/methods.md#evaluation).
 
     prediction = first number after "The final answer is:" if the response has the marker and a
                  number follows it, else the last number anywhere in the response

@@ -1,4 +1,4 @@
-"""NLU answer extraction (commonsense_170k format, METHODS.md §7).
+"""NLU answer extraction (commonsense_170k format, docs/methods.md#evaluation).
 
     text       = the part after the last "### Response:" marker when the text contains one
                  (a full prompt + response), else the whole response

@@ -8,6 +8,7 @@ reads A from — so the parent stage's folder is never modified.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from ...utils.atomic import atomic_output_dir
 from .base import StageKind, build_dataclass
+
+log = logging.getLogger(__name__)
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "lorikit.json")
 
@@ -56,7 +59,7 @@ class MasksKind(StageKind):
                 if src.is_file():
                     shutil.copy2(src, tmp / name)
             for path, result in write_masks(tmp, prepared.sparsity, prepared.scope, out_dir=tmp / MASK_DIR):
-                print(f"lorikit: {path.name}: kept {result.kept_fraction:.4%} of B")
+                log.info("%s: kept %.4f%% of B", path.name, 100 * result.kept_fraction)
 
     def complete(self, out: Path) -> bool:
         return (out / "adapter_config.json").is_file() and any((out / "masks").glob("*_mask.pt"))

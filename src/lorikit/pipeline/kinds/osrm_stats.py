@@ -21,7 +21,7 @@ class OsrmStatsKind(StageKind):
     summary = "record per-task input statistics of the target modules (OSRM init)"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
-        from ...osrm.stats import StatsConfig
+        from ...osrm.collect import StatsConfig
 
         where = f"stage {stage!r} (osrm-stats)"
         settings = dict(settings)
@@ -33,14 +33,14 @@ class OsrmStatsKind(StageKind):
         return build_dataclass(StatsConfig, settings, where, out=str(out), overwrite=True)
 
     def run(self, prepared, out: Path) -> None:
-        from ...osrm.stats import collect_stats
+        from ...osrm.collect import collect_stats
 
         collect_stats(prepared)
 
     def complete(self, out: Path) -> bool:
         import json
 
-        from ...osrm.stats import MANIFEST
+        from ...osrm.reader import MANIFEST
 
         try:
             tasks = json.loads((out / MANIFEST).read_text())["tasks"]

@@ -10,6 +10,7 @@ Output: ``scores.json`` (records ``{adapter: "METHOD single|merged", task, score
 
 from __future__ import annotations
 
+import logging
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from ...errors import UsageError
 from ...eval.result import read_score
 from ...utils.atomic import atomic_output_dir
 from .base import StageKind, build_dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class ScoresKind(StageKind):
         with atomic_output_dir(out, overwrite=True) as tmp:
             (tmp / "scores.json").write_text(json.dumps({"scores": records, "methods": methods}, indent=2) + "\n")
             (tmp / "table.md").write_text(format_table(header, rows, markdown=True))
-        print(format_table(header, rows))
+        log.info("scores:\n%s", format_table(header, rows))
 
     def complete(self, out: Path) -> bool:
         return (out / "scores.json").is_file()

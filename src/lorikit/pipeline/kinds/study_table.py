@@ -9,6 +9,7 @@ the reference of every "vs" column. Output: ``table.md``, ``study.json``, ``inte
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from ...errors import UsageError
 from ...utils.atomic import atomic_output_dir
 from .base import StageKind, build_dataclass
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +49,7 @@ class StudyTableKind(StageKind):
         study = summarize(prepared.runs, prepared.base, prepared.continual, prepared.bootstrap)
         with atomic_output_dir(out, overwrite=True) as tmp:
             text = report.write(tmp, study)
-        print(text)
+        logger.info("%s", text)
 
     def complete(self, out: Path) -> bool:
         return (out / "study.json").is_file() and (out / "table.md").is_file()

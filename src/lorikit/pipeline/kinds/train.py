@@ -1,13 +1,12 @@
 """``kind: train`` — ``lorikit.train.train`` on one data set.
 
-Settings: every ``lorikit train`` option (TrainConfig and AdapterConfig fields, underscores as in
-Python: ``max_steps``, ``method``, ``rank``, ``seed``, ...), except ``out`` and ``overwrite``
+Settings: every ``lorikit train`` option (TrainConfig fields and those of its sub-configs, underscores
+as in Python: ``max_steps``, ``method``, ``rank``, ``seed``, ``osrm_stats``, ...), except ``out`` and ``overwrite``
 which the runner sets. Output: a PEFT adapter folder with lorikit.json and train_log.jsonl.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,12 @@ class TrainKind(StageKind):
     summary = "train one adapter (lora / lori-d / ...) with lorikit.train"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
-        from ...adapters.build import AdapterConfig
-        from ...train.config import TrainConfig
+        from ...train.config import SUBCONFIGS, TrainConfig, split_settings
 
-        adapter_fields = {f.name for f in dataclasses.fields(AdapterConfig)}
-        adapter_settings = {k: v for k, v in settings.items() if k in adapter_fields}
-        run_settings = {k: v for k, v in settings.items() if k not in adapter_fields}
+        own, parts = split_settings(settings)
         where = f"stage {stage!r} (train)"
-        adapter = build_dataclass(AdapterConfig, adapter_settings, where)
-        return build_dataclass(TrainConfig, run_settings, where, out=str(out), overwrite=True, adapter=adapter)
+        subs = {name: build_dataclass(cls, parts[name], where) for name, cls in SUBCONFIGS.items()}
+        return build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **subs)
 
     def run(self, prepared, out: Path) -> None:
         from ...train import train

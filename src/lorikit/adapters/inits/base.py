@@ -1,0 +1,37 @@
+"""The interface of an initialisation of A (the second registry, beside the adapter methods).
+
+Two kinds, as in PEFT's ``init_lora_weights`` options:
+
+- **seeded** inits draw A from a generator seeded by (adapter seed, module) — ``draw`` — so A
+  is a function of the seed and can be regenerated (LoRI's frozen A, compact ``.lori`` packing);
+- **data-driven** inits (like PEFT's EVA) compute A from statistics of the training data after
+  the adapter is attached — ``apply`` — and name the sub-config holding their settings.
+
+See docs/methods.md#initialisations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+
+class AdapterInit:
+    """One initialisation of A; subclasses set the class attributes and one of the two hooks."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line, used in --a-init / --init help
+    seeded: ClassVar[bool] = False  # True: ``draw``; False: ``apply`` (data-driven)
+    config_field: ClassVar[str | None] = None  # data-driven: the TrainConfig sub-config with its settings
+
+    def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:
+        """A (rank × in_features, float32, CPU) drawn from ``generator`` (seeded inits)."""
+        raise NotImplementedError(f"init {self.name!r} is not a seeded init")
+
+    def check(self, settings: Any) -> None:
+        """Raise UsageError when the sub-config ``settings`` cannot work (data-driven inits)."""
+
+    def apply(self, peft_model, settings: Any, base_model_id: str | None) -> dict:
+        """Set every A of ``peft_model`` (B = 0); return the ``init`` record of lorikit.json."""
+        raise NotImplementedError(f"init {self.name!r} is not a data-driven init")

@@ -1,0 +1,24 @@
+"""``gaussian``: A ~ N(0, 1/r), the distribution the LoRI paper's analysis assumes.
+
+See docs/methods.md#initialisations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import AdapterInit
+
+
+class GaussianInit(AdapterInit):
+    name = "gaussian"
+    summary = "N(0, 1/r), the LoRI paper's analysis"
+    seeded = True
+
+    def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:
+        return torch.randn(rank, in_features, generator=generator, dtype=torch.float32) / math.sqrt(rank)
+
+
+INIT = GaussianInit()

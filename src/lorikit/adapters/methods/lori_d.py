@@ -1,0 +1,42 @@
+"""``lori-d``: LoRI with dense B — A is a frozen random projection, only B trains.
+
+ΔW = s · B A, A = ``seeded_projection(seed, module, a_init)`` (r × in, never trained: no gradient,
+no optimizer state), B (out × r) trained from 0. A is a function of the seed, so a saved adapter's
+A can be regenerated and LoRI-S reuses exactly this A. Zhang et al. 2025, "LoRI: Reducing
+Cross-Task Interference in Multi-Task Low-Rank Adaptation". See docs/methods.md#lori-d.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..layers import lora_layers
+from ..seeded import seeded_projection
+from .base import AdapterMethod
+
+
+def freeze_seeded_a(peft_model, seed: int, a_init: str) -> None:
+    """Replace every A by its seeded projection and freeze it."""
+    for name, layer in lora_layers(peft_model):
+        weight = layer.lora_A["default"].weight
+        A = seeded_projection(seed, name, weight.shape[0], weight.shape[1], a_init)
+        with torch.no_grad():
+            weight.copy_(A.to(weight.dtype))
+        weight.requires_grad_(False)
+
+
+class LoRID(AdapterMethod):
+    name = "lori-d"
+    summary = "A frozen seeded random projection, B trained"
+    freezes_a = True
+    seeded_a = True
+    continues = True
+
+    def prepare(self, peft_model, adapter_cfg) -> None:
+        freeze_seeded_a(peft_model, adapter_cfg.run_seed, adapter_cfg.a_init)
+
+    def trainable_count(self, a_sizes: list[int], b_sizes: list[int], sparsity: float, scope: str) -> int:
+        return sum(b_sizes)
+
+
+METHOD = LoRID()
