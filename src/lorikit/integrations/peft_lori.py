@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..adapters.build import lora_layers
 from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask

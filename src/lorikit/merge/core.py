@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..adapters.state import LORIKIT_META, AdapterState, load_adapter
 from ..errors import LorikitError, UsageError
 from ..models.loading import canonical_model_id

@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..errors import LorikitError
+from ..models import load_model
+from ..models.loading import TINY, resolve_folder
 
 INDEX = "model.safetensors.index.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5", ".ckpt")
@@ -32,17 +34,13 @@ class BaseWeights:
     """The base model's tensors in storage order plus its non-weight files."""
 
     def __init__(self, name: str):
-        from ..models.loading import TINY, _resolve_folder
-
         self.name = name
         self.folder: Path | None = None
         self._bundle = None
         if name == TINY:
-            from ..models import load_model
-
             self._bundle = load_model(name)
             return
-        path, _ = _resolve_folder(name)
+        path, _ = resolve_folder(name)
         if not Path(path).is_dir():
             try:
                 from huggingface_hub import snapshot_download

@@ -175,7 +175,7 @@ def smollm2_folder() -> Path:
 
 
 # ---- public ----------------------------------------------------------------------------------
-def _resolve_folder(name: str) -> tuple[str, str]:
+def resolve_folder(name: str) -> tuple[str, str]:
     """(path or hub id to pass to from_pretrained, id recorded in adapters)."""
     if name in (SMOLLM2, SMOLLM2_HUB_ID):
         return str(smollm2_folder()), SMOLLM2_HUB_ID
@@ -195,7 +195,7 @@ def load_tokenizer(name: str = SMOLLM2):
         return build_tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    path, _ = _resolve_folder(name)
+    path, _ = resolve_folder(name)
     try:
         return _finish_tokenizer(AutoTokenizer.from_pretrained(path))
     except OSError as exc:
@@ -232,7 +232,7 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
     dtype = _dtype(dtype)
     if load_in_4bit:
         check_4bit_supported()
-        path, base_id = (str(tiny_folder()), str(tiny_folder())) if name == TINY else _resolve_folder(name)
+        path, base_id = (str(tiny_folder()), str(tiny_folder())) if name == TINY else resolve_folder(name)
         model = _quantized(path, head, num_labels)
         tok = build_tiny_tokenizer() if name == TINY else load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
         model.eval()
@@ -246,7 +246,7 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        path, base_id = _resolve_folder(name)
+        path, base_id = resolve_folder(name)
         tok = load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
         try:
             if head == "classification":
