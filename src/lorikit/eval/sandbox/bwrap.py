@@ -59,10 +59,12 @@ def bwrap_command(cfg: SandboxConfig, seccomp_fd: int | None, info_fd: int) -> l
     args = [cfg.bwrap, "--info-fd", str(info_fd), "--unshare-user", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns", "--die-with-parent",
             "--new-session", "--uid", _SANDBOX_UID, "--gid", _SANDBOX_UID, "--hostname", "sandbox", *_system_binds()]
+    # The tmpfs first: an interpreter or virtual environment that lives under /tmp is bound on top
+    # of it (read-only) instead of being hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(cfg.tmp_mb * 2**20), "--tmpfs", SANDBOX_TMP]
     for path in python_dirs():
         args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(cfg.tmp_mb * 2**20), "--tmpfs", SANDBOX_TMP,
-             "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_TMP, "--clearenv"]
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_TMP, "--clearenv"]
     for key, value in minimal_env(SANDBOX_TMP).items():
         args += ["--setenv", key, value]
     if seccomp_fd is not None:
