@@ -32,8 +32,6 @@ KNOWN: dict[str, dict[str, str]] = {
     "cycle": {},
     "private import": {},
     "print": {
-        "lorikit/merge/core.py": "merge",  # progress lines of merge(): the CLI should print them
-        "lorikit/merge/svd.py": "merge",  # SvdReport.print
         "lorikit/merge/doc_table.py": "merge",  # `python -m lorikit.merge.doc_table --check`: a script's stdout
     },
 }

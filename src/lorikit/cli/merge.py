@@ -66,5 +66,6 @@ def run(args) -> int:
     if args.adapters:
         given["adapters"] = list(args.adapters)
     cfg = MergeConfig.from_yaml(args.config, given) if args.config else MergeConfig(**given)
-    merge(cfg)
+    out = merge(cfg)
+    print(f"lorikit: written to {out}")
     return 0

@@ -14,6 +14,7 @@ Every output has a ``lorikit.json`` naming the method, its parameters and the pa
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
 from .ops import truncate
 from .registry import DeltaParams, get_method, resolve
 from .svd import SvdReport, factor
+
+log = logging.getLogger(__name__)
 
 SVD_ERRORS = "svd_errors.json"
 
@@ -215,23 +218,24 @@ def merge(cfg: MergeConfig) -> Path:
                                desc=f"{cfg.method} → model")
             meta.update({"output": "model", "model": model_name, "shards": info["shards"]})
             atomic_write_json(tmp / LORIKIT_META, meta)
-            print(f"lorikit: {cfg.method} of {len(states)} adapters added to {model_name}: "
-                  f"{info['modules']} modules, {info['shards']} shard(s)")
+            log.info("%s of %d adapters added to %s: %d modules, %d shard(s)", cfg.method, len(states),
+                     model_name, info["modules"], info["shards"])
         elif method.kind == "emr" and task_index is None:
             write_emr(merger, names, tmp, meta)
-            print(f"lorikit: EMR merge of {len(states)} adapters: tasks {', '.join(names)}; "
-                  f"rescalers {', '.join(f'{r:.4g}' for r in merger.emr_scales())}")
+            log.info("EMR merge of %d adapters: tasks %s; rescalers %s", len(states), ", ".join(names),
+                     ", ".join(f"{r:.4g}" for r in merger.emr_scales()))
         else:
             meta["output"] = "adapter"
             state, report = merger.to_adapter(cfg.rank, task_index, meta)
             state.save_into(tmp)
             if report is not None:
                 atomic_write_json(tmp / SVD_ERRORS, report.to_json())
-                report.print()
+                for line in report.lines():
+                    log.info("%s", line)
             ranks = sorted({m.rank for m in state.modules().values()})
-            print(f"lorikit: {cfg.method} of {len(states)} adapters → adapter of rank "
-                  f"{ranks[0] if len(ranks) == 1 else ranks}")
-    print(f"lorikit: written to {out} in {time.perf_counter() - t0:.1f} s")
+            log.info("%s of %d adapters → adapter of rank %s", cfg.method, len(states),
+                     ranks[0] if len(ranks) == 1 else ranks)
+    log.info("merged in %.1f s", time.perf_counter() - t0)
     return out
 
 

@@ -51,11 +51,12 @@ class SvdReport:
     def to_json(self) -> dict:
         return {**self.summary(), "per_module": self.modules}
 
-    def print(self, top: int = 5) -> None:
-        print(f"lorikit: truncated SVD at rank {self.rank}: relative Frobenius error {self.overall:.4g} overall")
+    def lines(self, top: int = 5) -> list[str]:
+        """A short human summary: the overall error and the worst modules."""
+        out = [f"truncated SVD at rank {self.rank}: relative Frobenius error {self.overall:.4g} overall"]
         ranked = sorted(self.modules.items(), key=lambda kv: -kv[1])
         shown = ranked if len(ranked) <= top * 2 else ranked[:top]
-        for module, err in shown:
-            print(f"  {err:.4g}  {module}")
+        out += [f"  {err:.4g}  {module}" for module, err in shown]
         if len(shown) < len(ranked):
-            print(f"  ... {len(ranked) - len(shown)} more modules (all in svd_errors.json)")
+            out.append(f"  ... {len(ranked) - len(shown)} more modules (all in svd_errors.json)")
+        return out

@@ -15,9 +15,7 @@ evaluation; a rerun replays it) and ``search.png`` (objective vs evaluation).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -171,11 +169,7 @@ def write_output(cfg: SearchConfig, out: Path, names: list[str], devs: list[DevS
     """The merged adapter at the best point + best.json, the log and the plot, renamed into ``out``."""
     best = min(records, key=lambda r: r["objective"])
     with atomic_output_dir(out, overwrite=True) as tmp:
-        with contextlib.redirect_stdout(io.StringIO()) as said:  # merge() reports to stdout; its paths are temporary
-            merge(merge_config(cfg, best["weights"], best["knobs"], str(tmp)))
-        for line in said.getvalue().splitlines():
-            if "written to" not in line:
-                log.info("%s", line.removeprefix("lorikit: "))
+        merge(merge_config(cfg, best["weights"], best["knobs"], str(tmp)))
         written = _evaluate_written(cfg, tmp, devs)
         shutil.copyfile(eval_log.path, tmp / LOG_NAME)
         ylabel = "mean dev NLL" if cfg.objective == "nll" else "− mean dev score"
