@@ -15,15 +15,16 @@ def register(sub) -> None:
     p.add_argument("--model", default="smollm2-135m", help="base model (default: smollm2-135m)")
     p.add_argument("--adapter", default=None, help="PEFT LoRA adapter folder or Hub id")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable); '-' reads stdin lines")
-    p.add_argument("--template", choices=("none", "alpaca", "gsm8k"), default="none",
-                   help="wrap each prompt in a training template (default: none, raw text)")
+    p.add_argument("--template", choices=("none", "alpaca", "gsm8k", "chat"), default="none",
+                   help="wrap each prompt in a training template; chat = the tokenizer's chat template, as "
+                        "`train --template chat` trains (default: none, raw text)")
     add_dataclass_args(p, GenerationConfig, group="decoding")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..adapters.build import load_peft
-    from ..data.templates import alpaca_prompt, gsm8k_prompt
+    from ..data.templates import alpaca_prompt, chat_prompt, gsm8k_prompt
     from ..models import load_model
     from ..eval.generate import generate
 
@@ -35,9 +36,10 @@ def run(args) -> int:
             prompts.append(p)
     if not prompts:
         raise UsageError("--prompt: give at least one prompt")
-    wrap = {"none": lambda s: s, "alpaca": alpaca_prompt, "gsm8k": gsm8k_prompt}[args.template]
     cfg = dataclass_from_args(GenerationConfig, args)
     bundle = load_model(args.model)
+    wrap = {"none": lambda s: s, "alpaca": alpaca_prompt, "gsm8k": gsm8k_prompt,
+            "chat": lambda s: chat_prompt(bundle.tokenizer, s)}[args.template]
     model = load_peft(bundle.model, args.adapter) if args.adapter else bundle.model
     outputs = generate(model, bundle.tokenizer, [wrap(p) for p in prompts], cfg)
     for prompt, outs in zip(prompts, outputs):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import LorikitError, UsageError
-from .templates import FINAL_ANSWER, alpaca_prompt, gsm8k_prompt
+from .templates import FINAL_ANSWER, alpaca_prompt, alpaca_user, gsm8k_prompt
 
 FORMATS = ("auto", "alpaca", "gsm8k", "nlu")
 _GSM_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
@@ -27,6 +27,7 @@ class Example:
     response: str
     answer: str | None = None  # gold answer for scoring, when the format has one
     meta: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None  # the prompt's content without the format's wrapper (for --template chat)
 
 
 def detect_format(row: dict[str, Any], where: str) -> str:
@@ -72,7 +73,8 @@ def text_field(row: dict[str, Any], key: str, where: str) -> str:
 def _alpaca(row, where):
     inp = row.get("input")
     inp = text_field(row, "input", where) if inp is not None else None
-    return Example(alpaca_prompt(text_field(row, "instruction", where), inp), text_field(row, "output", where))
+    instruction = text_field(row, "instruction", where)
+    return Example(alpaca_prompt(instruction, inp), text_field(row, "output", where), user=alpaca_user(instruction, inp))
 
 
 def _gsm8k(row, where):
@@ -80,13 +82,15 @@ def _gsm8k(row, where):
         response, final = gsm8k_target(text_field(row, "answer", where))
     except ValueError as exc:
         raise LorikitError(f"{where}: field 'answer': {exc}") from exc
-    return Example(gsm8k_prompt(text_field(row, "question", where)), response, answer=final)
+    prompt = gsm8k_prompt(text_field(row, "question", where))
+    return Example(prompt, response, answer=final, user=prompt.strip())
 
 
 def _nlu(row, where):
     inp = text_field(row, "input", where) if row.get("input") is not None else None
-    return Example(alpaca_prompt(text_field(row, "instruction", where), inp),
-                   text_field(row, "output", where), answer=text_field(row, "answer", where).strip())
+    instruction = text_field(row, "instruction", where)
+    return Example(alpaca_prompt(instruction, inp), text_field(row, "output", where),
+                   answer=text_field(row, "answer", where).strip(), user=alpaca_user(instruction, inp))
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Any], str], Example]] = {

@@ -33,6 +33,10 @@ class EvalConfig:
         "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-greater): generate an answer "
                 "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
                 "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
+    template: str = field(default="auto", metadata={
+        "help": "prompt template: reference (the task's own: Alpaca / GSM8K), chat (the tokenizer's chat template), "
+                "auto = what the adapter was trained with (its lorikit.json), else reference",
+        "choices": ("auto", "reference", "chat")})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
     builtin_rows: int = field(default=200, metadata={"help": "rows generated for builtin: data"})
     batch_size: int = field(default=16, metadata={"help": "sequences decoded (or classified) together"})

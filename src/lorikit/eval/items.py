@@ -16,7 +16,8 @@ from ..errors import UsageError
 from .choice import choice_items, merge_both, score_loglik
 from . import generate as decoding  # called as decoding.generate: tests replace it there
 from .generate import GenerationConfig
-from .loading import eval_rows, load_for_eval
+from ..data.templates import apply_template
+from .loading import eval_rows, load_for_eval, resolve_template
 from .loglik import option_logliks
 from .tasks.base import TaskSpec, load_items
 
@@ -53,9 +54,13 @@ def evaluate_items(cfg, spec: TaskSpec, workdir: str, progress: bool = True) -> 
     items = load_items(spec.name, rows, where)
     choices = choice_items(items, spec.name) if cfg.scoring != "generate" else None
     context = spec.prepare(cfg) if spec.prepare else None
+    template = resolve_template(cfg)
     model, tokenizer, bundle = load_for_eval(cfg, workdir)
+    if template != "reference":
+        items = apply_template(template, tokenizer, items)
+        choices = choice_items(items, spec.name) if choices is not None else None
     settings: dict[str, Any] = {**dataclasses.asdict(cfg), "scored_as": spec.name, "data_source": where,
-                                "base_model_id": bundle.base_model_id}
+                                "base_model_id": bundle.base_model_id, "template": template}
     if cfg.scoring == "loglik":
         metrics, records = _loglik(cfg, items, choices, model, tokenizer, progress, settings)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -29,6 +30,23 @@ def resolve_adapter(cfg, workdir: str) -> str | None:
         made.save(target)
         return str(target)
     return str(made)
+
+
+def resolve_template(cfg) -> str:
+    """``--template``; ``auto`` = the template the adapter records in its ``lorikit.json``, else reference."""
+    if cfg.template != "auto":
+        return cfg.template
+    meta_file = Path(cfg.adapter) / "lorikit.json" if cfg.adapter else None
+    if meta_file is None or not meta_file.is_file():
+        return "reference"
+    try:
+        data = json.loads(meta_file.read_text()).get("data") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise LorikitError(f"{meta_file}: not readable as JSON ({exc})") from None
+    template = data.get("template", "reference") if isinstance(data, dict) else "reference"
+    if template not in ("reference", "chat"):
+        raise LorikitError(f"{meta_file}: data.template {template!r} is not reference or chat")
+    return template
 
 
 def load_for_eval(cfg, workdir: str, head: str = "causal-lm", num_labels: int | None = None):

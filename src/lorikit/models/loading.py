@@ -69,6 +69,10 @@ def _finish_tokenizer(tok):
 
 
 # ---- tiny random llama -----------------------------------------------------------------------
+# ChatML-like, as SmolLM2-Instruct's; a turn ends with EOS, so `--template chat` trains the model to stop there.
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
 def build_tiny_tokenizer():
     """A byte-level BPE tokenizer without merges: every UTF-8 byte is one token (vocab 260)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -82,6 +86,7 @@ def build_tiny_tokenizer():
     core.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
                                   eos_token="</s>", pad_token="<pad>")
+    tok.chat_template = TINY_CHAT_TEMPLATE
     return _finish_tokenizer(tok)
 
 

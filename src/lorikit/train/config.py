@@ -38,6 +38,10 @@ class TrainConfig:
     data: str = field(default="builtin:arithmetic", metadata={
         "help": "training data: FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub dataset name"})
     format: str = field(default="auto", metadata={"help": "row format", "choices": ("auto", "alpaca", "gsm8k", "nlu")})
+    template: str = field(default="reference", metadata={
+        "help": "prompt template: reference = the row format's own (Alpaca / GSM8K, reference-compatible), "
+                "chat = the user message in the tokenizer's chat template (Instruct models)",
+        "choices": ("reference", "chat")})
     limit: int | None = field(default=None, metadata={"help": "use only the first N rows"})
     builtin_rows: int = field(default=1000, metadata={"help": "rows generated for builtin: tasks"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the data (ignored with --max-steps)"})

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..data import load_examples, tokenize_example
+from ..data.templates import apply_template
 from ..errors import LorikitError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class EarlyStopping:
         spec = cfg.dev_data or carved(cfg.data, "dev", cfg.dev_fraction)
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
                                  seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
+        examples = apply_template(cfg.template, tokenizer, examples)
         self.dev = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
                     for e in examples]
         self.source = spec

@@ -34,6 +34,7 @@ from ..adapters.card import write_model_card
 from ..adapters.inits import get_init
 from ..adapters.methods import get_method
 from ..data import collate, load_examples, tokenize_example
+from ..data.templates import apply_template
 from ..errors import LorikitError, UsageError
 from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
@@ -110,6 +111,7 @@ class Trainer:
             return data, data
         examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
                                  seed=self.adapter.run_seed)
+        examples = apply_template(cfg.template, tokenizer, examples)
         tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
                      for e in examples]
         if not any(any(l != -100 for l in t.labels) for t in tokenized):
@@ -312,7 +314,7 @@ class Trainer:
             "init": self.init_record or {"kind": "default"}, "freeze": cfg.freeze,
             "base_model": bundle.base_model_id, "rank": self.adapter.rank, "alpha": self.adapter.alpha,
             "target_modules": list(self.adapter.target_modules),
-            "data": {"source": cfg.data, "format": cfg.format, "rows": n_rows},
+            "data": {"source": cfg.data, "format": cfg.format, "template": cfg.template, "rows": n_rows},
             "hyperparameters": hyper, "adapter_config": asdict(self.adapter),
             "train": {"steps": len(self.log), "final_loss": self.log[-1]["loss"] if self.log else None,
                       "seconds": round(seconds, 2), **plan.describe()},

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ...data.formats import text_field
-from ...data.templates import alpaca_prompt
+from ...data.templates import alpaca_prompt, alpaca_user
 from ...errors import LorikitError
 
 GENERATE_ONLY = ("generate",)
@@ -36,6 +36,7 @@ class Item:
     prefix: str = ""  # what the response says before the option ("the correct answer is ")
     id: str = ""  # the row's id/task_id field, else its 0-based position in the data
     where: str = ""  # file:line for errors
+    user: str | None = None  # the prompt's content without the task's template (for --template chat)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,15 @@ def alpaca_from_row(row: dict, where: str) -> str:
     return alpaca_prompt(text_field(row, "instruction", where), text_field(row, "input", where) if inp is not None else None)
 
 
+def user_message(row: dict, prompt: str) -> str:
+    """The user turn for ``--template chat``: an instruction row's instruction (+ input), else the
+    task's prompt itself (a GSM8K question with its instruction, a safety prompt, a code prompt)."""
+    if isinstance(row.get("instruction"), str):
+        inp = row.get("input")
+        return alpaca_user(row["instruction"], inp if isinstance(inp, str) else None)
+    return prompt.strip()
+
+
 def line_namer(where: str) -> Callable[[int], str]:
     """``file.jsonl:N`` for JSONL files, ``source: row N`` otherwise (N counts from 1)."""
     return (lambda i: f"{where}:{i + 1}") if where.endswith(".jsonl") else (lambda i: f"{where}: row {i + 1}")
@@ -93,6 +103,8 @@ def load_items(task: str, rows: list[dict], where: str) -> list[Item]:
         item = spec.to_item(row, line_of(i))
         item.id = str(next((row[k] for k in ("id", "task_id") if row.get(k) is not None), i))
         item.where = line_of(i)
+        if item.user is None:
+            item.user = user_message(row, item.prompt)
         items.append(item)
     return items
 
