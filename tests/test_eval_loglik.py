@@ -126,6 +126,10 @@ def test_family_answers_are_right():
         assert int(row["output"]) == (a + b if row["task"] == "pair-add" else a - b)
     for row in builtin_rows("pair-max", "dev", 20):
         assert row["output"] == str(max(map(int, row["input"].split()))) and row["output"] in row["options"]
+    for mx, mn in zip(builtin_rows("pair-max", "dev", 20), builtin_rows("pair-min", "dev", 20)):
+        pair = sorted(map(int, mn["input"].split()))
+        assert mn["input"] == mx["input"] and mn["options"] == mx["options"]  # same item, opposite answer
+        assert (mn["output"], mx["output"]) == (str(pair[0]), str(pair[1]))
     for row in builtin_rows("words-sort", "dev", 20):
         assert row["output"].split() == sorted(row["input"].split())
     assert len(builtin_rows("pair-greater", "test", 300)) == 300  # enough test items for a study

@@ -11,7 +11,8 @@ Two families whose tasks share their inputs but not their answers, so adapters t
 must meet in the same activations (where merging interference can show):
 
 - ``pair-*`` (input "47 23", two distinct 2-digit numbers): ``pair-add`` → "70", ``pair-sub`` →
-  "24", ``pair-max`` → "47" (a choice between the two numbers), ``pair-greater`` → "true".
+  "24", ``pair-max`` → "47" and ``pair-min`` → "23" (choices between the two numbers: the same
+  options, opposite answers), ``pair-greater`` → "true".
 - ``words-*`` (input 3–5 distinct words): ``words-reverse`` (reversed order) and ``words-sort``
   (alphabetical order).
 
@@ -110,6 +111,8 @@ TASKS: dict[str, BuiltinTask] = {
                                        lambda a, b: str(a - b)), "alpaca", "exact", "pair"),
     "pair-max": BuiltinTask(_pair_task("pair-max", "Give the larger of the two numbers.",
                                        lambda a, b: str(max(a, b)), choice=True), "alpaca", "exact", "pair"),
+    "pair-min": BuiltinTask(_pair_task("pair-min", "Give the smaller of the two numbers.",
+                                       lambda a, b: str(min(a, b)), choice=True), "alpaca", "exact", "pair"),
     "pair-greater": BuiltinTask(_greater, "nlu", "nlu", "pair"),
     "words-reverse": BuiltinTask(_words_task("words-reverse", "Reverse the order of the words.",
                                              lambda w: w[::-1]), "alpaca", "exact", "words"),
