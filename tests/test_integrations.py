@@ -270,3 +270,39 @@ def test_mixed_adapter_batch_equals_each_adapter_alone(make_adapter):
     assert len(set(mixed)) > 1  # the adapters really differ
     with pytest.raises(UsageError, match="'c' is not loaded"):
         generate_mixed(model, bundle.tokenizer, prompts[:1], ["c"], cfg)
+
+
+def test_lorikit_eval_adapters_scores_each_adapter_as_a_separate_eval_would(make_adapter, tmp_path, capsys):
+    from lorikit.cli import main
+
+    a = make_adapter(method="lori-d", data="builtin:reverse", seed=1, steps=3, lr=5e-2)
+    b = make_adapter(method="lora", data="builtin:reverse", seed=2, steps=3, lr=5e-2)
+    common = ["--model", TINY, "--task", "builtin", "--data", "builtin:reverse:test", "--limit", "5",
+              "--max-new-tokens", "8", "--batch-size", "4", "--no-merge-for-speed"]
+    out = tmp_path / "mixed.json"
+    assert main(["eval", *common, "--adapters", f"a={a}", str(b), "base", "--out", str(out)]) == 0
+    mixed = json.loads(out.read_text())
+    assert list(mixed["adapters"]) == ["a", b.name, "base"] and mixed["settings"]["mixed_batches"]
+    assert f"{b.name} score" in capsys.readouterr().out  # the table names every adapter
+    for name, adapter in (("a", a), (b.name, b), ("base", None)):
+        alone = tmp_path / f"{name}.json"
+        assert main(["eval", *common, *(["--adapter", str(adapter)] if adapter else []), "--out", str(alone)]) == 0
+        single = json.loads(alone.read_text())
+        got = mixed["adapters"][name]
+        assert [r["response"] for r in got["records"]] == [r["response"] for r in single["records"]], name
+        assert got["score"] == single["score"] and got["n"] == 5
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adapters", "a=x", "a=y"], "the name 'a' is given twice"),
+    (["--adapters", "a=x", "--scoring", "loglik", "--data", "builtin:compare:test"], "decode greedily"),
+    (["--adapters", "a=x", "--adapter", "y"], "drop --adapter"),
+])
+def test_lorikit_eval_adapters_bad_input(flags, message, tmp_path, capsys):
+    from lorikit.cli import main
+
+    argv = ["eval", "--model", TINY, "--task", "builtin", "--out", str(tmp_path / "r.json"), *flags]
+    if "--data" not in flags:
+        argv += ["--data", "builtin:reverse:test"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "r.json").exists()

@@ -23,6 +23,10 @@ class EvalConfig:
         "help": "base model: smollm2-135m, tiny-random-llama, a local folder or a Hub id"})
     adapter: str | None = field(default=None, metadata={"help": "PEFT adapter folder or Hub id (or an EMR merge folder with --emr-task)"})
     emr_task: str | None = field(default=None, metadata={"help": "materialise this task of the EMR merge given as --adapter"})
+    adapters: list[str] | None = field(default=None, metadata={
+        "help": "several adapters, NAME=FOLDER (or FOLDER: named by its folder), decoded in one pass over the base "
+                "model with mixed-adapter batches (PEFT adapter_names); the name 'base' is the model without an "
+                "adapter; one result per adapter (--scoring generate)"})
     merge_for_speed: bool = field(default=True, metadata={
         "help": "merge the adapter into the base weights before decoding or scoring (PEFT merge_and_unload: "
                 "plain linear layers, the same outputs up to rounding); --no-merge-for-speed keeps the LoRA layers"})
@@ -72,6 +76,15 @@ class EvalConfig:
     out: str | None = field(default=None, metadata={"help": "results JSON file (score, settings, per-example records)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
 
+    def _check_mixed(self) -> None:
+        if not self.adapters:
+            raise UsageError("--adapters: give at least one NAME=FOLDER")
+        if self.adapter or self.emr_task:
+            raise UsageError("--adapters: evaluates several adapters; drop --adapter / --emr-task")
+        if self.harness != "lorikit" or self.scoring != "generate" or self.samples != 1 or self.sampling:
+            raise UsageError("--adapters: mixed-adapter batches decode greedily, one completion per prompt "
+                             "(--scoring generate, --samples 1, no --do-sample, --harness lorikit)")
+
     def __post_init__(self):
         if self.harness == "lm-eval":
             if not self.lm_eval_tasks:
@@ -80,6 +93,8 @@ class EvalConfig:
             raise UsageError(f"--task: required (choose from {', '.join(TASK_NAMES)})")
         elif self.task not in TASK_NAMES:
             raise UsageError(f"--task {self.task!r}: unknown task (choose from {', '.join(TASK_NAMES)})")
+        if self.adapters is not None:
+            self._check_mixed()
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring {self.scoring!r}: unknown (choose from {', '.join(SCORINGS)})")
         choice_tasks = [name for name, spec in TASKS.items() if "loglik" in spec.scorings]

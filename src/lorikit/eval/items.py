@@ -54,7 +54,7 @@ def evaluate_items(cfg, spec: TaskSpec, workdir: str, progress: bool = True) -> 
     items = load_items(spec.name, rows, where)
     choices = choice_items(items, spec.name) if cfg.scoring != "generate" else None
     context = spec.prepare(cfg) if spec.prepare else None
-    template = resolve_template(cfg)
+    template = resolve_template(cfg.template, cfg.adapter)
     model, tokenizer, bundle = load_for_eval(cfg, workdir)
     if template != "reference":
         items = apply_template(template, tokenizer, items)

@@ -14,7 +14,8 @@ from ..merge.emr import materialize_emr
 from ..models import load_model
 
 
-def _device(name: str) -> str:
+def eval_device(name: str) -> str:
+    """``--device``: ``auto`` is CUDA when there is one, else the CPU."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
@@ -32,11 +33,11 @@ def resolve_adapter(cfg, workdir: str) -> str | None:
     return str(made)
 
 
-def resolve_template(cfg) -> str:
+def resolve_template(template: str, adapter: str | None) -> str:
     """``--template``; ``auto`` = the template the adapter records in its ``lorikit.json``, else reference."""
-    if cfg.template != "auto":
-        return cfg.template
-    meta_file = Path(cfg.adapter) / "lorikit.json" if cfg.adapter else None
+    if template != "auto":
+        return template
+    meta_file = Path(adapter) / "lorikit.json" if adapter else None
     if meta_file is None or not meta_file.is_file():
         return "reference"
     try:
@@ -52,7 +53,7 @@ def resolve_template(cfg) -> str:
 def load_for_eval(cfg, workdir: str, head: str = "causal-lm", num_labels: int | None = None):
     """(model ready for inference, tokenizer, bundle). The model is loaded for this evaluation only,
     so merging the adapter into its weights (``--merge-for-speed``, the default) touches nothing else."""
-    bundle = load_model(cfg.model, dtype=cfg.dtype, device=_device(cfg.device), head=head, num_labels=num_labels)
+    bundle = load_model(cfg.model, dtype=cfg.dtype, device=eval_device(cfg.device), head=head, num_labels=num_labels)
     model = bundle.model
     adapter = resolve_adapter(cfg, workdir)
     if adapter:

@@ -18,6 +18,7 @@ from ..utils.atomic import atomic_write_json
 from .config import EvalConfig
 from .harness import run_lm_eval
 from .items import evaluate_items
+from .mixed_route import evaluate_mixed
 from .tasks import TASKS
 
 
@@ -35,7 +36,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
             spec = TASKS[cfg.task]
             if spec.resolve is not None:
                 spec = TASKS[spec.resolve(cfg)]
-            result = spec.run(cfg, workdir, progress) if spec.run else evaluate_items(cfg, spec, workdir, progress)
+            if cfg.adapters is not None:
+                result = evaluate_mixed(cfg, spec, progress)
+            elif spec.run:
+                result = spec.run(cfg, workdir, progress)
+            else:
+                result = evaluate_items(cfg, spec, workdir, progress)
     result["settings"]["seconds"] = round(time.time() - t0, 2)
     if cfg.out:
         atomic_write_json(cfg.out, result)

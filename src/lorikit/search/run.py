@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..adapters.build import load_peft
 from ..adapters.state import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_WEIGHTS_BIN, LORIKIT_META, \
     load_adapter, resolve_adapter_path
 from ..errors import UsageError
+from ..eval.loading import eval_device
 from ..merge import MergeConfig, Merger, get_method, merge
 from ..models import load_model
 from ..utils.atomic import atomic_output_dir, atomic_write_json
@@ -96,10 +95,6 @@ def search_header(cfg: SearchConfig, folders: list[Path], model: str, ranges: di
             "search": {k: list(v) for k, v in ranges.items()}, **{k: getattr(cfg, k) for k in keys}}
 
 
-def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def load_dev_sets(cfg: SearchConfig, names: list[str], tokenizer) -> list[DevSet]:
     if cfg.objective == "score":
         return [score_dev_set(n, spec, task, cfg.limit, cfg.offset)
@@ -133,7 +128,7 @@ def merge_search(cfg: SearchConfig, progress: bool = True, restart_on_mismatch: 
         eval_log = EvalLog.open(out / LOG_NAME, header, fresh=True)
     if eval_log.records:
         log.info("%s: replaying %d logged evaluation(s)", eval_log.path, len(eval_log.records))
-    bundle = load_model(model_name, dtype=cfg.dtype, device=_device(cfg.device))
+    bundle = load_model(model_name, dtype=cfg.dtype, device=eval_device(cfg.device))
     devs = load_dev_sets(cfg, names, bundle.tokenizer)
     if cfg.method in LINEAR_IN_WEIGHTS:
         applier = ScaledAdapters(bundle.model, [str(f) for f in folders], LINEAR_IN_WEIGHTS[cfg.method])
@@ -187,7 +182,7 @@ def write_output(cfg: SearchConfig, out: Path, names: list[str], devs: list[DevS
 
 def _evaluate_written(cfg: SearchConfig, folder: Path, devs: list[DevSet]) -> dict[str, Any]:
     """The dev values of the adapter as written (delta-space merges are truncated by SVD)."""
-    bundle = load_model(cfg.model or load_adapter(folder).base_model, dtype=cfg.dtype, device=_device(cfg.device))
+    bundle = load_model(cfg.model or load_adapter(folder).base_model, dtype=cfg.dtype, device=eval_device(cfg.device))
     model = load_peft(bundle.model, folder)
     loss, tasks = evaluate_tasks(model, bundle.tokenizer, devs, cfg.objective, cfg.batch_size, cfg.max_new_tokens)
     return {"loss": loss, "tasks": tasks}
