@@ -125,3 +125,14 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     # resume: nothing left to run
     assert main(["study", str(f)]) == 0
     assert " 0 to run" in capsys.readouterr().out
+
+
+def test_choice_tasks_come_from_the_builtin_registry():
+    from lorikit.data.builtin import TASKS, builtin_rows
+    from lorikit.study.config import CHOICE_BUILTINS, parse_task
+
+    assert set(CHOICE_BUILTINS) == {"compare", "pair-max", "pair-min", "pair-greater"}
+    for name, task in TASKS.items():  # a task with options in its rows is scored by loglik in a study
+        row = builtin_rows(name, "test", 1)[0]
+        assert task.choice == ("options" in row or task.scorer == "nlu"), name
+        assert parse_task(name, None, "s.yaml", "loglik").scoring == ("loglik" if task.choice else "generate")

