@@ -38,8 +38,24 @@ def test_option_logliks_equal_the_naive_full_forward(tiny_bundle):
     for item, scores in zip(items, got):
         want = [_naive_loglik(model, tok, item.context, c) for c in item.continuations]
         assert scores == pytest.approx(want, abs=1e-4)
-    # true/false differ in their last token only: one sequence scores both
-    assert stats["sequences"] < sum(len(i.continuations) for i in items)
+    # each prompt is forwarded once, not once per option
+    naive_tokens = sum(len(tok(i.context).input_ids) + len(tok(c, add_special_tokens=False).input_ids)
+                       for i in items for c in i.continuations)
+    assert stats["tokens"] < naive_tokens
+
+
+def test_cached_prompt_route_equals_the_one_sequence_per_option_route(tiny_bundle, monkeypatch):
+    import lorikit.eval.loglik as loglik
+
+    model, tok = tiny_bundle.model, tiny_bundle.tokenizer
+    items = [ChoiceItem("a much longer prompt than the others, " * 3, ["47", "23", "100"]),
+             ChoiceItem("short", ["x", "a longer option here"]),
+             ChoiceItem("mid-length prompt\n", ["the correct answer is true", "the correct answer is false"])]
+    cached = [option_logliks(model, tok, items, batch_size=b, progress=False) for b in (1, 3)]
+    monkeypatch.setattr(loglik, "decoder_and_head", lambda m: (None, None))  # the full-forward route
+    full = option_logliks(model, tok, items, batch_size=2, progress=False)
+    for a, b, c in zip(*cached, full):
+        assert a == pytest.approx(c, abs=1e-4) and b == pytest.approx(c, abs=1e-4)
 
 
 def test_options_come_from_the_row():

@@ -9,14 +9,20 @@ response (prompt and response encoded separately), and
 
 Work saved against generation and against the naive one-sequence-per-option forward:
 
-- the continuations of one item usually share a token prefix (``the correct answer is``) and
-  differ in their last token (``true``/``false``, ``answer1``..``answer4``): all options whose
+- (the full-forward route, for models without a usable cache) the continuations of one item
+  usually share a token prefix (``the correct answer is``) and differ in their last token (``true``/``false``, ``answer1``..``answer4``): all options whose
   distinct part is at most one token are read from ONE sequence, c + prefix + any such token,
   because the logits at the last prefix position give every option's last token at once; only an
   option with a longer distinct part gets its own sequence;
 - the LM head (hidden × vocab, 49,152 columns on SmolLM2) runs only at the positions that predict
   continuation tokens, not at the prompt positions (as ``lorikit.train.loss`` does in training);
-- sequences are sorted by length into right-padded batches, results returned in item order.
+- sequences are sorted by length into right-padded batches, results returned in item order;
+- on decoders with a KV cache (``decoder_and_head`` finds one), the prompt and the options'
+  common token prefix are run ONCE per item, whatever the number of options: the last position
+  gives every option's next token, and the options' remaining tokens run against a copy of the
+  prompt's cache rows
+  (``DynamicCache.batch_select_indices``) with their true positions. SmolLM2 splits numbers into
+  digits, so "47" vs "23" are two-token options: this halves the tokens forwarded for them.
 """
 
 from __future__ import annotations
@@ -92,6 +98,69 @@ def _head_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Ten
     return torch.log_softmax(logits.float(), dim=-1)
 
 
+def _padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, :len(row)] = torch.tensor(row)
+        mask[r, :len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]], pad: int, device) -> list[list[float]]:
+    """Option log-likelihoods of a batch of items: each prompt (with the options' common prefix)
+    forwarded once, the options' later tokens against the prompt's cache rows (positions continue
+    each prompt, padding masked)."""
+    shared = [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
+    heads = [ctx + conts[0][:c] for (ctx, conts), c in zip(encoded, shared)]
+    ctx_ids, ctx_mask = _padded(heads, pad, device)
+    res = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, use_cache=True)
+    where = [(b, len(ctx) - 1 + j) for b, ((ctx, _), c) in enumerate(zip(encoded, shared)) for j in range(c + 1)]
+    logp = torch.log_softmax(head(res.last_hidden_state[[b for b, _ in where], [j for _, j in where]]).float(), -1)
+    out, n = [], 0
+    for (ctx, conts), c in zip(encoded, shared):
+        prefix = float(sum(logp[n + j, conts[0][j]] for j in range(c)))
+        out.append([prefix + float(logp[n + c, cont[c]]) for cont in conts])
+        n += c + 1
+    rows = [(b, k) for b, (_, conts) in enumerate(encoded) for k, cont in enumerate(conts) if len(cont) > shared[b] + 1]
+    if not rows:
+        return out
+    cache = res.past_key_values
+    cache.batch_select_indices(torch.tensor([b for b, _ in rows], device=device))
+    tails = [encoded[b][1][k][shared[b]:-1] for b, k in rows]  # tail token t predicts the option's next one
+    tail_ids, tail_mask = _padded(tails, pad, device)
+    starts = torch.tensor([len(heads[b]) for b, _ in rows], device=device)
+    positions = starts[:, None] + torch.arange(tail_ids.shape[1], device=device)[None, :]
+    hidden = decoder(input_ids=tail_ids, attention_mask=torch.cat([ctx_mask[[b for b, _ in rows]], tail_mask], 1),
+                     position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+    where = [(r, t) for r, tail in enumerate(tails) for t in range(len(tail))]
+    logp = torch.log_softmax(head(hidden[[r for r, _ in where], [t for _, t in where]]).float(), -1)
+    n = 0
+    for (b, k), tail in zip(rows, tails):
+        cont = encoded[b][1][k][shared[b] + 1:]
+        out[b][k] += float(sum(logp[n + t, cont[t]] for t in range(len(tail))))
+        n += len(tail)
+    return out
+
+
+def _cached_option_logliks(decoder, head, encoded, batch_size: int, pad: int, device, progress: bool,
+                           stats: dict | None) -> list[list[float]]:
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    out: list[list[float]] = [[] for _ in encoded]
+    for batch in tqdm(batches, desc="loglik", unit="batch", disable=not progress or len(batches) < 2):
+        for i, scores in zip(batch, _cached_batch(decoder, head, [encoded[i] for i in batch], pad, device)):
+            out[i] = scores
+    if stats is not None:
+        shared = [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
+        tails = [len(c) - s - 1 for (_, conts), s in zip(encoded, shared) for c in conts if len(c) > s + 1]
+        stats.update(sequences=len(encoded) + len(tails),
+                     tokens=sum(len(ctx) + s for (ctx, _), s in zip(encoded, shared)) + sum(tails))
+    return out
+
+
 @torch.no_grad()
 def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 16,
                    progress: bool = True, stats: dict | None = None) -> list[list[float]]:
@@ -101,9 +170,13 @@ def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 
     model.eval()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [encode(tokenizer, item, f"item {i + 1}") for i, item in enumerate(items)]
+    decoder, head = decoder_and_head(model)
+    if decoder is not None and getattr(model.config, "use_cache", True):
+        return _cached_option_logliks(decoder, head, encoded, batch_size, pad, device, progress, stats)
     seqs: list[_Sequence] = []
-    for i, item in enumerate(items):
-        seqs.extend(_plan(i, *encode(tokenizer, item, f"item {i + 1}")))
+    for i, (ctx, conts) in enumerate(encoded):
+        seqs.extend(_plan(i, ctx, conts))
     out = [[0.0] * len(item.continuations) for item in items]
     order = sorted(range(len(seqs)), key=lambda j: -len(seqs[j].ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
