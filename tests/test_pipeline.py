@@ -136,7 +136,7 @@ def test_shipped_recipe_validates(tmp_path):
 
 
 def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
-    """The demo study (LoRA/LoRI-D/LoRI-S on pair-greater + pair-max, w 0.5 and 1) on tiny-random-llama."""
+    """The demo study (LoRA/LoRI-D/LoRI-S on pair-max + pair-min, w 0.5 and 1) on tiny-random-llama."""
     import json
 
     from lorikit.cli import main
@@ -150,7 +150,7 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
     for method in ("lora", "lori-d", "lori-s"):
         assert f"- **{method}, w = 0.5**: interference " in out
     study = json.loads((work / "table" / "study.json").read_text())
-    assert study["methods"] == ["lora", "lori-d", "lori-s"] and study["n_items"] == {"pair-greater": 6, "pair-max": 6}
+    assert study["methods"] == ["lora", "lori-d", "lori-s"] and study["n_items"] == {"pair-max": 6, "pair-min": 6}
     # choice tasks scored by log-likelihood, the same items for every adapter
     result = json.loads((work / "eval-lori-s-s1-pair-max-w0p5-pair-max" / "result.json").read_text())
     assert result["settings"]["scoring"] == "loglik" and result["n"] == 6
@@ -181,7 +181,7 @@ def test_demo_with_osrm_adds_a_fourth_method(tmp_path, capsys):
     assert study["methods"] == ["lora", "lori-d", "lori-s", "osrm"]
     meta = json.loads((work / "osrm-s1-pair-max" / "lorikit.json").read_text())
     assert meta["init"]["kind"] == "osrm" and meta["init"]["task"] == "pair-max"
-    assert set(meta["init"]["other_tasks"]) == {"pair-greater"}
+    assert set(meta["init"]["other_tasks"]) == {"pair-min"}
 
 
 def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_mean(tmp_path):

@@ -1,8 +1,8 @@
 """``lorikit demo``: a small study on the embedded model, offline, that shows an effect with its interval.
 
-Two built-in tasks that read the SAME inputs and give conflicting answers — ``pair-greater``
-("47 23" → "true") and ``pair-max`` ("47 23" → "47") — so their adapters meet in the same
-activations. For LoRA, LoRI-D and LoRI-S (``--osrm``: also OSRM) one adapter per task is trained
+Two built-in tasks that read the SAME inputs, choose between the SAME two options and give
+opposite answers — ``pair-max`` ("47 23" → "47") and ``pair-min`` ("47 23" → "23") — so their
+adapters meet in the same activations and a merge must keep the instruction apart from the input. For LoRA, LoRI-D and LoRI-S (``--osrm``: also OSRM) one adapter per task is trained
 to a dev-loss plateau (or the step cap), then each is evaluated alone at full weight, alone scaled
 to w, and ``cat``-merged with the other task's adapter at w, on the same held-out test items,
 scored by log-likelihood of the options. The table separates what merging costs into
@@ -29,8 +29,8 @@ from .study import StudyConfig, run_study, study_recipe
 
 logger = logging.getLogger(__name__)
 
-DEMO_TASKS = ["pair-greater", "pair-max"]
-FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-greater"]
+DEMO_TASKS = ["pair-max", "pair-min"]
+FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-min"]
 
 
 @dataclass
@@ -40,15 +40,15 @@ class DemoConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
-    steps: int = field(default=20, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
+    steps: int = field(default=15, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
     eval_every: int = field(default=5, metadata={"help": "dev-loss evaluation interval (steps)"})
     patience: int = field(default=2, metadata={"help": "dev evaluations without improvement before stopping"})
-    batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    batch_size: int = field(default=6, metadata={"help": "examples per step"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA and LoRI-D"})
     lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference uses 10x LoRI-D's)"})
     sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
-    eval_examples: int = field(default=150, metadata={"help": "held-out test items per task"})
+    eval_examples: int = field(default=100, metadata={"help": "held-out test items per task"})
     samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "seeds per (task, method)"})
     osrm: bool = field(default=False, metadata={
@@ -70,7 +70,7 @@ def study_config(cfg: DemoConfig) -> StudyConfig:
     """The study the demo runs."""
     if cfg.full:
         return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(FULL_TASKS),
-                           continual={"first": "pair-greater", "then": "pair-add"})
+                           continual={"first": "pair-max", "then": "pair-min"})
     methods = list(method_names()) + (["osrm"] if cfg.osrm else [])
     return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(DEMO_TASKS), methods=methods,
                        seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
