@@ -40,15 +40,15 @@ class DemoConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
-    steps: int = field(default=15, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
-    eval_every: int = field(default=5, metadata={"help": "dev-loss evaluation interval (steps)"})
+    steps: int = field(default=12, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
+    eval_every: int = field(default=4, metadata={"help": "dev-loss evaluation interval (steps)"})
     patience: int = field(default=2, metadata={"help": "dev evaluations without improvement before stopping"})
     batch_size: int = field(default=6, metadata={"help": "examples per step"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of LoRA and LoRI-D"})
     lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference uses 10x LoRI-D's)"})
     sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
-    eval_examples: int = field(default=100, metadata={"help": "held-out test items per task"})
+    eval_examples: int = field(default=80, metadata={"help": "held-out test items per task"})
     samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "seeds per (task, method)"})
     osrm: bool = field(default=False, metadata={
