@@ -41,7 +41,8 @@ class DemoConfig:
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
     steps: int = field(default=12, metadata={"help": "step cap per training (dev loss every --eval-every steps)"})
-    eval_every: int = field(default=4, metadata={"help": "dev-loss evaluation interval (steps)"})
+    eval_every: int = field(default=6, metadata={"help": "dev-loss evaluation interval (steps)"})
+    dev_limit: int = field(default=16, metadata={"help": "dev examples per dev-loss evaluation"})
     patience: int = field(default=2, metadata={"help": "dev evaluations without improvement before stopping"})
     batch_size: int = field(default=6, metadata={"help": "examples per step"})
     rank: int = field(default=8, metadata={"help": "adapter rank"})
@@ -49,7 +50,7 @@ class DemoConfig:
     lori_s_lr: float = field(default=1e-2, metadata={"help": "learning rate of LoRI-S (the reference uses 10x LoRI-D's)"})
     sparsity: float = field(default=0.9, metadata={"help": "LoRI-S mask sparsity"})
     eval_examples: int = field(default=80, metadata={"help": "held-out test items per task"})
-    samples: int = field(default=8, metadata={"help": "examples per task for the output-shift analysis"})
+    samples: int = field(default=4, metadata={"help": "examples per task for the output-shift analysis"})
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "seeds per (task, method)"})
     osrm: bool = field(default=False, metadata={
         "help": "add OSRM (LoRA with A from the other tasks' input statistics) as a fourth method"})
@@ -76,7 +77,7 @@ def study_config(cfg: DemoConfig) -> StudyConfig:
                        seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
                        lori_s_lr=cfg.lori_s_lr, sparsity=cfg.sparsity, batch_size=cfg.batch_size,
                        max_steps=cfg.steps, eval_every=min(cfg.eval_every, cfg.steps), patience=cfg.patience,
-                       builtin_rows=800, dev_limit=32, eval_examples=cfg.eval_examples, max_new_tokens=8,
+                       builtin_rows=800, dev_limit=cfg.dev_limit, eval_examples=cfg.eval_examples, max_new_tokens=8,
                        samples=cfg.samples, osrm_samples=cfg.osrm_samples, max_length=384)
 
 
