@@ -35,8 +35,7 @@ FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-min"]
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults are sized from step timings (not yet timed end to end) for
-    about ten minutes on 2 idle CPU cores."""
+    """Sizes of the demo; with the defaults it took 8 min 58 s on 2 idle CPU cores (bench/RESULTS.md, Demo)."""
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/demo", metadata={"help": "where stage outputs go"})
