@@ -201,3 +201,29 @@ def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_
         train_kind.validate("a", {"data": "builtin:compare", "max_stpes": 3}, tmp_path / "w" / "a")
     with pytest.raises(UsageError, match="'lr' = True is not float"):
         train_kind.validate("a", {"data": "builtin:compare", "lr": True}, tmp_path / "w" / "a")
+
+
+def test_demo_without_matplotlib_writes_the_tables_and_says_the_figures_were_skipped(tmp_path, monkeypatch, capsys):
+    """`pip install lorikit` has no matplotlib (the report extra): the demo still ends with its table."""
+    import lorikit.study.report as report
+    from lorikit.cli import main
+
+    monkeypatch.setattr(report, "have_matplotlib", lambda: False)
+    work = tmp_path / "demo"
+    assert main(["demo", "--model", "tiny-random-llama", "--workdir", str(work), "--steps", "1",
+                 "--eval-examples", "2", "--samples", "2"]) == 0
+    table = (work / "table" / "table.md").read_text()
+    assert "figures skipped: pip install 'lorikit[report]'" in table and "| lora | pair-max |" in table
+    assert not (work / "table" / "interference.png").exists()
+    assert "figures skipped" in capsys.readouterr().err
+
+
+def test_merge_search_plot_without_matplotlib_is_a_one_line_error(tmp_path, monkeypatch):
+    import sys
+
+    from lorikit.errors import LorikitError
+    from lorikit.search.plot import plot_search
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(LorikitError, match=r"pip install 'lorikit\[search\]'"):
+        plot_search([{"eval": 1, "objective": 1.0}], tmp_path / "s.png", "y", "t")

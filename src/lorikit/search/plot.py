@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg", force=True)
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from ..errors import LorikitError
 
 
 def plot_search(records: list[dict[str, Any]], path: str | Path, ylabel: str, title: str) -> Path:
     """Scatter of each evaluation's objective, the running minimum as a line; written to ``path``."""
+    try:  # an optional dependency (the search extra), imported where it is used
+        import matplotlib
+    except ImportError:
+        raise LorikitError("merge-search writes search.png with matplotlib: pip install 'lorikit[search]'") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     xs = [r["eval"] for r in records]
     ys = [r["objective"] for r in records]
     best, running = float("inf"), []

@@ -8,10 +8,14 @@ paired interval that excludes 0. Accuracy intervals are Wilson over the pooled i
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
+from ..analysis.report import REPORT_EXTRA, have_matplotlib
+
+log = logging.getLogger(__name__)
 
 
 def pyplot():
@@ -155,14 +159,18 @@ def write(folder: Path, study: dict[str, Any]) -> str:
           "## Summary (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
           "## Single adapters (w = 1)", "", single_table(study["single"], ref), "",
           "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), "",
-          "![interference](interference.png)", ""]
-    plot_interference(folder / "interference.png", study["merge"])
+          "![interference](interference.png)" if have_matplotlib() else f"(figures skipped: {REPORT_EXTRA})", ""]
+    if have_matplotlib():
+        plot_interference(folder / "interference.png", study["merge"])
+    else:
+        log.info("study: figures skipped (matplotlib is not installed: %s); the tables are complete", REPORT_EXTRA)
     if study.get("continual"):
         md += ["## Continual learning", "", continual_table(study["continual"]), ""]
     if study.get("prediction") and study["prediction"]["points"]:
         md += ["## Does the interference report predict measured interference?", "",
-               prediction_table(study["prediction"]), "", "![prediction](prediction.png)", ""]
-        plot_prediction(folder / "prediction.png", study["prediction"])
+               prediction_table(study["prediction"]), "", "![prediction](prediction.png)" if have_matplotlib() else "", ""]
+        if have_matplotlib():
+            plot_prediction(folder / "prediction.png", study["prediction"])
     text = "\n".join(md)
     (folder / "table.md").write_text(text)
     (folder / "study.json").write_text(json.dumps(_clean(study), indent=1) + "\n")
