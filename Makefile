@@ -52,7 +52,7 @@ test-min:
 	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
 	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
 
-# A wheel and an sdist, each installed into a fresh venv (no system packages), then the tiny demo.
+# A wheel and an sdist, each installed into a fresh venv (no system packages, no extras), then the tiny demo.
 dist-check:
 	rm -rf dist .venv-dist
 	$(PY) -m build -q
@@ -60,6 +60,8 @@ dist-check:
 	.venv-dist/bin/pip install -q torch==2.13.0
 	.venv-dist/bin/pip install -q dist/lorikit-*.whl
 	cd /tmp && $(CURDIR)/.venv-dist/bin/lorikit demo --model tiny-random-llama --steps 2 --workdir /tmp/lorikit-dist-demo --fresh
+	.venv-dist/bin/pip install -q --force-reinstall --no-deps dist/lorikit-*.tar.gz
+	cd /tmp && $(CURDIR)/.venv-dist/bin/lorikit demo --model tiny-random-llama --steps 2 --workdir /tmp/lorikit-dist-sdist --fresh
 
 demo: $(STAMP) bubblewrap
 	$(VENV)/bin/lorikit demo
