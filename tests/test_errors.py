@@ -488,11 +488,11 @@ CASES = [
      r"--only zz: no such stage in \S*unknownkind.yaml \(stages: a\)", "{O}/unknownkind"),
     # ---- demo ----
     ("demo-unknown-model", ["demo", "--model", "no-such-model", "--workdir", "{O}/demo"], 2,
-     r"stage 'lora-s1-pair-greater' \(train\): --model 'no-such-model': unknown model", "{O}/demo"),
+     r"stage 'lora-s1-pair-max' \(train\): --model 'no-such-model': unknown model", "{O}/demo"),
     ("demo-rank-zero", ["demo", *T, "--rank", "0", "--workdir", "{O}/demo"], 2,
      r"--rank 0: must be positive", "{O}/demo"),
     ("demo-sparsity", ["demo", *T, "--sparsity", "1.2", "--workdir", "{O}/demo"], 2,
-     r"stage 'masks-lori-s-s1-pair-greater' \(masks\): --sparsity 1.2: must be strictly between 0 and 1", "{O}/demo"),
+     r"stage 'masks-lori-s-s1-pair-max' \(masks\): --sparsity 1.2: must be strictly between 0 and 1", "{O}/demo"),
     ("demo-sweep-weight", ["demo", *T, "--sweep", "3", "--workdir", "{O}/demo"], 2,
      r"--sweep 3: a merge weight must be in \(0, 2\]", "{O}/demo"),
     # ---- study ----
