@@ -109,11 +109,16 @@ def _padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torc
     return ids.to(device), mask.to(device)
 
 
+def _shared_lengths(encoded) -> list[int]:
+    """Per item, the options' common token prefix length, leaving every option at least one token of its own."""
+    return [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
+
+
 def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]], pad: int, device) -> list[list[float]]:
     """Option log-likelihoods of a batch of items: each prompt (with the options' common prefix)
     forwarded once, the options' later tokens against the prompt's cache rows (positions continue
     each prompt, padding masked)."""
-    shared = [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
+    shared = _shared_lengths(encoded)
     heads = [ctx + conts[0][:c] for (ctx, conts), c in zip(encoded, shared)]
     ctx_ids, ctx_mask = _padded(heads, pad, device)
     res = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, use_cache=True)
@@ -154,7 +159,7 @@ def _cached_option_logliks(decoder, head, encoded, batch_size: int, pad: int, de
         for i, scores in zip(batch, _cached_batch(decoder, head, [encoded[i] for i in batch], pad, device)):
             out[i] = scores
     if stats is not None:
-        shared = [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
+        shared = _shared_lengths(encoded)
         tails = [len(c) - s - 1 for (_, conts), s in zip(encoded, shared) for c in conts if len(c) > s + 1]
         stats.update(sequences=len(encoded) + len(tails),
                      tokens=sum(len(ctx) + s for (ctx, _), s in zip(encoded, shared)) + sum(tails))
@@ -181,17 +186,12 @@ def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 
     order = sorted(range(len(seqs)), key=lambda j: -len(seqs[j].ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="loglik", unit="batch", disable=not progress or len(batches) < 2):
-        width = max(len(seqs[j].ids) for j in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, j in enumerate(batch):
-            ids[r, :len(seqs[j].ids)] = torch.tensor(seqs[j].ids)
-            mask[r, :len(seqs[j].ids)] = 1
+        ids, mask = _padded([seqs[j].ids for j in batch], pad, device)
         where = sorted({(r, pos) for r, j in enumerate(batch) for _, _, toks in seqs[j].requests for pos, _ in toks})
         index = {rc: n for n, rc in enumerate(where)}
         rows = torch.tensor([rc[0] for rc in where], device=device)
         cols = torch.tensor([rc[1] for rc in where], device=device)
-        logp = _head_logprobs(model, ids.to(device), mask.to(device), rows, cols).cpu()
+        logp = _head_logprobs(model, ids, mask, rows, cols).cpu()
         for r, j in enumerate(batch):
             for item_i, k, toks in seqs[j].requests:
                 out[item_i][k] = float(sum(logp[index[(r, pos)], tok] for pos, tok in toks))
