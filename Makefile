@@ -41,14 +41,17 @@ $(STAMP): pyproject.toml
 # The dependency floors of pyproject.toml (torch: the on-disk 2.13.0, the only CPU build available
 # offline here; its floor 2.6 follows from the API used), then the fast tests.
 MIN_VENV := .venv-min
+# torch's floor comes from the registry as its default (CUDA) build, about 3 GB with its nvidia
+# packages; it runs on CPU. pyyaml 6.0.1, not 6.0: the test extra's trl requires it.
+TORCH_FLOOR := 2.6.0
 FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.0 \
-	pyyaml==6.0 numpy==1.26.4 pydantic==2.7.0
+	pyyaml==6.0.1 numpy==1.26.4 pydantic==2.7.0
 test-min:
 	rm -rf $(MIN_VENV)
 	$(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/pip install -q torch==2.13.0
-	$(MIN_VENV)/bin/pip install -q $(FLOORS)
-	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub]' $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR)
+	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR) $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub]' torch==$(TORCH_FLOOR) $(FLOORS)
 	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
 	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
 
