@@ -94,7 +94,7 @@ def run(args) -> dict:
             rows.append(row(name, task, correct, singles[task]))
     if args.search_budget:
         out = work / "merge-search-cat"
-        if not out.exists():
+        if not (out / "best.json").exists():  # merge-search resumes from its own log
             lorikit("merge-search", *map(str, adapters), "--dev", *(f"builtin:{t}:dev" for t in args.tasks),
                     "--method", "cat", "--budget", str(args.search_budget), "--limit", "32", "--out", str(out))
         best = json.loads((out / "best.json").read_text())
