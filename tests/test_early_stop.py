@@ -60,7 +60,6 @@ def test_no_patience_runs_to_the_cap_and_evaluates_the_last_step(tmp_path):
     (dict(eval_every=2, dev_fraction=1.5), "--dev-fraction 1.5"),
     (dict(eval_every=2, dev_fraction=0.1, dev_data="x.jsonl"), "give one"),
     (dict(eval_every=-1), "--eval-every -1"),
-    (dict(eval_every=2, dev_fraction=0.1, data="builtin:compare?split=train"), "already selects a split"),
 ])
 def test_bad_early_stopping_flags_are_one_line_usage_errors(tmp_path, kwargs, flag):
     with pytest.raises(UsageError, match=flag.replace("?", r"\?")):

@@ -129,6 +129,22 @@ def test_training_on_the_train_split_never_sees_the_dev_split(rows_file, tmp_pat
     assert len(examples) == 45 and not {e.prompt for e in examples} & dev
 
 
+def test_carves_nest_so_a_test_carve_stays_out_of_training_and_dev(rows_file, tmp_path):
+    from lorikit.train import TrainConfig
+
+    ids = lambda spec: {r["instruction"] for r in load_rows(spec)[0]}
+    test = ids(f"{rows_file}?split=dev&fraction=0.2&seed=7")
+    rest = f"{rows_file}?split=train&fraction=0.2&seed=7"
+    train, dev = ids(f"{rest}?split=train&fraction=0.25"), ids(f"{rest}?split=dev&fraction=0.25")
+    assert (len(test), len(train), len(dev)) == (10, 30, 10)
+    assert not test & train and not test & dev and not train & dev and len(test | train | dev) == 50
+    # a study's or the trainer's dev carve on data that already selects a split nests the same way
+    cfg = TrainConfig(out=str(tmp_path / "x"), data=rest, eval_every=2, dev_fraction=0.25)
+    assert ids(cfg.data) == train and ids(cfg.dev_data) == dev
+    # the format and built-in scorer come from the source under every carve
+    assert len(load_examples("builtin:compare?split=train?split=dev", n_builtin=40)) == 4
+
+
 @pytest.mark.parametrize("query, message", [
     ("split=test", "split must be train or dev"), ("fraction=0.1", "split must be"),
     ("split=dev&fraction=1.5", "must be in"), ("split=dev&seed=x", "seed an integer"),

@@ -54,10 +54,25 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     ({"tasks": ["pair-add", "nope"]}, "not built in"),
     ({"continual": {"first": "pair-add"}}, "continual"),
     ({"scoring": "bogus"}, "scoring"),
+    # a test carved out of the training file needs the complementary carve as training data
+    ({"tasks": {"pair-add": None, "q": {"train": "q.jsonl", "test": "q.jsonl?split=dev&seed=7"}}},
+     r"'q': test 'q.jsonl\?split=dev&seed=7' overlaps train 'q.jsonl' .*train on 'q.jsonl\?split=train&seed=7'"),
+    ({"tasks": {"pair-add": None, "q": {"train": "q.jsonl?split=train&seed=8", "test": "q.jsonl?split=dev&seed=7"}}},
+     "overlaps train"),
+    ({"tasks": {"pair-add": None, "q": {"train": "q.jsonl", "test": "q.jsonl"}}}, "carve the test rows"),
 ])
 def test_bad_study_settings_are_one_line_usage_errors(settings, message):
     with pytest.raises(UsageError, match=message):
         StudyConfig(**settings)
+
+
+def test_real_data_with_a_carved_test_split_gets_nested_dev_carves():
+    train, test = "q.jsonl?split=train&fraction=0.2&seed=7", "q.jsonl?split=dev&fraction=0.2&seed=7"
+    cfg = StudyConfig(tasks={"pair-add": None, "q": {"train": train, "test": test, "task": "nlu"}},
+                      methods=["lora"], seeds=[1], weights=[0.5])
+    stages = study_recipe(cfg)["stages"]
+    assert stages["lora-s1-q"]["data"] == train and stages["eval-lora-s1-q"]["data"] == test
+    assert stages["shift-lora-s1"]["data"]["q"] == f"{train}?split=dev&fraction=0.1"
 
 
 def test_study_file_unknown_key_is_named(tmp_path):

@@ -3,7 +3,9 @@
 Any spec may end in ``?split=train|dev[&fraction=F][&seed=S]`` to carve a development split out
 of it (``split_dev``: a fixed-seed shuffle, dev = ``round(F · rows)`` rows, F = 0.1 and S = 0 by
 default): ``gsm8k/train.jsonl?split=dev`` and ``gsm8k/train.jsonl?split=train`` are disjoint and
-together hold every row, so training on the second never sees the first. The carve happens
+together hold every row, so training on the second never sees the first. Carves nest, the last
+applying to the rows the earlier ones select: ``FILE?split=train&fraction=0.2?split=dev`` is a dev
+split carved out of FILE's training part, disjoint from ``FILE?split=dev&fraction=0.2`` (a test set). The carve happens
 before ``limit``, so ``--limit 32`` takes the first 32 rows *of the split*. Used by training,
 evaluation, OSRM statistics and analysis alike.
 """
@@ -77,9 +79,15 @@ def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
 SPLIT_KEYS = ("split", "fraction", "seed")
 
 
+def source_of(spec: str) -> str:
+    """The data source under every carve: ``FILE?split=train?split=dev`` → ``FILE``."""
+    return spec.partition("?")[0]
+
+
 def parse_split(spec: str) -> tuple[str, dict[str, Any] | None]:
-    """``FILE?split=dev&fraction=0.1&seed=0`` → (``FILE``, {split, fraction, seed}); no ``?`` → (spec, None)."""
-    base, sep, query = spec.partition("?")
+    """``FILE?split=dev&fraction=0.1&seed=0`` → (``FILE``, {split, fraction, seed}); no ``?`` → (spec, None).
+    With nested carves the outermost (last) one is parsed and the base keeps the others."""
+    base, sep, query = spec.rpartition("?")
     if not sep:
         return spec, None
     opts: dict[str, Any] = {"fraction": 0.1, "seed": 0}
@@ -126,7 +134,7 @@ def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: unknown (choose from {', '.join(FORMATS)})")
     rows, where = load_rows(spec, split, n_builtin, seed)
-    base = parse_split(spec)[0]
+    base = source_of(spec)
     if base.startswith("builtin:") and fmt == "auto":
         fmt = BUILTIN_TASKS[parse_builtin(base)[0]][1]
     if not rows:

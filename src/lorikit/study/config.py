@@ -7,6 +7,7 @@ from typing import Any
 
 from ..adapters.methods import continual_method, method_names
 from ..data.builtin import TASKS as BUILTIN
+from ..data.loading import source_of
 from ..errors import UsageError
 
 METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
@@ -39,10 +40,24 @@ def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
     if not isinstance(spec, dict) or not {"train", "test"} <= set(spec) or set(spec) - keys:
         raise UsageError(f"{where}: task {name!r}: expected {{train: SPEC, test: SPEC[, task: EVAL_TASK, scoring: "
                          f"generate|loglik]}}, got {spec!r}")
+    train, test = str(spec["train"]), str(spec["test"])
+    check_held_out(name, train, test, where)
     task = str(spec.get("task", "builtin"))
     default = scoring if task == "nlu" or (task == "builtin" and str(spec["test"]).split(":")[1:2] in
                                            [[c] for c in CHOICE_BUILTINS]) else "generate"
-    return StudyTask(name, str(spec["train"]), str(spec["test"]), task, str(spec.get("scoring", default)))
+    return StudyTask(name, train, test, task, str(spec.get("scoring", default)))
+
+
+def check_held_out(name: str, train: str, test: str, where: str) -> None:
+    """Refuse test rows the training could see: a test carved out of the training source must be
+    trained on the complementary carve (``FILE?split=dev…`` tested, ``FILE?split=train…`` trained)."""
+    if source_of(train) != source_of(test) or source_of(test).startswith("builtin:"):
+        return  # different files, or built-in splits (hash-disjoint by construction)
+    head, sep, query = test.rpartition("?")
+    complement = f"{head}?{query.replace('split=dev', 'split=train')}" if sep and "split=dev" in query else None
+    if complement is None or not (train == complement or train.startswith(complement + "?")):
+        fix = f"; train on {complement!r}" if complement else "; carve the test rows with ?split=dev"
+        raise UsageError(f"{where}: task {name!r}: test {test!r} overlaps train {train!r} (same source){fix}")
 
 
 @dataclass

@@ -201,10 +201,8 @@ class TrainConfig:
         if self.head != "causal-lm" or self.save_every or self.resume:
             raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
         if self.dev_fraction is not None:
-            if "?" in self.data:
-                raise UsageError(f"--dev-fraction with --data {self.data}: the data already selects a split; "
-                                 "pass --dev-data instead")
-            # data_seed ignores the ?split selector: the run's default seed stays the data's own
+            # a carve of a carve when --data already selects a split (a held-out test carve, say);
+            # data_seed ignores the ?split selectors: the run's default seed stays the data's own
             self.dev_data = f"{self.data}?split=dev&fraction={self.dev_fraction:g}"
             self.data = f"{self.data}?split=train&fraction={self.dev_fraction:g}"
 

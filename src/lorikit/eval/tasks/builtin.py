@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...data.builtin import TASKS as BUILTIN
 from ...data.builtin import parse_builtin
-from ...data.loading import parse_split
+from ...data.loading import source_of
 from ...errors import UsageError
 from .base import CHOICE, TaskSpec, register
 
@@ -18,7 +18,7 @@ def resolve(cfg) -> str:
     data = cfg.data
     if not data or not data.startswith("builtin:"):
         raise UsageError(f"--task builtin needs --data builtin:NAME[:SPLIT] (NAME: {', '.join(BUILTIN)}), got {data!r}")
-    return BUILTIN[parse_builtin(parse_split(data)[0])[0]].scorer
+    return BUILTIN[parse_builtin(source_of(data))[0]].scorer
 
 
 SPEC = register(TaskSpec("builtin", "the built-in data set's own scorer", scorings=CHOICE, resolve=resolve))
