@@ -225,6 +225,29 @@ def bench_factor_vs_dense(layers: int, targets: dict[str, tuple[str, ...]]) -> l
     return rows
 
 
+def uptime() -> str:
+    """The load average when the results are written (the machine may be shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def per_merge_totals(rows: list[dict]) -> list[dict]:
+    """Whole-merge figures per method over the modules measured: times add up (modules run one after
+    another), the peak is the largest module's; on small modules a fixed floor caps the per-module ratio."""
+    totals = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        f_s, d_s = sum(r["factor_s"] for r in mine), sum(r["dense_s"] for r in mine)
+        f_mib, d_mib = max(r["factor_peak_mib"] for r in mine), max(r["dense_peak_mib"] for r in mine)
+        totals.append({"method": method, "modules": [r["module"] for r in mine], "factor_s": f_s, "dense_s": d_s,
+                       "speedup": d_s / f_s, "factor_peak_mib": f_mib, "dense_peak_mib": d_mib,
+                       "memory_ratio": d_mib / max(f_mib, 1.0)})
+        t = totals[-1]
+        print(f"  {method:10s} all {len(mine)} module(s): factor {f_s:6.2f} s, peak {f_mib:.0f} MiB | dense "
+              f"{d_s:7.2f} s, peak {d_mib:.0f} MiB | {t['speedup']:.0f}× faster, {t['memory_ratio']:.0f}× less memory",
+              flush=True)
+    return totals
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=32, help="layers in the cat comparison (both sides)")
@@ -254,9 +277,10 @@ def main() -> None:
         print(f"factor space vs dense ΔW, inner TIES, 4 adapters r{RANK}, {args.factor_layers} layer(s), {targets}; "
               f"{args.threads} thread(s); load average {os.getloadavg()}", flush=True)
         rows = bench_factor_vs_dense(args.factor_layers, targets)
+        totals = per_merge_totals(rows)
         out = Path(args.out).with_name("merge-factor.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"rows": rows, "load_average_at_start": os.getloadavg(),
+        out.write_text(json.dumps({"rows": rows, "totals": totals, "load_average_at_end": uptime(), "load_average_at_start": os.getloadavg(),
                                    "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2) + "\n")
         print(f"written {out}")
     if not parts & {"cat", "delta"}:
