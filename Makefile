@@ -42,9 +42,9 @@ $(STAMP): pyproject.toml
 # offline here; its floor 2.6 follows from the API used), then the fast tests.
 MIN_VENV := .venv-min
 # torch's floor comes from the registry as its default (CUDA) build, about 3 GB with its nvidia
-# packages; it runs on CPU. pyyaml 6.0.1, not 6.0: the test extra's trl requires it.
+# packages; it runs on CPU. pyyaml 6.0.1 and tqdm 4.66.3: the test extra's trl and datasets require them.
 TORCH_FLOOR := 2.6.0
-FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.0 \
+FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.3 \
 	pyyaml==6.0.1 numpy==1.26.4 pydantic==2.7.0
 test-min:
 	rm -rf $(MIN_VENV)
