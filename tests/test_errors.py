@@ -271,10 +271,10 @@ CASES = [
      r"argument --scope: invalid choice: 'layer'", "{O}/m"),
     ("masks-weights-truncated", ["masks", "{B}/trunc", "--out-dir", "{O}/m"], 1,
      r"trunc/adapter_model.safetensors: corrupt or truncated adapter weights \(Error while deserializing header: "
-     r"incomplete metadata", "{O}/m"),
+     r"(incomplete metadata|MetadataIncompleteBuffer)", "{O}/m"),  # safetensors >= 0.6 | < 0.6 wording
     ("masks-weights-corrupt", ["masks", "{B}/corrupt", "--out-dir", "{O}/m"], 1,
      r"corrupt/adapter_model.safetensors: corrupt or truncated adapter weights \(Error while deserializing header: "
-     r"header too large\)", "{O}/m"),
+     r"(header too large|HeaderTooLarge)\)", "{O}/m"),
     ("masks-config-missing", ["masks", "{B}/nocfg", "--out-dir", "{O}/m"], 1,
      r"nocfg: missing adapter_config.json \(not a PEFT adapter folder\)", "{O}/m"),
     ("masks-config-malformed", ["masks", "{B}/badcfg", "--out-dir", "{O}/m"], 1,

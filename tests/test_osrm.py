@@ -115,8 +115,9 @@ def test_padding_excluded_from_statistics(tiny_bundle):
     ids, mask = next(token_batches(tok, texts, 128, len(texts)))
     assert (mask == 0).float().mean() > 0.7  # heavy padding indeed
     assert padded.keys() == unpadded.keys()
-    for key in padded:
-        assert torch.allclose(padded[key].double(), unpadded[key].double(), rtol=1e-5, atol=1e-5), key
+    for key in padded:  # equal to float32 summation noise, relative to the statistic's scale
+        scale = unpadded[key].double().abs().max()
+        assert (padded[key].double() - unpadded[key].double()).abs().max() <= 1e-5 * scale, key
     # the reference's averaging over padded positions would give a different mean
     module = "model.layers.0.self_attn.q_proj"
     all_positions = _capture_inputs(model, module, [(ids, torch.ones_like(mask))])

@@ -58,7 +58,7 @@ def generate_mixed(peft_model, tokenizer, prompts: list[str], adapter_names: lis
     starts = range(0, len(prompts), cfg.batch_size)
     for start in tqdm(starts, desc="generate (mixed)", unit="batch", disable=not progress or len(starts) < 2):
         chunk = prompts[start:start + cfg.batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, return_token_type_ids=False).to(device)
         seqs = peft_model.generate(**enc, adapter_names=adapter_names[start:start + cfg.batch_size],
                                    max_new_tokens=cfg.max_new_tokens, do_sample=False, temperature=None,
                                    top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,

