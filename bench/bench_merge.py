@@ -225,11 +225,6 @@ def bench_factor_vs_dense(layers: int, targets: dict[str, tuple[str, ...]]) -> l
     return rows
 
 
-def uptime() -> str:
-    """The load average when the results are written (the machine may be shared)."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def per_merge_totals(rows: list[dict]) -> list[dict]:
     """Whole-merge figures per method over the modules measured: times add up (modules run one after
     another), the peak is the largest module's; on small modules a fixed floor caps the per-module ratio."""
@@ -274,13 +269,15 @@ def main() -> None:
             os.execve(sys.executable, [sys.executable, *sys.argv], env)
         torch.set_num_threads(args.threads)
         targets = {"knots": tuple(args.knots_modules.split(",")), "core-space": tuple(args.core_modules.split(","))}
+        load_at_start = os.getloadavg()
         print(f"factor space vs dense ΔW, inner TIES, 4 adapters r{RANK}, {args.factor_layers} layer(s), {targets}; "
-              f"{args.threads} thread(s); load average {os.getloadavg()}", flush=True)
+              f"{args.threads} thread(s); load average {load_at_start}", flush=True)
         rows = bench_factor_vs_dense(args.factor_layers, targets)
         totals = per_merge_totals(rows)
         out = Path(args.out).with_name("merge-factor.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"rows": rows, "totals": totals, "load_average_at_end": uptime(), "load_average_at_start": os.getloadavg(),
+        out.write_text(json.dumps({"rows": rows, "totals": totals, "load_average_at_start": load_at_start,
+                                   "load_average_at_end": os.getloadavg(),
                                    "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2) + "\n")
         print(f"written {out}")
     if not parts & {"cat", "delta"}:

@@ -43,7 +43,7 @@ def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
     train, test = str(spec["train"]), str(spec["test"])
     check_held_out(name, train, test, where)
     task = str(spec.get("task", "builtin"))
-    default = scoring if task == "nlu" or (task == "builtin" and str(spec["test"]).split(":")[1:2] in
+    default = scoring if task == "nlu" or (task == "builtin" and test.split(":")[1:2] in
                                            [[c] for c in CHOICE_BUILTINS]) else "generate"
     return StudyTask(name, train, test, task, str(spec.get("scoring", default)))
 
