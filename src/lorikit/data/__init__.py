@@ -2,8 +2,8 @@
 
 from .builtin import BUILTIN_TASKS
 from .formats import FORMATS, Example
-from .loading import load_examples, load_rows, read_rows, split_dev
+from .loading import carve_spec, load_examples, load_rows, read_rows, split_dev
 from .tokenize import IGNORE, collate, tokenize_example
 
-__all__ = ["BUILTIN_TASKS", "FORMATS", "Example", "IGNORE", "collate", "load_examples", "load_rows",
+__all__ = ["BUILTIN_TASKS", "FORMATS", "Example", "IGNORE", "carve_spec", "collate", "load_examples", "load_rows",
            "read_rows", "split_dev", "tokenize_example"]

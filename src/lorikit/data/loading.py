@@ -79,6 +79,12 @@ def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
 SPLIT_KEYS = ("split", "fraction", "seed")
 
 
+def carve_spec(spec: str, split: str, fraction: float) -> str:
+    """``SPEC?split=SPLIT&fraction=F``: the train or dev part of a fixed-seed carve of ``spec``
+    (nested when ``spec`` is itself a carve: a dev split of a training part stays out of its test)."""
+    return f"{spec}?split={split}&fraction={fraction:g}"
+
+
 def source_of(spec: str) -> str:
     """The data source under every carve: ``FILE?split=train?split=dev`` → ``FILE``."""
     return spec.partition("?")[0]

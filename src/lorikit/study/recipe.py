@@ -22,6 +22,7 @@ from itertools import combinations
 from typing import Any
 
 from ..adapters.methods import find_method
+from ..data.loading import carve_spec
 from .config import CONTINUAL_METHODS, StudyConfig
 
 
@@ -89,7 +90,7 @@ class _Builder:
                                      "weights": [pw, pw]}
                 out["pairs"][f"{a}+{b}"] = {t: self.eval(f"eval-{pair}-{t}", pair, t) for t in (a, b)}
         self.stages[f"shift-{run}"] = {"kind": "analyze", "adapters": {t: f"${run}-{t}" for t in tasks},
-                                       "data": {t: f"{self.tasks[t].train}?split=dev&fraction={cfg.dev_fraction:g}"
+                                       "data": {t: carve_spec(self.tasks[t].train, "dev", cfg.dev_fraction)
                                                 for t in tasks}, "samples": cfg.samples}
         out["analysis"] = f"$shift-{run}/analysis.json"
         return out

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..adapters.build import AdapterConfig
 from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
+from ..data.loading import carve_spec
 from ..errors import UsageError
 from ..models.loading import check_4bit_supported
 from ..osrm.init import OsrmInitConfig
@@ -203,8 +204,8 @@ class TrainConfig:
         if self.dev_fraction is not None:
             # a carve of a carve when --data already selects a split (a held-out test carve, say);
             # data_seed ignores the ?split selectors: the run's default seed stays the data's own
-            self.dev_data = f"{self.data}?split=dev&fraction={self.dev_fraction:g}"
-            self.data = f"{self.data}?split=train&fraction={self.dev_fraction:g}"
+            self.dev_data = carve_spec(self.data, "dev", self.dev_fraction)
+            self.data = carve_spec(self.data, "train", self.dev_fraction)
 
     def _check_head_and_init(self):
         if self.head not in HEADS:
