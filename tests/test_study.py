@@ -151,3 +151,24 @@ def test_choice_tasks_come_from_the_builtin_registry():
         row = builtin_rows(name, "test", 1)[0]
         assert task.choice == ("options" in row or task.scorer == "nlu"), name
         assert parse_task(name, None, "s.yaml", "loglik").scoring == ("loglik" if task.choice else "generate")
+
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "bench" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_committed_study_files_load_and_build_valid_recipes(path):
+    from lorikit.pipeline.recipe import parse_recipe
+    cfg = load_study_config(str(path))
+    recipe = parse_recipe(study_recipe(cfg), source=str(path), workdir=cfg.workdir)
+    assert "table" in recipe.stages and any(s.startswith("eval-") for s in recipe.stages)
+
+
+def test_real_data_replication_reuses_the_seed_one_stages():
+    # the replication file says it reuses smollm2-real.yaml's stages: same names must mean same settings
+    studies = {p.stem: study_recipe(load_study_config(str(p)))["stages"] for p in STUDIES}
+    arm, replication = studies["smollm2-real"], studies["smollm2-real-seeds"]
+    shared = (set(arm) & set(replication)) - {"table"}
+    assert {"lora-s1-safety", "lori-d-s1-boolq", "eval-lori-d-s1-merged-w0p5-safety"} <= shared
+    assert {name for name in shared if arm[name] != replication[name]} == set()
+    assert "lora-s3-safety" in replication and "lora-s3-safety" not in arm
