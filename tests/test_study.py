@@ -172,3 +172,28 @@ def test_real_data_replication_reuses_the_seed_one_stages():
     assert {"lora-s1-safety", "lori-d-s1-boolq", "eval-lori-d-s1-merged-w0p5-safety"} <= shared
     assert {name for name in shared if arm[name] != replication[name]} == set()
     assert "lora-s3-safety" in replication and "lora-s3-safety" not in arm
+
+
+def _labelled_eval(path: Path, answers: list[str], golds: list[str]) -> str:
+    path.mkdir(parents=True)
+    records = [{"id": str(i), "extracted": a, "gold": g, "correct": a == g} for i, (a, g) in enumerate(zip(answers, golds))]
+    (path / "result.json").write_text(json.dumps({"score": float(np.mean([r["correct"] for r in records])),
+                                                  "records": records}))
+    return str(path)
+
+
+def test_one_answer_check_flags_an_adapter_that_learned_the_label_prior(tmp_path):
+    from lorikit.study.checks import one_answer_adapters
+    from lorikit.study.report import one_answer_section
+    golds = ["true"] * 60 + ["false"] * 40
+    prior = _labelled_eval(tmp_path / "prior", ["true"] * 97 + ["false"] * 3, golds)
+    learned = _labelled_eval(tmp_path / "learned", golds[:90] + ["true"] * 10, golds)  # right on 90 %
+    no_gold = _fake_eval(tmp_path / "refusals", [1] * 100)  # refusal-style records: no gold answers
+    runs = {"lora": {"1": {"single": {"1": {"boolq": prior, "safety": no_gold}}}},
+            "lori-d": {"1": {"single": {"1": {"boolq": learned, "safety": no_gold}}}}}
+    flags = one_answer_adapters(runs)
+    assert [(f["method"], f["task"], f["answer"]) for f in flags] == [("lora", "boolq", "true")]
+    assert flags[0]["share"] == pytest.approx(0.97) and flags[0]["gold_share"] == pytest.approx(0.6)
+    text = "\n".join(one_answer_section(flags))
+    assert "lora seed 1, boolq: answers 'true' on 97% of the 100 items" in text and "60%" in text
+    assert one_answer_section([]) == []

@@ -26,6 +26,7 @@ class ItemResult:
     id: str
     correct: int  # 1 or 0 (for several samples: the first sample's)
     prediction: str | None
+    gold: str | None = None  # the reference answer, where the task has one (choice tasks, exact answers)
 
 
 def _read(path: str | os.PathLike, prefix: str) -> tuple[Path, dict]:
@@ -50,8 +51,9 @@ def read_items(path: str | os.PathLike, where: str = "") -> list[ItemResult]:
         raise LorikitError(f"{prefix}{path}: no per-item 'records' with 'correct' (an lm-eval or regression result?)")
     if any(r["correct"] is None for r in records):
         raise LorikitError(f"{prefix}{path}: records have no correct/incorrect verdict (regression?)")
-    return [ItemResult(str(r.get("id", i)), int(bool(r["correct"])),
-                       None if r.get("extracted") is None else str(r["extracted"])) for i, r in enumerate(records)]
+    text = lambda v: None if v is None else str(v)  # noqa: E731
+    return [ItemResult(str(r.get("id", i)), int(bool(r["correct"])), text(r.get("extracted")), text(r.get("gold")))
+            for i, r in enumerate(records)]
 
 
 def read_score(path: str | os.PathLike, where: str = "") -> float:

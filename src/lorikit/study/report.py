@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.report import REPORT_EXTRA, have_matplotlib
+from .checks import describe
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def one_answer_section(flags: list[dict[str, Any]]) -> list[str]:
+    if not flags:
+        return []
+    return ["## Check: adapters that give one answer to almost every item", "",
+            *[f"- {describe(f)}." for f in flags], ""]
+
+
 def write(folder: Path, study: dict[str, Any]) -> str:
     """Write table.md, study.json and the PNGs into ``folder``; returns the markdown."""
     ref = study["reference_method"]
     md = ["# lorikit study", "", *[f"- {n}" for n in study["notes"]], "",
           "## Summary (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
+          *one_answer_section(study.get("one_answer", [])),
           "## Single adapters (w = 1)", "", single_table(study["single"], ref), "",
           "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), "",
           "![interference](interference.png)" if have_matplotlib() else f"(figures skipped: {REPORT_EXTRA})", ""]

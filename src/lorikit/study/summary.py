@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checks import one_answer_adapters
 from .table import accuracy, continual_rows, headline, merge_rows, outcomes, prediction, single_rows
 
 
@@ -22,7 +23,7 @@ def summarize(runs: dict[str, Any], base: dict[str, str], continual: dict[str, A
     study: dict[str, Any] = {"reference_method": methods[0], "methods": methods, "seeds": seeds,
                              "n_items": n_items, "base": base_rows, "notes": notes,
                              "single": single_rows(runs, n_boot), "merge": merge_rows(runs, n_boot),
-                             "headline": headline(runs, n_boot)}
+                             "headline": headline(runs, n_boot), "one_answer": one_answer_adapters(runs)}
     if continual:
         study["continual"] = continual_rows(continual, n_boot)
     study["prediction"] = prediction(runs)

@@ -31,6 +31,7 @@ class StudyTableSettings:
 
 class StudyTableKind(StageKind):
     name = "study-table"
+    version = 2  # 2: the one-answer check (adapters that learned a label prior) in table.md / study.json
     summary = "the study table: accuracies, down-weighting vs interference, continual, prediction, with intervals"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
