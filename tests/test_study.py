@@ -13,7 +13,8 @@ import yaml
 from lorikit.cli import main
 from lorikit.errors import UsageError
 from lorikit.study import StudyConfig, load_study_config, study_recipe
-from lorikit.study.table import merge_rows
+from lorikit.study.report import verdicts
+from lorikit.study.table import headline, merge_rows
 
 TINY = {"model": "tiny-random-llama", "seeds": [1, 2], "weights": [0.5], "max_steps": 2, "eval_every": 1,
         "patience": 1, "builtin_rows": 24, "dev_limit": 4, "eval_examples": 4, "max_new_tokens": 4,
@@ -115,6 +116,13 @@ def test_table_separates_down_weighting_from_interference(tmp_path):
     assert b["interference_vs_ref"]["estimate"] == pytest.approx(-0.3) and b["interference_vs_ref"]["significant"]
     assert r["single"]["n_items"] == n and r["single"]["seeds"] == 2
     assert r["single"]["low"] < 0.6 < r["single"]["high"]
+    # the summary pools both tasks: b's merged model keeps 0.6, a's 0.3, at both weights
+    heads = {(h["method"], h["weight"]): h for h in headline(runs, n_boot=500)}
+    assert set(heads) == {(m, w) for m in "ab" for w in (0.5, 1.0)}
+    kept = heads[("b", 0.5)]["merged_vs_ref"]
+    assert kept["estimate"] == pytest.approx(0.3) and kept["significant"]
+    assert heads[("b", 0.5)]["merged"]["mean"] == pytest.approx(0.6) and "merged_vs_ref" not in heads[("a", 0.5)]
+    assert "merged accuracy 0.600" in "\n".join(verdicts(list(heads.values()), "a"))
 
 
 @pytest.mark.slow  # ~120 stages; the demo test runs the study path (one seed) in the fast suite

@@ -51,6 +51,12 @@ def verdicts(rows: list[dict[str, Any]], ref: str) -> list[str]:
         if vs:
             line += (f"; interference minus {ref}'s {cell(vs, True)} — "
                      + ("significant" if vs["significant"] else "no significant difference"))
+        if "merged" in r:
+            line += f"; merged accuracy {cell(r['merged'])}"
+        kept = r.get("merged_vs_ref")
+        if kept:
+            line += (f", minus {ref}'s {cell(kept, True)} — "
+                     + ("significant" if kept["significant"] else "no significant difference"))
         out.append(line + ".")
     return out
 

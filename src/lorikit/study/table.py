@@ -159,8 +159,9 @@ def prediction(runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def headline(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
-    """Per method and w < 1: interference and down-weighting loss over all tasks' items pooled
-    (items of every task side by side, seeds paired), and interference's difference from the first method."""
+    """Per method and w: interference, down-weighting loss and the merged accuracy over all tasks'
+    items pooled (items of every task side by side, seeds paired), and the differences of interference
+    and of merged accuracy from the first method's."""
     ref_method = next(iter(runs))
     first = next(iter(runs[ref_method].values()))
     tasks = list(first["single"]["1"])
@@ -169,13 +170,17 @@ def headline(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
         return np.concatenate([outcomes([runs[method][s][kind][w][t] for s in runs[method]]) for t in tasks], axis=1)
 
     rows = []
-    for w in (w for w in first["merged"] if w != "1"):
-        ref = pooled(ref_method, "single", w) - pooled(ref_method, "merged", w)
+    for w in first["merged"]:
+        ref_merged = pooled(ref_method, "merged", w)
+        ref = pooled(ref_method, "single", w) - ref_merged
         for method in runs:
             single, merged = pooled(method, "single", w), pooled(method, "merged", w)
             row = {"method": method, "weight": float(w), "interference": difference(single, merged, n_boot),
-                   "downweighting_loss": difference(pooled(method, "single", "1"), single, n_boot)}
+                   "downweighting_loss": difference(pooled(method, "single", "1"), single, n_boot),
+                   "merged": accuracy(merged)}
             if method != ref_method and ref.shape == single.shape:
                 row["interference_vs_ref"] = difference(single - merged, ref, n_boot, mcnemar=False)
+                # what a user keeps: the merged model's accuracy, down-weighting and interference together
+                row["merged_vs_ref"] = difference(merged, ref_merged, n_boot)
             rows.append(row)
     return rows
