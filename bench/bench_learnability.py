@@ -1,7 +1,7 @@
 """Can the model learn each built-in task? One LoRA adapter per task, trained with lorikit's own
 commands under the study's budget rule, scored on held-out test items with a Wilson interval.
 
-    python bench/bench_learnability.py --tasks words-reverse words-sort --max-steps 100 \
+    python bench/bench_learnability.py --tasks words-reverse words-sort [--max-steps 300] \
         [--model smollm2-135m] [--workdir runs/learnability] [--out bench/results/learnability.json]
 
 Per task: ``lorikit train --method lora`` on the task's generated training rows, dev loss every
@@ -78,8 +78,8 @@ def main() -> int:
                     choices=sorted(BUILTIN_TASKS))
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--max-steps", type=int, default=300, help="step cap (the study's default budget)")
-    ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=25, help="dev loss every N steps (the study's default)")
+    ap.add_argument("--patience", type=int, default=3, help="dev evaluations without a new best before stopping (the study's default)")
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=8)
