@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..data import carve_spec, load_examples, tokenize_example
+from ..data import load_examples, tokenize_example
 from ..data.templates import apply_template
 from ..errors import LorikitError
 
@@ -33,7 +33,7 @@ class EarlyStopping:
 
     def __init__(self, cfg, trainer, tokenizer, params: list[torch.nn.Parameter]):
         self.cfg, self.trainer, self.params = cfg, trainer, params
-        spec = cfg.dev_data or carve_spec(cfg.data, "dev", cfg.dev_fraction)
+        spec = cfg.dev_data  # TrainConfig always sets it: --dev-data, or the carve --dev-fraction names
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
                                  seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
         examples = apply_template(cfg.template, tokenizer, examples)
