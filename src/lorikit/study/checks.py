@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..eval.result import read_items
+from .table import items as read_eval_items
 
 ONE_ANSWER_SHARE = 0.95
 
 
 def one_answer(path: str) -> dict[str, Any] | None:
     """``{answer, share, gold_share, n}`` when one answer covers ≥ ONE_ANSWER_SHARE of the items; else None."""
-    items = read_items(path)
+    items = read_eval_items(path)
     golds = [i.gold for i in items]
     if not items or None in golds or len(set(golds)) < 2:
         return None  # no reference answers (refusal, code), or a single-answer task: nothing to compare

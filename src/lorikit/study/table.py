@@ -25,23 +25,23 @@ import numpy as np
 
 from ..analysis.stats import correlation, mcnemar_exact, paired_bootstrap, spread, wilson
 from ..errors import LorikitError
-from ..eval.result import read_items
+from ..eval.result import ItemResult, read_items
 
 
 @lru_cache(maxsize=None)
-def _load(path: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    items = read_items(path)
-    return tuple(i.id for i in items), tuple(float(i.correct) for i in items)
+def items(path: str) -> tuple[ItemResult, ...]:
+    """An eval's per-item results, read from disk once per process (the tables and the checks share them)."""
+    return tuple(read_items(path))
 
 
 def outcomes(paths: list[str]) -> np.ndarray:
     """(seeds × items) 0/1 outcomes of evals that must have scored the same items in the same order."""
-    loaded = [_load(str(p)) for p in paths]
-    ids = loaded[0][0]
-    for p, (other, _) in zip(paths, loaded):
-        if other != ids:
+    loaded = [items(str(p)) for p in paths]
+    ids = [i.id for i in loaded[0]]
+    for p, other in zip(paths, loaded):
+        if [i.id for i in other] != ids:
             raise LorikitError(f"{p}: scored different test items than {paths[0]} (evals must share data and limit)")
-    return np.array([o for _, o in loaded], dtype=float)
+    return np.array([[float(i.correct) for i in one] for one in loaded], dtype=float)
 
 
 def accuracy(m: np.ndarray) -> dict[str, Any]:
