@@ -51,23 +51,31 @@ def evaluate(args, task: str, adapter: Path | None, out: Path) -> dict:
     return {"correct": correct, "n": n, "accuracy": round(correct / n, 3), "wilson": [round(ci.low, 3), round(ci.high, 3)]}
 
 
+def budget(args) -> dict:
+    return {"max_steps": args.max_steps, "eval_every": args.eval_every, "patience": args.patience,
+            "rank": args.rank, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+
+
 def measure(args, task: str) -> dict:
-    folder = Path(args.workdir) / f"{task}-s{args.seed}-cap{args.max_steps}"
+    # every setting that changes the adapter or the score is in the names, so a reused output is the same run
+    b = budget(args)
+    folder = Path(args.workdir) / (f"{task}-s{b['seed']}-r{b['rank']}-lr{b['lr']:g}-b{b['batch_size']}-cap{b['max_steps']}"
+                                   f"-e{b['eval_every']}-p{b['patience']}")
+    scored = f"n{args.limit}of{args.test_rows}-t{args.max_new_tokens}" + (f"-{args.scoring}" if BUILTIN_TASKS[task].choice else "")
     start = time.time()
     if not (folder / "lorikit.json").is_file():
         run([*LORIKIT, "train", "--model", args.model, "--data", f"builtin:{task}", "--builtin-rows", str(args.train_rows),
              "--method", "lora", "--rank", str(args.rank), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
              "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every), "--patience", str(args.patience),
              "--dev-fraction", "0.1", "--dev-limit", "32", "--seed", str(args.seed), "--out", str(folder)],
-            folder.with_suffix(".train.log"))
+            folder.parent / f"{folder.name}.train.log")
     meta = json.loads((folder / "lorikit.json").read_text())
     es = meta.get("early_stopping") or {}
-    row = {"task": task, "budget": {"max_steps": args.max_steps, "eval_every": args.eval_every, "patience": args.patience,
-                                    "rank": args.rank, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed},
+    row = {"task": task, "budget": b,
            "chosen_step": es.get("chosen_step"), "steps_run": es.get("steps_run"), "stopped": es.get("stopped"),
            "best_dev_loss": es.get("best_dev_loss"), "train_seconds": meta.get("train", {}).get("seconds"),
-           "adapter": evaluate(args, task, folder, Path(args.workdir) / f"{folder.name}.eval.json"),
-           "base": evaluate(args, task, None, Path(args.workdir) / f"{task}-base.eval.json")}
+           "adapter": evaluate(args, task, folder, Path(args.workdir) / f"{folder.name}.{scored}.eval.json"),
+           "base": evaluate(args, task, None, Path(args.workdir) / f"{task}-base.{scored}.eval.json")}
     row["seconds"] = round(time.time() - start, 1)
     return row
 
@@ -96,8 +104,8 @@ def main() -> int:
     out = Path(args.out)
     earlier = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     rows = [measure(args, task) for task in args.tasks]
-    measured = {(r["task"], r["budget"]["max_steps"]) for r in rows}
-    kept = [r for r in earlier if (r["task"], r.get("budget", {}).get("max_steps")) not in measured]
+    measured = {(r["task"], json.dumps(r["budget"], sort_keys=True)) for r in rows}
+    kept = [r for r in earlier if (r["task"], json.dumps(r.get("budget"), sort_keys=True)) not in measured]
     load = os.getloadavg()
     result = {"what": "learnability of built-in tasks: one LoRA adapter per task (lorikit train, dev plateau or cap), "
                       "lorikit eval of base and adapter on held-out test items, Wilson 95 % intervals",
