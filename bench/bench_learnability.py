@@ -20,10 +20,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from lorikit.analysis.stats import wilson
 from lorikit.data import BUILTIN_TASKS
+from lorikit.study.config import StudyConfig
+
+STUDY = {f.name: f.default for f in fields(StudyConfig)}  # the study's budget is the default here
 
 LORIKIT = [sys.executable, "-m", "lorikit"]
 
@@ -53,21 +57,25 @@ def evaluate(args, task: str, adapter: Path | None, out: Path) -> dict:
 
 def budget(args) -> dict:
     return {"max_steps": args.max_steps, "eval_every": args.eval_every, "patience": args.patience,
-            "rank": args.rank, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+            "rank": args.rank, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+            "train_rows": args.train_rows, "dropout": args.dropout, "dev_limit": args.dev_limit,
+            "max_length": args.max_length}
 
 
 def measure(args, task: str) -> dict:
     # every setting that changes the adapter or the score is in the names, so a reused output is the same run
     b = budget(args)
-    folder = Path(args.workdir) / (f"{task}-s{b['seed']}-r{b['rank']}-lr{b['lr']:g}-b{b['batch_size']}-cap{b['max_steps']}"
-                                   f"-e{b['eval_every']}-p{b['patience']}")
+    folder = Path(args.workdir) / (f"{task}-s{b['seed']}-r{b['rank']}-lr{b['lr']:g}-b{b['batch_size']}-n{b['train_rows']}-cap{b['max_steps']}"
+                                   f"-e{b['eval_every']}-p{b['patience']}-d{b['dropout']:g}-dev{b['dev_limit']}-len{b['max_length']}")
     scored = f"n{args.limit}of{args.test_rows}-t{args.max_new_tokens}" + (f"-{args.scoring}" if BUILTIN_TASKS[task].choice else "")
     start = time.time()
     if not (folder / "lorikit.json").is_file():
         run([*LORIKIT, "train", "--model", args.model, "--data", f"builtin:{task}", "--builtin-rows", str(args.train_rows),
              "--method", "lora", "--rank", str(args.rank), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
              "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every), "--patience", str(args.patience),
-             "--dev-fraction", "0.1", "--dev-limit", "32", "--seed", str(args.seed), "--out", str(folder)],
+             "--dropout", str(args.dropout), "--max-length", str(args.max_length),
+             "--dev-fraction", str(STUDY["dev_fraction"]), "--dev-limit", str(args.dev_limit),
+             "--seed", str(args.seed), "--out", str(folder)],
             folder.parent / f"{folder.name}.train.log")
     meta = json.loads((folder / "lorikit.json").read_text())
     es = meta.get("early_stopping") or {}
@@ -85,17 +93,21 @@ def main() -> int:
     ap.add_argument("--tasks", nargs="+", default=["pair-add", "pair-sub", "words-reverse", "words-sort"],
                     choices=sorted(BUILTIN_TASKS))
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--max-steps", type=int, default=300, help="step cap (the study's default budget)")
-    ap.add_argument("--eval-every", type=int, default=25, help="dev loss every N steps (the study's default)")
-    ap.add_argument("--patience", type=int, default=3, help="dev evaluations without a new best before stopping (the study's default)")
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-steps", type=int, default=STUDY["max_steps"], help="step cap (the study's default)")
+    ap.add_argument("--eval-every", type=int, default=STUDY["eval_every"], help="dev loss every N steps (the study's default)")
+    ap.add_argument("--patience", type=int, default=STUDY["patience"],
+                    help="dev evaluations without a new best before stopping (the study's default)")
+    ap.add_argument("--rank", type=int, default=STUDY["rank"])
+    ap.add_argument("--lr", type=float, default=STUDY["lr"])
+    ap.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
+    ap.add_argument("--dropout", type=float, default=STUDY["dropout"])
+    ap.add_argument("--dev-limit", type=int, default=STUDY["dev_limit"], help="dev examples per dev-loss evaluation")
+    ap.add_argument("--max-length", type=int, default=STUDY["max_length"])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--train-rows", type=int, default=800)
-    ap.add_argument("--test-rows", type=int, default=200)
-    ap.add_argument("--limit", type=int, default=100, help="test items scored per task")
-    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--train-rows", type=int, default=STUDY["builtin_rows"], help="generated training rows (dev is carved from them)")
+    ap.add_argument("--test-rows", type=int, default=max(STUDY["eval_examples"], 200))
+    ap.add_argument("--limit", type=int, default=STUDY["eval_examples"], help="test items scored per task")
+    ap.add_argument("--max-new-tokens", type=int, default=STUDY["max_new_tokens"])
     ap.add_argument("--scoring", default="loglik", choices=["loglik", "generate"])
     ap.add_argument("--workdir", default="runs/learnability")
     ap.add_argument("--out", default="bench/results/learnability.json")
