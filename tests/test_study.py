@@ -205,3 +205,15 @@ def test_one_answer_check_flags_an_adapter_that_learned_the_label_prior(tmp_path
     text = "\n".join(one_answer_section(flags))
     assert "lora seed 1, boolq: answers 'true' on 97% of the 100 items" in text and "60%" in text
     assert one_answer_section([]) == []
+
+
+def test_default_study_is_one_family_and_the_full_demo_runs_it():
+    from lorikit.data.builtin import TASKS, builtin_rows
+    from lorikit.demo import DemoConfig, study_config
+
+    default = StudyConfig()
+    assert study_config(DemoConfig(full=True)).tasks == default.tasks
+    assert len({TASKS[t].family for t in default.tasks}) == 1 and TASKS[default.tasks[0]].family
+    # one family: every task reads the same test inputs, so its adapters meet in the same activations
+    inputs = {t: [r["input"] for r in builtin_rows(t, "test", 20)] for t in default.tasks}
+    assert len({tuple(v) for v in inputs.values()}) == 1

@@ -30,7 +30,6 @@ from .study import StudyConfig, run_study, study_recipe
 logger = logging.getLogger(__name__)
 
 DEMO_TASKS = ["pair-max", "pair-min"]
-FULL_TASKS = ["pair-add", "pair-sub", "pair-max", "pair-min"]
 
 
 @dataclass
@@ -69,8 +68,8 @@ class DemoConfig:
 def study_config(cfg: DemoConfig) -> StudyConfig:
     """The study the demo runs."""
     if cfg.full:
-        return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(FULL_TASKS),
-                           continual={"first": "pair-max", "then": "pair-min"})
+        # the study's own defaults (tasks, budget, seeds, weights), plus the continual arm
+        return StudyConfig(model=cfg.model, workdir=cfg.workdir, continual={"first": "pair-max", "then": "pair-min"})
     methods = list(method_names()) + (["osrm"] if cfg.osrm else [])
     return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(DEMO_TASKS), methods=methods,
                        seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
