@@ -53,6 +53,19 @@ def check_stock_lori_s(folder: Path, mask_file: Path) -> None:
     assert kept > 0  # the kept entries did train
 
 
+def check_auto_peft_loads(folder: Path) -> None:
+    """Stock ``AutoPeftModelForCausalLM`` finds the recorded base by itself and gives lorikit's outputs."""
+    from peft import AutoPeftModelForCausalLM
+
+    base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert (Path(base) / "config.json").is_file(), base  # a real folder, not the alias
+    stock = AutoPeftModelForCausalLM.from_pretrained(str(folder)).eval()
+    ours = PeftModel.from_pretrained(load_model(TINY).model, str(folder)).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(stock(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-6)
+
+
 # ---- get_lori_model -----------------------------------------------------------------------------
 def test_seed_is_required_or_derived_never_a_shared_default():
     with pytest.raises(UsageError, match="give seed=INT or task=NAME"):
@@ -216,6 +229,8 @@ def test_example_scripts_train_lori_d_then_lori_s(tmp_path, example, capsys):
     for ckpt in ("checkpoint-2", "checkpoint-4"):  # every save_steps checkpoint: stock adapter + lorikit.json
         check_stock_lori_s(out / "lori-s" / ckpt, mask_file)
         assert json.loads((out / "lori-s" / ckpt / "lorikit.json").read_text())["train"]["steps"] == int(ckpt[-1])
+    for folder in (out / "lori-d", out / "lori-s", out / "lori-s" / "checkpoint-2"):
+        check_auto_peft_loads(folder)
     d_meta = json.loads((out / "lori-d" / "lorikit.json").read_text())
     s_meta = json.loads((out / "lori-s" / "lorikit.json").read_text())
     assert s_meta["seed"] == d_meta["seed"] == task_seed("builtin:arithmetic")  # LoRI-S reuses LoRI-D's A

