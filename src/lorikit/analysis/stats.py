@@ -1,4 +1,17 @@
-"""Small-sample statistics for comparing adapters on the same test items.
+"""Statistics for comparing adapters on the same test items.
+
+Run-level (the training run, i.e. the seed, is the unit; use these for method comparisons):
+
+- ``compare_runs``: difference of two methods scored as (seeds × items) outcome matrices with the
+  same seeds paired and the same items: per-seed differences d_s = mean(a_s) − mean(b_s), a
+  t-interval and a two-sided one-sample t-test on them with n_seeds − 1 degrees of freedom
+  (scipy), the smallest effect detectable at 80 % power (statsmodels ``TTestPower``), and with a
+  ``margin`` an equivalence test (TOST, statsmodels ``DescrStatsW.ttost_mean``).
+- ``run_accuracy``: mean of per-seed accuracies with a t-interval over seeds.
+- ``holm``: Holm-adjusted p-values (statsmodels ``multipletests``), NaN-safe.
+
+Item-level (they describe *these* adapters on *these* items; items × seeds are treated as
+independent trials, so they do not generalise to new training runs):
 
 - ``wilson``: Wilson score interval of a proportion k / n (Wilson 1927), the interval every
   accuracy in a study carries; unlike the normal ("Wald") interval it stays inside [0, 1] and
@@ -6,14 +19,17 @@
 - ``paired_bootstrap``: interval of mean(a) − mean(b) for two systems scored on the SAME items
   (and seeds): resample items (and, independently, seeds) with replacement, keeping each item's
   pair together (Efron & Tibshirani 1993; Koehn 2004 for NLP). Percentile interval, fixed seed.
+  Not run-level: with few seeds it rejects far more often than its nominal level (docs/study.md).
 - ``mcnemar_exact``: McNemar's exact test on paired 0/1 outcomes: under H0 the discordant pairs
-  split Binomial(n01 + n10, ½); two-sided p = min(1, 2 · P[X ≤ min(n01, n10)]).
+  split Binomial(n01 + n10, ½); two-sided p = min(1, 2 · P[X ≤ min(n01, n10)]). Flattened over
+  seeds it is not run-level either.
 - ``spread``: mean, standard deviation (ddof 1) and range over seeds.
 - ``correlation``: Pearson or Spearman r with a Fisher-z interval, tanh(atanh r ± z / √(n − 3))
   (Fisher 1921; Bonett & Wright 2000 for Spearman's variance factor 1 + r²/2).
 
-Everything is plain numpy / the standard library (no scipy dependency); the tests check the
-results against scipy.stats and textbook values.
+The item-level functions are plain numpy; the run-level ones call scipy and statsmodels (imported
+when first used, so importing this module stays cheap). The tests check all of them against
+scipy / statsmodels and textbook values.
 """
 
 from __future__ import annotations
@@ -25,6 +41,10 @@ from statistics import NormalDist
 import numpy as np
 
 from ..errors import UsageError
+from .run_stats import RunAccuracy, RunComparison, StatsInputError, compare_runs, holm, run_accuracy
+
+__all__ = ["Interval", "McNemar", "RunAccuracy", "RunComparison", "Spread", "StatsInputError", "compare_runs",
+           "correlation", "holm", "mcnemar_exact", "paired_bootstrap", "run_accuracy", "spread", "wilson"]
 
 
 def _z(confidence: float) -> float:
@@ -81,7 +101,11 @@ def _as_matrix(x, name: str) -> np.ndarray:
 def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Interval:
     """Interval of mean(a) − mean(b); ``a``, ``b``: per-item scores, shape (items,) or (seeds, items),
     the same items (and seeds) in the same order. Items are resampled jointly for a and b; with
-    several seeds, seeds are resampled too (each row of a stays paired with the same row of b)."""
+    several seeds, seeds are resampled too (each row of a stays paired with the same row of b).
+
+    Not a run-level interval: a percentile bootstrap over a few seeds is too narrow once runs vary
+    (its measured false-positive rate is in docs/study.md, *Statistics: the training run is the
+    unit*). Compare methods over training runs with ``compare_runs``."""
     a, b = _as_matrix(a, "a"), _as_matrix(b, "b")
     if a.shape != b.shape:
         raise UsageError(f"paired_bootstrap: a and b must be scored on the same items (shapes {a.shape} vs {b.shape})")
@@ -105,7 +129,10 @@ class McNemar:
 
 
 def mcnemar_exact(a, b) -> McNemar:
-    """McNemar's exact (binomial) test on paired 0/1 outcomes (flattened over seeds)."""
+    """McNemar's exact (binomial) test on paired 0/1 outcomes (flattened over seeds).
+
+    Flattened over seeds it counts items × seeds as independent pairs and ignores run-to-run
+    variation (measured false-positive rate: docs/study.md); compare methods with ``compare_runs``."""
     a = np.asarray(a, dtype=bool).ravel()
     b = np.asarray(b, dtype=bool).ravel()
     if a.shape != b.shape:
