@@ -80,6 +80,10 @@ def test_torchrun_adapter_matches_single_process(dist_run, tmp_path):
     from lorikit.models import load_model
 
     PeftModel.from_pretrained(load_model("tiny-random-llama").model, str(dist_run))
+    # the intermediate adapter, gathered from the shards at step 2
+    ckpt = tensors(dist_run / "checkpoint-2")
+    assert ckpt.keys() == b.keys() and any(float(t.abs().max()) > 0 for k, t in ckpt.items() if "lora_B" in k)
+    PeftModel.from_pretrained(load_model("tiny-random-llama").model, str(dist_run / "checkpoint-2"))
 
 
 def test_resume_from_distributed_checkpoint_is_identical(dist_run, tmp_path):

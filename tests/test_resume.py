@@ -87,6 +87,54 @@ def test_checkpoints_are_written_and_pruned(tmp_path):
     assert keys and all("lora_B" in k for k in keys)
 
 
+def visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_save_every_writes_stock_peft_checkpoint_adapters(tmp_path):
+    """<out>/checkpoint-N: an adapter PEFT, lorikit eval and lorikit merge read; pruned like the resume state."""
+    from peft import PeftModel
+
+    from lorikit.cli import main as cli_main
+    from lorikit.models import load_model
+
+    out = train(config(tmp_path / "a", save_every=2, keep_checkpoints=2, max_steps=7))
+    assert visible(out) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "checkpoint-4",
+                            "checkpoint-6", "lorikit.json", "train_log.jsonl"]
+    assert sorted(p.name for p in Path(f"{out}.ckpt").iterdir()) == ["step-000004", "step-000006"]
+    ckpt = out / "checkpoint-6"
+    assert visible(ckpt) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "lorikit.json"]
+    meta = json.loads((ckpt / "lorikit.json").read_text())
+    assert meta["train"]["steps"] == 6 and meta["method"] == "lori-d"
+    # the checkpoint's B is the trained one at step 6: the resume state holds the same tensors
+    trainable = load_file(str(Path(f"{out}.ckpt") / "step-000006" / "trainable.safetensors"))
+    saved = tensors(ckpt)
+    for key, value in trainable.items():
+        assert torch.equal(saved[key.replace(".default", "")], value), key
+    model = PeftModel.from_pretrained(load_model("tiny-random-llama").model, str(ckpt))
+    assert any("lora_B" in n for n, _ in model.named_parameters())
+    assert cli_main(["eval", "--model", "tiny-random-llama", "--adapter", str(ckpt), "--task", "builtin", "--data",
+                     "builtin:compare:test", "--limit", "2", "--builtin-rows", "4", "--max-new-tokens", "2",
+                     "--out", str(tmp_path / "eval.json")]) == 0
+    assert cli_main(["merge", str(out / "checkpoint-4"), str(ckpt), "--method", "linear", "--weights", "0.5", "0.5",
+                     "--out", str(tmp_path / "merged")]) == 0
+
+
+def test_lori_s_checkpoint_adapters_hold_the_sparse_b(tmp_path):
+    """A LoRI-S run's checkpoint-N holds B with the mask applied (the parametrization evaluated)."""
+    dense = train(config(tmp_path / "d", max_steps=2))
+    assert __import__("lorikit.cli", fromlist=["main"]).main(
+        ["masks", str(dense), "--sparsity", "0.5"]) == 0
+    mask_file = next((dense / "masks").glob("*.pt"))
+    out = train(config(tmp_path / "s", method="lori-s", mask=str(mask_file), save_every=2, max_steps=3))
+    saved = tensors(out / "checkpoint-2")
+    masks = torch.load(mask_file)
+    assert not [k for k in saved if "parametrizations" in k]
+    for name, mask in masks.items():
+        b = saved[name.replace(".default", "")]
+        assert bool((b[~mask] == 0).all()) and bool((b[mask] != 0).any()), name
+
+
 def test_resume_after_failed_save_is_bit_identical(tmp_path, monkeypatch):
     """A full disk while writing step 4 fails the run, keeps step 2; --resume finishes identically."""
     from lorikit.train import checkpoint
@@ -106,7 +154,7 @@ def test_resume_after_failed_save_is_bit_identical(tmp_path, monkeypatch):
     ckpt = Path(f"{out}.ckpt")
     assert sorted(p.name for p in ckpt.iterdir()) == ["step-000002"]  # no temp folder left behind
     assert json.loads((ckpt / "step-000002" / "state.json").read_text())["step"] == 2
-    assert not out.exists()
+    assert visible(out) == ["checkpoint-2"]  # the intermediate adapter only: no final one
 
     monkeypatch.setattr(checkpoint, "_write", real_write)
     resumed = train(config(out, save_every=2, resume=True))
@@ -157,7 +205,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not out.exists()
+    assert not (out / "adapter_config.json").exists()  # at most checkpoint-N adapters, no final one
 
     resumed = subprocess.run([*cmd, "--out", str(out), "--resume"], env=cli_env(), capture_output=True,
                              text=True, timeout=300)

@@ -1,4 +1,10 @@
-"""Crash-safe resume checkpoints: ``<out>.ckpt/step-NNNNNN/``.
+"""Crash-safe resume checkpoints: ``<out>.ckpt/step-NNNNNN/``, and intermediate adapters
+``<out>/checkpoint-N/`` beside them.
+
+``<out>/checkpoint-N/`` is what ``transformers.Trainer`` users expect: a stock PEFT adapter
+(``adapter_config.json``, ``adapter_model.safetensors``, ``lorikit.json``, model card) that
+``PeftModel.from_pretrained``, ``lorikit eval``, ``lorikit merge`` and ``lorikit push`` read. Until
+the run ends ``<out>`` holds only these folders; the final adapter is then written around them.
 
 A checkpoint holds everything the rest of the run depends on: the trainable tensors, the
 optimizer and scheduler state, the RNG states (python ``random``, numpy, torch CPU and CUDA), the
@@ -24,7 +30,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,7 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import LorikitError, UsageError
-from ..utils.atomic import atomic_output_dir
+from ..utils.atomic import MARKER, atomic_output_dir, mark_output_dir
 
 FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -40,6 +46,54 @@ STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # (--out may differ: a checkpoint folder can be moved together with its run).
 RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
                      "deterministic", "report_to", "logging_dir"}
+
+
+ADAPTER_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+def adapter_checkpoints(out: str | os.PathLike) -> list[Path]:
+    """The ``checkpoint-N`` adapter folders under ``out``, oldest first."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = sorted((int(m.group(1)), p) for p in out.iterdir() if (m := ADAPTER_DIR.match(p.name)) and p.is_dir())
+    return [p for _, p in found]
+
+
+def only_adapter_checkpoints(out: str | os.PathLike) -> bool:
+    """``out`` holds a run's intermediate adapters and nothing else (the run has not ended)."""
+    out = Path(out)
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    return bool(names) and all(ADAPTER_DIR.match(n) or n == MARKER for n in names)
+
+
+def write_adapter_checkpoint(out: str | os.PathLike, step: int, keep: int, write: Callable[[Path], None]) -> Path:
+    """``out/checkpoint-<step>/`` written by ``write(folder)`` (atomically), then the oldest beyond ``keep``
+    removed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():
+        mark_output_dir(out)  # a resumed run or --overwrite may replace it
+    with atomic_output_dir(out / f"checkpoint-{step}", overwrite=True) as tmp:
+        write(tmp)
+    for old in adapter_checkpoints(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return out / f"checkpoint-{step}"
+
+
+def carry_adapter_checkpoints(out: str | os.PathLike, into: Path) -> None:
+    """Copy the run's ``checkpoint-N`` folders into the final adapter's temporary folder (copies:
+    if the final write fails, they stay where they were)."""
+    for folder in adapter_checkpoints(out):
+        shutil.copytree(folder, into / folder.name)
+
+
+def drop_adapter_checkpoints(out: str | os.PathLike) -> None:
+    """A fresh run with --overwrite: an earlier run's intermediate adapters must not mix with its own."""
+    for folder in adapter_checkpoints(out):
+        shutil.rmtree(folder, ignore_errors=True)
+    if only_adapter_checkpoints(out) or (Path(out).is_dir() and {p.name for p in Path(out).iterdir()} == {MARKER}):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def checkpoint_root(out: str | os.PathLike) -> Path:
@@ -64,7 +118,7 @@ def claim_checkpoint_dir(cfg, dist) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's (pruning keeps the highest
     steps, --resume takes the highest): refuse them, or discard them with --overwrite."""
     root = checkpoint_root(cfg.out)
-    if cfg.resume or latest_checkpoint(root) is None:
+    if cfg.resume or (latest_checkpoint(root) is None and not adapter_checkpoints(cfg.out)):
         return
 
     def check():
@@ -75,6 +129,7 @@ def claim_checkpoint_dir(cfg, dist) -> None:
     dist.agree(check)
     if dist.is_main:
         shutil.rmtree(root, ignore_errors=True)
+        drop_adapter_checkpoints(cfg.out)
     dist.barrier()
 
 
@@ -153,6 +208,7 @@ class Checkpointer:
         self.root = checkpoint_root(cfg.out)
         self.model, self.params = model, params_by_name
         self.optimizer, self.scheduler = optimizer, scheduler
+        self.write_adapter: Callable[[int], None] | None = None  # writes <out>/checkpoint-N (every rank calls it)
 
     def _state(self, step: int, log: list[dict]) -> dict[str, Any]:
         return {"format": FORMAT, "step": step, "world_size": self.dist.world,
@@ -165,6 +221,8 @@ class Checkpointer:
             self._save_sharded(final, step, log)
         else:
             self._save_local(final, step, log)
+        if self.write_adapter is not None:  # after the resume state: a checkpoint-N adapter always has one
+            self.write_adapter(step)
         return final
 
     def _save_local(self, final: Path, step: int, log: list[dict]) -> None:

@@ -85,8 +85,10 @@ class TrainConfig:
         "help": "freeze A (train B only) or none (train both, OSRM's default); B cannot be frozen at B = 0",
         "choices": FREEZE})
     save_every: int = field(default=0, metadata={
-        "help": "write a resume checkpoint to <out>.ckpt/step-N every N optimizer steps (0 = never)"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept in <out>.ckpt"})
+        "help": "every N optimizer steps (0 = never) write the adapter so far to <out>/checkpoint-N (a stock "
+                "PEFT adapter) and the resume state to <out>.ckpt/step-N"})
+    keep_checkpoints: int = field(default=2, metadata={
+        "help": "newest checkpoints kept (<out>/checkpoint-N adapters and <out>.ckpt/step-N resume states)"})
     resume: bool = field(default=False, metadata={
         "help": "continue from the newest complete checkpoint in <out>.ckpt (settings must be unchanged)"})
     deterministic: bool = field(default=False, metadata={

@@ -103,8 +103,39 @@ class Single:
     def full_adapter_state(self, peft_model) -> dict[str, torch.Tensor] | None:
         return None  # save_pretrained reads the module itself
 
+    def snapshot_adapter_state(self, peft_model) -> dict[str, torch.Tensor] | None:
+        """The adapter as it stands mid-run (a sparse plan's parametrizations evaluated), for an
+        intermediate ``checkpoint-N`` adapter; rank 0 only."""
+        return {k: v.cpu() for k, v in evaluated_adapter_state(peft_model).items()}
+
     def close(self) -> None:
         pass
+
+
+def evaluated_adapter_state(peft_model, full: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.detach,
+                            ) -> dict[str, torch.Tensor]:
+    """Every adapter tensor keyed as ``peft_model.state_dict()`` without parametrizations: a
+    parametrized tensor (LoRI-S: B = scatter(B₀, indices, values)) is evaluated, which is what
+    ``plan.finalize()`` bakes in. ``full`` gathers a sharded tensor; every rank walks the modules in
+    the same order, so the gathers line up."""
+    from torch.nn.utils import parametrize
+
+    state: dict[str, torch.Tensor] = {}
+    for name, module in peft_model.named_modules():
+        # LoRA tensors and PEFT's modules_to_save copies (a classification head)
+        if not any(k in name for k in ("lora_", "modules_to_save")) or ".parametrizations" in name:
+            continue
+        tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
+        for key, t in tensors.items():
+            state[f"{name}.{key}"] = full(t)
+        if parametrize.is_parametrized(module):
+            for key, chain in module.parametrizations.items():
+                value = full(chain.original)
+                for fn in chain:
+                    inner = {n: full(t) for n, t in [*fn.named_parameters(), *fn.named_buffers()]}
+                    value = torch.func.functional_call(fn, inner, (value,))
+                state[f"{name}.{key}"] = value.detach()
+    return state
 
 
 class Distributed(Single):
@@ -193,34 +224,18 @@ class Distributed(Single):
         return float(total)
 
     def full_adapter_state(self, peft_model) -> dict[str, torch.Tensor] | None:
-        """Every adapter tensor gathered in full, keyed as ``peft_model.state_dict()``; on rank 0
-        only (None elsewhere). A parametrized tensor (LoRI-S: B = scatter(B₀, indices, values)) is
-        evaluated on the gathered tensors, which is what ``plan.finalize()`` bakes in on one
-        process. Every rank walks the modules in the same order, so the gathers line up."""
+        """Every adapter tensor gathered in full (``evaluated_adapter_state``), on rank 0 only."""
         from torch.distributed.tensor import DTensor
-        from torch.nn.utils import parametrize
 
         def full(t: torch.Tensor) -> torch.Tensor:
             return (t.full_tensor() if isinstance(t, DTensor) else t).detach()
 
-        state: dict[str, torch.Tensor] = {}
-        for name, module in peft_model.named_modules():
-            # LoRA tensors and PEFT's modules_to_save copies (a classification head)
-            if not any(k in name for k in ("lora_", "modules_to_save")) or ".parametrizations" in name:
-                continue
-            tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
-            for key, t in tensors.items():
-                state[f"{name}.{key}"] = full(t)
-            if parametrize.is_parametrized(module):
-                for key, chain in module.parametrizations.items():
-                    value = full(chain.original)
-                    for fn in chain:
-                        inner = {n: full(t) for n, t in [*fn.named_parameters(), *fn.named_buffers()]}
-                        value = torch.func.functional_call(fn, inner, (value,))
-                    state[f"{name}.{key}"] = value
+        state = evaluated_adapter_state(peft_model, full)
         if not self.is_main:
             return None
         return {k: v.cpu() for k, v in state.items()}
+
+    snapshot_adapter_state = full_adapter_state  # collective: every rank takes part
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..adapters.build import attach_adapter, lora_layers
-from ..adapters.card import write_model_card
 from ..adapters.inits import get_init
 from ..adapters.methods import get_method
 from ..data import collate, load_examples, tokenize_example
@@ -40,7 +39,9 @@ from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
-from .checkpoint import Checkpointer, checkpoints, claim_checkpoint_dir
+from .adapter_out import write_adapter
+from .checkpoint import (Checkpointer, carry_adapter_checkpoints, checkpoints, claim_checkpoint_dir,
+                         only_adapter_checkpoints, write_adapter_checkpoint)
 from .classification import (classification_loss_sum, collate_classification, head_modules,
                              load_classification_data)
 from .config import TrainConfig
@@ -155,7 +156,8 @@ class Trainer:
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        check_output_dir(cfg.out, cfg.overwrite, self.inputs())
+        # a resumed run's <out> holds its checkpoint-N adapters until the final one is written
+        check_output_dir(cfg.out, cfg.overwrite or (cfg.resume and only_adapter_checkpoints(cfg.out)), self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
             # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
@@ -196,6 +198,8 @@ class Trainer:
             raise UsageError("--eval-every: not supported under torchrun (single process only)")
         self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
         t_start = time.perf_counter()
+        ckpt.write_adapter = lambda step: self.save_checkpoint_adapter(
+            step, peft_model, lambda: self.metadata(bundle, plan, len(examples), time.perf_counter() - t_start), dist)
         reporter = self.reporter(dist.is_main)
         try:
             self._steps(model, dist, plan, params, (optimizer, scheduler, ckpt, reporter),
@@ -340,18 +344,23 @@ class Trainer:
         def write():
             if not dist.is_main:
                 return
-            with atomic_output_dir(cfg.out, cfg.overwrite, self.inputs()) as tmp:
-                peft_model.save_pretrained(str(tmp), save_embedding_layers=False,
-                                           **({"state_dict": full_state} if full_state is not None else {}))
-                _sort_target_modules(tmp / "adapter_config.json")
-                (tmp / "lorikit.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-                write_model_card(tmp, json.loads((tmp / "lorikit.json").read_text()))
+            with atomic_output_dir(cfg.out, cfg.overwrite or only_adapter_checkpoints(cfg.out), self.inputs()) as tmp:
+                write_adapter(tmp, peft_model, meta, full_state)
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in self.log:
                         fh.write(json.dumps(rec) + "\n")
+                carry_adapter_checkpoints(cfg.out, tmp)
 
         dist.agree(write)
         return Path(cfg.out)
+
+    def save_checkpoint_adapter(self, step: int, peft_model, meta, dist) -> None:
+        """``<out>/checkpoint-<step>/``: the adapter as it stands, a stock PEFT adapter like the final one."""
+        state = dist.snapshot_adapter_state(peft_model)  # collective under torchrun
+        if dist.is_main:
+            write_adapter_checkpoint(self.cfg.out, step, self.cfg.keep_checkpoints,
+                                     lambda folder: write_adapter(folder, peft_model, meta(), state))
+        dist.barrier()
 
 
 def enable_grad_checkpointing(causal_lm) -> None:
@@ -373,15 +382,6 @@ def use_deterministic_kernels() -> None:
         torch.backends.cuda.enable_flash_sdp(False)
         torch.backends.cuda.enable_mem_efficient_sdp(False)
         torch.backends.cuda.enable_math_sdp(True)
-
-
-def _sort_target_modules(config_path: Path) -> None:
-    """PEFT keeps target_modules as a set and writes it in hash order, which changes from one
-    process to the next; sorted, the same run writes byte-identical files."""
-    config = json.loads(config_path.read_text())
-    if isinstance(config.get("target_modules"), list):
-        config["target_modules"] = sorted(config["target_modules"])
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def train(cfg: TrainConfig) -> Path:
