@@ -28,7 +28,7 @@ from .._version import __version__
 from ..adapters.build import lora_layers
 from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask
-from ..adapters.methods import get_method
+from ..adapters.methods import METHODS, get_method, regenerable_a
 from ..adapters.seeded import A_INITS, seeded_projection
 from ..adapters.state import LORIKIT_META, load_adapter
 from ..errors import UsageError
@@ -39,7 +39,7 @@ from .stock_sparse import StockSparsePlan
 
 logger = logging.getLogger(__name__)
 
-LORI_METHODS = ("lori-d", "lori-s")
+LORI_METHODS = tuple(m.name for m in METHODS.values() if m.seeded_a)  # A is the seeded projection
 INFO_ATTR = "lorikit_info"  # dict set on the PeftModel: becomes lorikit.json
 PLAN_ATTR = "lorikit_plan"  # the StockSparsePlan of a LoRI-S model
 
@@ -58,8 +58,8 @@ def _mask_and_source(mask) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         state = load_adapter(folder) if folder is not None else None
         masks = load_mask(mask, state)
         meta = (state.meta if state is not None else None) or {}
-        if meta.get("method") in LORI_METHODS and meta.get("seed") is not None:
-            source.update(seed=meta["seed"], a_init=meta.get("a_init", "kaiming"), a_from=str(folder))
+        if (regenerated := regenerable_a(meta)) is not None:
+            source.update(seed=regenerated[0], a_init=regenerated[1], a_from=str(folder))
         return masks, source
     raise UsageError(f"mask: expected a mask file path, a dict of bool tensors or a MaskResult, "
                      f"got {type(mask).__name__}")
