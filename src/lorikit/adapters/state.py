@@ -77,6 +77,26 @@ def _pattern_value(patterns: dict[str, Any] | None, module: str, default: Any) -
     return default
 
 
+def uniform_modules(mods: list[LoraModule]) -> list[LoraModule]:
+    """The same updates with one rank (the largest) and one scale (the most common), ΔW unchanged.
+
+    B A = [B 0] [A; 0]: a lower-rank module is padded with zero rank-columns; s_m B = s (s_m / s B),
+    so a module's own scale s_m is folded into its B as the ratio to the shared scale s."""
+    rank = max(m.rank for m in mods)
+    scales = [m.scaling for m in mods]
+    scale = max(set(scales), key=scales.count)
+    out = []
+    for m in mods:
+        A, B = m.A, m.B
+        if m.rank < rank:
+            A = torch.cat([A, A.new_zeros(rank - m.rank, A.shape[1])], dim=0)
+            B = torch.cat([B, B.new_zeros(B.shape[0], rank - m.rank)], dim=1)
+        if m.scaling != scale:
+            B = (B.double() * (m.scaling / scale)).to(B.dtype)
+        out.append(LoraModule(m.name, A, B, scale))
+    return out
+
+
 @dataclass
 class AdapterState:
     """The tensors, config and lorikit metadata of one PEFT LoRA adapter."""
@@ -139,13 +159,18 @@ class AdapterState:
     @classmethod
     def from_modules(cls, modules: dict[str, LoraModule] | list[LoraModule], config: dict[str, Any],
                      meta: dict[str, Any] | None = None,
-                     extra_tensors: dict[str, torch.Tensor] | None = None) -> "AdapterState":
-        """Build an adapter from modules; ``config`` gets per-module rank/alpha patterns as needed.
+                     extra_tensors: dict[str, torch.Tensor] | None = None, portable: bool = True) -> "AdapterState":
+        """Build an adapter from modules whose ranks and scales may differ; the saved adapter reproduces ΔW.
 
-        Each module's own ``scaling`` is kept exactly by writing ``lora_alpha = scaling · r``
-        (into ``alpha_pattern`` when modules differ), so the saved adapter reproduces ΔW.
+        ``portable`` (default): one ``r`` and one ``lora_alpha`` for every module, no ``rank_pattern`` /
+        ``alpha_pattern`` — what vLLM and other servers read (they apply one ``lora_alpha / r`` and
+        ignore the patterns). A module of lower rank gets zero rank-columns in B (zero rows in A), and
+        a module whose scale differs from the most common one carries the ratio in B. Otherwise each
+        module keeps its rank and scale through the patterns (PEFT reads them).
         """
         mods = list(modules.values()) if isinstance(modules, dict) else list(modules)
+        if portable:
+            mods = uniform_modules(mods)
         config = dict(config)
         config["use_rslora"] = False
         ranks = {m.name: m.rank for m in mods}

@@ -68,6 +68,11 @@ class MergeConfig:
         "help": "EMR: write this task's adapter/model (λ_i m_i ⊙ τ_uni) instead of the EMR folder"})
     max_shard_size: str = field(default="2GB", metadata={
         "help": "--into-model: largest safetensors shard (e.g. 500MB, 5GB)"})
+    rank_pattern: str = field(default="pad", metadata={
+        "help": "pad: one rank and one scale for every module of the output adapter (lower-rank modules padded "
+                "with zero rank-columns, scales folded into B), which vLLM and other servers read correctly; "
+                "keep: each module its own rank / scale through rank_pattern / alpha_pattern (PEFT only)",
+        "choices": ("pad", "keep")})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
     method_params: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "the method's own hyper-parameters, by name (see docs/merge.md)", "cli": False})
@@ -76,11 +81,11 @@ class MergeConfig:
                  weights: list[float] | None = None, names: list[str] | None = None, rank: int | None = None,
                  into_model: bool = False, model: str | None = None, base_model: str | None = None,
                  task: str | None = None, max_shard_size: str = "2GB", overwrite: bool = False,
-                 method_params: dict[str, Any] | None = None, **kwargs: Any):
+                 method_params: dict[str, Any] | None = None, rank_pattern: str = "pad", **kwargs: Any):
         self.adapters = list(adapters or [])
         self.method, self.out, self.weights, self.names, self.rank = method, out, weights, names, rank
         self.into_model, self.model, self.base_model, self.task = into_model, model, base_model, task
-        self.max_shard_size, self.overwrite = max_shard_size, overwrite
+        self.max_shard_size, self.overwrite, self.rank_pattern = max_shard_size, overwrite, rank_pattern
         known = param_names()
         self.method_params = {}
         for key, value in {**(method_params or {}), **kwargs}.items():
@@ -134,6 +139,8 @@ class MergeConfig:
         if self.model is not None and not self.into_model:
             raise UsageError("--model: names the base model for --into-model; pass --into-model too")
         parse_size(self.max_shard_size)
+        if self.rank_pattern not in ("pad", "keep"):
+            raise UsageError(f"--rank-pattern {self.rank_pattern!r}: choose from pad, keep")
 
     # ---- resolved values ----------------------------------------------------------------------
     def params(self) -> DeltaParams:

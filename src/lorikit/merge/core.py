@@ -152,16 +152,17 @@ class Merger:
             yield module, self.delta(module, task_index)
 
     def to_adapter(self, rank: int | None = None, task_index: int | None = None,
-                   meta: dict | None = None) -> tuple[AdapterState, SvdReport | None]:
+                   meta: dict | None = None, portable: bool = True) -> tuple[AdapterState, SvdReport | None]:
         """The merge as a PEFT adapter: exact factors (cat/linear) or truncated SVD at ``rank``.
 
         Delta-space methods: ``rank`` defaults to the largest parent rank. Factor-space methods:
         without ``rank`` the exact result (its numerical rank), else truncated in factor space.
+        ``portable``: one rank and one scale for all modules (``AdapterState.from_modules``).
         """
         config = adapter_config(self.states)
         if self.method.kind == "adapter":
             mods = [self.factors(m) for m in tqdm(self.modules, desc=self.method.name, unit="module", leave=False)]
-            return AdapterState.from_modules(mods, config, meta=meta), None
+            return AdapterState.from_modules(mods, config, meta=meta, portable=portable), None
         if self.method.kind != "factor":  # factor methods keep their exact rank unless asked
             rank = rank or self.max_rank()
         report, mods = SvdReport(rank or 0), []
@@ -175,7 +176,7 @@ class Merger:
         report.rank = rank or max(m.rank for m in mods)
         if meta is not None:
             meta = {**meta, "svd": report.summary()}
-        return AdapterState.from_modules(mods, config, meta=meta), report
+        return AdapterState.from_modules(mods, config, meta=meta, portable=portable), report
 
     def max_rank(self) -> int:
         return max(m.rank for s in self.states for m in s.modules().values())
@@ -226,7 +227,9 @@ def merge(cfg: MergeConfig) -> Path:
                      ", ".join(f"{r:.4g}" for r in merger.emr_scales()))
         else:
             meta["output"] = "adapter"
-            state, report = merger.to_adapter(cfg.rank, task_index, meta)
+            state, report = merger.to_adapter(cfg.rank, task_index, meta, portable=cfg.rank_pattern == "pad")
+            if cfg.rank_pattern == "pad":
+                state.meta["serving"] = serving_ranks(state.config["r"])
             state.save_into(tmp)
             if report is not None:
                 atomic_write_json(tmp / SVD_ERRORS, report.to_json())
@@ -237,6 +240,16 @@ def merge(cfg: MergeConfig) -> Path:
                      ranks[0] if len(ranks) == 1 else ranks)
     log.info("merged in %.1f s", time.perf_counter() - t0)
     return out
+
+
+# vLLM's allowed max_lora_rank values (vllm/config/lora.py)
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def serving_ranks(r: int) -> dict:
+    """What a server must allow for this adapter: vLLM's smallest ``--max-lora-rank`` ≥ r."""
+    fits = [v for v in VLLM_MAX_LORA_RANKS if v >= r]
+    return {"r": r, "vllm_max_lora_rank": fits[0] if fits else None}
 
 
 def check_base_model(cfg: MergeConfig, states: list[AdapterState]) -> None:
