@@ -112,7 +112,7 @@ def bootstrap(diff: np.ndarray, counts: np.ndarray, seed_idx: np.ndarray, chunk:
     for start in range(0, len(diff), chunk):
         part = diff[start:start + chunk]
         # one 2-D product (a stacked 3-D matmul is ~30x slower); sums of integers: exact, as in the library
-        per_seed = (part.reshape(-1, ITEMS) @ counts.T / ITEMS).reshape(*part.shape[:2], N_BOOT)  # (chunk, seeds, n_boot)
+        per_seed = (part.reshape(-1, ITEMS) @ counts.T / ITEMS).reshape(*part.shape[:2], N_BOOT)  # chunk, seeds, boot
         boots = per_seed[:, seed_idx, np.arange(N_BOOT)[:, None]].mean(axis=-1)  # (chunk, n_boot)
         low, high = np.quantile(boots, [ALPHA / 2, 1 - ALPHA / 2], axis=1)
         lows.append(low)
@@ -132,7 +132,8 @@ def check_against_library(y, t, boot, mc) -> None:
     """The vectorised tests must be the library's tests: same p, same interval, on the first simulations."""
     for s in range(min(CHECKED, len(y))):
         cr = compare_runs(y[s, 0], y[s, 1], ALPHA)
-        assert np.allclose([cr.p, cr.low, cr.high, cr.mde], [t[0][s], t[1][s], t[2][s], t[3][s]], rtol=1e-9, atol=1e-12, equal_nan=True), s
+        assert np.allclose([cr.p, cr.low, cr.high, cr.mde], [t[0][s], t[1][s], t[2][s], t[3][s]],
+                           rtol=1e-9, atol=1e-12, equal_nan=True), s
         pb = paired_bootstrap(y[s, 0], y[s, 1], n_boot=N_BOOT, seed=0)
         assert np.allclose([pb.low, pb.high], [boot[0][s], boot[1][s]], atol=1e-12), (s, pb, boot[0][s], boot[1][s])
         assert np.isclose(mcnemar_exact(y[s, 0], y[s, 1]).p_value, mc[s], rtol=1e-9), s
@@ -147,6 +148,7 @@ def cell(rng, sims: int, seeds: int, run_sd: float, effect: float, k: float, boo
     boot = bootstrap(diff, *boot_idx)
     mc = mcnemar(y)
     check_against_library(y, t, boot, mc)
+
     def share(x):
         return round(float(np.mean(x)), 4)
     return {"seeds": seeds, "items": ITEMS, "run_sd_target": run_sd, "tau_logit": round(tau, 4),
@@ -156,7 +158,8 @@ def cell(rng, sims: int, seeds: int, run_sd: float, effect: float, k: float, boo
             "reject_mcnemar": share(mc < ALPHA),
             "coverage_t": share((t[1] <= truth) & (truth <= t[2])),
             "coverage_bootstrap": share((boot[0] <= truth) & (truth <= boot[1])),
-            "width_t": round(float(np.median(t[2] - t[1])), 4), "width_bootstrap": round(float(np.median(boot[1] - boot[0])), 4),
+            "width_t": round(float(np.median(t[2] - t[1])), 4),
+            "width_bootstrap": round(float(np.median(boot[1] - boot[0])), 4),
             "mde_t": round(float(np.nanmedian(t[3])), 4), "flat_runs": share(np.ptp(diff.mean(axis=2), axis=1) == 0)}
 
 
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         for effect in (0.0, EFFECT):
             for run_sd in RUN_SDS:
                 rows.append(cell(rng, args.sims, seeds, run_sd, effect, k, boot_idx))
-                print(f"  {seeds} seeds, effect {effect}, run sd {run_sd}: done ({time.process_time() - cpu0:.0f} s CPU)",
+                print(f"  {seeds} seeds, effect {effect}, run sd {run_sd}: done "
+                      f"({time.process_time() - cpu0:.0f} s CPU)",
                       file=sys.stderr, flush=True)
     head = (f"{'seeds':>5} {'effect':>6} {'run sd':>13} {'t rej':>6} {'boot rej':>8} {'McN rej':>7} "
             f"{'t cover':>7} {'boot cover':>10} {'t width':>7} {'boot width':>10} {'t MDE':>6}")
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     for r in rows:
         print(f"{r['seeds']:>5} {r['true_difference']:>6.3f} {r['run_sd_target']:>5.2f} ({r['run_sd_measured']:.3f}) "
-              f"{r['reject_t']:>6.3f} {r['reject_bootstrap']:>8.3f} {r['reject_mcnemar']:>7.3f} {r['coverage_t']:>7.3f} "
+              f"{r['reject_t']:>6.3f} {r['reject_bootstrap']:>8.3f} {r['reject_mcnemar']:>7.3f} "
+              f"{r['coverage_t']:>7.3f} "
               f"{r['coverage_bootstrap']:>10.3f} {r['width_t']:>7.3f} {r['width_bootstrap']:>10.3f} {r['mde_t']:>6.3f}")
     wall, cpu = time.time() - t0, time.process_time() - cpu0
     print(f"\n{wall:.0f} s wall, {cpu:.0f} s CPU; load average at start {load[0]:.2f}, now {os.getloadavg()[0]:.2f} "

@@ -199,7 +199,8 @@ def test_compare_runs_rejects_mismatched_shapes_ids_and_values():
     with pytest.raises(ValueError, match="must be a \\(seeds, items\\) array"):
         compare_runs(a[0], b[0])
     ids = [f"q{i}" for i in range(50)]
-    with pytest.raises(ValueError, match=r"item ids differ: 1 only in a \(e.g. \['q3'\]\), 1 only in b \(e.g. \['x'\]\)"):
+    with pytest.raises(ValueError, match=r"item ids differ: 1 only in a \(e.g. \['q3'\]\), "
+                                         r"1 only in b \(e.g. \['x'\]\)"):
         compare_runs(a, b, items_a=ids, items_b=ids[:3] + ["x"] + ids[4:])
     swapped = ids[:]
     swapped[7], swapped[8] = swapped[8], swapped[7]
@@ -221,6 +222,10 @@ def test_compare_runs_rejects_mismatched_shapes_ids_and_values():
         compare_runs(a, b, margin=0)
     with pytest.raises(ValueError, match="alpha"):
         compare_runs(a, b, alpha=1.5)
+    with pytest.raises(ValueError, match="power"):
+        compare_runs(a, b, power=1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        run_accuracy(a, alpha=0)
     # numpy ids that match are fine, as plain values
     got = compare_runs(a, b, items_a=np.array(ids), items_b=list(ids), seeds_a=np.arange(4), seeds_b=[0, 1, 2, 3])
     assert got.n_items == 50
@@ -265,3 +270,15 @@ def test_holm_matches_statsmodels_and_skips_nan():
     assert holm([]).shape == (0,) and math.isnan(holm([math.nan])[0])
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         holm([0.5, 1.2])
+
+
+def test_run_comparison_prints_and_serialises():
+    a = np.zeros((3, 100))
+    for s, k in enumerate((1, 12, 14)):
+        a[s, :k] = 1
+    got = compare_runs(a, np.zeros((3, 100)), margin=0.05)
+    assert got.fmt() == f"+0.090 [{got.low:+.3f}, +{got.high:.3f}]" and got.low < 0
+    data = got.to_json()
+    assert data["per_seed"] == pytest.approx([0.01, 0.12, 0.14]) and data["verdict"] == "inconclusive"
+    assert data["margin"] == 0.05 and data["n_seeds"] == 3 and data["run_level"] is True
+    assert run_accuracy(a).to_json()["per_seed"] == pytest.approx([0.01, 0.12, 0.14])

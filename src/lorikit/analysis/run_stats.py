@@ -139,7 +139,8 @@ def _check_ids(ids_a, ids_b, what: str, n: int, where: str) -> None:
     a, b = _plain(ids_a, what, "a", n, where), _plain(ids_b, what, "b", n, where)
     if a == b:
         return
-    only_a, only_b = [x for x in a if x not in set(b)], [x for x in b if x not in set(a)]
+    set_a, set_b = set(a), set(b)
+    only_a, only_b = [x for x in a if x not in set_b], [x for x in b if x not in set_a]
     if not only_a and not only_b:
         i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
         raise StatsInputError(f"{where}: a and b hold the same {what} ids in a different order "
@@ -256,7 +257,8 @@ def holm(pvalues) -> np.ndarray:
         raise StatsInputError(f"holm: expected a 1-D sequence of p-values (got shape {p.shape})")
     ok = ~np.isnan(p)
     if ((p[ok] < 0) | (p[ok] > 1)).any():
-        raise StatsInputError(f"holm: p-values must lie in [0, 1] (got {p[ok][(p[ok] < 0) | (p[ok] > 1)][:3].tolist()})")
+        bad = p[ok][(p[ok] < 0) | (p[ok] > 1)]
+        raise StatsInputError(f"holm: p-values must lie in [0, 1] (got {bad[:3].tolist()})")
     out = np.full(p.shape, np.nan)
     if ok.any():
         from statsmodels.stats.multitest import multipletests
