@@ -304,7 +304,7 @@ CASES = [
     ("merge-inner-unknown", ["merge", *D01, "--method", "knots", "--inner", "slerp", "--out", "{O}/g"], 2,
      r"--inner 'slerp': choose from ", "{O}/g"),
     ("merge-inner-option-unused", ["merge", *D01, "--method", "knots", "--drop-rate", "0.5", "--out", "{O}/g"], 2,
-     r"--drop-rate: not used by --method knots \(it reads --inner, --lambda\)", "{O}/g"),
+     r"--drop-rate: not used by --method knots \(it reads --inner, --lambda, --density, --divide-by\)", "{O}/g"),
     ("merge-density-and-drop-rate", ["merge", *D01, "--method", "dare_ties", "--density", "0.3", "--drop-rate", "0.5",
                                      "--out", "{O}/g"], 2, r"--density and --drop-rate: give one", "{O}/g"),
     ("merge-base-model-flag", ["merge", *D01, "--method", "iso-cts", "--base-model", "org/other", "--out", "{O}/g"], 1,

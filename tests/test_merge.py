@@ -268,7 +268,7 @@ def test_delta_method_to_adapter_reports_svd_error(tmp_path, adapters):
         residual, total = residual + err ** 2, total + full.norm().item() ** 2
     assert errors["relative_frobenius_error"] == pytest.approx(math.sqrt(residual / total), rel=1e-3)
     meta = json.loads((out / "lorikit.json").read_text())
-    assert meta["merge"]["params"] == {"lam": 1.0, "density": 0.3}
+    assert meta["merge"]["params"] == {"lam": 1.0, "density": 0.3, "divide_by": "count"}
     assert meta["svd"]["relative_frobenius_error"] == pytest.approx(errors["relative_frobenius_error"])
     PeftModel.from_pretrained(load_model(TINY).model, str(out))  # stock PEFT loads it
 

@@ -88,7 +88,8 @@ def test_peft_spellings_and_density_for_dare(tmp_path, pair):
     b = tmp_path / "b1"
     assert cli(["merge", *pair, "--method", "dare_ties", "--density", "0.25", "--seed", "4", "--out", str(a)]) == 0
     assert cli(["merge", *pair, "--method", "dare-ties", "--drop-rate", "0.75", "--seed", "4", "--out", str(b)]) == 0
-    assert json.loads((a / "lorikit.json").read_text())["merge"]["params"] == {"lam": 1.0, "drop_rate": 0.75, "seed": 4}
+    assert json.loads((a / "lorikit.json").read_text())["merge"]["params"] == {"lam": 1.0, "drop_rate": 0.75, "seed": 4,
+                                                                                 "divide_by": "count"}
     assert torch.equal(delta(a), delta(b))
     c = tmp_path / "c1"
     assert cli(["merge", *pair, "--method", "task_arithmetic", "--lambda", "0.5", "--out", str(c), "--rank", "8"]) == 0
@@ -140,7 +141,7 @@ def test_merge_stage_takes_method_parameters(tmp_path, pair):
 
     cfg = KIND.validate("m", {"adapters": pair, "method": "knots", "inner": "ties", "density": 0.3,
                               "lambda": 0.7}, tmp_path / "m")
-    assert cfg.used_params() == {"inner": "ties", "lam": 0.7, "density": 0.3}
+    assert cfg.used_params() == {"inner": "ties", "lam": 0.7, "density": 0.3, "divide_by": "count"}
     with pytest.raises(UsageError, match="stage 'm' \\(merge\\): --density: not used by --method cat"):
         KIND.validate("m", {"adapters": pair, "density": 0.3}, tmp_path / "m")
     with pytest.raises(UsageError, match="unknown setting 'densty'"):
@@ -169,11 +170,62 @@ dtype: bfloat16
     out, ref = tmp_path / "mk", tmp_path / "ref"
     assert cli(["merge", "--config", cfg, "--out", str(out)]) == 0
     meta = json.loads((out / "lorikit.json").read_text())["merge"]
-    assert meta["method"] == "dare-ties" and meta["weights"] == [1.0, 1.0]
-    assert meta["params"] == {"lam": 0.8, "drop_rate": pytest.approx(0.7), "seed": 0}
+    assert meta["method"] == "dare-ties" and meta["weights"] == [0.5, 0.5]
+    assert meta["params"] == {"lam": 0.8, "drop_rate": pytest.approx(0.7), "seed": 0, "divide_by": "weights"}
     assert cli(["merge", *pair, "--method", "dare-ties", "--drop-rate", str(1 - 0.3), "--lambda", "0.8",
-                "--out", str(ref)]) == 0
+                "--weights", "0.5", "0.5", "--divide-by", "weights", "--out", str(ref)]) == 0
     assert torch.equal(delta(out), delta(ref))
+    # equal weights: mergekit's normalisation is PEFT's count-divided mean of weight-1 tasks
+    assert cli(["merge", *pair, "--method", "dare_ties", "--density", "0.3", "--lambda", "0.8",
+                "--out", str(tmp_path / "peft")]) == 0
+    torch.testing.assert_close(delta(out), delta(tmp_path / "peft"), rtol=1e-5, atol=1e-6)
+
+
+def mergekit_ties(deltas: list[torch.Tensor], weights: list[float], density: float, normalize: bool) -> torch.Tensor:
+    """mergekit's generalized task arithmetic for ties (magnitude sparsification, consensus 'sum'), dense."""
+    trimmed = []
+    for d in deltas:
+        k = int(density * d.numel())
+        threshold = d.abs().flatten().topk(k).values[-1]
+        trimmed.append(torch.where(d.abs() >= threshold, d, torch.zeros_like(d)))
+    w = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1)
+    weighted = torch.stack(trimmed) * w
+    mask = weighted.sign() == torch.where(weighted.sum(0) >= 0, 1.0, -1.0)
+    mixed = (weighted * mask).sum(0)
+    divisor = (w * mask).sum(0)
+    divisor[divisor == 0] = 1
+    return mixed / divisor if normalize else mixed
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_mergekit_ties_with_unequal_weights_is_mergekits_formula(tmp_path, pair, normalize):
+    cfg = write(tmp_path, f"""merge_method: ties
+models:
+  - {{model: {pair[0]}, parameters: {{weight: 0.7, density: 0.4}}}}
+  - {{model: {pair[1]}, parameters: {{weight: -0.2, density: 0.4}}}}
+parameters: {{normalize: {str(normalize).lower()}}}
+into_model: false
+""")
+    out = tmp_path / "mk"
+    assert cli(["merge", "--config", cfg, "--rank", "12", "--out", str(out)]) == 0  # rank 12 = full: no SVD loss
+    expected = mergekit_ties([delta(p) for p in pair], [0.7, -0.2], 0.4, normalize)
+    torch.testing.assert_close(delta(out), expected, rtol=1e-5, atol=1e-5)
+    assert json.loads((out / "lorikit.json").read_text())["merge"]["params"]["divide_by"] == (
+        "weights" if normalize else "none")
+
+
+def test_mergekit_base_model_alias_matches_the_recorded_folder(tmp_path, make_adapter):
+    """base_model: tiny-random-llama names the model the adapters record as its cache folder."""
+    a, b = make_adapter(steps=1, rank=2), make_adapter(steps=1, rank=2, seed=1)
+    cfg = write(tmp_path, f"merge_method: ties\nbase_model: tiny-random-llama\nmodels: [{{model: {a}}}, {{model: {b}}}]\n")
+    assert cli(["merge", "--config", cfg, "--out", str(tmp_path / "m")]) == 0
+
+
+@pytest.mark.parametrize("alias, method", [("svd", "task-arithmetic"), ("ties_svd", "ties"),
+                                           ("dare_ties_svd", "dare-ties"), ("dare_linear_svd", "dare-linear"),
+                                           ("magnitude_prune_svd", "magnitude-prune")])
+def test_peft_svd_combination_types_are_the_delta_space_methods(alias, method):
+    assert get_method(alias).name == method
 
 
 def test_mergekit_linear_normalises_weights(tmp_path, pair):
@@ -193,16 +245,12 @@ rank: 8
     ("merge_method: slerp\nmodels: [{model: A}, {model: B}]\n", "merge_method 'slerp' is not available in lorikit"),
     ("merge_method: ties\nmodels: [{model: A, parameters: {weight: 1, density: 0.5}}, "
      "{model: B, parameters: {weight: 1, density: 0.3}}]\n", "different densities"),
-    ("merge_method: ties\nmodels: [{model: A, parameters: {weight: 0.7}}, {model: B, parameters: {weight: 0.3}}]\n",
-     "ties with unequal weights"),
     ("merge_method: ties\nmodels: [{model: A, parameters: {weight: [0, 1]}}, {model: B}]\n", "per-layer values"),
     ("merge_method: ties\nmodels: [{model: A, parameters: {gamma: 0.1}}, {model: B}]\n",
      "models[0].parameters.gamma: not supported"),
     ("merge_method: ties\nslices: []\nmodels: [{model: A}, {model: B}]\n", "mergekit's 'slices' is not supported"),
     ("merge_method: dare_ties\nmodels: [{model: A}, {model: B}]\nparameters: {rescale: false}\n",
      "rescale: false is not supported"),
-    ("merge_method: ties\nmodels: [{model: A}, {model: B}]\nparameters: {normalize: false}\n",
-     "normalize: false"),
     ("models: [{model: A}, {model: B}]\n", "'merge_method' is required"),
 ])
 def test_mergekit_yaml_refusals(tmp_path, capsys, body, message):
@@ -218,6 +266,6 @@ def test_lorikit_yaml_takes_method_parameters(tmp_path, pair):
                                                 f"adapters: [{pair[0]}, {pair[1]}]\nout: x\n"),
                                 {"method_params": {"density": 0.5}})
     cfg.validate()
-    assert cfg.used_params() == {"inner": "ties", "lam": 2.0, "density": 0.5}
+    assert cfg.used_params() == {"inner": "ties", "lam": 2.0, "density": 0.5, "divide_by": "count"}
     assert math.isclose(cfg.density, 0.5) and get_method("core_space").name == "core-space"
     assert re.search(r"core-space", generated())

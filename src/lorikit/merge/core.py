@@ -256,8 +256,9 @@ def check_base_model(cfg: MergeConfig, states: list[AdapterState]) -> None:
     """``base_model`` (mergekit's key): every adapter must record that base model."""
     if cfg.base_model is None:
         return
+    want = canonical_model_id(cfg.base_model)  # alias, cache folder and Hub id of one model are one base
     for path, state in zip(cfg.adapters, states):
-        if state.base_model not in (None, cfg.base_model):
+        if state.base_model is not None and canonical_model_id(state.base_model) != want:
             raise LorikitError(f"{path}: base model {state.base_model!r} differs from base_model {cfg.base_model!r}")
 
 

@@ -20,7 +20,7 @@ def inner_methods() -> tuple[str, ...]:
 
 
 INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner space of knots / core-space "
-              "(with its own options)", choices=inner_methods)
+              "(with its own options); knots defaults to ties (KnOTS-TIES, the paper's method)", choices=inner_methods)
 
 
 def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaParams) -> torch.Tensor:

@@ -14,10 +14,9 @@ How mergekit's semantics map (mergekit merges full models θ_i = base + ΔW_i; h
 - ``linear`` (normalize: true by default) = base + Σ w_i ΔW_i / Σ w_i → ``task-arithmetic`` with
   weights w_i / Σ w_i; ``task_arithmetic`` and ``dare_linear`` (normalize: false by default) keep
   the weights; with ``normalize: true`` they are divided by Σ w_i too.
-- ``ties`` / ``dare_ties`` (normalize: true by default) divide the agreeing sum by Σ of the agreeing
-  weights; lorikit (PEFT's semantics) divides by the count of agreeing tasks. They coincide when all
-  weights are equal (lorikit then uses weight 1 each, which normalisation makes equivalent); unequal
-  weights, or ``normalize: false``, are refused rather than merged differently.
+- ``ties`` / ``dare_ties`` (normalize: true by default) elect the sign of Σ w_i τ_i and divide the
+  agreeing sum by Σ of the agreeing weights: lorikit's ``divide_by: weights``; ``normalize: false``
+  is ``divide_by: none`` (lorikit's own default, PEFT's, divides by the agreeing count).
 - ``density`` is TIES' kept fraction and DARE's 1 − drop rate, one value for all models.
 - ``lambda`` is λ; ``int8_mask`` and ``dtype`` are mergekit storage/compute precisions (lorikit
   computes in float32) and are accepted. Anything else mergekit has and lorikit does not — other
@@ -88,15 +87,8 @@ def _models(path, items, base: str | None, defaults: dict) -> list[dict]:
 
 
 def _weights(path, method: str, weights: list[float], normalize: bool) -> list[float]:
-    if method in CONSENSUS:
-        if not normalize:
-            raise UsageError(f"--config {path}: {method} with normalize: false (an unnormalised sum) is not "
-                             f"supported by lorikit, which divides by the number of agreeing tasks")
-        if len(set(weights)) > 1:
-            raise UsageError(f"--config {path}: {method} with unequal weights {weights}: mergekit divides by the "
-                             f"agreeing weights, lorikit (PEFT) by the agreeing count; give equal weights or use "
-                             f"lorikit's own YAML keys (method: ties, adapters: ...)")
-        return [1.0] * len(weights)
+    if method in CONSENSUS:  # the normalisation is the merge's own (divide_by), per entry
+        return weights
     if normalize:
         total = sum(weights)
         if total == 0:
@@ -146,6 +138,8 @@ def from_mergekit(path: str | os.PathLike, raw: dict) -> dict[str, Any]:
     density = densities.pop()
     if density is not None:
         out["density"] = density
+    if method in CONSENSUS:
+        out["divide_by"] = "weights" if normalize else "none"
     if "lambda" in params:
         out["lambda"] = params["lambda"]
     if base is not None:

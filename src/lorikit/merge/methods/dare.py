@@ -17,7 +17,7 @@ import torch
 
 from ..ops import weighted
 from ..registry import DROP_RATE, LAM, SEED, DeltaParams, register
-from .ties import elect_and_merge
+from .ties import DIVIDE_BY, elect_and_merge
 
 # PEFT and mergekit give DARE's kept fraction as 'density'
 DENSITY_ALIAS = {"density": ("drop_rate", lambda density: 1.0 - float(density))}
@@ -36,13 +36,14 @@ def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tens
 
 
 @register("dare-linear", "delta", params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale 1/(1−p), λ Σ w_i",
-          aliases=("dare_linear",), param_aliases=DENSITY_ALIAS)
+          aliases=("dare_linear", "dare_linear_svd"), param_aliases=DENSITY_ALIAS)
 def dare_linear(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     dropped = torch.stack(_dropped(deltas, params), dim=0)
     return params.lam * weighted(dropped, weights).sum(dim=0)
 
 
-@register("dare-ties", "delta", params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale, TIES sign election",
-          aliases=("dare_ties",), param_aliases=DENSITY_ALIAS)
+@register("dare-ties", "delta", params=(LAM, DROP_RATE, SEED, DIVIDE_BY),
+          summary="random drop p, rescale, TIES sign election", aliases=("dare_ties", "dare_ties_svd"),
+          param_aliases=DENSITY_ALIAS)
 def dare_ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
-    return params.lam * elect_and_merge(_dropped(deltas, params), weights)
+    return params.lam * elect_and_merge(_dropped(deltas, params), weights, params.divide_by)

@@ -6,9 +6,10 @@ decomposed once, giving a shared basis U Σ and one block V_t per task:
     [ΔW_1 … ΔW_T] = U Σ [V_1ᵀ … V_Tᵀ]          (thin SVD, components with σ > 1e-6 σ_max)
     ΔW = U · inner(Σ V_1ᵀ, …, Σ V_Tᵀ)           (the inner method on the k × in blocks Σ V_tᵀ)
 
-``--inner`` is an entrywise method (task-arithmetic, ties, dare-ties, ...) or tsv-m / iso-c /
-iso-cts, with its own options (``--density``, ``--drop-rate``, ``--lambda``) and the per-adapter
-``--weights``. As in the
+``--inner`` is an entrywise method (ties by default: KnOTS-TIES, the paper's method;
+task-arithmetic, dare-ties, ...) or tsv-m / iso-c / iso-cts, with its own options (``--density``,
+``--drop-rate``, ``--lambda``) and the per-adapter ``--weights``. (With task-arithmetic inside,
+U · Σ_t w_t Σ V_tᵀ = Σ_t w_t ΔW_t: KnOTS adds nothing to plain task arithmetic.) As in the
 authors' code (gstoica27/KnOTS), the inner method sees Σ V_tᵀ (the singular values applied),
 and the result is rebuilt as U · merged. Differences: lorikit trims TIES per module (as its
 ``ties``), where the reference trims the whole model's concatenated vector.
@@ -21,12 +22,17 @@ ranks are fine. The output adapter has rank k ≤ Σ r_t.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ...adapters.state import LoraModule
 from ..inner import INNER, run_inner
 from ..ops import KEEP_RTOL, split, to_module
 from ..registry import DeltaParams, register
+
+# KnOTS' own default: TIES in the aligned space (KnOTS-TIES); core-space keeps task arithmetic
+KNOTS_INNER = dataclasses.replace(INNER, default="ties")
 
 def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(U out × k float64, [Σ V_tᵀ (k × in) per task] float32) of the concatenation [ΔW_1 … ΔW_T].
@@ -49,7 +55,7 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     return B_cat @ (Cb @ u), blocks
 
 
-@register("knots", "factor", params=(INNER,), inner=True, min_adapters=2,
+@register("knots", "factor", params=(KNOTS_INNER,), inner=True, min_adapters=2,
           summary="SVD of [ΔW_1 … ΔW_T] = U Σ [V_tᵀ]; inner merge of the Σ V_tᵀ; ΔW = U · merged")
 def knots(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     U, blocks = knots_blocks(modules)

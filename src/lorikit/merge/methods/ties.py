@@ -9,7 +9,10 @@ For each module, with task updates ΔW_i = s_i B_i A_i (float32):
 3. disjoint mean over agreeing entries: ΔW = λ · Σ_i w_i τ_i [sign τ_i = γ] / max(1, Σ_i [sign τ_i = γ]).
 
 With w_i = 1 this is the paper's formula; other weights scale each task's contribution inside the
-mean (PEFT's semantics). The election and mean are ``peft.utils.merge_utils``'
+mean (PEFT's semantics, ``--divide-by count``). ``--divide-by weights`` is mergekit's normalisation:
+the sign elected from the weighted sum Σ_i w_i τ_i and the agreeing sum divided by the agreeing
+weights, ΔW = λ · Σ_i w_i τ_i [agree] / Σ_i w_i [agree] (equal to ``count`` for equal weights);
+``none`` is mergekit's ``normalize: false`` (the agreeing sum, undivided). The election and mean are ``peft.utils.merge_utils``'
 ``calculate_majority_sign_mask`` and ``disjoint_merge``; the trim is ``magnitude_based_pruning``'s
 rule with a faster threshold selection (see ``trim``).
 """
@@ -20,7 +23,7 @@ import torch
 from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
 
 from ..ops import weighted
-from ..registry import DENSITY, LAM, DeltaParams, register
+from ..registry import DENSITY, LAM, DeltaParams, Param, register
 
 
 def kth_largest_abs(delta: torch.Tensor, k: int) -> torch.Tensor:
@@ -54,13 +57,28 @@ def trim(delta: torch.Tensor, density: float) -> torch.Tensor:
     return torch.where(delta.abs() >= kth_largest_abs(delta, k), delta, torch.zeros_like(delta))
 
 
-def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """Σ_i w_i τ_i over entries agreeing with sign(Σ τ_i), divided by how many agree."""
+DIVIDE_BY = Param("divide_by", str, "count", "TIES' disjoint mean: count (PEFT, the paper: sign of Σ τ_i, divided by "
+                  "the number of agreeing tasks), weights (mergekit's normalize: sign of Σ w_i τ_i, divided by the "
+                  "agreeing weights' sum) or none (mergekit's normalize: false)",
+                  choices=lambda: ("count", "weights", "none"))
+
+
+def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor, divide_by: str = "count") -> torch.Tensor:
+    """Σ_i w_i τ_i over entries agreeing with the elected sign, divided as ``divide_by`` says."""
     stacked = torch.stack(tensors, dim=0)
-    agree = calculate_majority_sign_mask(stacked, method="total")
-    return disjoint_merge(weighted(stacked, weights), agree)
+    if divide_by == "count":
+        agree = calculate_majority_sign_mask(stacked, method="total")
+        return disjoint_merge(weighted(stacked, weights), agree)
+    scaled = weighted(stacked, weights)
+    agree = scaled.sign() == torch.where(scaled.sum(dim=0) >= 0, 1.0, -1.0)  # mergekit's get_mask("sum")
+    total = (scaled * agree).sum(dim=0)
+    if divide_by == "none":
+        return total
+    divisor = weighted(agree.to(stacked.dtype), weights).sum(dim=0)
+    return total / torch.where(divisor == 0, torch.ones_like(divisor), divisor)
 
 
-@register("ties", "delta", params=(LAM, DENSITY), summary="trim top-k per task, elect sign, disjoint mean, × λ")
+@register("ties", "delta", params=(LAM, DENSITY, DIVIDE_BY), aliases=("ties_svd",),
+          summary="trim top-k per task, elect sign, disjoint mean, × λ")
 def ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
-    return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights)
+    return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights, params.divide_by)
