@@ -37,7 +37,7 @@ from torch import nn
 
 from lorikit.adapters.state import AdapterState, LoraModule
 from lorikit.merge import Merger
-from lorikit.merge.methods.ties import elect_and_merge, trim
+from lorikit.merge.sparsify import elect_and_merge, trim
 from lorikit.merge.registry import DeltaParams
 
 HIDDEN, INTER, KV, RANK, ALPHA, N = 4096, 14336, 1024, 32, 64.0, 4

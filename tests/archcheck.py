@@ -64,6 +64,10 @@ KNOWN: dict[str, dict[str, str]] = {
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 LIBRARY_MAY_PRINT = ("lorikit.cli", "lorikit.__main__")
+# one method per file: a method file imports no other method file of its folder (shared code has its own module)
+METHOD_FOLDERS = {"lorikit.merge.methods": set(), "lorikit.adapters.methods": {"base", "plans"},
+                  "lorikit.adapters.inits": {"base"}, "lorikit.eval.tasks": {"base"},
+                  "lorikit.pipeline.kinds": {"base"}}
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,7 @@ def _is_dynamic_import(func: ast.AST) -> bool:
 def findings(src: Path, method_names: set[str]) -> list[Finding]:
     source = Source(src)
     out = floor_findings(source) + cycle_findings(source) + private_findings(source) + size_findings(source)
+    out += sibling_findings(source)
     return out + print_findings(source) + method_name_findings(source, method_names)
 
 
@@ -234,6 +239,20 @@ def floor_findings(source: Source) -> list[Finding]:
             out.append(Finding("floor", source.rel(importer), line, source.text(importer, line),
                                f"{importer} (floor {mine}) imports {target} (floor {theirs})"))
     return _one_per_line(out)
+
+
+def sibling_findings(source: Source) -> list[Finding]:
+    """A method file that imports another method file of its folder (one method, one file)."""
+    out = []
+    for importer, target, line in source.edges():
+        folder, _, name = importer.rpartition(".")
+        shared = METHOD_FOLDERS.get(folder)
+        if shared is None or source.modules[importer][1] or name in shared:
+            continue
+        if target.rpartition(".")[0] == folder and target.rpartition(".")[2] not in shared:
+            out.append(Finding("sibling", source.rel(importer), line, source.text(importer, line),
+                               f"method file {importer} imports method file {target}"))
+    return out
 
 
 def _known_edges(source: Source) -> set[tuple[str, int]]:

@@ -6,6 +6,8 @@
 - no import cycle among modules, nor among whole packages;
 - no private (``_name``) of another lorikit module, imported or reached as ``module._name``;
 - no library file over 400 lines, no function over 60 lines;
+- one method, one file: a method file (merge/methods/, adapters/methods/, inits/, eval/tasks/,
+  pipeline/kinds/) imports no other method file (shared code lives in its own module);
 - no mention of the internal spec file users do not have;
 - only ``adapters/methods/`` tells adapter methods apart by name (ask the registry);
 - library code logs: ``print``, ``builtins.print`` and ``sys.stdout`` / ``sys.stderr`` are ``cli/``'s.
@@ -53,6 +55,10 @@ def test_no_private_name_of_another_module():
 
 def test_no_file_over_400_lines_and_no_function_over_60():
     assert not _breaches("size")
+
+
+def test_method_files_never_import_each_other():
+    assert not _breaches("sibling")
 
 
 def test_library_code_logs_instead_of_printing():
@@ -130,3 +136,14 @@ def test_docs_describe_every_package():
     assert top - {"_version", "__main__"} <= described, sorted(top - described)
     for sub in (ROOT / "src" / "lorikit").glob("*/*/__init__.py"):
         assert f"{sub.parent.name}/" in text, f"docs/architecture.md: describe {sub.parent.relative_to(ROOT)}"
+
+
+def test_a_method_file_importing_another_is_found(tmp_path):
+    pkg = tmp_path / "lorikit" / "merge" / "methods"
+    pkg.mkdir(parents=True)
+    for rel in ("lorikit/__init__.py", "lorikit/merge/__init__.py", "lorikit/merge/methods/__init__.py",
+                "lorikit/merge/methods/ties.py", "lorikit/merge/sparsify.py"):
+        (tmp_path / rel).touch()
+    (pkg / "dare.py").write_text("from ..sparsify import x\nfrom .ties import elect_and_merge\n")
+    found = archcheck.sibling_findings(archcheck.Source(tmp_path))
+    assert [(f.file, f.line) for f in found] == [("lorikit/merge/methods/dare.py", 2)]

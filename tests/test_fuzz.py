@@ -191,7 +191,7 @@ def test_merge_methods(data, n, method, special, same_rank):
                          drop_rate=data.draw(st.floats(0, 0.95)), seed=data.draw(st.integers(0, 3)))
     try:
         merger = Merger(states, method, weights, params)
-        if merger.method.kind == "emr":
+        if merger.method.kind.per_task:
             deltas = {m: merger.delta(m, task_index=data.draw(st.integers(0, n - 1))) for m in merger.modules}
         else:
             deltas = {m: merger.delta(m) for m in merger.modules}

@@ -49,7 +49,7 @@ def test_every_method_is_reachable_documented_and_tested(tmp_path):
         assert f"| `{name}` |" in doc, f"{name} missing from docs/merge.md's table"
         assert f'"{name}"' in tests.replace(f'"{name}" in', ""), f"{name} has no test naming it"
         out = tmp_path / f"out-{name}"
-        extra = ["--task", "a"] if method.kind == "emr" else []
+        extra = ["--task", "a"] if method.kind.per_task else []
         assert cli(["merge", *pair, "--method", name, "--names", "a", "b", *extra, "--out", str(out)]) == 0, name
         assert json.loads((out / "lorikit.json").read_text())["merge"]["method"] == name
 

@@ -15,6 +15,7 @@ import hashlib
 import torch
 
 from .inits import get_seeded_init, seeded_init_names
+from .layers import lora_layers
 
 A_INITS = seeded_init_names()  # the seeded inits, for --a-init
 
@@ -30,3 +31,13 @@ def seeded_projection(seed: int, module: str, rank: int, in_features: int, a_ini
     """The A (rank × in_features) of ``module`` for adapter ``seed``; drawn on CPU in float32."""
     gen = torch.Generator(device="cpu").manual_seed(module_seed(seed, module))
     return get_seeded_init(a_init).draw(gen, rank, in_features).to(dtype)
+
+
+def freeze_seeded_a(peft_model, seed: int, a_init: str, adapter_name: str = "default") -> None:
+    """Replace every A of ``adapter_name`` by its seeded projection and freeze it (LoRI's A)."""
+    for name, layer in lora_layers(peft_model, adapter_name):
+        weight = layer.lora_A[adapter_name].weight
+        A = seeded_projection(seed, name, weight.shape[0], weight.shape[1], a_init)
+        with torch.no_grad():
+            weight.copy_(A.to(weight.dtype))
+        weight.requires_grad_(False)

@@ -29,7 +29,7 @@ from ..adapters.build import lora_layers
 from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask
 from ..adapters.methods import METHODS, get_method, regenerable_a
-from ..adapters.seeded import A_INITS, seeded_projection
+from ..adapters.seeded import A_INITS, freeze_seeded_a
 from ..adapters.state import LORIKIT_META, load_adapter
 from ..errors import UsageError
 from ..models.loading import WEIGHTS_NOTE_ATTR
@@ -111,13 +111,10 @@ def get_lori_model(model: torch.nn.Module, lora_config, method: str = "lori-d", 
         seed, a_init = source["seed"], source["a_init"]
     seed = resolve_seed(seed, task)
     peft_model = get_peft_model(model, lora_config, adapter_name=adapter_name)
-    for name, layer in lora_layers(peft_model, adapter_name):
-        A = layer.lora_A[adapter_name].weight
-        B = layer.lora_B[adapter_name].weight
-        with torch.no_grad():
-            A.copy_(seeded_projection(seed, name, A.shape[0], A.shape[1], a_init).to(A.dtype))
-            B.zero_()
-        A.requires_grad_(False)
+    freeze_seeded_a(peft_model, seed, a_init, adapter_name)
+    with torch.no_grad():  # init_lora_weights=False draws B at random; LoRI's B starts at 0
+        for _, layer in lora_layers(peft_model, adapter_name):
+            layer.lora_B[adapter_name].weight.zero_()
     info = _describe(peft_model, lora_config, method, seed, a_init, task, adapter_name)
     if getattr(model, WEIGHTS_NOTE_ATTR, None):
         info["base_weights"] = getattr(model, WEIGHTS_NOTE_ATTR)

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .mergekit import from_mergekit, is_mergekit
-from .registry import DeltaParams, all_params, get_method, methods, resolve
+from .registry import DeltaParams, MergePlan, all_params, get_method, methods, plan, resolve
 
 
 @dataclass(init=False)
@@ -101,8 +101,9 @@ class MergeConfig:
         raise AttributeError(name)
 
     # ---- validation -------------------------------------------------------------------------
-    def validate(self) -> None:
-        """Refuse malformed requests before anything is loaded (UsageError naming the option)."""
+    def validate(self) -> MergePlan:
+        """Refuse malformed requests before anything is loaded (UsageError naming the option); the
+        request resolved once (method, typed parameters, kind), which ``merge`` takes as is."""
         method = get_method(self.method)
         self.method = method.name
         if not self.adapters:
@@ -124,28 +125,31 @@ class MergeConfig:
             dup = [x for x in self.names if self.names.count(x) > 1]
             if dup:
                 raise UsageError(f"--names: {dup[0]!r} given twice")
-        self.params()
+        resolved = MergePlan(method, resolve(method, self.method_params))
         if self.rank is not None:
             if self.rank <= 0:
                 raise UsageError(f"--rank {self.rank}: must be a positive integer")
-            if method.kind == "adapter":
+            if not method.kind.takes_rank:
                 raise UsageError(f"--rank: not used by --method {self.method} (its rank is set by the parents)")
             if self.into_model:
                 raise UsageError("--rank: not used with --into-model (the full update is added)")
-        if self.task is not None and method.kind != "emr":
-            raise UsageError(f"--task: only for --method emr, not {self.method}")
-        if self.into_model and method.kind == "emr" and self.task is None:
-            raise UsageError("--into-model with --method emr needs --task NAME (each task gets its own model)")
+        per_task = [m.name for m in methods().values() if m.kind.per_task]
+        if self.task is not None and not method.kind.per_task:
+            raise UsageError(f"--task: only for --method {' / '.join(per_task)}, not {self.method}")
+        if self.into_model and method.kind.per_task and self.task is None:
+            raise UsageError(f"--into-model with --method {self.method} needs --task NAME "
+                             "(each task gets its own model)")
         if self.model is not None and not self.into_model:
             raise UsageError("--model: names the base model for --into-model; pass --into-model too")
         parse_size(self.max_shard_size)
         if self.rank_pattern not in ("pad", "keep"):
             raise UsageError(f"--rank-pattern {self.rank_pattern!r}: choose from pad, keep")
+        return resolved
 
     # ---- resolved values ----------------------------------------------------------------------
     def params(self) -> DeltaParams:
         """The method's parameters, validated, defaults filled in (strict: unused settings refused)."""
-        return resolve(get_method(self.method), self.method_params)
+        return plan(self.method, self.method_params).params
 
     def used_params(self) -> dict[str, Any]:
         """The hyper-parameters the method read (defaults filled in), as recorded in lorikit.json."""

@@ -31,9 +31,8 @@ from ..models.loading import canonical_model_id
 from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .config import MergeConfig, parse_size
 from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
-from .ops import truncate
-from .registry import DeltaParams, get_method, resolve
-from .svd import SvdReport, factor
+from .registry import DeltaParams, MergePlan, plan
+from .svd import SvdReport
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +89,15 @@ def check_finite(states: list[AdapterState], labels: list[str] | None = None) ->
 class Merger:
     """The per-module merge of loaded, compatible adapters (no I/O); the Python API."""
 
-    def __init__(self, states: list[AdapterState], method: str, weights: list[float] | None = None,
+    def __init__(self, states: list[AdapterState], method: str | MergePlan, weights: list[float] | None = None,
                  params: DeltaParams | dict | None = None, labels: list[str] | None = None):
+        """``method``: a name (with ``params`` resolved here, unused ones dropped) or a ``MergePlan``
+        from ``MergeConfig.validate`` (taken as is)."""
         self.states = states
-        self.method = get_method(method)
+        if not isinstance(method, MergePlan):
+            given = params.values if isinstance(params, DeltaParams) else dict(params or {})
+            method = plan(method, given, strict=False)
+        self.method, self.params, self.kind = method.method, method.params, method.kind
         self.weights = [1.0] * len(states) if weights is None else [float(w) for w in weights]
         if len(self.weights) != len(states):
             raise UsageError(f"weights: {len(self.weights)} weight(s) for {len(states)} adapter(s)")
@@ -103,8 +107,6 @@ class Merger:
         if len(states) < self.method.min_adapters:
             raise UsageError(f"--method {self.method.name}: needs at least {self.method.min_adapters} adapters, "
                              f"got {len(states)}")
-        given = params.values if isinstance(params, DeltaParams) else dict(params or {})
-        self.params = resolve(self.method, given, strict=False)
         check_compatible(states, labels)
         check_finite(states, labels)
         self.modules = list(states[0].modules())
@@ -135,17 +137,7 @@ class Merger:
 
     def delta(self, module: str, task_index: int | None = None) -> torch.Tensor:
         """The merged full update ΔW of ``module`` (float32; EMR: of task ``task_index``)."""
-        kind = self.method.kind
-        if kind in ("adapter", "factor"):
-            return self.factors(module).delta()
-        if kind == "delta":
-            weights = torch.tensor(self.weights, dtype=torch.float32)
-            return self.method.fn(self.deltas(module), weights, self.params.at(module))
-        if task_index is None:
-            raise LorikitError("emr: a merged update exists per task; pass task_index")
-        scale = self.emr_scales()[task_index]
-        part = self.emr_module(module)
-        return scale * (part.tau * part.masks[task_index])
+        return self.kind.delta(self, module, task_index)
 
     def iter_deltas(self, task_index: int | None = None, desc: str = "merge") -> Iterator[tuple[str, torch.Tensor]]:
         for module in tqdm(self.modules, desc=desc, unit="module", leave=False):
@@ -159,24 +151,13 @@ class Merger:
         without ``rank`` the exact result (its numerical rank), else truncated in factor space.
         ``portable``: one rank and one scale for all modules (``AdapterState.from_modules``).
         """
-        config = adapter_config(self.states)
-        if self.method.kind == "adapter":
-            mods = [self.factors(m) for m in tqdm(self.modules, desc=self.method.name, unit="module", leave=False)]
-            return AdapterState.from_modules(mods, config, meta=meta, portable=portable), None
-        if self.method.kind != "factor":  # factor methods keep their exact rank unless asked
-            rank = rank or self.max_rank()
-        report, mods = SvdReport(rank or 0), []
-        for module in tqdm(self.modules, desc=self.method.name, unit="module", leave=False):
-            if self.method.kind == "factor":  # in factor space: Gram matrices + SVD of (Σ r)-sized ones
-                lora, residual, total = truncate(self.factors(module), rank)
-            else:
-                lora, residual, total = factor(module, self.delta(module, task_index), rank)
-            report.add(module, residual, total)
-            mods.append(lora)
-        report.rank = rank or max(m.rank for m in mods)
-        if meta is not None:
-            meta = {**meta, "svd": report.summary()}
-        return AdapterState.from_modules(mods, config, meta=meta, portable=portable), report
+        def progress(modules):
+            return tqdm(modules, desc=self.method.name, unit="module", leave=False)
+
+        return self.kind.to_adapter(self, rank, task_index, meta, progress, portable)
+
+    def config(self) -> dict:
+        return adapter_config(self.states)
 
     def max_rank(self) -> int:
         return max(m.rank for s in self.states for m in s.modules().values())
@@ -193,12 +174,11 @@ def adapter_config(states: list[AdapterState]) -> dict:
 # ---- top level -----------------------------------------------------------------------------------
 def merge(cfg: MergeConfig) -> Path:
     """Run the merge ``cfg`` describes and return the output folder."""
-    cfg.validate()
-    method = get_method(cfg.method)
+    resolved = cfg.validate()
     t0 = time.perf_counter()
     states = [load_adapter(a) for a in cfg.adapters]
     names = cfg.task_names()
-    merger = Merger(states, cfg.method, cfg.weights, cfg.params(), labels=list(cfg.adapters))
+    merger = Merger(states, resolved, cfg.weights, labels=list(cfg.adapters))
     check_base_model(cfg, states)
     task_index = None
     if cfg.task is not None:
@@ -221,7 +201,7 @@ def merge(cfg: MergeConfig) -> Path:
             atomic_write_json(tmp / LORIKIT_META, meta)
             log.info("%s of %d adapters added to %s: %d modules, %d shard(s)", cfg.method, len(states),
                      model_name, info["modules"], info["shards"])
-        elif method.kind == "emr" and task_index is None:
+        elif merger.kind.per_task and task_index is None:
             write_emr(merger, names, tmp, meta)
             log.info("EMR merge of %d adapters: tasks %s; rescalers %s", len(states), ", ".join(names),
                      ", ".join(f"{r:.4g}" for r in merger.emr_scales()))
@@ -278,14 +258,13 @@ def merge_meta(cfg: MergeConfig, states: list[AdapterState], names: list[str], m
                         "seed": state.seed, "rank": ranks[0] if len(ranks) == 1 else ranks,
                         "base_model": state.base_model})
     meta = {"lorikit_version": __version__, "method": f"merge:{cfg.method}", "base_model": states[0].base_model,
-            "merge": {"method": cfg.method, "weights": merger.weights, "params": cfg.used_params(),
+            "merge": {"method": cfg.method, "weights": merger.weights, "params": dict(merger.params.values),
                       "parents": parents}}
     if cfg.task is not None:
         meta["merge"]["task"] = cfg.task
-    if merger.method.kind == "delta" and not cfg.into_model:
-        meta["merge"]["rank"] = cfg.rank or merger.max_rank()
-    elif merger.method.kind == "factor" and not cfg.into_model:
-        meta["merge"]["rank"] = cfg.rank or "exact"
+    rank = None if cfg.into_model else merger.kind.recorded_rank(merger, cfg.rank)
+    if rank is not None:
+        meta["merge"]["rank"] = rank
     return meta
 
 

@@ -16,7 +16,7 @@ from .registry import DeltaParams, Param, get_method, methods
 
 def inner_methods() -> tuple[str, ...]:
     """Methods usable as ``inner``: the entrywise ones and the factor ones that are not themselves nested."""
-    return tuple(n for n, m in methods().items() if m.kind == "delta" or (m.kind == "factor" and not m.inner))
+    return tuple(n for n, m in methods().items() if m.kind.serves_inner and not m.inner)
 
 
 INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner space of knots / core-space "
@@ -26,7 +26,7 @@ INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner 
 def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaParams) -> torch.Tensor:
     """``params.inner`` applied to same-shaped matrices with the per-task ``weights`` (in their dtype)."""
     inner = get_method(params.inner)
-    if inner.kind == "delta":
+    if inner.kind.entrywise:
         return inner.fn(matrices, torch.tensor(weights, dtype=matrices[0].dtype), params)
     eye = torch.eye(matrices[0].shape[0], dtype=matrices[0].dtype)  # M = I · M: factors of size k, not in
     result = inner.fn([LoraModule(params.module, m, eye, 1.0) for m in matrices], weights, params)

@@ -6,15 +6,9 @@ PEFT / mergekit spellings it also answers to. The CLI flags, their choices, reci
 validation, ``used_params`` and the method table of docs/merge.md are all derived from here, so
 adding a method is adding one file (found by ``pkgutil``; nothing to list by hand).
 
-Kinds (the signature of the registered function):
-- ``adapter``: exact combination of the factors, ``fn(modules, weights, params) -> LoraModule``
-  (``cat``, ``linear``); the output rank is set by the parents.
-- ``factor``: works on the factors in the (Σ r_i)-dimensional span of the adapters, same signature;
-  the result (rank up to Σ r_i) is truncated to ``--rank`` in factor space when asked (KnOTS,
-  Core Space, TSV-M, Iso-C, Iso-CTS).
-- ``delta``: entrywise on full updates, ``fn(deltas, weights: Tensor, params) -> Tensor``; these
-  also serve as the ``inner`` method of KnOTS and Core Space, on any tensors.
-- ``emr``: EMR-Merging, a shared update plus per-task masks and rescalers.
+The kind (``adapter``, ``factor``, ``delta``, ``emr``: the signature of the registered function and
+what its result becomes) is a ``kinds.MergeKind`` strategy. ``MergeConfig.validate`` resolves a
+request once into a ``MergePlan`` (method, typed parameters, kind) that the merge takes as is.
 """
 
 from __future__ import annotations
@@ -29,8 +23,7 @@ import torch
 
 from ..adapters.seeded import module_seed
 from ..errors import UsageError
-
-KINDS = ("adapter", "delta", "emr", "factor")
+from .kinds import KINDS, MergeKind
 
 
 @dataclass(frozen=True)
@@ -97,12 +90,16 @@ DENSITY = Param("density", float, 0.2, "fraction of each task's entries kept (to
 DROP_RATE = Param("drop_rate", float, 0.9, "DARE's drop probability p (kept fraction 1 − p; PEFT/mergekit "
                   "'density' = 1 − p is accepted)", low=0.0, high=1.0, high_open=True)
 SEED = Param("seed", int, 0, "seed of DARE's random drop (per task and module)", low=0)
+DIVIDE_BY = Param("divide_by", str, "count", "TIES' disjoint mean: count (PEFT, the paper: sign of Σ τ_i, divided by "
+                  "the number of agreeing tasks), weights (mergekit's normalize: sign of Σ w_i τ_i, divided by the "
+                  "agreeing weights' sum) or none (mergekit's normalize: false)",
+                  choices=lambda: ("count", "weights", "none"))
 
 
 @dataclass(frozen=True)
 class MergeMethod:
     name: str
-    kind: str
+    kind: MergeKind
     fn: Callable
     params: tuple[Param, ...]
     summary: str
@@ -162,10 +159,10 @@ def register(name: str, kind: str, params: tuple[Param, ...] = (), summary: str 
              min_adapters: int = 1, param_aliases: dict | None = None, inner: bool = False):
     """Decorator adding ``fn`` to the registry as method ``name``."""
     if kind not in KINDS:
-        raise ValueError(f"merge method {name}: kind {kind!r} not in {KINDS}")
+        raise ValueError(f"merge method {name}: kind {kind!r} not in {tuple(KINDS)}")
 
     def wrap(fn: Callable) -> Callable:
-        _METHODS[name] = MergeMethod(name, kind, fn, tuple(params), summary or (fn.__doc__ or "").split("\n")[0],
+        _METHODS[name] = MergeMethod(name, KINDS[kind], fn, tuple(params), summary or (fn.__doc__ or "").split("\n")[0],
                                      tuple(aliases), min_adapters, dict(param_aliases or {}), inner)
         return fn
 
@@ -185,7 +182,8 @@ def _load_methods() -> None:
 def methods() -> dict[str, MergeMethod]:
     """All registered methods, by name (each file of ``lorikit/merge/methods`` imported once)."""
     _load_methods()
-    return {n: _METHODS[n] for n in sorted(_METHODS, key=lambda n: (KINDS.index(_METHODS[n].kind), n))}
+    order = list(KINDS)
+    return {n: _METHODS[n] for n in sorted(_METHODS, key=lambda n: (order.index(_METHODS[n].kind.name), n))}
 
 
 def canonical(name: str) -> str | None:
@@ -251,3 +249,21 @@ def resolve(method: MergeMethod, given: dict[str, Any], strict: bool = True) -> 
         reads = ", ".join(p.flag for p in params) or "no options"
         raise UsageError(f"{flag}: not used by --method {method.name} (it reads {reads})")
     return DeltaParams(**{p.name: p.check(given[p.name]) if p.name in given else p.default for p in params})
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """A merge request resolved once: the method, its validated parameters (defaults filled in)."""
+
+    method: MergeMethod
+    params: DeltaParams
+
+    @property
+    def kind(self) -> MergeKind:
+        return self.method.kind
+
+
+def plan(name: str, given: dict[str, Any], strict: bool = True) -> MergePlan:
+    """Look ``name`` up and resolve ``given`` against it: the one place a merge request is resolved."""
+    method = get_method(name)
+    return MergePlan(method, resolve(method, given, strict))

@@ -60,7 +60,7 @@ def check_request(cfg: SearchConfig) -> dict[str, tuple[float, float]]:
     """Validate ``cfg`` and the merge it asks for (the merge API names any unused knob); the knob ranges."""
     cfg.validate()
     ranges = cfg.knob_ranges()
-    if get_method(cfg.method).kind == "emr":
+    if get_method(cfg.method).kind.per_task:
         raise UsageError("--method emr: EMR keeps one update per task and is tuning-free; search another method")
     merge_config(cfg, cfg.start(), {k: (lo + hi) / 2 for k, (lo, hi) in ranges.items()}, out=cfg.out).validate()
     return ranges

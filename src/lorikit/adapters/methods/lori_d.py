@@ -8,21 +8,8 @@ Cross-Task Interference in Multi-Task Low-Rank Adaptation". See docs/methods.md#
 
 from __future__ import annotations
 
-import torch
-
-from ..layers import lora_layers
-from ..seeded import seeded_projection
+from ..seeded import freeze_seeded_a
 from .base import AdapterMethod
-
-
-def freeze_seeded_a(peft_model, seed: int, a_init: str) -> None:
-    """Replace every A by its seeded projection and freeze it."""
-    for name, layer in lora_layers(peft_model):
-        weight = layer.lora_A["default"].weight
-        A = seeded_projection(seed, name, weight.shape[0], weight.shape[1], a_init)
-        with torch.no_grad():
-            weight.copy_(A.to(weight.dtype))
-        weight.requires_grad_(False)
 
 
 class LoRID(AdapterMethod):

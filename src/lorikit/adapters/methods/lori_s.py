@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..masks import kept_count
+from ..seeded import freeze_seeded_a
 from .base import AdapterMethod
-from .lori_d import freeze_seeded_a
 from .plans import SparsePlan
 
 

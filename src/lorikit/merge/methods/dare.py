@@ -16,19 +16,11 @@ from __future__ import annotations
 import torch
 
 from ..ops import weighted
-from ..registry import DROP_RATE, LAM, SEED, DeltaParams, register
-from .ties import DIVIDE_BY, elect_and_merge
+from ..registry import DIVIDE_BY, DROP_RATE, LAM, SEED, DeltaParams, register
+from ..sparsify import drop_and_rescale, elect_and_merge
 
 # PEFT and mergekit give DARE's kept fraction as 'density'
 DENSITY_ALIAS = {"density": ("drop_rate", lambda density: 1.0 - float(density))}
-
-
-def drop_and_rescale(delta: torch.Tensor, drop_rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Zero each entry with probability ``drop_rate``; scale the survivors by 1 / (1 − drop_rate)."""
-    if drop_rate <= 0.0:
-        return delta
-    keep = torch.rand(delta.shape, generator=generator, dtype=torch.float32) >= drop_rate
-    return delta * keep / (1.0 - drop_rate)
 
 
 def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tensor]:

@@ -2,7 +2,7 @@
 
     ΔW = λ Σ_i w_i top_k(ΔW_i),   k = ⌊density · numel(ΔW_i)⌋ per task and module
 
-PEFT's ``merge_utils.magnitude_prune`` semantics: top-k by |ΔW_i| per tensor (``ties.trim``), then
+PEFT's ``merge_utils.magnitude_prune`` semantics: top-k by |ΔW_i| per tensor (``sparsify.trim``), then
 the weighted sum (``merge_utils.task_arithmetic``).
 """
 
@@ -12,7 +12,7 @@ import torch
 from peft.utils.merge_utils import task_arithmetic as _weighted_sum
 
 from ..registry import DENSITY, LAM, DeltaParams, register
-from .ties import trim
+from ..sparsify import trim
 
 
 @register("magnitude-prune", "delta", params=(LAM, DENSITY), summary="top-k |ΔW_i| per task, then λ Σ w_i",
