@@ -117,7 +117,7 @@ def portable_methods() -> list[list[str]]:
     for name, m in methods().items():
         if name == "linear":  # PEFT's linear needs equal parent ranks (these differ per module)
             continue
-        runs.append([name, "--task", "p1"] if m.kind == "emr" else [name])
+        runs.append([name, "--task", "p1"] if m.kind.per_task else [name])
     return runs
 
 

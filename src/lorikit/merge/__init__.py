@@ -10,6 +10,9 @@ Methods are registered by name (``registry.methods()``); each lives in its own f
 ``methods/`` with its formula and declares its parameters. See docs/merge.md.
 """
 
+# The subpackage methods/ is imported before the function ``methods`` is bound below: importing a
+# subpackage later would rebind ``lorikit.merge.methods`` to the subpackage, shadowing the function.
+from . import methods as _methods_package  # noqa: F401
 from .config import MergeConfig
 from .core import Merger, check_compatible, in_memory_model, merge
 from .emr import EmrFolder, emr_task_deltas, materialize_emr

@@ -67,6 +67,14 @@ class MergeKind:
     def __str__(self) -> str:
         return self.name
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # loud, not silently False: code written when kinds were names
+            raise TypeError(f"merge kind {self.name}: ask its flags (takes_rank, per_task, entrywise, "
+                            f"serves_inner) instead of comparing it with {other!r}")
+        return self is other
+
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
         return f"<merge kind {self.name}>"
 
