@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..adapters.state import AdapterState
-from ..data import collate, load_examples, tokenize_example
+from ..data import collate, load_examples, tokenize
 from ..errors import LorikitError
 from .compare import shared_modules
 
@@ -124,7 +124,7 @@ def output_shift(model: torch.nn.Module, tokenizer, states: dict[str, AdapterSta
             examples = load_examples(spec, fmt, limit=samples, n_builtin=max(n_builtin, samples))
             if not examples:
                 raise LorikitError(f"--data {task}={spec}: no examples")
-            tokenized = [tokenize_example(tokenizer, e.prompt, e.response, max_length) for e in examples]
+            tokenized = [tokenize(tokenizer, e, max_length) for e in examples]
             acc.base_sq.zero_()
             acc.delta_sq.zero_()
             n_tok = 0

@@ -3,7 +3,7 @@
 from .builtin import BUILTIN_TASKS
 from .formats import FORMATS, Example
 from .loading import carve_spec, load_examples, load_rows, read_rows, split_dev
-from .tokenize import IGNORE, collate, tokenize_example
+from .tokenize import IGNORE, collate, tokenize, tokenize_example
 
 __all__ = ["BUILTIN_TASKS", "FORMATS", "Example", "IGNORE", "carve_spec", "collate", "load_examples", "load_rows",
-           "read_rows", "split_dev", "tokenize_example"]
+           "read_rows", "split_dev", "tokenize", "tokenize_example"]

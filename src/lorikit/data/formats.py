@@ -4,8 +4,15 @@
 - ``gsm8k``: ``question``, ``answer`` ending in ``#### N`` → GSM8K prompt; the target's
   ``#### N`` becomes ``The final answer is: N`` (the reference's convention).
 - ``nlu``: commonsense_170k — ``instruction``, ``output`` ("the correct answer is X"), ``answer``.
+- TRL's dataset formats (``SFTTrainer``'s):
+  - ``messages``: a conversation, ``[{"role": ..., "content": ...}, ...]``, rendered with the
+    tokenizer's chat template; the loss is on the assistant turns only;
+  - ``prompt-completion``: ``prompt`` and ``completion`` (text, or lists of messages: the
+    conversational form); the loss is on the completion;
+  - ``text``: plain text (language modelling); the loss is on every token.
 - ``auto``: chosen from the first row's fields (question+answer → gsm8k, instruction+output+answer
-  → nlu, instruction+output → alpaca).
+  → nlu, instruction+output → alpaca, messages → messages, prompt+completion → prompt-completion,
+  text → text).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Callable
 from ..errors import LorikitError, UsageError
 from .templates import FINAL_ANSWER, alpaca_prompt, alpaca_user, gsm8k_prompt
 
-FORMATS = ("auto", "alpaca", "gsm8k", "nlu")
+FORMATS = ("auto", "alpaca", "gsm8k", "nlu", "messages", "prompt-completion", "text")
 _GSM_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 
 
@@ -28,6 +35,9 @@ class Example:
     answer: str | None = None  # gold answer for scoring, when the format has one
     meta: dict[str, Any] = field(default_factory=dict)
     user: str | None = None  # the prompt's content without the format's wrapper (for --template chat)
+    messages: list[dict[str, str]] | None = None  # a conversation: tokenised through the chat template
+    train_from: int = 0  # messages: the first turn whose assistant replies carry loss (after a prompt)
+    raw: bool = False  # the prompt is final (text rows, conversations): no --template applies
 
 
 def detect_format(row: dict[str, Any], where: str) -> str:
@@ -38,8 +48,14 @@ def detect_format(row: dict[str, Any], where: str) -> str:
         return "nlu"
     if {"instruction", "output"} <= keys:
         return "alpaca"
+    if "messages" in keys:
+        return "messages"
+    if {"prompt", "completion"} <= keys:
+        return "prompt-completion"
+    if "text" in keys:
+        return "text"
     raise LorikitError(f"{where}: cannot detect the format from fields {sorted(keys)} "
-                       "(pass --format alpaca|gsm8k|nlu)")
+                       f"(pass --format {'|'.join(FORMATS[1:])})")
 
 
 def gsm8k_target(answer: str) -> tuple[str, str]:
@@ -93,8 +109,47 @@ def _nlu(row, where):
                    answer=text_field(row, "answer", where).strip(), user=alpaca_user(instruction, inp))
 
 
+def conversation(value: Any, where: str, key: str) -> list[dict[str, str]]:
+    """A list of ``{"role", "content"}`` turns (TRL's conversational form), checked."""
+    if not isinstance(value, list) or not value:
+        raise LorikitError(f"{where}: field {key!r} must be a non-empty list of {{role, content}} messages")
+    turns = []
+    for i, turn in enumerate(value):
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str):
+            raise LorikitError(f"{where}: {key}[{i}] must be an object with a 'role' and a 'content'")
+        turns.append({"role": turn["role"], "content": text_field(turn, "content", f"{where}: {key}[{i}]")})
+    return turns
+
+
+def _messages(row, where):
+    turns = conversation(row.get("messages"), where, "messages")
+    last = max((i for i, t in enumerate(turns) if t["role"] == "assistant"), default=None)
+    if last is None:
+        raise LorikitError(f"{where}: field 'messages' has no assistant turn (nothing to train on)")
+    user = next((t["content"] for t in reversed(turns[:last]) if t["role"] == "user"), None)
+    return Example("", turns[last]["content"], user=user, messages=turns, raw=True)
+
+
+def _prompt_completion(row, where):
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if isinstance(prompt, list) or isinstance(completion, list):  # conversational prompt-completion
+        head, tail = conversation(prompt, where, "prompt"), conversation(completion, where, "completion")
+        if not any(t["role"] == "assistant" for t in tail):
+            raise LorikitError(f"{where}: field 'completion' has no assistant turn")
+        user = next((t["content"] for t in reversed(head) if t["role"] == "user"), None)
+        reply = next(t["content"] for t in tail if t["role"] == "assistant")
+        return Example("", reply, user=user, messages=head + tail, train_from=len(head), raw=True)
+    text = text_field(row, "prompt", where)
+    return Example(text, text_field(row, "completion", where), user=text)
+
+
+def _text(row, where):
+    return Example("", text_field(row, "text", where), raw=True)
+
+
 CONVERTERS: dict[str, Callable[[dict[str, Any], str], Example]] = {
-    "alpaca": _alpaca, "gsm8k": _gsm8k, "nlu": _nlu}
+    "alpaca": _alpaca, "gsm8k": _gsm8k, "nlu": _nlu, "messages": _messages,
+    "prompt-completion": _prompt_completion, "text": _text}
 
 
 def to_example(row: Any, fmt: str, where: str) -> Example:

@@ -52,9 +52,15 @@ def chat_prompt(tokenizer: Any, user: str) -> str:
                          "has no chat template (use --template reference)")
     text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                          add_generation_prompt=True)
+    return without_bos(tokenizer, text)
+
+
+def without_bos(tokenizer: Any, text: str) -> str:
+    """``text`` without the template's BOS when the tokenizer adds BOS itself on encoding (two would
+    shift every position)."""
     bos = tokenizer.bos_token
     if bos and text.startswith(bos) and tokenizer("", add_special_tokens=True).input_ids[:1] == [tokenizer.bos_token_id]:
-        text = text[len(bos):]  # the tokenizer adds BOS itself when the prompt is encoded; two would shift every position
+        text = text[len(bos):]
     return text
 
 
@@ -69,8 +75,22 @@ def apply_template(template: str, tokenizer: Any, items: list) -> list:
     prompt rendered by ``template``; the reference template returns them unchanged."""
     if template not in TEMPLATES:
         raise UsageError(f"--template {template!r}: unknown (choose from {', '.join(TEMPLATES)})")
+    # a conversation is always in the chat template (its prompt: the turns before the last reply)
+    items = [replace(it, prompt=conversation_prompt(tokenizer, it.messages)) if getattr(it, "messages", None)
+             else it for it in items]
     if template == "reference":
         return items
     render = TEMPLATES[template]
-    return [replace(it, prompt=render(tokenizer, it.prompt, it.user if it.user is not None else it.prompt))
+    return [it if getattr(it, "raw", False) or getattr(it, "messages", None) else
+            replace(it, prompt=render(tokenizer, it.prompt, it.user if it.user is not None else it.prompt))
             for it in items]
+
+
+def conversation_prompt(tokenizer: Any, messages: list[dict]) -> str:
+    """The turns before the last assistant reply in the chat template, the assistant's turn opened."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UsageError(f"--format messages: the tokenizer {getattr(tokenizer, 'name_or_path', '') or '(built in code)'} "
+                         "has no chat template")
+    last = max(i for i, t in enumerate(messages) if t["role"] == "assistant")
+    return without_bos(tokenizer, tokenizer.apply_chat_template(messages[:last], tokenize=False,
+                                                                add_generation_prompt=True))

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..adapters.build import DEFAULT_TARGETS
-from ..data import load_examples
+from ..data import FORMATS, load_examples
 from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
 from ..models import load_model, resolve_device
@@ -49,7 +49,7 @@ class StatsConfig:
     data: list[str] = field(default_factory=list, metadata={
         "help": "TASK=SPEC pairs, e.g. code=train.jsonl math=builtin:arithmetic (any --data spec)"})
     format: str = field(default="auto", metadata={"help": "row format of every data set",
-                                                   "choices": ("auto", "alpaca", "gsm8k", "nlu")})
+                                                   "choices": FORMATS})
     samples: int = field(default=100, metadata={"help": "examples drawn per task (the reference: 100)"})
     seed: int = field(default=42, metadata={"help": "seed of the example draw (the reference: 42)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example, prompt + response (reference: 128)"})
@@ -202,7 +202,9 @@ def task_texts(spec: str, fmt: str, samples: int, seed: int) -> list[str]:
     """``samples`` prompt+response texts drawn from ``spec`` with a fixed seed (all when fewer)."""
     examples = load_examples(spec, fmt)
     picked = sorted(random.Random(seed).sample(range(len(examples)), min(samples, len(examples))))
-    return [examples[i].prompt + examples[i].response for i in picked]
+    # a conversation's turns joined (the statistics read inputs, not the chat template's markup)
+    return [examples[i].prompt + examples[i].response if examples[i].messages is None
+            else "\n".join(t["content"] for t in examples[i].messages) for i in picked]
 
 
 def token_batches(tokenizer, texts: list[str], max_length: int, batch_size: int):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import torch
 
 from ..data.loading import load_examples, load_rows
-from ..data.tokenize import collate, tokenize_example
+from ..data.tokenize import collate, tokenize
 from ..errors import LorikitError
 from ..eval import tasks as eval_tasks
 from ..eval.generate import GenerationConfig, generate
@@ -45,7 +45,7 @@ def nll_dev_set(name: str, spec: str, tokenizer, fmt: str = "auto", limit: int |
     examples = load_examples(spec, fmt, limit=None if limit is None else offset + limit)[offset:]
     if not examples:
         raise LorikitError(f"--dev {spec}: no rows after --offset {offset}")
-    tokenized = [tokenize_example(tokenizer, e.prompt, e.response, max_length, max_prompt_length) for e in examples]
+    tokenized = [tokenize(tokenizer, e, max_length, max_prompt_length) for e in examples]
     tokenized = sorted(tokenized, key=lambda t: len(t.input_ids))
     batches = [collate(tokenized[i: i + batch_size], tokenizer.pad_token_id)
                for i in range(0, len(tokenized), batch_size)]

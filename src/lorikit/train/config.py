@@ -16,6 +16,7 @@ from pathlib import Path
 from ..adapters.build import AdapterConfig
 from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
+from ..data.formats import FORMATS
 from ..data.loading import carve_spec
 from ..errors import UsageError
 from ..models.loading import check_4bit_supported
@@ -38,7 +39,9 @@ class TrainConfig:
         "help": "base model: smollm2-135m, tiny-random-llama, a local folder or a Hub id"})
     data: str = field(default="builtin:arithmetic", metadata={
         "help": "training data: FILE.json/.jsonl, builtin:NAME[:SPLIT] or a Hub dataset name"})
-    format: str = field(default="auto", metadata={"help": "row format", "choices": ("auto", "alpaca", "gsm8k", "nlu")})
+    format: str = field(default="auto", metadata={
+        "help": "row format: auto (from the fields), alpaca, gsm8k, nlu, or TRL's messages (loss on the assistant "
+                "turns), prompt-completion (loss on the completion), text (loss on every token)", "choices": FORMATS})
     template: str = field(default="reference", metadata={
         "help": "prompt template: reference = the row format's own (Alpaca / GSM8K, reference-compatible), "
                 "chat = the user message in the tokenizer's chat template (Instruct models)",

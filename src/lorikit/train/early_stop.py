@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..data import load_examples, tokenize_example
+from ..data import load_examples, tokenize
 from ..data.templates import apply_template
 from ..errors import LorikitError
 
@@ -37,7 +37,7 @@ class EarlyStopping:
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
                                  seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
         examples = apply_template(cfg.template, tokenizer, examples)
-        self.dev = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
+        self.dev = [tokenize(tokenizer, e, cfg.max_length, cfg.max_prompt_length)
                     for e in examples]
         self.source = spec
         self.pad_id = tokenizer.pad_token_id

@@ -32,7 +32,7 @@ from .._version import __version__
 from ..adapters.build import attach_adapter, lora_layers
 from ..adapters.inits import get_init
 from ..adapters.methods import get_method
-from ..data import collate, load_examples, tokenize_example
+from ..data import collate, load_examples, tokenize
 from ..data.templates import apply_template
 from ..errors import LorikitError, UsageError
 from ..models import load_model, resolve_device
@@ -113,7 +113,7 @@ class Trainer:
         examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
                                  seed=self.adapter.run_seed)
         examples = apply_template(cfg.template, tokenizer, examples)
-        tokenized = [tokenize_example(tokenizer, e.prompt, e.response, cfg.max_length, cfg.max_prompt_length)
+        tokenized = [tokenize(tokenizer, e, cfg.max_length, cfg.max_prompt_length)
                      for e in examples]
         if not any(any(l != -100 for l in t.labels) for t in tokenized):
             raise LorikitError(f"{cfg.data}: no response tokens left after truncation (raise --max-length)")

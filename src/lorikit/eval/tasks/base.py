@@ -37,6 +37,7 @@ class Item:
     id: str = ""  # the row's id/task_id field, else its 0-based position in the data
     where: str = ""  # file:line for errors
     user: str | None = None  # the prompt's content without the task's template (for --template chat)
+    messages: list[dict] | None = None  # a conversation: the prompt is its turns before the last reply
 
 
 @dataclass(frozen=True)
