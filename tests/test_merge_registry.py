@@ -269,3 +269,16 @@ def test_lorikit_yaml_takes_method_parameters(tmp_path, pair):
     assert cfg.used_params() == {"inner": "ties", "lam": 2.0, "density": 0.5, "divide_by": "count"}
     assert math.isclose(cfg.density, 0.5) and get_method("core_space").name == "core-space"
     assert re.search(r"core-space", generated())
+
+
+def test_registrations_carry_title_and_paper_shown_in_docs_and_the_merged_card(pair, tmp_path):
+    doc = (ROOT / "docs" / "merge.md").read_text()
+    for name, method in methods().items():
+        assert method.title, name
+        if method.paper:
+            assert f"{method.title}: {method.paper}" in doc, name
+    out = tmp_path / "ties"
+    assert cli(["merge", *pair, "--method", "ties", "--out", str(out)]) == 0
+    paper = json.loads((out / "lorikit.json").read_text())["merge"]["paper"]
+    assert paper.startswith("TIES-Merging: Yadav et al. 2023")
+    assert f"| paper | {paper} |" in (out / "README.md").read_text()

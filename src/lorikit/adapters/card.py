@@ -52,7 +52,9 @@ def card_text(meta: dict[str, Any], config: dict[str, Any], scores: dict[str, An
              f"A PEFT LoRA adapter of `{base}` trained with [lorikit](https://pypi.org/project/lorikit/) "
              f"(method `{method}`). Load it with `PeftModel.from_pretrained(base_model, PATH)`; "
              "`lorikit.json` beside this card holds the full record.", "", "## Adapter", ""]
-    lines += _rows([("method", method), ("base model", base), ("base weights", meta.get("base_weights")), ("rank", meta.get("rank", config.get("r"))),
+    paper = (meta.get("merge") or {}).get("paper")  # a merge records its method's reference
+    lines += _rows([("method", method), ("paper", paper), ("base model", base), ("base weights", meta.get("base_weights")),
+                    ("rank", meta.get("rank", config.get("r"))),
                     ("alpha", meta.get("alpha", config.get("lora_alpha"))),
                     ("target modules", ", ".join(map(str, meta.get("target_modules") or config.get("target_modules") or []))),
                     ("seed of A", meta.get("seed")), ("A init", meta.get("a_init")),

@@ -260,6 +260,8 @@ def merge_meta(cfg: MergeConfig, states: list[AdapterState], names: list[str], m
     meta = {"lorikit_version": __version__, "method": f"merge:{cfg.method}", "base_model": states[0].base_model,
             "merge": {"method": cfg.method, "weights": merger.weights, "params": dict(merger.params.values),
                       "parents": parents}}
+    if merger.method.paper:
+        meta["merge"]["paper"] = f"{merger.method.title}: {merger.method.paper}"
     if cfg.task is not None:
         meta["merge"]["task"] = cfg.task
     rank = None if cfg.into_model else merger.kind.recorded_rank(merger, cfg.rank)

@@ -22,8 +22,12 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _reference(m) -> str:
+    return f"{m.title}: {m.paper}" if m.paper else m.title
+
+
 def method_table() -> str:
-    rows = ["| method | kind | also accepted as | options | formula |", "|---|---|---|---|---|"]
+    rows = ["| method | kind | also accepted as | options | formula | paper |", "|---|---|---|---|---|---|"]
     for name, m in methods().items():
         options = [p.flag for p in m.params] + [f"--{a.replace('_', '-')}" for a in m.param_aliases]
         options = list(dict.fromkeys(options))
@@ -31,7 +35,7 @@ def method_table() -> str:
             options.append("+ the inner method's options")
         aliases = ", ".join(f"`{a}`" for a in m.aliases) or "—"
         rows.append(f"| `{name}` | {m.kind} | {aliases} | {', '.join(f'`{o}`' for o in options) or '—'} | "
-                    f"{_cell(m.summary)} |")
+                    f"{_cell(m.summary)} | {_cell(_reference(m))} |")
     return "\n".join(rows)
 
 

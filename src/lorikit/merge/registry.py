@@ -108,6 +108,8 @@ class MergeMethod:
     # {alias param: (param, convert)}: e.g. DARE's density → drop_rate = 1 − density
     param_aliases: dict[str, tuple[str, Callable[[Any], Any]]] = field(default_factory=dict)
     inner: bool = False  # the method runs another method (``params.inner``) in its own space
+    title: str = ""  # the name papers use (TIES-Merging); docs table and model card
+    paper: str = ""  # the reference: "Authors year, Title, venue" ("" for a library's own rule)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -156,14 +158,17 @@ _LOADED = False
 
 
 def register(name: str, kind: str, params: tuple[Param, ...] = (), summary: str = "", aliases: tuple[str, ...] = (),
-             min_adapters: int = 1, param_aliases: dict | None = None, inner: bool = False):
-    """Decorator adding ``fn`` to the registry as method ``name``."""
+             min_adapters: int = 1, param_aliases: dict | None = None, inner: bool = False, title: str = "",
+             paper: str = ""):
+    """Decorator adding ``fn`` to the registry as method ``name`` (``title``: its name in the
+    literature, ``paper``: its reference; both shown in docs/merge.md and merged adapters' cards)."""
     if kind not in KINDS:
         raise ValueError(f"merge method {name}: kind {kind!r} not in {tuple(KINDS)}")
 
     def wrap(fn: Callable) -> Callable:
         _METHODS[name] = MergeMethod(name, KINDS[kind], fn, tuple(params), summary or (fn.__doc__ or "").split("\n")[0],
-                                     tuple(aliases), min_adapters, dict(param_aliases or {}), inner)
+                                     tuple(aliases), min_adapters, dict(param_aliases or {}), inner,
+                                     title or name, paper)
         return fn
 
     return wrap

@@ -18,7 +18,10 @@ from ...adapters.state import LoraModule
 from ..registry import DeltaParams, register
 
 
-@register("cat", "adapter", summary="exact: concatenate ranks, ΔW = Σ w_i s_i B_i A_i")
+@register("cat", "adapter", title="Concatenation (exact)",
+          paper="Zhang et al. 2025, LoRI: Reducing Cross-Task Interference in Multi-Task "
+                "Low-Rank Adaptation (its reference merge)",
+          summary="exact: concatenate ranks, ΔW = Σ w_i s_i B_i A_i")
 def cat(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     A = torch.cat([m.A.float() for m in modules], dim=0)
     B = torch.cat([(w * m.scaling) * m.B.float() for m, w in zip(modules, weights)], dim=1)

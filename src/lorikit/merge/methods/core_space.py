@@ -48,7 +48,10 @@ def core_matrices(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.T
     return C_B, cores, C_A
 
 
-@register("core-space", "factor", params=(INNER,), inner=True, min_adapters=2,
+@register("core-space", "factor", title="Core Space",
+          paper="Panariello et al. 2025, Accurate and Efficient Low-Rank Model Merging in Core "
+                "Space, NeurIPS",
+          params=(INNER,), inner=True, min_adapters=2,
           summary="cores M_t = U_Bᵀ ΔW_t V_A in the stacked factors' bases; inner merge; U_B M V_Aᵀ")
 def core_space(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     C_B, cores, C_A = core_matrices(modules)

@@ -27,14 +27,20 @@ def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tens
     return [drop_and_rescale(d, params.drop_rate, params.generator(i)) for i, d in enumerate(deltas)]
 
 
-@register("dare-linear", "delta", params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale 1/(1−p), λ Σ w_i",
+@register("dare-linear", "delta", title="DARE (linear)",
+          paper="Yu et al. 2024, Language Models are Super Mario: Absorbing Abilities from "
+                "Homologous Models as a Free Lunch, ICML",
+          params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale 1/(1−p), λ Σ w_i",
           aliases=("dare_linear", "dare_linear_svd"), param_aliases=DENSITY_ALIAS)
 def dare_linear(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     dropped = torch.stack(_dropped(deltas, params), dim=0)
     return params.lam * weighted(dropped, weights).sum(dim=0)
 
 
-@register("dare-ties", "delta", params=(LAM, DROP_RATE, SEED, DIVIDE_BY),
+@register("dare-ties", "delta", title="DARE-TIES",
+          paper="Yu et al. 2024, Language Models are Super Mario: Absorbing Abilities from "
+                "Homologous Models as a Free Lunch, ICML",
+          params=(LAM, DROP_RATE, SEED, DIVIDE_BY),
           summary="random drop p, rescale, TIES sign election", aliases=("dare_ties", "dare_ties_svd"),
           param_aliases=DENSITY_ALIAS)
 def dare_ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:

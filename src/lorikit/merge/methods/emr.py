@@ -20,7 +20,9 @@ from ..ops import weighted
 from ..registry import register
 
 
-@register("emr", "emr", min_adapters=2,
+@register("emr", "emr", title="EMR-Merging",
+          paper="Huang et al. 2024, EMR-Merging: Tuning-Free High-Performance Model Merging, NeurIPS",
+          min_adapters=2,
           summary="shared τ_uni = γ · max agreeing |ΔW_i|, per-task mask and rescaler")
 def emr(deltas: list[torch.Tensor], weights: torch.Tensor) -> EmrModule:
     stacked = weighted(torch.stack(deltas, dim=0), weights)

@@ -42,7 +42,10 @@ def sum_svd(modules: list[LoraModule], weights: list[float]):
     return U[:, keep], S[keep], V[:, keep]
 
 
-@register("iso-c", "factor", params=(LAM,), summary="task-arithmetic sum with a flat spectrum: λ σ̄ U Vᵀ")
+@register("iso-c", "factor", title="Iso-C",
+          paper="Marczak et al. 2025, No Task Left Behind: Isotropic Model Merging with Common "
+                "and Task-Specific Subspaces, ICML",
+          params=(LAM,), summary="task-arithmetic sum with a flat spectrum: λ σ̄ U Vᵀ")
 def iso_c(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     U, S, V = sum_svd(modules, weights)
     return to_module(modules[0].name, (params.lam * S.mean()) * U, V.T)
@@ -56,7 +59,10 @@ def split_space(rank: int, tasks: int, fraction: float) -> tuple[int, int]:
     return common, (rank - common) // tasks
 
 
-@register("iso-cts", "factor", params=(LAM, COMMON), min_adapters=2,
+@register("iso-cts", "factor", title="Iso-CTS",
+          paper="Marczak et al. 2025, No Task Left Behind: Isotropic Model Merging with Common "
+                "and Task-Specific Subspaces, ICML",
+          params=(LAM, COMMON), min_adapters=2,
           summary="common subspace of the sum + task-specific directions, flat spectrum, × λ")
 def iso_cts(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     U, S, V = sum_svd(modules, weights)

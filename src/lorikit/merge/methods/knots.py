@@ -55,7 +55,9 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     return B_cat @ (Cb @ u), blocks
 
 
-@register("knots", "factor", params=(KNOTS_INNER,), inner=True, min_adapters=2,
+@register("knots", "factor", title="KnOTS",
+          paper="Stoica et al. 2025, Model merging with SVD to tie the KnOTS, ICLR",
+          params=(KNOTS_INNER,), inner=True, min_adapters=2,
           summary="SVD of [ΔW_1 … ΔW_T] = U Σ [V_tᵀ]; inner merge of the Σ V_tᵀ; ΔW = U · merged")
 def knots(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     U, blocks = knots_blocks(modules)

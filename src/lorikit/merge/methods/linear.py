@@ -22,7 +22,8 @@ from ...errors import LorikitError
 from ..registry import DeltaParams, register
 
 
-@register("linear", "adapter", summary="PEFT linear: B' = Σ √(w_i s_i) B_i, A' = Σ √(w_i s_i) A_i (cross terms)")
+@register("linear", "adapter", title="PEFT linear",
+          summary="PEFT linear: B' = Σ √(w_i s_i) B_i, A' = Σ √(w_i s_i) A_i (cross terms)")
 def linear(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     ranks = [m.rank for m in modules]
     if len(set(ranks)) != 1:

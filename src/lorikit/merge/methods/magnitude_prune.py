@@ -15,7 +15,8 @@ from ..registry import DENSITY, LAM, DeltaParams, register
 from ..sparsify import trim
 
 
-@register("magnitude-prune", "delta", params=(LAM, DENSITY), summary="top-k |ΔW_i| per task, then λ Σ w_i",
+@register("magnitude-prune", "delta", title="Magnitude pruning",
+          params=(LAM, DENSITY), summary="top-k |ΔW_i| per task, then λ Σ w_i",
           aliases=("magnitude_prune", "magnitude_prune_svd"))
 def magnitude_prune(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * _weighted_sum([trim(d, params.density) for d in deltas], weights)

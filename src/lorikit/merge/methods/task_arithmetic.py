@@ -13,6 +13,8 @@ from peft.utils.merge_utils import task_arithmetic as _weighted_sum
 from ..registry import LAM, DeltaParams, register
 
 
-@register("task-arithmetic", "delta", params=(LAM,), summary="ΔW = λ Σ w_i ΔW_i", aliases=("task_arithmetic", "svd"))
+@register("task-arithmetic", "delta", title="Task Arithmetic",
+          paper="Ilharco et al. 2023, Editing Models with Task Arithmetic, ICLR",
+          params=(LAM,), summary="ΔW = λ Σ w_i ΔW_i", aliases=("task_arithmetic", "svd"))
 def task_arithmetic(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * _weighted_sum(deltas, weights)

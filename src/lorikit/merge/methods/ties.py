@@ -25,7 +25,9 @@ from ..registry import DENSITY, DIVIDE_BY, LAM, DeltaParams, register
 from ..sparsify import elect_and_merge, trim
 
 
-@register("ties", "delta", params=(LAM, DENSITY, DIVIDE_BY), aliases=("ties_svd",),
+@register("ties", "delta", title="TIES-Merging",
+          paper="Yadav et al. 2023, TIES-Merging: Resolving Interference When Merging Models, NeurIPS",
+          params=(LAM, DENSITY, DIVIDE_BY), aliases=("ties_svd",),
           summary="trim top-k per task, elect sign, disjoint mean, × λ")
 def ties(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
     return params.lam * elect_and_merge([trim(d, params.density) for d in deltas], weights, params.divide_by)

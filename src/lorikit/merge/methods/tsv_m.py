@@ -40,7 +40,10 @@ def task_triplets(modules: list[LoraModule], weights: list[float], fraction: flo
     return triplets
 
 
-@register("tsv-m", "factor", params=(LAM, SV_FRACTION), min_adapters=2,
+@register("tsv-m", "factor", title="TSV-Merge",
+          paper="Gargiulo et al. 2025, Task Singular Vectors: Reducing Task Interference in "
+                "Model Merging, CVPR",
+          params=(LAM, SV_FRACTION), min_adapters=2,
           summary="top-k_t task singular vectors, decorrelated (Procrustes) across tasks, summed; × λ")
 def tsv_m(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
     triplets = task_triplets(modules, weights, params.sv_fraction)
