@@ -4,7 +4,9 @@
 
 The cases are those of ``tests/test_errors.py`` (bad inputs of every command) and
 ``tests/test_trust.py`` (silent wrong results, data loss, integrity; issue 14), run through the
-CLI in-process on tiny-random-llama fixtures. Every case must end in an error; each outcome is:
+CLI in-process on tiny-random-llama fixtures, and the hostile programs of ``tests/test_sandbox.py``
+(``reliability_sandbox.py``: escapes and forged verdicts, as root and as an ordinary uid). Every
+CLI case must end in an error; each outcome is:
 
 - clear error: exit code ≠ 0, exactly one ``lorikit: error:`` line, no traceback;
 - traceback: an exception escaped, or ``Traceback`` was printed;
@@ -12,6 +14,7 @@ CLI in-process on tiny-random-llama fixtures. Every case must end in an error; e
 - data loss: a file of the fixtures (the inputs) was changed or removed;
 - unclear: any other failure (several error lines, none, or a different exit code than documented).
 
+A sandbox case is ``contained``, an ``escape`` or a ``forged pass`` (``reliability_sandbox.py``).
 Prints a table and writes the JSON (with the load average: the machine may be shared).
 """
 
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lorikit.utils.atomic import atomic_write_json  # noqa: E402
+import reliability_sandbox  # noqa: E402
 import test_errors  # noqa: E402
 import test_trust  # noqa: E402
 
@@ -84,25 +88,38 @@ def run_catalogue(name: str, cases, fixtures: dict[str, Path], fill, run, inputs
     return rows
 
 
+def _cli_catalogues(tmp: Path) -> list[dict]:
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        errs = test_errors.build_inputs(tmp / "errors")
+        (tmp / "trust-root").mkdir()
+        trust = test_trust.fx.__wrapped__(_Factory(tmp / "trust-root"))
+    rows = run_catalogue("errors", test_errors.CASES, errs, test_errors.fill, test_errors.run_cli,
+                         [errs["G"], errs["B"]])
+    return rows + run_catalogue("trust", test_trust.HOSTILE, trust, test_trust.fill, test_trust.run_cli,
+                                [trust["G"], trust["B"]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", default=str(ROOT / "bench/results/reliability.json"))
+    ap.add_argument("--json", help="default bench/results/reliability.json (reliability-sandbox.json with "
+                                   "--sandbox-only)")
+    ap.add_argument("--sandbox-only", action="store_true",
+                    help="only the sandbox's classes (a minute instead of several)")
     args = ap.parse_args()
+    args.json = args.json or str(ROOT / "bench/results" / (
+        "reliability-sandbox.json" if args.sandbox_only else "reliability.json"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t0 = time.perf_counter()
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            errs = test_errors.build_inputs(tmp / "errors")
-            (tmp / "trust-root").mkdir()
-            trust = test_trust.fx.__wrapped__(_Factory(tmp / "trust-root"))
-        rows += run_catalogue("errors", test_errors.CASES, errs, test_errors.fill, test_errors.run_cli,
-                              [errs["G"], errs["B"]])
-        rows += run_catalogue("trust", test_trust.HOSTILE, trust, test_trust.fill, test_trust.run_cli,
-                              [trust["G"], trust["B"]])
+    if not args.sandbox_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += _cli_catalogues(Path(tmp))
+    sandbox_rows = reliability_sandbox.run(sys.stderr)
     outcomes = ["clear error", "traceback", "silent wrong result", "data loss", "unclear"]
     counts = {o: sum(r["outcome"] == o for r in rows) for o in outcomes}
+    sandbox_outcomes = ["contained", "escape", "forged pass"]
+    sandbox_counts = {m: {o: sum(r["outcome"] == o for r in sandbox_rows if r["catalogue"] == m)
+                          for o in sandbox_outcomes} for m in dict.fromkeys(r["catalogue"] for r in sandbox_rows)}
     load = os.getloadavg()
     print(f"\nReliability: {len(rows)} hostile inputs, load average {load[0]:.1f} "
           f"({os.cpu_count()} CPUs), {time.perf_counter() - t0:.0f} s\n")
@@ -110,11 +127,16 @@ def main() -> None:
     print(f"| cases tried | {len(rows)} | |")
     for o in outcomes:
         print(f"| {o} | {counts[o]} | {'all' if o == 'clear error' else '0'} |")
-    print("| sandbox escapes | see Sandbox | 0 |")
-    bad = [r for r in rows if r["outcome"] != "clear error"]
+    classes = sorted({r["class"] for r in sandbox_rows})
+    print(f"\n| sandbox ({', '.join(classes)}) | cases | contained | escape | forged pass |\n|---|---:|---:|---:|---:|")
+    for mode, c in sandbox_counts.items():
+        print(f"| {mode} | {sum(c.values())} | {c['contained']} | {c['escape']} | {c['forged pass']} |")
+    bad = [r for r in rows if r["outcome"] != "clear error"] + [r for r in sandbox_rows if r["outcome"] != "contained"]
     for r in bad:
         print(f"- {r['outcome']}: {r['catalogue']}:{r['id']}: {r['detail']}")
     atomic_write_json(args.json, {"cases": len(rows), "counts": counts, "rows": rows,
+                                  "sandbox_cases": len(sandbox_rows), "sandbox_counts": sandbox_counts,
+                                  "sandbox_rows": sandbox_rows,
                                   "load_average": load, "cpus": os.cpu_count(), "platform": platform.platform(),
                                   "seconds": round(time.perf_counter() - t0, 1)})
 

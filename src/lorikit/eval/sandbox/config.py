@@ -20,14 +20,15 @@ class SandboxConfig:
     timeout: float = field(default=10.0, metadata={"help": "wall-clock seconds per program"})
     memory_mb: int = field(default=1024, metadata={"help": "address-space limit per program (MiB)"})
     max_processes: int = field(default=64, metadata={
-        "help": "RLIMIT_NPROC (Linux does not apply it to root; process creation is blocked anyway)"})
+        "help": "RLIMIT_NPROC: processes and threads of one sample (its sandbox's own count; process "
+                "creation is blocked anyway unless allow_processes)"})
     max_file_mb: int = field(default=16, metadata={"help": "largest file a program may write (MiB)"})
     tmp_mb: int = field(default=64, metadata={"help": "size of the program's writable tmpfs (MiB)"})
     max_output_kb: int = field(default=1024, metadata={
         "help": "stdout + stderr a program may write before it is killed (KiB)"})
     allow_processes: bool = field(default=False, metadata={
-        "help": "let programs fork/spawn processes (inside the sandbox's pid namespace; when lorikit runs "
-                "as root only the timeout then bounds how many)"})
+        "help": "let programs fork/spawn processes (inside the sandbox's pid namespace, at most "
+                "max_processes)"})
     guard: bool = field(default=True, metadata={
         "help": "second, Python-level layer: remove fork/kill/subprocess/ctypes and confine file "
                 "deletion/renaming to the program's temporary folder"})
