@@ -29,6 +29,7 @@ import pickle
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -154,18 +155,42 @@ def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adap
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as tensors and plain numbers: what ``torch.load(weights_only=True)`` reads."""
+    version, words, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_tensors(path: Path, map_location: str | None = "cpu") -> Any:
+    """A ``.pt`` file of a checkpoint, read as data only: tensors, numbers, strings, lists, dicts.
+
+    A checkpoint lorikit wrote holds nothing else; anything else (a class, a function: what a
+    planted pickle needs to run code) is refused, not executed, and names the file."""
+    try:
+        with warnings.catch_warnings():  # torch warns about a pickle protocol before refusing it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():  # junk bytes: an incomplete checkpoint, not a refusal
+            raise ValueError(f"{path.name}: {exc}") from exc
+        raise UsageError(f"{path}: refused: holds Python objects other than tensors and plain values "
+                         f"(lorikit never writes such a checkpoint; it was altered or is not lorikit's)") from exc
 
 
 def _torch_bytes(obj: Any) -> bytes:
@@ -298,9 +323,10 @@ class Checkpointer:
                 self._load_sharded(ckpt)
             else:
                 self._load_local(ckpt)
-            self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-            set_rng_state(torch.load(ckpt / f"rng-rank{self.dist.rank}.pt", weights_only=False))
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
+            self.scheduler.load_state_dict(load_tensors(ckpt / "scheduler.pt"))
+            set_rng_state(load_tensors(ckpt / f"rng-rank{self.dist.rank}.pt"))
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, EOFError,
+                SafetensorError) as exc:
             raise LorikitError(f"{ckpt}: cannot restore checkpoint: {' '.join(str(exc).split())[:300]}") from exc
         return int(saved["step"]), list(saved["log"])
 
@@ -312,16 +338,23 @@ class Checkpointer:
         with torch.no_grad():
             for name, p in self.params.items():
                 p.copy_(tensors[name].to(p.device, p.dtype))
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        self.optimizer.load_state_dict(load_tensors(ckpt / "optimizer.pt"))
 
     def _load_sharded(self, ckpt: Path) -> None:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+        from .safe_dcp import SafePlanner, SafeReader
+
         options = StateDictOptions(ignore_frozen_params=True)
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=options)
         state = {"model": model_sd, "optimizer": optim_sd}
-        dcp.load(state, checkpoint_id=str(ckpt))
+        try:
+            dcp.load(state, storage_reader=SafeReader(str(ckpt)), planner=SafePlanner(ckpt))
+        except dcp.api.CheckpointException as exc:  # DCP gathers every rank's failure into one
+            causes = [e for e, _ in exc.failures.values()]
+            raise next((e for e in causes if isinstance(e, UsageError)),
+                       LorikitError(f"{ckpt}: {causes[0] if causes else exc}".splitlines()[0])) from exc
         # Not strict: the frozen weights are left out on purpose (dcp.load already failed if a
         # trainable tensor was missing from the checkpoint).
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
