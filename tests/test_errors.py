@@ -342,7 +342,7 @@ CASES = [
     ("merge-config-missing", ["merge", "--config", "{B}/nope.yaml", "--out", "{O}/g"], 2,
      r"--config \S*nope.yaml: file not found", "{O}/g"),
     ("merge-config-malformed", ["merge", "--config", "{B}/badmerge.yaml", "--out", "{O}/g"], 2,
-     r"--config \S*badmerge.yaml: not readable YAML", "{O}/g"),
+     r"--config \S*badmerge.yaml:3: malformed YAML", "{O}/g"),
     ("merge-out-exists", ["merge", *D01, "--out", "{O}/exists"], 2,
      r"--out \S*exists: folder exists and is not empty \(pass --overwrite", None),
     ("merge-out-is-file", ["merge", *D01, "--out", "{B}/data.txt"], 2, r"--out \S*data.txt: exists and is not a folder",

@@ -142,8 +142,14 @@ class FakeApi:
         FakeApi.calls.append(("create_repo", repo_id, kw))
 
     def upload_folder(self, **kw):
+        root = Path(kw["folder_path"])  # what would be sent, read while the upload runs
+        kw["files"] = {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
         FakeApi.calls.append(("upload_folder", kw))
         return type("Info", (), {"commit_url": f"https://huggingface.co/{kw['repo_id']}/commit/abc"})()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
 
 
 def test_push_uploads_the_adapter_without_training_leftovers(make_adapter, monkeypatch, capsys):
@@ -151,13 +157,19 @@ def test_push_uploads_the_adapter_without_training_leftovers(make_adapter, monke
 
     out = make_adapter(method="lori-d", rank=2, steps=1)
     (out / "README.md").unlink()
+    (out / "optimizer.pt").write_bytes(b"leftover")
+    before = snapshot(out)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     FakeApi.calls = []
     assert main(["push", str(out), "me/my-adapter", "--private"]) == 0
-    assert "pushed" in capsys.readouterr().out and (out / "README.md").is_file()
+    assert "pushed" in capsys.readouterr().out
+    assert snapshot(out) == before  # push never changes the folder it uploads: the card is made aside
     (_, repo, kw), (_, upload) = FakeApi.calls
     assert repo == "me/my-adapter" and kw["private"] is True and kw["exist_ok"] is True
-    assert upload["folder_path"] == str(out) and "checkpoint-*" in upload["ignore_patterns"]
+    assert "checkpoint-*" in upload["ignore_patterns"]
+    sent = upload["files"]
+    assert b"lori-d" in sent["README.md"] and "optimizer.pt" not in sent and ".lorikit-output" not in sent
+    assert sent["adapter_model.safetensors"] == before["adapter_model.safetensors"]
     assert main(["push", str(out), "not a repo"]) == 2
     assert "REPO_ID 'not a repo': expected OWNER/NAME" in capsys.readouterr().err
 
@@ -170,11 +182,18 @@ def test_push_failure_is_one_line(make_adapter, monkeypatch, capsys):
             raise ConnectionError("Name or service not known\nmore lines")
 
     out = make_adapter(method="lori-d", rank=2, steps=1)
+    (out / "README.md").write_text("# my own card\n")
+    before = snapshot(out)
     monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
     capsys.readouterr()
     assert main(["push", str(out), "me/x"]) == 1
     assert capsys.readouterr().err.strip() == \
         "lorikit: error: push to me/x: ConnectionError: Name or service not known"
+    assert snapshot(out) == before  # the hand-written card is kept, failed upload or not
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    FakeApi.calls = []
+    assert main(["push", str(out), "me/x"]) == 0
+    assert FakeApi.calls[1][1]["files"]["README.md"] == b"# my own card\n" and snapshot(out) == before
 
 
 def test_report_to_tensorboard_writes_event_files(tmp_path):

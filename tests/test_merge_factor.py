@@ -245,3 +245,90 @@ def test_knots_with_a_factor_inner_method_runs_in_factor_space(states):
         width = SHAPES[module][1]
         blocks = [S[:, None] * Vh[:, t * width:(t + 1) * width] for t in range(len(states))]
         close(merger.delta(module), U @ iso_c_dense(blocks, WEIGHTS))
+
+
+# ---- edge cases: zero adapters, shared subspaces, a small common space -------------------------
+def range_polar(M: torch.Tensor) -> torch.Tensor:
+    """The polar factor on M's range (dense SVD): zero on its null space, not a solver's choice."""
+    P, S, Qh = torch.linalg.svd(M, full_matrices=False)
+    keep = S > 1e-6 * S[0]
+    return P[:, keep] @ Qh[keep]
+
+
+def outside(delta: torch.Tensor, A: torch.Tensor) -> float:
+    """Share of ΔW's norm in input directions outside the row space of ``A`` (none of the adapters reads them)."""
+    Q = torch.linalg.qr(A.double().T).Q
+    rest = delta.double() - delta.double() @ Q @ Q.T
+    return float(rest.norm() / delta.double().norm())
+
+
+def test_tsv_m_with_an_all_zero_adapter_equals_the_merge_without_its_directions():
+    states = [adapter(11, 3), adapter(12, 5), adapter(13, 2)]
+    zero = states[1].modules()
+    states[1] = AdapterState.from_modules([LoraModule(n, m.A, torch.zeros_like(m.B), m.scaling)
+                                           for n, m in zero.items()], states[1].config)
+    merger = Merger(states, "tsv-m", WEIGHTS, DeltaParams(lam=0.8))
+    for module in SHAPES:
+        live = [(dense(s, module), w) for s, w in zip(states, WEIGHTS) if s is not states[1]]
+        share = int(min(live[0][0].shape) / 3)  # k_t still uses T = 3 tasks
+        us, ss, vs = [], [], []
+        for (d, w), r in zip(live, (3, 2)):
+            U, S, Vh = torch.linalg.svd(w * d, full_matrices=False)
+            k = min(share, r)
+            us.append(U[:, :k]), ss.append(S[:k]), vs.append(Vh[:k].T)
+        expected = 0.8 * polar(torch.cat(us, 1)) @ torch.diag(torch.cat(ss)) @ polar(torch.cat(vs, 1)).T
+        close(merger.delta(module), expected)
+
+
+def test_tsv_m_of_only_zero_adapters_is_zero():
+    states = [AdapterState.from_modules([LoraModule(n, m.A, torch.zeros_like(m.B), m.scaling)
+                                         for n, m in adapter(s, 3).modules().items()], adapter(s, 3).config)
+              for s in (1, 2)]
+    merger = Merger(states, "tsv-m", [1.0, 1.0], DeltaParams())
+    for module in SHAPES:
+        assert torch.count_nonzero(merger.delta(module)) == 0
+
+
+def test_tsv_m_on_adapters_sharing_a_are_inside_their_subspace():
+    """Two LoRI-D adapters of one seed share A: the concatenated V is rank-deficient."""
+    first, second = adapter(21, 4), adapter(22, 4)
+    shared = AdapterState.from_modules([LoraModule(n, first.modules()[n].A, m.B, m.scaling)
+                                        for n, m in second.modules().items()], second.config)
+    states = [first, shared]
+    merger = Merger(states, "tsv-m", [1.0, 1.0], DeltaParams())
+    for module in SHAPES:
+        got = merger.delta(module)
+        assert outside(got, first.modules()[module].A) < 1e-6
+        deltas = [dense(s, module) for s in states]
+        share = int(min(deltas[0].shape) / 2)
+        us, ss, vs = [], [], []
+        for d in deltas:
+            U, S, Vh = torch.linalg.svd(d, full_matrices=False)
+            us.append(U[:, :min(share, 4)]), ss.append(S[:min(share, 4)]), vs.append(Vh[:min(share, 4)].T)
+        close(got, range_polar(torch.cat(us, 1)) @ torch.diag(torch.cat(ss)) @ range_polar(torch.cat(vs, 1)).T)
+
+
+def test_iso_cts_with_a_small_common_fraction_keeps_a_non_negative_common_space():
+    """Rank 5 + 6 = 11, T = 2, c = 0.05: the authors' rounding asks for 12 task directions (k_c = −1)."""
+    from lorikit.merge.methods.iso import split_space
+
+    assert split_space(11, 2, 0.05) == (1, 5) and split_space(11, 2, 0.0) == (1, 5)
+    assert split_space(12, 2, 0.8) == (8, 2)  # the authors' rounding where it stays in range
+    states = [adapter(31, 5), adapter(32, 6)]
+    merger = Merger(states, "iso-cts", [1.0, 0.6], DeltaParams(common_space_fraction=0.05))
+    for module in SHAPES:
+        got = merger.delta(module).double()
+        assert int(torch.linalg.matrix_rank(got)) <= 11
+        A = torch.cat([s.modules()[module].A for s in states])
+        assert outside(got, A) < 1e-6
+        deltas = [dense(s, module) for s in states]
+        U, S, Vh = span_svd(ta_dense(deltas, [1.0, 0.6]))
+        common, n = 1, 5
+        Uc = U[:, :common]
+        us, ss, vs = [], [], []
+        for d, w in zip(deltas, [1.0, 0.6]):
+            Ut, St, Vht = torch.linalg.svd(w * d - Uc @ Uc.T @ (w * d), full_matrices=False)
+            us.append(Ut[:, :n]), ss.append(St[:n]), vs.append(Vht[:n].T)
+        expected = torch.cat(ss + [S[:common]]).mean() * polar(torch.cat(us + [Uc], 1)) @ \
+            polar(torch.cat(vs + [Vh[:common].T], 1)).T
+        close(got, expected)

@@ -170,10 +170,10 @@ HOSTILE = [
     ("unpack-changed-seed", ["unpack", "{B}/seed.lori", "--out", "{O}/u"], 1,
      r"seed.lori: checksum mismatch: the file was changed or damaged after packing"),
     ("unpack-size-bomb", ["unpack", "{B}/bomb.lori", "--out", "{O}/u"], 1,
-     r"bomb.lori: the header claims \d+\.\d GiB of tensors, more than the 8.0 GiB allowed"),
+     r"bomb.lori: the header claims \d+\.\d GiB of tensors, \d+\.\d GiB of memory to unpack, more than the 8.0 GiB allowed"),
     # §3 data loss
     ("merge-out-is-input", ["merge", "{G}/a", "{G}/a", *M, "--out", "{G}/a", "--overwrite"], 2,
-     r"--out \S+/a: holds the input \S+/a; write to another folder"),
+     r"--out \S+/a: is the input \S+/a; write somewhere else"),
     ("merge-out-holds-input", ["merge", "{G}/a", "{G}/a", *M, "--out", "{G}", "--overwrite"], 2,
      r"--out \S+/good: holds the input \S+/a"),
     ("merge-out-foreign", ["merge", "{G}/a", "{G}/a", *M, "--out", "{B}", "--overwrite"], 2,

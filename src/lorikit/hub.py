@@ -1,18 +1,23 @@
 """Upload an adapter folder to the Hugging Face Hub (``lorikit push ADAPTER REPO_ID``).
 
-The folder is checked first (a readable PEFT LoRA adapter), its model card is (re)written from
-``lorikit.json``, and everything but training leftovers (Trainer checkpoints, optimizer states,
-resume folders) is uploaded with ``huggingface_hub``. Needs network access and a token
-(``huggingface-cli login`` or ``HF_TOKEN``).
+The folder is checked first (a readable PEFT LoRA adapter), and everything but training leftovers
+(Trainer checkpoints, optimizer states, resume folders) is uploaded with ``huggingface_hub``. The
+folder itself is never changed: the upload is made from a temporary copy (hard links where the
+file system allows), to which a model card generated from ``lorikit.json`` is added when the folder
+has no ``README.md`` of its own (a hand-written card is uploaded as it is). Needs network access
+and a token (``huggingface-cli login`` or ``HF_TOKEN``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
-from .adapters.card import write_model_card
+from .adapters.card import CARD, write_model_card
 from .adapters.state import load_adapter
 from .errors import LorikitError, UsageError
 
@@ -32,15 +37,37 @@ def push_adapter(adapter: str | os.PathLike, repo_id: str, private: bool = False
     if not _REPO_ID.match(repo_id):
         raise UsageError(f"REPO_ID {repo_id!r}: expected OWNER/NAME")
     state = load_adapter(folder)  # refuses a broken folder before anything is sent
-    if state.meta is not None:
-        write_model_card(folder, state.meta)
     api = HfApi(token=token)
     message = commit_message or f"Upload {state.method} adapter with lorikit"
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                 commit_message=message, ignore_patterns=IGNORE, revision=revision)
-    except Exception as exc:  # offline, auth, permissions: one line naming the repo
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise LorikitError(f"push to {repo_id}: {type(exc).__name__}: {first}") from exc
+    with tempfile.TemporaryDirectory(prefix="lorikit-push-") as tmp:
+        upload = _upload_copy(folder, Path(tmp) / folder.name)
+        if state.meta is not None and not (upload / CARD).exists():
+            write_model_card(upload, state.meta)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            info = api.upload_folder(folder_path=str(upload), repo_id=repo_id, repo_type="model",
+                                     commit_message=message, ignore_patterns=IGNORE, revision=revision)
+        except Exception as exc:  # offline, auth, permissions: one line naming the repo
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise LorikitError(f"push to {repo_id}: {type(exc).__name__}: {first}") from exc
     return str(getattr(info, "commit_url", info))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed: a copy
+        shutil.copy2(src, dst)
+
+
+def _upload_copy(folder: Path, dest: Path) -> Path:
+    """What is uploaded, beside the folder rather than in it (training leftovers left out)."""
+    def ignored(where: str, names: list[str]) -> set[str]:
+        rel = os.path.relpath(where, folder)
+        return {n for n in names if any(fnmatch.fnmatch(n if rel == "." else f"{rel}/{n}", p) for p in IGNORE)}
+
+    try:
+        shutil.copytree(folder, dest, ignore=ignored, copy_function=_link_or_copy)
+    except (OSError, shutil.Error) as exc:
+        raise LorikitError(f"{folder}: cannot stage the upload: {exc}".splitlines()[0]) from exc
+    return dest

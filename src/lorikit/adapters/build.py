@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..utils.validate import check_number, check_seed
 from .inits import get_seeded_init, seeded_init_names
 from .layers import lora_layers
 from .methods import get_method, method_help, method_names
+from .patterns import pattern_value
 from .state import load_adapter, resolve_adapter_path
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -121,14 +123,32 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
     return peft_model
 
 
+def explicit_peft_config(path, state):
+    """The adapter's PEFT config with its regexes replaced by the module names they matched (PEFT
+    matches with ``re``, without a time limit; lorikit already matched them with one)."""
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(str(path))
+    modules = state.modules()
+    if isinstance(config.target_modules, str) and config.target_modules != "all-linear":
+        config.target_modules = set(modules)
+    for field, default in (("rank_pattern", config.r), ("alpha_pattern", config.lora_alpha)):
+        patterns = getattr(config, field, None)
+        if patterns:
+            values = {n: pattern_value(patterns, n, default, str(path), field) for n in modules}
+            setattr(config, field, {re.escape(n): v for n, v in values.items() if v != default})
+    return config
+
+
 def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: bool = False):
     """Stock ``PeftModel.from_pretrained`` on a local folder or Hub id."""
     from peft import PeftModel
 
     path = resolve_adapter_path(adapter)
-    load_adapter(path)  # refuse what PEFT would load wrongly: stray modules, wrong r, NaN/inf weights
+    state = load_adapter(path)  # refuse what PEFT would load wrongly: stray modules, wrong r, NaN/inf weights
     try:
-        return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable)
+        return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable,
+                                         config=explicit_peft_config(path, state))
     except Exception as exc:
         # Name what is wrong: lorikit's own reader says so for a missing/corrupt file or config;
         # otherwise it is an adapter of another model (PEFT's size-mismatch paragraph → its key line).

@@ -10,11 +10,11 @@ with one line naming the file and the field, module or tensor at fault.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from ..errors import LorikitError
 from ..utils.finite import check_tensors_finite
+from .patterns import check_regex, full_match
 
 
 def _number(value: Any) -> bool:
@@ -36,15 +36,16 @@ def check_config_fields(config: dict[str, Any], where: str) -> None:
         if not isinstance(patterns, dict):
             raise LorikitError(f"{where}: field {field!r} is {type(patterns).__name__}, expected an object")
         for key, value in patterns.items():
+            check_regex(str(key), where, field)
             if not _number(value) or (field == "rank_pattern" and (not isinstance(value, int) or value <= 0)):
                 raise LorikitError(f"{where}: {field}[{key!r}] is {value!r}, expected a "
                                    f"{'positive integer' if field == 'rank_pattern' else 'finite number'}")
 
 
-def _targeted(module: str, targets: Any) -> bool:
+def _targeted(module: str, targets: Any, where: str) -> bool:
     """PEFT's rule: a regex string must match the whole name, a list entry its last components."""
     if isinstance(targets, str):
-        return targets == "all-linear" or re.fullmatch(targets, module) is not None
+        return targets == "all-linear" or full_match(targets, module, where)
     return any(module == t or module.endswith("." + t) for t in targets)
 
 
@@ -54,7 +55,9 @@ def check_targets_cover(config: dict[str, Any], modules: list[str], where: str) 
         return
     if not isinstance(targets, (str, list)) or (isinstance(targets, list) and not all(isinstance(t, str) for t in targets)):
         raise LorikitError(f"{where}: field 'target_modules' must be a list of names or a regex string")
-    stray = [m for m in modules if not _targeted(m, targets)]
+    if isinstance(targets, str) and targets != "all-linear":
+        check_regex(targets, where, "target_modules")
+    stray = [m for m in modules if not _targeted(m, targets, where)]
     if stray:
         more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
         raise LorikitError(f"{where}: the weights adapt modules that target_modules does not list "

@@ -33,8 +33,9 @@ from safetensors.torch import save as st_save
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
 from .methods import regenerable_a
+from .patterns import pattern_value
 from .seeded import seeded_projection
-from . import pack_checks
+from . import checks, pack_checks
 from .seeded import A_INITS, seeded_projection
 from .state import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORIKIT_META, AdapterState, load_adapter,
                     module_name_from_key, resolve_adapter_path, validate)
@@ -177,12 +178,18 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
         mask_bytes = pack_checks.bounded_unlzma(_raw(stored["masks"]), (n_bits + 7) // 8, path, "mask bits")
         if len(mask_bytes) != (n_bits + 7) // 8:
             raise ValueError(f"{len(mask_bytes)} bytes of mask bits, the index shapes need {(n_bits + 7) // 8}")
-        bits = np.unpackbits(np.frombuffer(mask_bytes, dtype=np.uint8))
+        packed_bits = np.frombuffer(mask_bytes, dtype=np.uint8)
         config = json.loads(metadata["adapter_config"])
         meta = json.loads(metadata["lorikit_json"]) if "lorikit_json" in metadata else None
         seed = int(metadata["seed"]) if metadata.get("seed") else None
     except (KeyError, ValueError, TypeError) as exc:
         raise LorikitError(f"{path}: corrupt .lori file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(config, dict):
+        raise LorikitError(f"{path}: corrupt .lori file (adapter_config is {type(config).__name__}, not an object)")
+    checks.check_config_fields(config, f"{path}: adapter_config")  # before its patterns are used
+    default_r = config["r"] if "r" in config else 8
+    pack_checks.check_shapes(index, lambda module: pattern_value(
+        config.get("rank_pattern"), module, default_r, f"{path}: adapter_config", "rank_pattern"), path)
     a_init = metadata.get("a_init") or "kaiming"
     if a_init not in A_INITS or (seed is None and any(e[1] == "seeded" for e in index)):
         raise LorikitError(f"{path}: corrupt .lori file (header seed {metadata.get('seed')!r} / a_init {a_init!r} "
@@ -198,7 +205,9 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
             tensors[key] = seeded_projection(seed, module, shape[0], shape[1], a_init).to(_DTYPES[dtype])
         elif how == "sparse":
             n = int(np.prod(shape))
-            chunk = torch.from_numpy(bits[offset:offset + n].astype(bool))
+            # Only this tensor's bits are unpacked (one byte each): never the whole mask stream.
+            window = np.unpackbits(packed_bits[offset // 8:(offset + n + 7) // 8])[offset % 8:offset % 8 + n]
+            chunk = torch.from_numpy(window.astype(bool))
             offset += n
             k, start = int(chunk.sum()), value_offset.get(dtype, 0)
             values = stored.get(f"values:{dtype}", torch.zeros(0))[start:start + k]

@@ -25,6 +25,7 @@ from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .card import write_model_card
 from . import checks
+from .patterns import pattern_value
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -67,14 +68,6 @@ def lora_key(module: str, which: str, adapter_name: str | None = None) -> str:
     """The PEFT parameter name of a module's A or B (``adapter_name`` inserts e.g. ``.default``)."""
     mid = f".{adapter_name}" if adapter_name else ""
     return f"{PEFT_PREFIX}{module}.lora_{which}{mid}.weight"
-
-
-def _pattern_value(patterns: dict[str, Any] | None, module: str, default: Any) -> Any:
-    # PEFT matches rank_pattern / alpha_pattern keys as regexes against the end of the module name.
-    for pattern, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({pattern})$", module):
-            return value
-    return default
 
 
 def uniform_modules(mods: list[LoraModule]) -> list[LoraModule]:
@@ -122,7 +115,8 @@ class AdapterState:
         return (self.meta or {}).get("seed")
 
     def scaling_for(self, module: str, rank: int) -> float:
-        alpha = _pattern_value(self.config.get("alpha_pattern"), module, self.config.get("lora_alpha", 8))
+        alpha = pattern_value(self.config.get("alpha_pattern"), module, self.config.get("lora_alpha", 8),
+                              self.source, "alpha_pattern")
         if self.config.get("use_rslora"):
             return alpha / math.sqrt(rank)
         return alpha / rank
@@ -272,5 +266,6 @@ def validate(state: AdapterState, cfg_where: str, weights_where: str) -> None:
     checks.check_targets_cover(state.config, list(modules), cfg_where)
     default_r = state.config.get("r", 8)
     checks.check_ranks(state.config, {n: m.rank for n, m in modules.items()}, cfg_where,
-                       lambda name: _pattern_value(state.config.get("rank_pattern"), name, default_r))
+                       lambda name: pattern_value(state.config.get("rank_pattern"), name, default_r, cfg_where,
+                                                  "rank_pattern"))
     checks.check_weights_finite(state.tensors, weights_where)

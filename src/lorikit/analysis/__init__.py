@@ -63,7 +63,7 @@ def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: 
     JSON score file, see ``load_scores``) adds the score table; ``sweep`` (``{series: {weight: score
     or eval output}}`` or a JSON file of it, see ``load_sweep``) adds the merge-weight sweep plot.
     """
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[adapters, data, masks, scores, sweep, model])
     if samples <= 0:
         raise UsageError(f"--samples {samples}: must be positive")
     paths = name_paths(adapters, "adapter")

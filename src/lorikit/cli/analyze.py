@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.outputs import guard_output
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="interference report: subspace overlap, ΔW cosine, output shift, masks",
@@ -30,6 +32,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..analysis import analyze
 
+    guard_output(args.out, [args.adapters, args.data, args.masks, args.scores, args.sweep, args.model])
     out = analyze(args.adapters, args.out, data=args.data, model=args.model, samples=args.samples,
                   max_length=args.max_length, masks=args.masks, scores=args.scores, sweep=args.sweep, overwrite=args.overwrite,
                   device=args.device)

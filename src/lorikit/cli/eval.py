@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..eval.config import EvalConfig
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
 
 
@@ -19,6 +20,7 @@ def run(args) -> int:
     from ..eval.runner import evaluate, format_table
 
     cfg = dataclass_from_args(EvalConfig, args)
+    guard_output(cfg.out, [cfg.model, cfg.adapter, cfg.adapters, cfg.data, cfg.refusal_keywords, cfg.lm_eval_include])
     result = evaluate(cfg)
     print(format_table(result))
     if cfg.out:

@@ -9,8 +9,28 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UsageError
 from ..train.config_file import HF_ALIASES
 from ..utils.settings import did_you_mean
+
+
+_SPELLING = "@"
+
+
+def merge_spellings(args: argparse.Namespace) -> None:
+    """Fold the values given under other spellings into their setting; refuse two different values."""
+    given: dict[str, str] = {}
+    for key in [k for k in vars(args) if _SPELLING not in k]:
+        given[key] = "--" + key.replace("_", "-")
+    for key in [k for k in vars(args) if _SPELLING in k]:
+        dest, flag = key.split(_SPELLING, 1)
+        value = getattr(args, key)
+        delattr(args, key)
+        if dest in given and getattr(args, dest) != value:
+            raise UsageError(f"{flag} {value!r} conflicts with {given[dest]} {getattr(args, dest)!r} "
+                             f"(two spellings of one setting; give it once)")
+        setattr(args, dest, value)
+        given[dest] = flag
 
 
 def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -18,7 +38,9 @@ def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
 
 
 def _copy(parser, group, flag: str, action: argparse.Action, help_text: str) -> None:
-    kwargs = {"dest": action.dest, "default": argparse.SUPPRESS, "help": help_text}
+    # A spelling stores under its own name: two spellings of one setting with different values
+    # (--out t --output_dir u) are a conflict, found by merge_spellings, not a silent last-wins.
+    kwargs = {"dest": f"{action.dest}{_SPELLING}{flag}", "default": argparse.SUPPRESS, "help": help_text}
     if isinstance(action, argparse.BooleanOptionalAction):
         kwargs["action"] = argparse.BooleanOptionalAction
     else:

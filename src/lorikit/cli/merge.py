@@ -11,6 +11,7 @@ import dataclasses
 
 from ..merge.config import MergeConfig
 from ..merge.registry import all_params, methods
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args
 
 
@@ -66,6 +67,7 @@ def run(args) -> int:
     if args.adapters:
         given["adapters"] = list(args.adapters)
     cfg = MergeConfig.from_yaml(args.config, given) if args.config else MergeConfig(**given)
+    guard_output(cfg.out, [args.config, cfg.adapters, cfg.model, cfg.base_model])
     out = merge(cfg)
     print(f"lorikit: written to {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..search.config import SearchConfig
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args
 
 
@@ -24,7 +25,9 @@ def run(args) -> int:
     from ..search.run import format_summary, merge_search
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig) if hasattr(args, f.name)}
-    result = merge_search(SearchConfig(**values))
+    cfg = SearchConfig(**values)
+    guard_output(cfg.out, [cfg.adapters, cfg.dev, cfg.model])
+    result = merge_search(cfg)
     print(format_summary(result))
     print(f"lorikit: merged adapter, best.json and search.png written to {result.out}")
     return 0

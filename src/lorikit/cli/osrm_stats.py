@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..osrm.collect import StatsConfig
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
 
 
@@ -19,7 +20,9 @@ def run(args) -> int:
 
     from ..osrm.collect import MANIFEST, collect_stats
 
-    out = collect_stats(dataclass_from_args(StatsConfig, args))
+    cfg = dataclass_from_args(StatsConfig, args)
+    guard_output(cfg.out, [cfg.model, cfg.data])
+    out = collect_stats(cfg)
     manifest = json.loads((out / MANIFEST).read_text())
     groups = len(manifest["dims"])
     print(f"lorikit: statistics of {len(manifest['tasks'])} task(s), {len(manifest['modules'])} modules "

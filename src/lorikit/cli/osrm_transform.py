@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..osrm.transform import TransformConfig
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
 
 
@@ -18,6 +19,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..osrm.transform import transform
 
-    out, _ = transform(dataclass_from_args(TransformConfig, args, source=args.source), report=print)
+    cfg = dataclass_from_args(TransformConfig, args, source=args.source)
+    guard_output(cfg.out, [cfg.source, cfg.osrm_stats, cfg.base_model])
+    out, _ = transform(cfg, report=print)
     print(f"lorikit: adapter written to {out}")
     return 0

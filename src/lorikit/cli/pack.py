@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.outputs import guard_output
+
 
 def register(sub) -> None:
     p = sub.add_parser("pack", help="write an adapter as one compact .lori file (sparse B, A from its seed)",
@@ -22,6 +24,7 @@ def register(sub) -> None:
 def run_pack(args) -> int:
     from ..adapters.pack import pack_adapter
 
+    guard_output(args.out, [args.adapter])
     r = pack_adapter(args.adapter, args.out, args.overwrite)
     print(f"lorikit: packed {args.adapter} into {r.path}: {r.packed_bytes:,} bytes = {r.ratio:.2%} of the "
           f"PEFT weights ({r.peft_bytes:,}); B values kept {r.kept:,}/{r.b_entries:,}; "
@@ -32,6 +35,7 @@ def run_pack(args) -> int:
 def run_unpack(args) -> int:
     from ..adapters.pack import unpack_adapter
 
+    guard_output(args.out, [args.packed])
     out = unpack_adapter(args.packed, args.out, args.overwrite)
     print(f"lorikit: adapter written to {out}")
     return 0

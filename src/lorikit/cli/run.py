@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.outputs import guard_output
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a recipe: named stages (train, analyze, ...) in dependency order",
@@ -36,6 +38,7 @@ def run(args) -> int:
         raise UsageError("run: give a recipe file or a shipped recipe name (lorikit run --list)")
     overrides = ([f"model={args.model}"] if args.model else []) + list(args.overrides)
     recipe = load_recipe(resolve_recipe(args.recipe), workdir=args.workdir, overrides=overrides)
+    guard_output(recipe.workdir, [recipe.source, [s.settings for s in recipe.stages.values()]], flag="workdir")
     run_recipe(recipe, resume=args.resume, overwrite=args.overwrite, only=args.only, dry_run=args.dry_run,
                echo=print)
     return 0

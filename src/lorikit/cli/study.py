@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..study import StudyConfig
 from ..study.config import DEFAULT_TASKS
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args
 
 
@@ -35,6 +36,7 @@ def run(args) -> int:
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
         return 0
+    guard_output(cfg.workdir, [args.config, [(t.train, t.test) for t in cfg.task_specs.values()]], flag="--workdir")
     table = run_study(cfg, fresh=args.fresh, source=args.config or "lorikit study", echo=print)
     print("\n" + (table / "table.md").read_text())
     print(f"lorikit study: table in {table / 'table.md'} (numbers in {table / 'study.json'})")

@@ -6,8 +6,9 @@ import os
 
 from ..train.config import SUBCONFIGS, TrainConfig
 from ..train.config_file import load_train_config_file
+from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
-from .hf_flags import add_hf_spellings
+from .hf_flags import add_hf_spellings, merge_spellings
 
 
 def register(sub) -> None:
@@ -37,9 +38,11 @@ def apply_config_file(args) -> None:
 def run(args) -> int:
     from ..train import train
 
+    merge_spellings(args)
     apply_config_file(args)
     parts = {name: dataclass_from_args(cls, args) for name, cls in SUBCONFIGS.items()}
     cfg = dataclass_from_args(TrainConfig, args, **parts)
+    guard_output(cfg.out, [args.config, cfg.model, cfg.data, cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats])
     out = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 wrote it
         print(f"lorikit: adapter written to {out}")

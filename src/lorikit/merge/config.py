@@ -167,14 +167,9 @@ class MergeConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> "MergeConfig":
         """Read a YAML merge config; ``overrides`` (explicit CLI options) win over its values."""
-        import yaml
+        from ..utils.yamlfile import load_yaml
 
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise UsageError(f"--config {path}: file not found") from exc
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"--config {path}: not readable YAML ({str(exc).splitlines()[0]})") from exc
+        raw = load_yaml(path, f"--config {path}")
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -57,9 +57,16 @@ def svd_of_product(B: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def polar(M: torch.Tensor) -> torch.Tensor:
-    """The orthonormal factor of M (m × k, m ≥ k): P Qᵀ from M = P Σ Qᵀ (orthogonal Procrustes)."""
-    P, _, Qh = torch.linalg.svd(M.double(), full_matrices=False)
-    return P @ Qh
+    """The orthonormal factor of M (m × k, m ≥ k) on M's range: P Qᵀ from M = P Σ Qᵀ (orthogonal
+    Procrustes), over the singular directions with σ > KEEP_RTOL σ_max only.
+
+    For a full-rank M this is the polar factor. For a rank-deficient M (the singular vectors of two
+    adapters that share a subspace) the full polar factor is not unique: its part on M's null space
+    is whatever the SVD solver returns, directions no input spans. Here that part is zero instead
+    (a partial isometry), so the result lies in the span of M's columns."""
+    P, S, Qh = torch.linalg.svd(M.double(), full_matrices=False)
+    keep = S > KEEP_RTOL * S[0] if S.numel() and S[0] > 0 else torch.zeros_like(S, dtype=torch.bool)
+    return P[:, keep] @ Qh[keep, :]
 
 
 def stacked_factors(modules: list[LoraModule], weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import LorikitError, UsageError
+from ..errors import UsageError
+from ..utils.yamlfile import load_yaml
 from .kinds import registered_kinds
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -198,45 +199,6 @@ def parse_recipe(data: Any, source: str = "<recipe>", workdir: str | os.PathLike
     return recipe
 
 
-class _Lines(dict):
-    """A YAML mapping that remembers the (1-based) line of each key."""
-
-    key_lines: dict[str, int]
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        lines: dict[str, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in lines:
-                raise DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
-            if isinstance(key, (str, int, float, bool)):
-                lines[key] = key_node.start_mark.line + 1
-        mapping = _Lines(super().construct_mapping(node, deep=deep))
-        mapping.key_lines = {str(k): v for k, v in lines.items()}
-        return mapping
-
-    def construct_lines_map(self, node):
-        data = _Lines()
-        data.key_lines = {}
-        yield data
-        value = self.construct_mapping(node)
-        data.update(value)
-        data.key_lines = value.key_lines
-
-
-_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_lines_map)
-
-
-class DuplicateKey(Exception):
-    def __init__(self, key, first: int, again: int):
-        super().__init__(f"{again}: duplicate key {key!r} (first given on line {first}; "
-                         f"YAML would silently keep only the last one)")
-
-
 def _line(mapping: Any, key: str, source: str) -> str:
     line = getattr(mapping, "key_lines", {}).get(key)
     return f"{source}:{line}" if line else source
@@ -257,14 +219,5 @@ def load_recipe(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: recipe file not found")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
-    except DuplicateKey as exc:
-        raise UsageError(f"{path}:{exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UsageError(f"{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LorikitError(f"{path}: cannot read ({exc})") from exc
+    data = load_yaml(path)
     return parse_recipe(data, str(path), workdir, overrides)

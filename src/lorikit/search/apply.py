@@ -17,7 +17,8 @@ import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
-from ..adapters.state import AdapterState
+from ..adapters.build import explicit_peft_config
+from ..adapters.state import AdapterState, load_adapter
 from ..errors import LorikitError
 from ..merge import Merger
 
@@ -54,11 +55,14 @@ class ScaledAdapters:
 
 def _load(model: torch.nn.Module, path: str, name: str) -> PeftModel:
     """Load adapter ``path`` as ``name`` (into ``model`` if it is already a PeftModel)."""
+    config = explicit_peft_config(path, load_adapter(path))  # no adapter regex reaches PEFT's re
     try:
         if isinstance(model, PeftModel):
+            config.inference_mode = True
+            model.add_adapter(name, config)
             model.load_adapter(str(path), adapter_name=name)
             return model
-        return PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        return PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
     except Exception as exc:  # PEFT's size-mismatch paragraph: keep its key line
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         detail = next((ln for ln in lines if "size mismatch" in ln), lines[0])

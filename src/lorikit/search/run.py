@@ -30,7 +30,7 @@ from ..errors import UsageError
 from ..eval.loading import eval_device
 from ..merge import MergeConfig, Merger, get_method, merge
 from ..models import load_model
-from ..utils.atomic import atomic_output_dir, atomic_write_json
+from ..utils.atomic import atomic_output_dir, atomic_write_json, written_by_lorikit
 from .apply import LINEAR_IN_WEIGHTS, MergedWeights, ScaledAdapters
 from .cmaes import Space, minimize
 from .config import SearchConfig
@@ -73,6 +73,10 @@ def claim_output(out: Path, overwrite: bool) -> bool:
     if out.is_dir() and any(out.iterdir()) and not overwrite and not (out / LOG_NAME).is_file():
         raise UsageError(f"--out {out}: folder exists, is not empty and holds no {LOG_NAME} to resume "
                          f"(pass --overwrite to replace it)")
+    if out.is_dir() and any(out.iterdir()) and not (out / LOG_NAME).is_file() and not written_by_lorikit(out):
+        # Checked before the search, not when its result is written at the end.
+        raise UsageError(f"--out {out}: --overwrite replaces only a folder lorikit wrote, and this one was "
+                         f"not; remove it yourself or choose another --out")
     return overwrite
 
 

@@ -13,6 +13,7 @@ import yaml
 from ..errors import UsageError
 from ..pipeline.recipe import parse_recipe
 from ..pipeline.runner import run_recipe
+from ..utils.yamlfile import load_yaml
 from .config import METHODS, StudyConfig, StudyTask
 from .recipe import study_recipe
 
@@ -23,10 +24,7 @@ def load_study_config(path: str | None, **overrides: Any) -> StudyConfig:
     """A ``StudyConfig`` from a YAML file of its fields (unknown keys refused), flags on top."""
     values: dict[str, Any] = {}
     if path:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"{path}: cannot read the study file ({str(exc).splitlines()[0]})") from None
+        values = load_yaml(path) or {}
         if not isinstance(values, dict):
             raise UsageError(f"{path}: expected a mapping of study settings")
         known = {f.name for f in fields(StudyConfig)}

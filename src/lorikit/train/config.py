@@ -68,7 +68,8 @@ class TrainConfig:
         "help": "supervised: LM head only at response positions (fast); full: every position",
         "choices": ("supervised", "full")})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
-    log_every: int = field(default=1, metadata={"help": "write train_log.jsonl every N steps"})
+    log_every: int = field(default=1, metadata={
+        "help": "one train_log.jsonl line (and --report-to point) per N steps: loss averaged over them"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
     mask: str | None = field(default=None, metadata={
         "help": "LoRI-S: mask file <lori-d adapter>/masks/{sparsity}_mask.pt (reference format); only its "
@@ -125,7 +126,7 @@ class TrainConfig:
     def __post_init__(self):
         if not self.out:
             raise UsageError("--out: required (the folder to write the adapter to)")
-        for name in ("batch_size", "grad_accum", "max_length"):
+        for name in ("batch_size", "grad_accum", "max_length", "log_every"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if self.max_steps is not None and self.max_steps <= 0:

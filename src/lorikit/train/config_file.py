@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..adapters.build import AdapterConfig
 from ..errors import LorikitError, UsageError
 from ..utils.settings import coerce_settings, did_you_mean
+from ..utils.yamlfile import load_yaml
 from .config import SUBCONFIGS, TrainConfig, split_settings
 
 # Hugging Face TrainingArguments / PEFT LoraConfig name -> lorikit field
@@ -51,16 +50,29 @@ def canonical_key(key: str) -> str | None:
     return name if name in run | adapter else None
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r} (JSON would silently keep only the last one)")
+        seen[key] = value
+    return seen
+
+
 def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"--config {path}: no such file")
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LorikitError(f"--config {path}: unreadable ({first})") from exc
+    if path.suffix != ".json":
+        data = load_yaml(path, f"--config {path}")
+    else:
+        try:
+            data = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicates)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LorikitError(f"--config {path}: unreadable ({first})") from exc
+        except ValueError as exc:  # a duplicate key
+            raise UsageError(f"--config {path}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -39,6 +39,24 @@ def default_logging_dir(out: str) -> Path:
     return path.parent / f"{path.name}.runs"
 
 
+def interval_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One logged record for the steps ``records`` (as ``logging_steps`` in transformers): the last
+    step's step, lr and grad norm, the mean loss and the summed tokens/examples and seconds."""
+    if len(records) == 1:
+        return dict(records[0])
+    merged = dict(records[-1])
+    merged["loss"] = sum(r["loss"] for r in records) / len(records)
+    for key in ("tokens", "examples", "seconds"):
+        if key in merged:
+            merged[key] = sum(r[key] for r in records)
+    return merged
+
+
+def logged_records(log: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
+    """What ``--log-every N`` writes: one record per N steps, and one for the steps after the last N."""
+    return [interval_record(log[i:i + every]) for i in range(0, len(log), every)]
+
+
 class Reporter:
     """Fan out each step's record to the chosen trackers."""
 

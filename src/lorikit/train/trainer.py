@@ -49,7 +49,7 @@ from .early_stop import EarlyStopping
 from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
 from .progress import Throughput
-from .reporting import Reporter, default_logging_dir
+from .reporting import Reporter, default_logging_dir, interval_record, logged_records
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ class Trainer:
                       ("examples" if cfg.head == "classification" else "tokens"): n_units,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
-            reporter.log(record)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == len(schedule):
+                reporter.log(interval_record(self.log[step // cfg.log_every * cfg.log_every:]))
             bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_units, record["seconds"]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
                 ckpt.save(step + 1, self.log)
@@ -347,7 +348,7 @@ class Trainer:
             with atomic_output_dir(cfg.out, cfg.overwrite or only_adapter_checkpoints(cfg.out), self.inputs()) as tmp:
                 write_adapter(tmp, peft_model, meta, full_state)
                 with open(tmp / "train_log.jsonl", "w") as fh:
-                    for rec in self.log:
+                    for rec in logged_records(self.log, cfg.log_every):
                         fh.write(json.dumps(rec) + "\n")
                 carry_adapter_checkpoints(cfg.out, tmp)
 

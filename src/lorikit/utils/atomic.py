@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 
 from ..errors import LorikitError, UsageError
 from .finite import check_saved_tensors_finite
+from .outputs import guard_output
 
 MARKER = ".lorikit-output"
 # Files whose presence shows that lorikit wrote a folder before the marker existed.
@@ -47,17 +48,11 @@ def written_by_lorikit(folder: Path) -> bool:
 
 
 def _check_not_holding(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
-    """Refuse an --out that is, or contains, the current folder or one of the inputs."""
+    """Refuse an --out that is, or contains, the current folder, or is, holds or lies inside an input."""
     target = out.resolve()
     if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
         raise UsageError(f"--out {out}: is the current folder or one above it; give the name of a new folder")
-    for item in inputs:
-        if not item:
-            continue
-        path = Path(item).resolve()
-        if path == target or target in path.parents:
-            raise UsageError(f"--out {out}: holds the input {item}; write to another folder "
-                             f"(lorikit never replaces its inputs)")
+    guard_output(out, inputs)
 
 
 def check_output_dir(out: str | os.PathLike, overwrite: bool = False,

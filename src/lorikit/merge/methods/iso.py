@@ -52,9 +52,12 @@ def iso_c(modules: list[LoraModule], weights: list[float], params: DeltaParams) 
 
 
 def split_space(rank: int, tasks: int, fraction: float) -> tuple[int, int]:
-    """(k_c common directions, n per task) as the authors round them."""
+    """(k_c common directions, n per task) as the authors round them; k_c ≥ 0 (for a small c the
+    authors' rounding can give T·n > rank, a negative k_c: then n = ⌊rank / T⌋)."""
     common = int(rank * fraction)
     specific_total = round((rank - common) / tasks) * tasks
+    if specific_total > rank:  # rounding up past the span (small c): no common directions, not a negative count
+        specific_total = rank // tasks * tasks
     common = rank - specific_total
     return common, (rank - common) // tasks
 
