@@ -340,7 +340,7 @@ CASES = [
     ("merge-into-unknown-model", ["merge", *D01, "--into-model", "--model", "no-such", "--out", "{O}/g"], 2,
      r"--model 'no-such': unknown model", "{O}/g"),
     ("merge-config-missing", ["merge", "--config", "{B}/nope.yaml", "--out", "{O}/g"], 2,
-     r"--config \S*nope.yaml: file not found", "{O}/g"),
+     r"--config \S*nope.yaml: no such file", "{O}/g"),
     ("merge-config-malformed", ["merge", "--config", "{B}/badmerge.yaml", "--out", "{O}/g"], 2,
      r"--config \S*badmerge.yaml:3: malformed YAML", "{O}/g"),
     ("merge-out-exists", ["merge", *D01, "--out", "{O}/exists"], 2,

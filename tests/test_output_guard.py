@@ -21,26 +21,31 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
 
 
+def make_inputs(root: Path) -> Path:
+    """Two adapter folders, a data file, a packed file, a statistics folder, a recipe and a study file."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("d0", "d1"):
+        (root / name).mkdir()
+        (root / name / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
+        (root / name / "adapter_model.safetensors").write_bytes(b"weights of " + name.encode())
+    (root / "d.jsonl").write_text('{"instruction": "1+1", "output": "2"}\n')
+    (root / "pk").mkdir()
+    (root / "pk" / "d0.lori").write_bytes(b"LORI packed")
+    (root / "st").mkdir()
+    (root / "st" / "osrm_stats.json").write_text("{}")
+    (root / "data").mkdir()
+    (root / "data" / "t.jsonl").write_text('{"instruction": "2+2", "output": "4"}\n')
+    (root / "recipe.yaml").write_text("name: r\nworkdir: runs\nstages:\n  a:\n    kind: train\n"
+                                      "    data: data/t.jsonl\n")
+    (root / "study.yaml").write_text("tasks:\n  t:\n    train: data/t.jsonl?split=train\n"
+                                     "    test: data/t.jsonl?split=dev\n    task: exact\n  pair-add:\n")
+    return root
+
+
 @pytest.fixture
 def inputs(tmp_path, monkeypatch) -> Path:
-    """Two adapter folders, a data file, a packed file, a statistics folder, a recipe and a study file."""
     monkeypatch.chdir(tmp_path)
-    for name in ("d0", "d1"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
-        (tmp_path / name / "adapter_model.safetensors").write_bytes(b"weights of " + name.encode())
-    (tmp_path / "d.jsonl").write_text('{"instruction": "1+1", "output": "2"}\n')
-    (tmp_path / "pk").mkdir()
-    (tmp_path / "pk" / "d0.lori").write_bytes(b"LORI packed")
-    (tmp_path / "st").mkdir()
-    (tmp_path / "st" / "osrm_stats.json").write_text("{}")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.jsonl").write_text('{"instruction": "2+2", "output": "4"}\n')
-    (tmp_path / "recipe.yaml").write_text("name: r\nworkdir: runs\nstages:\n  a:\n    kind: train\n"
-                                          "    data: data/t.jsonl\n")
-    (tmp_path / "study.yaml").write_text("tasks:\n  t:\n    train: data/t.jsonl?split=train\n"
-                                         "    test: data/t.jsonl?split=dev\n    task: exact\n  pair-add:\n")
-    return tmp_path
+    return make_inputs(tmp_path)
 
 
 MODEL = ["--model", "tiny-random-llama"]

@@ -111,6 +111,9 @@ def extract_masks(adapter: AdapterState | str | os.PathLike, sparsities: float |
             raise LorikitError(f"{state.source}: lora_B of {name} holds NaN or inf values (a diverged training?); "
                                "cannot rank its entries")
     total = sum(t.numel() for t in magnitudes.values())
+    if all(not bool(t.any()) for t in magnitudes.values()):  # every |B| ties at 0: a "mask" would keep all
+        raise UsageError(f"{state.source}: every lora_B entry is zero (an untrained adapter?): there are no "
+                         "magnitudes to rank; extract masks after training")
     results = []
     for s in values:
         if scope == "global":

@@ -9,7 +9,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from .._version import __version__
 from ..errors import LorikitError
@@ -76,7 +78,26 @@ def show_library_log() -> None:
     logger.setLevel(logging.INFO)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that every ``finally`` runs: the temporary output
+    folder and the ``.NAME.lock`` beside --out are removed, as after Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     show_library_log()
     parser = build_parser()
@@ -109,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lorikit: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("lorikit: terminated", file=sys.stderr)
+        return 143
     except MemoryError:
         if debug:
             raise

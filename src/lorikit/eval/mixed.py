@@ -14,8 +14,9 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from ..adapters.state import resolve_adapter_path
-from ..errors import UsageError
+from ..adapters.build import explicit_peft_config
+from ..adapters.state import load_adapter, resolve_adapter_path
+from ..errors import LorikitError, UsageError
 from .generate import GenerationConfig, cut_at_stop
 
 BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
@@ -29,11 +30,23 @@ def load_adapters(model: torch.nn.Module, adapters: dict[str, str | os.PathLike]
         raise UsageError("adapters: give at least one name -> adapter folder")
     if BASE in adapters:
         raise UsageError(f"adapters: {BASE!r} is reserved for the base model")
-    items = list(adapters.items())
-    first_name, first = items[0]
-    peft_model = PeftModel.from_pretrained(model, str(resolve_adapter_path(first)), adapter_name=first_name)
-    for name, path in items[1:]:
-        peft_model.load_adapter(str(resolve_adapter_path(path)), adapter_name=name)
+    peft_model = None
+    for name, path in adapters.items():
+        folder = resolve_adapter_path(path)
+        # lorikit's reader first: a corrupt or hostile folder is one line naming its file, and PEFT
+        # gets the module names rather than the config's regexes
+        config = explicit_peft_config(folder, load_adapter(folder))
+        try:
+            if peft_model is None:
+                peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, config=config)
+            else:
+                config.inference_mode = True
+                peft_model.add_adapter(name, config)
+                peft_model.load_adapter(str(folder), adapter_name=name)
+        except Exception as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+            detail = next((ln for ln in lines if "size mismatch" in ln), lines[0])
+            raise LorikitError(f"{folder}: does not fit this base model ({detail[:300]})") from exc
     return peft_model.eval()
 
 

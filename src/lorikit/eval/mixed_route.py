@@ -38,6 +38,9 @@ def named_adapters(specs: list[str]) -> dict[str, str | None]:
             name, path = Path(spec.rstrip("/")).name, spec
         if not name or (not path and name != BASE_NAME):
             raise UsageError(f"--adapters {spec!r}: expected NAME=FOLDER")
+        if name == BASE_NAME and path:
+            raise UsageError(f"--adapters {spec!r}: the name {BASE_NAME!r} means the model without an adapter; "
+                             f"give this adapter another name")
         if name in named:
             raise UsageError(f"--adapters: the name {name!r} is given twice")
         named[name] = None if name == BASE_NAME and not path else path

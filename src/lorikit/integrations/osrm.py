@@ -45,7 +45,11 @@ class TaskStats:
         if module not in self.group_of:
             raise UsageError(f"osrm stats: no statistics for module {module!r} "
                              f"(recorded {len(self.group_of)} modules, e.g. {next(iter(self.group_of), '-')})")
-        return self.tensors[f"{self.group_of[module]}.{key}"]
+        name = f"{self.group_of[module]}.{key}"
+        if name not in self.tensors:
+            hint = " (collected without the second moment: use mode='mean')" if key == "second_moment" else ""
+            raise UsageError(f"osrm stats: no {key} recorded for module {module!r}{hint}")
+        return self.tensors[name]
 
 
 class MemoryStats:
@@ -153,6 +157,10 @@ def _as_stats(peft_model, stats_or_dataloaders):
     if not isinstance(stats_or_dataloaders, Mapping) or not stats_or_dataloaders:
         raise UsageError("stats_or_dataloaders: a statistics folder, or a dict task -> TaskStats or dataloader")
     per_task = {}
+    for name, value in stats_or_dataloaders.items():  # every entry checked before any is collected
+        if not isinstance(value, TaskStats) and not hasattr(value, "__iter__"):
+            raise UsageError(f"stats_or_dataloaders[{name!r}]: {type(value).__name__} is neither TaskStats nor "
+                             f"a dataloader of batches")
     for name, value in stats_or_dataloaders.items():
         per_task[name] = value if isinstance(value, TaskStats) else collect_osrm_stats(
             peft_model, value, desc=f"osrm-stats {name}")

@@ -14,6 +14,7 @@ from ..errors import UsageError
 from ..pipeline.recipe import parse_recipe
 from ..pipeline.runner import run_recipe
 from ..utils.yamlfile import load_yaml
+from .checks import check_task_rows
 from .config import METHODS, StudyConfig, StudyTask
 from .recipe import study_recipe
 
@@ -44,6 +45,7 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
               echo: Callable[[str], None] | None = None) -> Path:
     """Run (or resume) the study (``echo``: progress lines, default the log); returns its table folder
     (table.md, study.json, PNGs)."""
+    check_task_rows(cfg.task_specs, cfg.eval_examples)
     recipe = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
     logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
     run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,16 +52,28 @@ def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
     return StudyTask(name, train, test, task, str(spec.get("scoring", default)))
 
 
+def resolved_spec(spec: str) -> str:
+    """``spec`` with its file source as a real path (built-in and Hub sources as given)."""
+    source = source_of(spec)
+    if source.startswith("builtin:") or not os.path.exists(source):
+        return spec
+    return os.path.realpath(source) + spec[len(source):]
+
+
 def check_held_out(name: str, train: str, test: str, where: str) -> None:
     """Refuse test rows the training could see: a test carved out of the training source must be
     trained on the complementary carve (``FILE?split=dev…`` tested, ``FILE?split=train…`` trained)."""
+    given_train, given_test = train, test
+    train, test = resolved_spec(train), resolved_spec(test)  # ./d.jsonl, d.jsonl and a symlink are one file
     if source_of(train) != source_of(test) or source_of(test).startswith("builtin:"):
         return  # different files, or built-in splits (hash-disjoint by construction)
     head, sep, query = test.rpartition("?")
     complement = f"{head}?{query.replace('split=dev', 'split=train')}" if sep and "split=dev" in query else None
     if complement is None or not (train == complement or train.startswith(complement + "?")):
-        fix = f"; train on {complement!r}" if complement else "; carve the test rows with ?split=dev"
-        raise UsageError(f"{where}: task {name!r}: test {test!r} overlaps train {train!r} (same source){fix}")
+        as_given = complement and source_of(given_test) + complement[len(source_of(test)):]
+        fix = f"; train on {as_given!r}" if complement else "; carve the test rows with ?split=dev"
+        raise UsageError(f"{where}: task {name!r}: test {given_test!r} overlaps train {given_train!r} "
+                         f"(same source){fix}")
 
 
 @dataclass
