@@ -45,7 +45,8 @@ MIN_VENV := .venv-min
 # packages; it runs on CPU. pyyaml 6.0.1 and tqdm 4.66.3: the test extra's trl and datasets require them.
 TORCH_FLOOR := 2.6.0
 FLOORS := transformers==4.56.2 peft==0.18.0 safetensors==0.4.3 huggingface_hub==0.34.0 tqdm==4.66.3 \
-	pyyaml==6.0.1 numpy==1.26.4 pydantic==2.7.0 scipy==1.10.1 statsmodels==0.14.0
+	pyyaml==6.0.1 numpy==1.26.4 pydantic==2.7.0 scipy==1.10.1 statsmodels==0.14.0 \
+	regex==2022.10.31
 # not lorikit's: the newest pyarrow (datasets, for trl and lm-eval) needs numpy 2; 21.0 runs on numpy 1.26
 TEST_FLOORS := pyarrow==21.0.0
 test-min:

@@ -3,8 +3,11 @@
     python bench/bench_reliability.py [--json bench/results/reliability.json]
 
 The cases are those of ``tests/test_errors.py`` (bad inputs of every command) and
-``tests/test_trust.py`` (silent wrong results, data loss, integrity; issue 14), run through the
-CLI in-process on tiny-random-llama fixtures, and the hostile programs of ``tests/test_sandbox.py``
+``tests/test_trust.py`` (silent wrong results, data loss, integrity; issue 14) and
+``tests/test_hostile_inputs.py`` (issue 30: planted pickles in checkpoints, the output guard of
+every command, ReDoS and invalid regexes in adapter configs, YAML alias bombs and recursive
+anchors, forged ``.lori`` headers; each case timed), run through the CLI in-process on
+tiny-random-llama fixtures, and the hostile programs of ``tests/test_sandbox.py``
 (``reliability_sandbox.py``: escapes and forged verdicts, as root and as an ordinary uid). Every
 CLI case must end in an error; each outcome is:
 
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from lorikit.utils.atomic import atomic_write_json  # noqa: E402
 import reliability_sandbox  # noqa: E402
 import test_errors  # noqa: E402
+import test_hostile_inputs  # noqa: E402
 import test_trust  # noqa: E402
 
 
@@ -82,8 +86,10 @@ def run_catalogue(name: str, cases, fixtures: dict[str, Path], fill, run, inputs
     rows = []
     for case in cases:
         case_id, argv, code = case[0], case[1], case[2]
+        t0 = time.perf_counter()
         outcome, detail = classify([fill(a, fixtures) for a in argv], code, inputs, run)
-        rows.append({"catalogue": name, "id": case_id, "outcome": outcome, "detail": detail})
+        rows.append({"catalogue": name, "id": case_id, "outcome": outcome, "detail": detail,
+                     "seconds": round(time.perf_counter() - t0, 2)})
         print(f"  {outcome:20s} {name}:{case_id}", file=sys.stderr)
     return rows
 
@@ -95,8 +101,17 @@ def _cli_catalogues(tmp: Path) -> list[dict]:
         trust = test_trust.fx.__wrapped__(_Factory(tmp / "trust-root"))
     rows = run_catalogue("errors", test_errors.CASES, errs, test_errors.fill, test_errors.run_cli,
                          [errs["G"], errs["B"]])
-    return rows + run_catalogue("trust", test_trust.HOSTILE, trust, test_trust.fill, test_trust.run_cli,
-                                [trust["G"], trust["B"]])
+    rows += run_catalogue("trust", test_trust.HOSTILE, trust, test_trust.fill, test_trust.run_cli,
+                          [trust["G"], trust["B"]])
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        hostile = test_hostile_inputs.build(tmp / "hostile")
+    os.chdir(hostile["W"])  # the output-guard cases name their inputs relative to it
+    try:
+        rows += run_catalogue("inputs", test_hostile_inputs.CASES, hostile, test_hostile_inputs.fill,
+                              test_hostile_inputs.run_cli, [hostile[k] for k in ("G", "B", "C", "W")])
+    finally:
+        os.chdir(ROOT)
+    return rows
 
 
 def main() -> None:
@@ -127,6 +142,9 @@ def main() -> None:
     print(f"| cases tried | {len(rows)} | |")
     for o in outcomes:
         print(f"| {o} | {counts[o]} | {'all' if o == 'clear error' else '0'} |")
+    if rows:
+        slowest = max(rows, key=lambda r: r["seconds"])
+        print(f"\nslowest CLI case: {slowest['catalogue']}:{slowest['id']} {slowest['seconds']} s")
     classes = sorted({r["class"] for r in sandbox_rows})
     print(f"\n| sandbox ({', '.join(classes)}) | cases | contained | escape | forged pass |\n|---|---:|---:|---:|---:|")
     for mode, c in sandbox_counts.items():

@@ -318,7 +318,7 @@ def test_iso_cts_with_a_small_common_fraction_keeps_a_non_negative_common_space(
     merger = Merger(states, "iso-cts", [1.0, 0.6], DeltaParams(common_space_fraction=0.05))
     for module in SHAPES:
         got = merger.delta(module).double()
-        assert int(torch.linalg.matrix_rank(got)) <= 11
+        assert int(torch.linalg.matrix_rank(got, rtol=1e-5)) <= 11  # float32 factors: noise at 1e-7
         A = torch.cat([s.modules()[module].A for s in states])
         assert outside(got, A) < 1e-6
         deltas = [dense(s, module) for s in states]

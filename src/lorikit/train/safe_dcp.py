@@ -46,7 +46,8 @@ def refused(path: Path, exc: Exception) -> UsageError:
 
 class SafeReader(FileSystemReader):
     def read_metadata(self, *args, **kwargs) -> Metadata:
-        path = Path(self._get_metadata_path(kwargs.get("rank")))
+        rank = kwargs.get("rank")
+        path = Path(str(self.path)) / (".metadata" if rank is None else f"__{rank}.metadata")
         try:
             with open(path, "rb") as fh:
                 metadata = _MetadataUnpickler(fh).load()
