@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,8 @@ def test_every_trained_adapter_gets_a_model_card(make_adapter):
     out = make_adapter(method="lori-d", rank=2, steps=1)
     card = (out / "README.md").read_text()
     meta = json.loads((out / "lorikit.json").read_text())
-    assert card.startswith("---\nlibrary_name: peft\n") and "pipeline_tag: text-generation" in card
+    assert card.startswith("---\n") and "library_name: peft\n" in card and "pipeline_tag: text-generation" in card
+    assert "- lorikit\n" in card and "- lori-d\n" in card
     assert "# lori-d adapter" in card and f"| seed of A | {meta['seed']} |" in card
     assert f"| final loss | {meta['train']['final_loss']} |" in card and "builtin:compare" in card
     assert "More Information Needed" not in card
@@ -201,12 +203,15 @@ def test_report_to_tensorboard_writes_event_files(tmp_path):
     assert main(["train", "--model", "tiny-random-llama", "--data", "builtin:compare", "--builtin-rows", "8",
                  "--max_steps", "2", "--per_device_train_batch_size", "2", "--method", "lori-d", "--lora_r", "2",
                  "--report_to", "tensorboard", "--output_dir", str(out)]) == 0
-    events = list((tmp_path / "tb.runs").glob("events.out.tfevents.*"))
+    [run] = list((out / "runs").iterdir())  # transformers' layout: <output_dir>/runs/<date>_<host>
+    assert re.fullmatch(r"[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_.+", run.name)
+    events = list(run.glob("events.out.tfevents.*"))
     assert events and (out / "adapter_model.safetensors").is_file()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "tb.runs"))
+    acc = EventAccumulator(str(run))
     acc.Reload()
+    assert {"train/loss", "train/learning_rate", "train/grad_norm"} <= set(acc.Tags()["scalars"])
     losses = [e.value for e in acc.Scalars("train/loss")]
     log = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(abs(a - b) < 1e-4 for a, b in zip(losses, log))

@@ -83,3 +83,32 @@ def test_embedded_smollm2_records_the_hub_id_and_says_the_weights_are_dequantise
     write_model_card(out)
     card = (out / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "de-quantised" in card
+
+
+def test_card_metadata_is_huggingface_hubs_with_model_index(tmp_path):
+    from huggingface_hub import ModelCard
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base", "r": 4}))
+    meta = {"method": "lori-s", "data": {"source": "openai/gsm8k?split=train"},
+            "eval": {"gsm8k": {"score": 0.25, "metric": "accuracy", "data": "openai/gsm8k"}, "nan": float("nan")}}
+    write_model_card(folder, meta)
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.base_model == "org/base" and card.data.datasets == ["openai/gsm8k"]
+    assert {"lorikit", "lori-s"} <= set(card.data.tags) and card.data.library_name == "peft"
+    [result] = card.data.eval_results  # the non-finite score is left out of the model-index
+    assert (result.dataset_type, result.metric_type, result.metric_value) == ("openai/gsm8k", "accuracy", 0.25)
+    local = tmp_path / "b"
+    local.mkdir()
+    (local / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path)}))
+    write_model_card(local, {"method": "lora", "data": {"source": str(local)}})
+    data = ModelCard.load(local / "README.md").data
+    assert data.base_model is None and not data.datasets  # local folders are not Hub ids
+
+
+def test_trainer_path_cards_keep_the_lorikit_tags(tmp_path):
+    model = get_lori_model(load_model(TINY).model, _config(), method="lori-d", seed=1)
+    model.save_pretrained(str(tmp_path / "a"))  # PEFT's own card, as Trainer.save_model writes it
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert "- lorikit\n" in card and "- lori-d\n" in card

@@ -2,19 +2,20 @@
 
 PEFT's ``save_pretrained`` writes a template full of '[More Information Needed]'. This card says
 what the adapter is — method, base model, data, seed, hyper-parameters, final loss, evaluation
-scores when known — under the metadata block PEFT and the Hub read (``library_name: peft``,
-``base_model``, ``tags``, ``pipeline_tag``).
+scores when known — under the metadata block the Hub reads, built with ``huggingface_hub``'s
+``ModelCardData``: ``library_name: peft``, ``base_model`` (a Hub id), ``tags`` (``lorikit`` and the
+method), ``datasets`` (Hub data sets trained on), ``pipeline_tag`` and, for evaluation scores, a
+``model-index`` (``EvalResult``s), which the Hub shows as the model's results.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ..utils.atomic import atomic_write_bytes
 
@@ -25,15 +26,45 @@ _HYPER_SHOWN = ("lr", "learning_rate", "batch_size", "per_device_train_batch_siz
                 "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16")
 
 
-def card_metadata(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def hub_id(name: Any) -> str | None:
+    """``name`` when it is a Hub repo id (the Hub accepts only those as base model / data set), else None."""
+    text = str(name or "").partition("?")[0]
+    return text if _HUB_ID.match(text) and not Path(text).exists() else None
+
+
+def method_tag(meta: dict[str, Any]) -> str:
+    return str(meta.get("method", "lora")).replace(":", "-")
+
+
+def eval_results(scores: dict[str, Any] | None, task_type: str) -> list:
+    """``EvalResult``s of ``{name: score}`` or ``{name: {"score", "metric", "data"}}`` (finite numbers only)."""
+    from huggingface_hub import EvalResult
+
+    results = []
+    for name, value in sorted((scores or {}).items()):
+        entry = value if isinstance(value, dict) else {"score": value}
+        score = entry.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            continue
+        results.append(EvalResult(task_type=task_type, dataset_type=hub_id(entry.get("data")) or str(name),
+                                  dataset_name=str(name), metric_type=str(entry.get("metric") or "accuracy"),
+                                  metric_value=float(score)))
+    return results
+
+
+def card_data(meta: dict[str, Any], config: dict[str, Any], scores: dict[str, Any] | None = None):
+    """The card's metadata block as ``huggingface_hub.ModelCardData``."""
+    from huggingface_hub import ModelCardData
+
     base = config.get("base_model_name_or_path") or meta.get("base_model")
-    method = str(meta.get("method", "lora"))
-    data: dict[str, Any] = {"library_name": "peft", "tags": sorted({"lorikit", "lora", method.replace(":", "-")})}
-    if base and _HUB_ID.match(str(base)) and not Path(str(base)).exists():
-        data["base_model"] = str(base)  # the Hub accepts only repo ids here, not local folders
-    task_type = config.get("task_type")
-    data["pipeline_tag"] = "text-classification" if task_type == "SEQ_CLS" else "text-generation"
-    return data
+    pipeline = "text-classification" if config.get("task_type") == "SEQ_CLS" else "text-generation"
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    datasets = sorted({d for d in [hub_id(data.get("source"))] if d})
+    results = eval_results(scores, pipeline)
+    return ModelCardData(
+        library_name="peft", base_model=hub_id(base), tags=sorted({"lorikit", "lora", "peft", method_tag(meta)}),
+        pipeline_tag=pipeline, datasets=datasets or None, eval_results=results or None,
+        model_name=f"{method_tag(meta)} adapter of {base}" if results else None)
 
 
 def _rows(pairs) -> list[str]:
@@ -41,7 +72,7 @@ def _rows(pairs) -> list[str]:
 
 
 def card_text(meta: dict[str, Any], config: dict[str, Any], scores: dict[str, Any] | None = None) -> str:
-    front = yaml.safe_dump(card_metadata(meta, config), sort_keys=False).strip()
+    front = card_data(meta, config, scores).to_yaml().strip()
     method = meta.get("method", "unknown")
     base = config.get("base_model_name_or_path") or meta.get("base_model")
     data = meta.get("data") or {}
@@ -65,7 +96,8 @@ def card_text(meta: dict[str, Any], config: dict[str, Any], scores: dict[str, An
                     *[(k, hyper.get(k)) for k in _HYPER_SHOWN if k in hyper],
                     ("steps", train.get("steps")), ("final loss", train.get("final_loss"))])
     if scores:
-        lines += ["", "## Evaluation", ""] + _rows(sorted(scores.items()))
+        shown = [(k, v.get("score") if isinstance(v, dict) else v) for k, v in sorted(scores.items())]
+        lines += ["", "## Evaluation", ""] + _rows(shown)
     return "\n".join(lines) + "\n"
 
 
@@ -81,6 +113,9 @@ def write_model_card(folder: str | os.PathLike, meta: dict[str, Any] | None = No
     config_path = folder / "adapter_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     scores = scores if scores is not None else meta.get("eval")
+    from huggingface_hub import ModelCard
+
     out = folder / CARD
-    atomic_write_bytes(out, card_text(meta, config, scores).encode())
+    card = ModelCard(card_text(meta, config, scores))  # parses the metadata back: a malformed block fails here
+    atomic_write_bytes(out, str(card).encode())
     return out

@@ -110,6 +110,8 @@ def get_lori_model(model: torch.nn.Module, lora_config, method: str = "lori-d", 
     if seed is None and task is None and "seed" in source:
         seed, a_init = source["seed"], source["a_init"]
     seed = resolve_seed(seed, task)
+    if hasattr(model, "add_model_tags"):  # PEFT's and Trainer's / TRL's model cards carry the model's tags
+        model.add_model_tags(["lorikit", method])
     peft_model = get_peft_model(model, lora_config, adapter_name=adapter_name)
     freeze_seeded_a(peft_model, seed, a_init, adapter_name)
     with torch.no_grad():  # init_lora_weights=False draws B at random; LoRI's B starts at 0

@@ -61,20 +61,31 @@ def adapter_checkpoints(out: str | os.PathLike) -> list[Path]:
     return [p for _, p in found]
 
 
-def only_adapter_checkpoints(out: str | os.PathLike) -> bool:
-    """``out`` holds a run's intermediate adapters and nothing else (the run has not ended)."""
+RUNS = "runs"  # TensorBoard's run folders, as transformers.Trainer: <out>/runs/<date>_<host>
+
+
+def only_run_outputs(out: str | os.PathLike) -> bool:
+    """``out`` holds what a run writes before its end (``checkpoint-N`` adapters, ``runs/``) and nothing
+    else: the run has not ended, or ended without its final adapter."""
     out = Path(out)
     names = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    return bool(names) and all(ADAPTER_DIR.match(n) or n == MARKER for n in names)
+    return bool(names) and all(ADAPTER_DIR.match(n) or n in (MARKER, RUNS) for n in names)
+
+
+def open_run_output(out: str | os.PathLike) -> Path:
+    """Create ``out`` for a run's intermediate outputs, marked as lorikit's (so a resumed run or
+    --overwrite may replace it)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():
+        mark_output_dir(out)
+    return out
 
 
 def write_adapter_checkpoint(out: str | os.PathLike, step: int, keep: int, write: Callable[[Path], None]) -> Path:
     """``out/checkpoint-<step>/`` written by ``write(folder)`` (atomically), then the oldest beyond ``keep``
     removed."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).exists():
-        mark_output_dir(out)  # a resumed run or --overwrite may replace it
+    out = open_run_output(out)
     with atomic_output_dir(out / f"checkpoint-{step}", overwrite=True) as tmp:
         write(tmp)
     for old in adapter_checkpoints(out)[:-keep]:
@@ -82,10 +93,11 @@ def write_adapter_checkpoint(out: str | os.PathLike, step: int, keep: int, write
     return out / f"checkpoint-{step}"
 
 
-def carry_adapter_checkpoints(out: str | os.PathLike, into: Path) -> None:
-    """Copy the run's ``checkpoint-N`` folders into the final adapter's temporary folder (copies:
-    if the final write fails, they stay where they were)."""
-    for folder in adapter_checkpoints(out):
+def carry_run_outputs(out: str | os.PathLike, into: Path) -> None:
+    """Copy the run's ``checkpoint-N`` folders and ``runs/`` into the final adapter's temporary folder
+    (copies: if the final write fails, they stay where they were)."""
+    runs = Path(out) / RUNS
+    for folder in adapter_checkpoints(out) + ([runs] if runs.is_dir() else []):
         shutil.copytree(folder, into / folder.name)
 
 
@@ -93,7 +105,7 @@ def drop_adapter_checkpoints(out: str | os.PathLike) -> None:
     """A fresh run with --overwrite: an earlier run's intermediate adapters must not mix with its own."""
     for folder in adapter_checkpoints(out):
         shutil.rmtree(folder, ignore_errors=True)
-    if only_adapter_checkpoints(out) or (Path(out).is_dir() and {p.name for p in Path(out).iterdir()} == {MARKER}):
+    if Path(out).is_dir() and {p.name for p in Path(out).iterdir()} == {MARKER}:
         shutil.rmtree(out, ignore_errors=True)
 
 

@@ -108,7 +108,7 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
         "help": "also send per-step metrics to: tensorboard (event files, offline), wandb, mlflow or none"})
     logging_dir: str | None = field(default=None, metadata={
-        "help": "where --report-to tensorboard/wandb write (default: <out>.runs beside the adapter)"})
+        "help": "where --report-to tensorboard/wandb write (default: <out>/runs/<date>_<host>, as transformers)"})
     eval_every: int = field(default=0, metadata={
         "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
                 "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})

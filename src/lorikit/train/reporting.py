@@ -3,8 +3,10 @@
 (honours ``WANDB_MODE``, e.g. ``offline``), ``mlflow`` (honours ``MLFLOW_TRACKING_URI``; a local
 ``mlruns/`` by default) or ``none`` (default).
 
-Event files go to ``--logging-dir`` (default ``<out>.runs/``, beside the adapter folder, which is
-only created complete at the end of the run).
+Tags and folders are ``transformers.Trainer``'s, so dashboards overlay: ``train/loss``,
+``train/learning_rate``, ``train/grad_norm`` (and lorikit's ``train/tokens`` or ``train/examples``,
+``train/seconds``), event files in ``--logging-dir``, default ``<out>/runs/<Mon DD_HH-MM-SS>_<host>``
+(``<out>`` then holds ``runs/`` while the run goes on; the final adapter is written around it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from ..errors import UsageError
 logger = logging.getLogger(__name__)
 REPORTERS = ("none", "tensorboard", "wandb", "mlflow")
 _PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-SCALARS = ("loss", "lr", "grad_norm", "tokens", "examples", "seconds")
+# record key -> tag after "train/" (transformers' names where it has one)
+SCALARS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm", "tokens": "tokens",
+           "examples": "examples", "seconds": "seconds"}
 
 
 def check_report_to(targets: list[str]) -> None:
@@ -35,8 +39,11 @@ def check_report_to(targets: list[str]) -> None:
 
 
 def default_logging_dir(out: str) -> Path:
-    path = Path(out)
-    return path.parent / f"{path.name}.runs"
+    """``<out>/runs/<Mon DD_HH-MM-SS>_<host>``: transformers' (and PyTorch's) default run folder."""
+    import socket
+    from datetime import datetime
+
+    return Path(out) / "runs" / f"{datetime.now().strftime('%b%d_%H-%M-%S')}_{socket.gethostname()}"
 
 
 def interval_record(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,7 +91,7 @@ class Reporter:
 
     def log(self, record: dict[str, Any]) -> None:
         step = int(record["step"])
-        values = {f"train/{k}": float(record[k]) for k in SCALARS if record.get(k) is not None}
+        values = {f"train/{tag}": float(record[k]) for k, tag in SCALARS.items() if record.get(k) is not None}
         for kind, sink in self.sinks:
             if kind == "tensorboard":
                 for key, value in values.items():

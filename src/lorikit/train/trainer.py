@@ -40,8 +40,8 @@ from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
 from .adapter_out import write_adapter
-from .checkpoint import (Checkpointer, carry_adapter_checkpoints, checkpoints, claim_checkpoint_dir,
-                         only_adapter_checkpoints, write_adapter_checkpoint)
+from .checkpoint import (Checkpointer, carry_run_outputs, checkpoints, claim_checkpoint_dir,
+                         only_run_outputs, open_run_output, write_adapter_checkpoint)
 from .classification import (classification_loss_sum, collate_classification, head_modules,
                              load_classification_data)
 from .config import TrainConfig
@@ -156,8 +156,8 @@ class Trainer:
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        # a resumed run's <out> holds its checkpoint-N adapters until the final one is written
-        check_output_dir(cfg.out, cfg.overwrite or (cfg.resume and only_adapter_checkpoints(cfg.out)), self.inputs())
+        # a resumed run's <out> holds its checkpoint-N adapters and runs/ until the final adapter is written
+        check_output_dir(cfg.out, cfg.overwrite or (cfg.resume and only_run_outputs(cfg.out)), self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
             # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
@@ -279,8 +279,10 @@ class Trainer:
         cfg = self.cfg
         summary = {"method": self.adapter.method, "seed": self.adapter.seed, "lr": cfg.lr, "rank": self.adapter.rank,
                    "data": cfg.data, "model": cfg.model}
-        return Reporter(cfg.report_to if is_main else [], cfg.logging_dir or default_logging_dir(cfg.out),
-                        Path(cfg.out).name, summary)
+        targets = cfg.report_to if is_main else []
+        if not cfg.logging_dir and [t for t in targets if t != "none"]:
+            open_run_output(cfg.out)
+        return Reporter(targets, cfg.logging_dir or default_logging_dir(cfg.out), Path(cfg.out).name, summary)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
         """Restore the newest complete checkpoint; returns the step to continue from."""
@@ -345,12 +347,12 @@ class Trainer:
         def write():
             if not dist.is_main:
                 return
-            with atomic_output_dir(cfg.out, cfg.overwrite or only_adapter_checkpoints(cfg.out), self.inputs()) as tmp:
+            with atomic_output_dir(cfg.out, cfg.overwrite or only_run_outputs(cfg.out), self.inputs()) as tmp:
                 write_adapter(tmp, peft_model, meta, full_state)
                 with open(tmp / "train_log.jsonl", "w") as fh:
                     for rec in logged_records(self.log, cfg.log_every):
                         fh.write(json.dumps(rec) + "\n")
-                carry_adapter_checkpoints(cfg.out, tmp)
+                carry_run_outputs(cfg.out, tmp)
 
         dist.agree(write)
         return Path(cfg.out)
