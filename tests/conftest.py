@@ -9,6 +9,9 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# `--dtype auto` follows the CPU (bfloat16 where it is native): pin it to float32 so results do not
+# depend on the machine; tests of the bf16 default set LORIKIT_CPU_BF16=1 themselves.
+os.environ["LORIKIT_CPU_BF16"] = "0"
 
 TINY = "tiny-random-llama"
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..models.device import DTYPES, resolve_dtype
 from ..utils.validate import check_device, check_number, check_seed
 from .sandbox.config import SANDBOXES
 from .tasks import TASKS
@@ -71,7 +72,9 @@ class EvalConfig:
     harness: str = field(default="lorikit", metadata={"help": "evaluation harness", "choices": HARNESSES})
     lm_eval_tasks: list[str] | None = field(default=None, metadata={"help": "lm-eval task names (with --harness lm-eval)"})
     lm_eval_include: str | None = field(default=None, metadata={"help": "folder of extra lm-eval task YAMLs"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16, float16"})
+    dtype: str = field(default="auto", metadata={
+        "help": "model dtype: auto (bfloat16 on a CPU with native bf16, float32 elsewhere), float32, bfloat16, float16",
+        "choices": DTYPES})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     out: str | None = field(default=None, metadata={"help": "results JSON file (score, settings, per-example records)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
@@ -120,6 +123,7 @@ class EvalConfig:
             check_number("--top-p", self.top_p, low=0, high=1, low_open=True)
         check_seed("--seed", self.seed)
         check_device(self.device)
+        self.dtype = resolve_dtype(self.dtype, self.device)
         if self.samples > 1 and self.do_sample is False:
             raise UsageError("--samples > 1 needs sampling (greedy decoding repeats itself): drop --no-do-sample")
         if any(k <= 0 for k in self.pass_k):

@@ -3,7 +3,10 @@
 Each stage has a hash:
 
     hash(stage) = sha256(canonical JSON of {kind, kind version, settings with $NAME references
-                          kept symbolic, {parent: hash(parent)}})
+                          kept symbolic, {parent: hash(parent)}[, resolved]})
+
+where ``resolved`` holds what the settings leave to the machine and that changes the output (the
+dtype ``--dtype auto`` picks, when it is not float32);
 
 so a change to a stage's settings, or to any ancestor's, changes its hash (moving the workdir
 does not). After a stage's output folder is in place the runner writes ``lorikit-stage.json``
@@ -50,6 +53,7 @@ class StagePlan:
     reason: str  # why stale
     action: str = "run"  # run | skip
     prepared: Any = None
+    resolved: dict[str, Any] | None = None  # what validation decided on this machine (hashed; see StageKind.resolved)
 
     def describe(self) -> str:
         what = {"skip": "skip (up to date)", "run": {"missing": "run", "stale": f"redo ({self.reason})",
@@ -57,8 +61,11 @@ class StagePlan:
         return f"{self.name} ({self.kind}): {what} -> {self.out}"
 
 
-def stage_hash(kind: StageKind, settings: dict[str, Any], parent_hashes: dict[str, str]) -> str:
+def stage_hash(kind: StageKind, settings: dict[str, Any], parent_hashes: dict[str, str],
+               resolved: dict[str, Any] | None = None) -> str:
     payload = {"kind": kind.name, "version": kind.version, "settings": settings, "parents": parent_hashes}
+    if resolved:  # absent when empty: the hashes of stages that resolve nothing are unchanged
+        payload["resolved"] = resolved
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -124,10 +131,12 @@ def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
         stage = recipe.stages[name]
         kind = get_kind(stage.kind, name, recipe.source)
         out = recipe.out(name)
-        prepared = kind.validate(name, recipe.resolve(name), out)
-        digest = stage_hash(kind, stage.settings, {p: plans[p].hash for p in stage.parents})
+        settings = recipe.resolve(name)
+        prepared = kind.validate(name, settings, out)
+        resolved = kind.resolved(settings, prepared)
+        digest = stage_hash(kind, stage.settings, {p: plans[p].hash for p in stage.parents}, resolved)
         status, reason = _status(kind, out, digest)
-        plans[name] = StagePlan(name, stage.kind, out, digest, status, reason, prepared=prepared)
+        plans[name] = StagePlan(name, stage.kind, out, digest, status, reason, prepared=prepared, resolved=resolved)
     selected = list(only) if only else order
     rerun: set[str] = set()
     for name in order:
@@ -180,7 +189,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
         seconds = time.perf_counter() - t0
         atomic_write_json(plan.out / STAGE_RECORD, {
             "recipe": recipe.source, "stage": plan.name, "kind": plan.kind, "hash": plan.hash,
-            "settings": recipe.resolve(plan.name), "parents": {p: next(q.hash for q in plans if q.name == p)
+            "settings": recipe.resolve(plan.name), "resolved": plan.resolved, "parents": {p: next(q.hash for q in plans if q.name == p)
                                                                for p in recipe.stages[plan.name].parents},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
             "outputs": fingerprint(plan.out)})

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..models.device import DTYPES, resolve_dtype
 
 OBJECTIVES = ("nll", "score")
 SCORE_TASKS = ("gsm8k", "nlu", "exact", "safety", "builtin")
@@ -65,7 +66,9 @@ class SearchConfig:
     rank: int | None = field(default=None, metadata={
         "help": "rank of the written adapter for delta-space methods (default: largest parent rank)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16, float16"})
+    dtype: str = field(default="auto", metadata={
+        "help": "model dtype: auto (bfloat16 on a CPU with native bf16, float32 elsewhere), float32, bfloat16, float16",
+        "choices": DTYPES})
     overwrite: bool = field(default=False, metadata={
         "help": "discard an existing --out (a finished search or another search's log) and start afresh"})
 
@@ -76,6 +79,7 @@ class SearchConfig:
             raise UsageError(f"adapters: merge-search needs at least two adapters, got {n}")
         if len(self.dev) != n:
             raise UsageError(f"--dev: {len(self.dev)} dev set(s) for {n} adapter(s) (give one per adapter, same order)")
+        self.dtype = resolve_dtype(self.dtype, self.device)
         if not self.out:
             raise UsageError("--out: required")
         if self.objective not in OBJECTIVES:

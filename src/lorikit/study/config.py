@@ -10,6 +10,7 @@ from ..adapters.methods import continual_method, method_names
 from ..data.builtin import TASKS as BUILTIN
 from ..data.loading import source_of
 from ..errors import UsageError
+from ..models.device import DTYPES
 
 METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
 CONTINUAL_METHODS = method_names()
@@ -117,6 +118,9 @@ class StudyConfig:
     continual: Any = field(default=None, metadata={
         "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
     bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of every paired interval"})
+    dtype: str = field(default="auto", metadata={
+        "help": "base model dtype of training and evaluation: auto (bfloat16 on a CPU with native bf16, float32 "
+                "elsewhere; each stage records and hashes what it used) or float32 / bfloat16", "choices": DTYPES})
 
     def __post_init__(self):
         if self.scoring not in SCORINGS:
@@ -144,6 +148,8 @@ class StudyConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
         self._check_continual()
 
     def _check_continual(self) -> None:

@@ -136,5 +136,7 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
                       "builtin_rows": cfg.builtin_rows, "max_length": cfg.max_length}
     eval_defaults = {"model": cfg.model, "limit": cfg.eval_examples, "batch_size": cfg.eval_batch_size,
                      "max_new_tokens": cfg.max_new_tokens, "builtin_rows": max(cfg.eval_examples, 200)}
+    if cfg.dtype != "auto":  # absent by default: `auto` resolves per stage (and is hashed there)
+        train_defaults["dtype"] = eval_defaults["dtype"] = cfg.dtype
     return {"name": "study", "workdir": cfg.workdir, "defaults": {"train": train_defaults, "eval": eval_defaults},
             "stages": b.stages}

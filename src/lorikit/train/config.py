@@ -19,6 +19,7 @@ from ..adapters.methods import AdapterMethod, continual_method, get_method, mask
 from ..data.formats import FORMATS
 from ..data.loading import carve_spec
 from ..errors import UsageError
+from ..models.device import DTYPES, resolve_dtype
 from ..models.loading import check_4bit_supported
 from ..osrm.init import OsrmInitConfig
 from ..utils.validate import check_device, check_number
@@ -100,9 +101,11 @@ class TrainConfig:
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
     grad_checkpointing: bool = field(default=False, metadata={
         "help": "activation checkpointing: recompute each decoder layer in backward (less activation memory, one extra forward per layer)"})
-    dtype: str = field(default="float32", metadata={
-        "help": "dtype of the frozen base weights (bfloat16 halves their memory; adapter weights stay float32)",
-        "choices": ("float32", "bfloat16", "float16")})
+    dtype: str = field(default="auto", metadata={
+        "help": "dtype of the frozen base weights (adapter weights and optimizer state stay float32); auto: "
+                "bfloat16 on a CPU with native bf16 (AVX512-BF16 / AMX), float32 elsewhere and for --head "
+                "classification; float32 to opt out",
+        "choices": DTYPES})
     load_in_4bit: bool = field(default=False, metadata={
         "help": "QLoRA: NF4 4-bit frozen base weights via bitsandbytes (CUDA GPU only)"})
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
@@ -139,6 +142,9 @@ class TrainConfig:
         if self.warmup_steps < 0:
             raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
         check_device(self.device)
+        # a classification head trains in full, as a copy in the base's dtype: bf16 would round its updates
+        auto_fp32 = self.head == "classification" and self.dtype == "auto"
+        self.dtype = "float32" if auto_fp32 else resolve_dtype(self.dtype, self.device)
         if self.lr_scheduler not in SCHEDULERS:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
         if self.save_every < 0:

@@ -28,6 +28,16 @@ class StageKind:
     def complete(self, out: Path) -> bool:
         raise NotImplementedError
 
+    def resolved(self, settings: dict[str, Any], prepared: Any) -> dict[str, Any]:
+        """What validation decided that the settings leave open, and that changes the output: the
+        dtype ``auto`` became on this machine. Part of the stage's hash, so a bfloat16 run and a
+        float32 one never count as the same stage; float32 (the default before ``auto``) is left
+        out, so stages finished in float32 keep their hash."""
+        dtype = getattr(prepared, "dtype", None)
+        if settings.get("dtype", "auto") == "auto" and isinstance(dtype, str) and dtype != "float32":
+            return {"dtype": dtype}
+        return {}
+
 
 def build_dataclass(cls: type, settings: dict[str, Any], where: str, **fixed: Any):
     """``cls(**settings, **fixed)`` with unknown keys ('did you mean') and wrong types reported
