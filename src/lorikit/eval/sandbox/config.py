@@ -76,7 +76,8 @@ class SandboxResult:
     """What became of one program.
 
     ``status``: ``passed`` (for a ``Sample``: the test's process returned from ``check`` and said so
-    on its own channel; for a script: the harness ran it to its end), ``failed`` (an exception, an exit before the end, a signal, too much output),
+    on its own channel; for a script: the harness ran it to its end), ``failed`` (an exception, an
+    exit before the end, a signal, too much output),
     ``timeout`` (killed at the wall-clock limit) or ``error`` (the sandbox itself could not run).
     """
 

@@ -3,12 +3,14 @@
 As an ordinary user, bubblewrap runs as that user (and the sandbox's ``nobody`` is that user on
 the host). As root, a sandbox that simply ran bubblewrap would map its ``nobody`` to host uid 0:
 files owned by root (``/proc/sys/kernel/core_pattern`` among them) would be the program's own.
-So as root every sandbox is started by ``nsenter -S UID -G GID`` (util-linux), which drops to
-``SandboxConfig.host_uid`` (no supplementary groups) before bubblewrap runs: the program, the
-sandbox's pid 1 and bubblewrap itself are that unprivileged uid on the host, and RLIMIT_NPROC
-(which Linux does not apply to root) counts the sample's own processes. ``nsenter`` also enters a
-private mount namespace in which every folder the sandbox binds (interpreter, bubblewrap) can be
-reached by that uid (``expose.py``), built once per process and per set of folders.
+So as root every sandbox is started as ``SandboxConfig.host_uid`` (gid the same, no
+supplementary groups): the program, the sandbox's pid 1 and bubblewrap itself are that
+unprivileged uid on the host, and RLIMIT_NPROC (which Linux does not apply to root) counts the
+sample's own processes. Where that uid can reach every folder the sandbox binds (interpreter,
+bubblewrap), ``subprocess`` drops to it before bubblewrap starts. Where it cannot (pyenv or conda
+under ``/root``), ``nsenter -S UID -G GID`` (util-linux) drops to it inside a private mount
+namespace in which those folders can be reached (``expose.py``), built once per process and per
+set of folders.
 """
 
 from __future__ import annotations
@@ -79,11 +81,14 @@ def _namespace_fd(folders: tuple[str, ...]) -> int:
         proc.stderr.close()
 
 
-def launcher(host_uid: int, folders: list[str]) -> tuple[list[str], list[int]]:
-    """The command prefix that starts bubblewrap as ``host_uid``, and the descriptors it needs
-    (empty when lorikit is not root: bubblewrap then runs as the user who runs lorikit)."""
+def launcher(host_uid: int, folders: list[str]) -> tuple[list[str], list[int], dict]:
+    """How to start bubblewrap as ``host_uid``: a command prefix, the descriptors it needs and
+    ``subprocess.Popen`` arguments (nothing when lorikit is not root: bubblewrap then runs as the
+    user who runs lorikit)."""
     if not is_root():
-        return [], []
+        return [], [], {}
+    if not exposure_plan(folders)["blockers"]:
+        return [], [], {"user": host_uid, "group": host_uid, "extra_groups": []}
     nsenter = shutil.which("nsenter")
     if nsenter is None:
         raise LorikitError("nsenter not found (util-linux): as root, lorikit needs it to run sandboxed code "
@@ -91,4 +96,5 @@ def launcher(host_uid: int, folders: list[str]) -> tuple[list[str], list[int]]:
     with _LOCK:
         fd = _namespace_fd(tuple(sorted(set(folders))))
     uid = str(host_uid)
-    return [nsenter, f"--mount=/proc/self/fd/{fd}", "-S", uid, "-G", uid, "--"], [fd]
+    # nsenter, started as root with no supplementary groups, drops to the uid once inside
+    return [nsenter, f"--mount=/proc/self/fd/{fd}", "-S", uid, "-G", uid, "--"], [fd], {"extra_groups": []}

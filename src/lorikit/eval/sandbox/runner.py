@@ -190,15 +190,16 @@ def _start(job: dict, fds: list[int], cfg: SandboxConfig, workdir: str | None, b
             info_r, info_w = os.pipe()
             held.append(info_r)
             inherited += [info_w] + ([seccomp_r] if seccomp_r is not None else [])
-            prefix, prefix_fds = launcher(cfg.host_uid, [*python_dirs(), os.path.dirname(bwrap)])
+            prefix, prefix_fds, drop = launcher(cfg.host_uid, [*python_dirs(), os.path.dirname(bwrap)])
             argv, cwd, child_dir = prefix + bwrap_command(bwrap, cfg, seccomp_r, info_w), "/", SANDBOX_TMP
             env = {"PATH": os.environ.get("PATH", "")}
             pass_fds = inherited + prefix_fds
         else:
             argv, cwd, env, child_dir, pass_fds = bare_command(), workdir, minimal_env(workdir), workdir, inherited
+            drop = {}
         job["workdir"] = child_dir
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True)
+                                stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True, **drop)
         started.append((proc, info_r))
     finally:
         _close(*[fd for fd in inherited if fd not in fds])  # the job's own pipes: closed by the caller

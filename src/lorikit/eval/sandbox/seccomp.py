@@ -35,9 +35,10 @@ _NR, _ARCH, _ARG0 = 0, 4, 16
 
 BLOCKED_SOCKET_FAMILIES = (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
 
-_DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
-           "io_uring_register", "keyctl", "add_key", "request_key", "mount", "umount2", "pivot_root",
-           "chroot", "unshare", "setns", "kexec_load", "init_module", "finit_module")
+_DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "bpf",
+           "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+           "keyctl", "add_key", "request_key", "mount", "umount2", "pivot_root", "chroot", "unshare",
+           "setns", "kexec_load", "init_module", "finit_module")
 
 # (AUDIT_ARCH_*, syscall numbers) from the kernel's unistd headers.
 _ARCHES = {
