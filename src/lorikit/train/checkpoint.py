@@ -201,8 +201,9 @@ def load_tensors(path: Path, map_location: str | None = "cpu") -> Any:
     except pickle.UnpicklingError as exc:
         if "weights only" not in str(exc).lower():  # junk bytes: an incomplete checkpoint, not a refusal
             raise ValueError(f"{path.name}: {exc}") from exc
-        raise UsageError(f"{path}: refused: holds Python objects other than tensors and plain values "
-                         f"(lorikit never writes such a checkpoint; it was altered or is not lorikit's)") from exc
+        raise UsageError(f"{path}: refused: holds Python objects other than tensors and plain values (lorikit "
+                         f"writes none: it was altered, is not lorikit's, or predates RNG states saved as tensors)"
+                         ) from exc
 
 
 def _torch_bytes(obj: Any) -> bytes:

@@ -40,8 +40,9 @@ class _MetadataUnpickler(pickle.Unpickler):
 
 
 def refused(path: Path, exc: Exception) -> UsageError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return UsageError(f"{path}: refused: holds Python objects other than tensors and plain values "
-                      f"(lorikit never writes such a checkpoint; it was altered or is not lorikit's): {exc}")
+                      f"(lorikit writes none: it was altered or is not lorikit's): {reason}")
 
 
 class SafeReader(FileSystemReader):
