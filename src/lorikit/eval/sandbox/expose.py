@@ -41,8 +41,7 @@ def main():
         check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, _MS_BIND | _MS_REC, None),
               f"bind {path}")
         os.close(fd)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    os.write(1, b"ready\n")  # to the supervisor's pipe, unbuffered
     sys.stdin.read()
 
 
