@@ -52,3 +52,25 @@ def test_cli_params(tmp_path, capsys):
     assert main(["params", "--model", str(tmp_path / "config.json"), "--rank", "32"]) == 0
     out = capsys.readouterr().out
     assert "83,886,080" in out and "44,040,192" in out and "4,404,019" in out
+
+
+def test_embedded_model_is_counted_from_its_config_without_building_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORIKIT_CACHE", str(tmp_path / "cache"))
+    lora = count_parameters("smollm2-135m", 8, "lora")
+    assert lora.base == 134_515_008 and lora.modules == 7 * 30  # SmolLM2-135M, embeddings tied to the LM head
+    assert lora.trainable == 30 * 8 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1536) * 3)
+    assert not (tmp_path / "cache").exists()  # nothing de-quantised or written
+
+
+@pytest.mark.slow
+def test_embedded_config_agrees_with_the_gguf_header():
+    from transformers import AutoConfig
+
+    from lorikit.models.loading import SMOLLM2_CONFIG, smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    header = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name).to_dict()
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "max_position_embeddings", "tie_word_embeddings"):
+        assert header[key] == SMOLLM2_CONFIG[key], key
+    assert header["rms_norm_eps"] == pytest.approx(SMOLLM2_CONFIG["rms_norm_eps"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
-from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, build_tiny_llama, smollm2_folder
+from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, smollm2_config, tiny_llama_config
 from .build import DEFAULT_TARGETS
 from .masks import SCOPES, check_sparsity
 from .methods import get_method
@@ -54,9 +54,9 @@ def resolve_config(model):
         return model
     name = str(model)
     if name == TINY:
-        return build_tiny_llama()[0].config
-    if name in (SMOLLM2, SMOLLM2_HUB_ID):
-        name = str(smollm2_folder())
+        return tiny_llama_config()
+    if name in (SMOLLM2, SMOLLM2_HUB_ID):  # the embedded model's config, without de-quantising its weights
+        return smollm2_config()
     p = Path(name)
     try:
         if p.is_file():

@@ -105,14 +105,18 @@ def build_tiny_tokenizer():
     return _finish_tokenizer(tok)
 
 
+def _tiny_fields(tok) -> dict:
+    return dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+
+
 def build_tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = build_tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config = LlamaConfig(**_tiny_fields(tok))
     config.name_or_path = TINY
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -192,6 +196,35 @@ def smollm2_folder() -> Path:
         tok.save_pretrained(tmp)
     log.info("cached smollm2-135m in %.0f s", time.time() - t0)
     return folder
+
+
+# SmolLM2-135M-Instruct's architecture as the embedded GGUF's header states it (a slow test checks
+# they agree): enough to count parameters without reading, let alone de-quantising, the weights.
+SMOLLM2_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 49152,
+                  "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+                  "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
+                  "rope_theta": 100000.0, "tie_word_embeddings": True, "hidden_act": "silu",
+                  "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
+
+
+def smollm2_config():
+    """The embedded model's ``LlamaConfig``: the cached folder's when it exists, else built from
+    ``SMOLLM2_CONFIG`` (no file is read, nothing is de-quantised)."""
+    from transformers import AutoConfig, LlamaConfig
+
+    folder = cached_model_dir(SMOLLM2)
+    if (folder / "config.json").is_file():
+        return AutoConfig.from_pretrained(folder)
+    fields = {k: v for k, v in SMOLLM2_CONFIG.items() if k != "model_type"}
+    return LlamaConfig(name_or_path=SMOLLM2_HUB_ID, **fields)
+
+
+def tiny_llama_config():
+    """tiny-random-llama's config alone (the model's weights are not built)."""
+    from transformers import LlamaConfig
+
+    tok = build_tiny_tokenizer()
+    return LlamaConfig(**_tiny_fields(tok))
 
 
 # ---- public ----------------------------------------------------------------------------------
