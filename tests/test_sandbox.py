@@ -576,6 +576,8 @@ buf = ctypes.create_string_buffer(8)
 iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 8)
 out['vm_readv'] = (libc.process_vm_readv(1, iov, 1, iov, 1, 0), ctypes.get_errno())
 out['unshare'] = (libc.unshare(0x10000000), ctypes.get_errno())  # CLONE_NEWUSER
+status = dict(l.split(':', 1) for l in open('/proc/1/status') if ':' in l)
+out['pid1'] = [status['Seccomp'].strip(), status['NoNewPrivs'].strip(), status['CapEff'].strip()]
 print(json.dumps(out))
 """
 
@@ -589,6 +591,8 @@ def test_nothing_else_to_reach_inside():
         assert r.status == "passed", r.stderr
         out = json.loads(r.stdout)
         assert out["pid"] == 1 and out["procs"] == [1]
+        # pid 1 runs under the filter, without privileges to regain or capabilities
+        assert out["pid1"] == ["2", "1", "0000000000000000"], out
         assert out["ptrace"][0] == -1 and out["vm_readv"][0] == -1 and out["unshare"][0] == -1, out
     # the program's sandbox does not see the test's: each is alone in its pid namespace
     spy = "    import os\n    return a + b if [p for p in os.listdir('/proc') if p.isdigit()] == ['1'] else None\n"
@@ -807,6 +811,7 @@ def test_contained_as_an_ordinary_user():
         sysctl, peek = json.loads(bare[0][1]), json.loads(bare[1][1])
         assert sysctl["tried"] > 500 and sysctl["opened"] == [] and sysctl["wrote"] == []
         assert peek["procs"] == [1] and peek["ptrace"][0] == peek["vm_readv"][0] == peek["unshare"][0] == -1
+        assert peek["pid1"] == ["2", "1", "0000000000000000"], peek
         if os.geteuid() == 0:  # every process of the child's tree was the ordinary uid on the host
             assert len(_sandboxed(seen)) > 10
             # nsenter itself is root until it drops, just before it runs the child
