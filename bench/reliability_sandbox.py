@@ -6,8 +6,8 @@ bench drops to one when it is root), each case judged on its own evidence:
 
 - ``sandbox-as-root``: the host uids of every process of the sandboxes (never 0), every kernel
   setting under ``/proc/sys``, ``/proc/irq``, ``/proc/bus`` and ``/proc/sysrq-trigger`` opened for
-  writing (none may open), ``ptrace`` / ``process_vm_readv`` / ``unshare`` and the processes in
-  sight (only the program itself);
+  writing (none may open), ``ptrace`` / ``process_vm_readv`` / ``unshare``, the processes in
+  sight (only the program itself) and pid 1's seccomp filter, no-new-privs and capabilities;
 - ``files``, ``processes``, ``network``: each payload against its own host folder, marker or
   listener, checked afterwards;
 - ``kill``: a sample that kills what it can reach fails, and the honest one after it still passes;
@@ -109,8 +109,9 @@ def _os_checks(bare: list) -> list[tuple[str, str, str]]:
         peek = json.loads(peek_out)
         open_doors = [k for k in ("ptrace", "vm_readv", "unshare") if peek[k][0] != -1]
         others = [p for p in peek["procs"] if p != peek["pid"]]
-        rows.append(("ptrace-and-peers", "escape" if open_doors or others else "contained",
-                     f"allowed: {open_doors}, other processes: {others}"))
+        unfiltered = peek["pid1"] != ["2", "1", "0000000000000000"]  # seccomp, no-new-privs, no capabilities
+        rows.append(("ptrace-and-peers", "escape" if open_doors or others or unfiltered else "contained",
+                     f"allowed: {open_doors}, other processes: {others}, pid 1 (seccomp, nnp, caps): {peek['pid1']}"))
     return rows
 
 
