@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from lorikit.data import BUILTIN_TASKS
 import torch
 
 from lorikit.adapters.build import AdapterConfig
@@ -150,6 +152,30 @@ def test_builtin_tasks_are_deterministic_and_splits_disjoint():
         test = load_examples(f"builtin:{task}:test", n_builtin=50)
         assert [e.prompt for e in a] == [e.prompt for e in b]
         assert not {e.prompt for e in a} & {e.prompt for e in test}
+
+
+@pytest.mark.parametrize("task", sorted(BUILTIN_TASKS))
+def test_no_test_input_is_a_reordering_of_a_training_input(task):
+    """Splits go by the unordered content of an input: "23 47" and "47 23" (or two orders of the same
+    words) never fall on both sides of a split, for every built-in task (the study's default budget
+    generates 2000 training rows)."""
+    from lorikit.data.builtin import builtin_rows, content_key
+
+    def keys(split, n):
+        rows = builtin_rows(task, split, n)
+        return {content_key(r.get("question") or r.get("input") or r["instruction"]) for r in rows}
+
+    train, dev, test = keys("train", 2000), keys("dev", 300), keys("test", 300)
+    assert len(test) >= 50  # the split is not empty by accident
+    assert not train & test and not train & dev and not dev & test
+
+
+def test_content_key_ignores_order_only():
+    from lorikit.data.builtin import content_key
+
+    assert content_key("23 47") == content_key("47 23") == "23 47"
+    assert content_key("river Apple stone") == content_key("stone river apple")
+    assert content_key("[-5, 'apple']") == "-5 apple" != content_key("[5, 'apple']")
 
 
 def test_formats_follow_reference_templates(tmp_path):

@@ -18,16 +18,25 @@ must meet in the same activations (where merging interference can show):
 - ``words-*`` (input 3–5 distinct words): ``words-reverse`` (reversed order) and ``words-sort``
   (alphabetical order).
 
+Four tasks whose inputs differ in kind and whose skills and answer formats differ, the setting of
+the LoRI and OSRM papers (adapters of different tasks meet different activations) and the default
+suite of ``lorikit study``: ``pair-max`` (two numbers, choice), ``words-reverse`` (a list of words,
+generated), ``sentiment`` (a short review, positive / negative) and ``py-type`` (a Python literal,
+its type among six).
+
 Splits are disjoint by construction: an item belongs to ``train``, ``dev`` or ``test`` by a hash of
-its content (80/10/10), so held-out examples are never seen in training. In a family the hash is
-of the input alone and the random stream is the family's, so every task of the family draws the
-same inputs in the same order and a test input of one task is never a training input of another.
+the *unordered* content of its input (the multiset of its words and numbers, 80/10/10), so "23 47"
+and "47 23", or two orders of the same words, always land in one split and no held-out input is a
+reordering of a training input. In a family the hash is of the input alone and the random stream is
+the family's, so every task of the family draws the same inputs in the same order and a test input
+of one task is never a training input of another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 from typing import Any, Callable, NamedTuple
 
 from ..errors import UsageError
@@ -36,6 +45,15 @@ SPLITS = ("train", "dev", "test")
 WORDS = ("apple river stone cloud green tiger paper light music ocean table dream silver "
          "forest candle winter garden rocket yellow bridge castle planet window mirror orange "
          "pencil thunder violet desert island").split()
+
+
+_TOKEN = re.compile(r"[A-Za-z]+|-?\d+(?:\.\d+)?")
+
+
+def content_key(text: str) -> str:
+    """The unordered content of an input: its words (lower-cased) and numbers, sorted. Inputs that
+    differ only in order ("23 47", "47 23") share it, so they share a split."""
+    return " ".join(sorted(t.lower() for t in _TOKEN.findall(text)))
 
 
 def _split_of(key: str) -> str:
@@ -96,6 +114,48 @@ def _words_task(name: str, instruction: str, transform: Callable[[list[str]], li
     return make
 
 
+POSITIVE = ("delicious wonderful friendly excellent lovely fantastic pleasant superb charming delightful "
+            "cozy helpful").split()
+NEGATIVE = ("awful terrible rude bland dirty horrible disappointing dreadful boring noisy greasy "
+            "unhelpful").split()
+NOUNS = "food service staff room movie music soup view coffee hotel show book".split()
+
+
+def _sentiment(rng: random.Random) -> dict[str, Any]:
+    label = rng.choice(("positive", "negative"))
+    adjectives = POSITIVE if label == "positive" else NEGATIVE
+    nouns = rng.sample(NOUNS, rng.randint(1, 2))
+    text = " and ".join(f"the {n} was {rng.choice(adjectives)}" for n in nouns)
+    return {"instruction": "Is the sentiment of this review positive or negative?", "input": text.capitalize() + ".",
+            "output": label, "options": ["positive", "negative"], "task": "sentiment"}
+
+
+PY_TYPES = ("int", "float", "str", "list", "tuple", "dict")
+
+
+def _py_literal(rng: random.Random, kind: str) -> str:
+    word = lambda: repr(rng.choice(WORDS))  # noqa: E731
+    number = lambda: str(rng.randint(-99, 999))  # noqa: E731
+    if kind == "int":
+        return number()
+    if kind == "float":
+        return f"{rng.randint(-99, 999)}.{rng.randint(0, 99)}"
+    if kind == "str":
+        return repr(" ".join(rng.sample(WORDS, rng.randint(1, 2))))
+    items = [rng.choice((word, number))() for _ in range(rng.randint(2, 3))]
+    if kind == "list":
+        return "[" + ", ".join(items) + "]"
+    if kind == "tuple":
+        return "(" + ", ".join(items) + ")"
+    return "{" + ", ".join(f"{word()}: {v}" for v in items) + "}"
+
+
+def _py_type(rng: random.Random) -> dict[str, Any]:
+    kind = rng.choice(PY_TYPES)
+    return {"instruction": "What is the Python type of this value?", "input": _py_literal(rng, kind), "output": kind,
+            "options": list(PY_TYPES), "task": "py-type"}
+
+
 class BuiltinTask(NamedTuple):
     generate: Callable[[random.Random], dict[str, Any]]
     format: str  # native training format
@@ -123,6 +183,8 @@ TASKS: dict[str, BuiltinTask] = {
                                              lambda w: w[::-1]), "alpaca", "exact", "words"),
     "words-sort": BuiltinTask(_words_task("words-sort", "Sort the words alphabetically.", sorted),
                               "alpaca", "exact", "words"),
+    "sentiment": BuiltinTask(_sentiment, "alpaca", "exact", choice=True),
+    "py-type": BuiltinTask(_py_type, "alpaca", "exact", choice=True),
 }
 BUILTIN_TASKS = TASKS  # name -> BuiltinTask (generate, format, scorer, family); the package-level export
 
@@ -153,7 +215,7 @@ def builtin_rows(name: str, split: str = "train", n: int = 1000, seed: int = 0) 
         attempts += 1
         row = task.generate(rng)
         key = row["input"] if task.family else row.get("question") or row.get("input") or row["instruction"]
-        if key in seen or _split_of(f"{stream}:{key}") != split:
+        if key in seen or _split_of(f"{stream}:{content_key(key)}") != split:
             continue
         seen.add(key)
         rows.append(row)

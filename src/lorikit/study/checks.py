@@ -16,14 +16,14 @@ from typing import Any
 from ..data.loading import load_rows
 from ..errors import LorikitError, UsageError
 from ..eval.tasks import load_items
-from .table import items as read_eval_items
+from .outcomes import Outcomes
 
 ONE_ANSWER_SHARE = 0.95
 
 
-def one_answer(path: str) -> dict[str, Any] | None:
+def one_answer(store: Outcomes, name: str) -> dict[str, Any] | None:
     """``{answer, share, gold_share, n}`` when one answer covers ≥ ONE_ANSWER_SHARE of the items; else None."""
-    items = read_eval_items(path)
+    items = store.items(name)
     golds = [i.gold for i in items]
     if not items or None in golds or len(set(golds)) < 2:
         return None  # no reference answers (refusal, code), or a single-answer task: nothing to compare
@@ -34,13 +34,13 @@ def one_answer(path: str) -> dict[str, Any] | None:
             "n": len(items)}
 
 
-def one_answer_adapters(runs: dict[str, Any]) -> list[dict[str, Any]]:
+def one_answer_adapters(store: Outcomes, runs: dict[str, Any]) -> list[dict[str, Any]]:
     """Every (method, seed, task) single adapter at w = 1 that ``one_answer`` flags."""
     flagged = []
     for method, by_seed in runs.items():
         for seed, run in by_seed.items():
-            for task, path in run["single"]["1"].items():
-                found = one_answer(str(path))
+            for task, name in run["single"]["1"].items():
+                found = one_answer(store, name)
                 if found:
                     flagged.append({"method": method, "seed": seed, "task": task, **found})
     return flagged

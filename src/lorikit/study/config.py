@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..adapters.methods import continual_method, method_names
 from ..data.builtin import TASKS as BUILTIN
-from ..data.loading import source_of
+from ..data.loading import carve_spec, source_of
 from ..errors import UsageError
 from ..models.device import DTYPES
 
@@ -16,9 +17,15 @@ METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OS
 CONTINUAL_METHODS = method_names()
 CHOICE_BUILTINS = tuple(name for name, task in BUILTIN.items() if task.choice)  # answers from fixed options
 SCORINGS = ("generate", "loglik")
-# The default study: tasks of one family (the same inputs, conflicting answers), each of which
-# SmolLM2-135M learns to >= 90 % under the default budget (bench/RESULTS.md, Learnability).
-DEFAULT_TASKS = ("pair-add", "pair-max", "pair-min", "pair-greater")
+# Named task suites (``--suite``). ``papers``, the default, is the LoRI / OSRM papers' setting:
+# different tasks whose inputs differ in kind (numbers, word lists, reviews, Python literals) and
+# whose skills and answer formats differ. ``conflict`` is a stress test outside both papers'
+# claims: one family whose tasks read the same inputs and give conflicting answers.
+SUITES = {"papers": ("pair-max", "words-reverse", "sentiment", "py-type"),
+          "conflict": ("pair-add", "pair-max", "pair-min", "pair-greater")}
+DEFAULT_SUITE = "papers"
+DEFAULT_TASKS = SUITES[DEFAULT_SUITE]
+DEV_WEIGHT = "dev"  # primary endpoint at the merge weight chosen on dev data
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,13 @@ class StudyTask:
     test: str
     eval_task: str = "builtin"
     scoring: str = "generate"  # loglik: the most likely option (choice tasks only)
+
+    def dev(self, fraction: float) -> str:
+        """Held-out rows for choices made on data (the merge weight): a built-in task's own dev split,
+        else the training source's dev carve (the one early stopping reads), never the test rows."""
+        if self.test.startswith("builtin:"):
+            return self.test.rpartition(":")[0] + ":dev"
+        return carve_spec(self.train, "dev", fraction)
 
 
 def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
@@ -83,13 +97,30 @@ class StudyConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/study", metadata={"help": "where stage outputs go (resumable)"})
-    tasks: Any = field(default_factory=lambda: list(DEFAULT_TASKS), metadata={
-        "help": "built-in task names, or (in the YAML file) a mapping NAME: {train, test, task}"})
+    suite: str = field(default=DEFAULT_SUITE, metadata={
+        "help": "named task suite used when no tasks are given: papers (different inputs, the LoRI / OSRM "
+                "papers' setting: " + ", ".join(SUITES["papers"]) + ") or conflict (a stress test: one family "
+                "reading the same inputs with conflicting answers: " + ", ".join(SUITES["conflict"]) + ")",
+        "choices": tuple(SUITES)})
+    tasks: Any = field(default=None, metadata={
+        "help": "built-in task names, or (in the YAML file) a mapping NAME: {train, test, task}; "
+                "default: the suite's tasks"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "adapter methods compared"})
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
         "help": "seeds per (task, method): LoRI's A, LoRA's init, data order and dropout"})
     weights: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 1.0], metadata={
-        "help": "cat merge weights; at each, the merge and every single adapter scaled alone are evaluated"})
+        "help": "cat merge weights; at each, the merge and every single adapter scaled alone are evaluated, "
+                "and the merge on dev data (each run's weight is chosen there)"})
+    primary: str = field(default=DEV_WEIGHT, metadata={
+        "help": "the primary endpoint, declared before the study runs: merged accuracy over all tasks' test "
+                "items of each method minus the first method's, at the merge weight each run chose on dev "
+                "data ('dev') or at one of 'weights' (a number)"})
+    equivalence_margin: float = field(default=0.05, metadata={
+        "help": "a difference counts as 'equivalent' (no difference) only when a TOST at this margin "
+                "(accuracy points as a fraction) rejects both one-sided nulls; else it is 'inconclusive'"})
+    alpha: float = field(default=0.05, metadata={"help": "level of every test and (1 - alpha) interval"})
+    dev_examples: int = field(default=100, metadata={
+        "help": "dev items per task on which each run chooses its merge weight"})
     pair_weight: float | None = field(default=1.0, metadata={
         "help": "weight of the pairwise merges whose interference the report's measures should predict "
                 "(null/omitted in YAML = no pairwise merges)"})
@@ -117,7 +148,6 @@ class StudyConfig:
         "choices": SCORINGS})
     continual: Any = field(default=None, metadata={
         "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
-    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of every paired interval"})
     dtype: str = field(default="auto", metadata={
         "help": "base model dtype of training and evaluation: auto (bfloat16 on a CPU with native bf16, float32 "
                 "elsewhere; each stage records and hashes what it used) or float32 / bfloat16", "choices": DTYPES})
@@ -125,7 +155,9 @@ class StudyConfig:
     def __post_init__(self):
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring {self.scoring!r}: choose from {', '.join(SCORINGS)}")
-        raw = self.tasks
+        if self.suite not in SUITES:
+            raise UsageError(f"--suite {self.suite!r}: choose from {', '.join(SUITES)}")
+        raw = self.tasks if self.tasks is not None else list(SUITES[self.suite])
         items = raw.items() if isinstance(raw, dict) else ((t, None) for t in raw)
         self.task_specs = {str(n): parse_task(str(n), s, "tasks", self.scoring) for n, s in items}
         if len(self.task_specs) < 2:
@@ -143,13 +175,18 @@ class StudyConfig:
         if self.pair_weight is not None and not 0 < self.pair_weight <= 2:
             raise UsageError(f"--pair-weight {self.pair_weight}: must be in (0, 2]")
         for name in ("rank", "batch_size", "max_steps", "eval_every", "dev_limit", "builtin_rows", "eval_examples",
-                     "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "bootstrap"):
+                     "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "dev_examples"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
+        if not 0 < self.alpha < 0.5:
+            raise UsageError(f"--alpha {self.alpha}: must be in (0, 0.5)")
+        if not 0 < self.equivalence_margin < 1:
+            raise UsageError(f"--equivalence-margin {self.equivalence_margin}: must be in (0, 1)")
+        self.primary_weight  # noqa: B018 (validates --primary)
         self._check_continual()
 
     def _check_continual(self) -> None:
@@ -160,6 +197,20 @@ class StudyConfig:
                 not {c["first"], c["then"]} <= set(self.task_specs) or c["first"] == c["then"]:
             raise UsageError(f"continual: expected {{first: TASK, then: TASK}}, two different tasks of 'tasks' "
                              f"({', '.join(self.task_specs)}), got {c!r}")
+
+    @property
+    def primary_weight(self) -> str:
+        """``dev`` or the fixed weight (as the table's key, ``f"{w:g}"``) of the primary endpoint."""
+        if str(self.primary) == DEV_WEIGHT:
+            return DEV_WEIGHT
+        try:
+            w = float(self.primary)
+        except ValueError:
+            w = math.nan
+        if w not in self.weights:
+            raise UsageError(f"--primary {self.primary!r}: '{DEV_WEIGHT}' or one of the weights "
+                             f"({', '.join(f'{x:g}' for x in self.weights)})")
+        return f"{w:g}"
 
     @property
     def weight_list(self) -> list[float]:

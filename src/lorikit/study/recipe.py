@@ -8,7 +8,9 @@ Stage names (``R`` = ``METHOD-sSEED``, ``wX`` = a merge weight with ``.`` writte
 - ``R-TASK-wX``: that adapter alone, scaled by X (a one-adapter ``cat`` merge); ``R-merged-wX``:
   all tasks' adapters merged with ``cat`` at X; ``R-pair-A-B``: a two-adapter merge at ``pair_weight``.
 - ``eval-…``: each of those on the tasks it concerns (the same first ``eval_examples`` test items
-  for every adapter, so differences are paired); ``eval-base-TASK``: the base model.
+  for every adapter, so differences are paired); ``eval-base-TASK``: the base model;
+  ``dev-R-merged-wX-TASK``: the merge on ``dev_examples`` dev items of each task, where each run
+  chooses its merge weight (the primary endpoint's weight; never the test items).
 - ``shift-R``: the interference report of the run's adapters (overlaps, output shift).
 - ``continual-…``: first task → second task, for LoRA, LoRI-D and LoRI-S (``continual`` setting).
 - ``table``: the study table with intervals, ``study.json`` and the report section.
@@ -36,10 +38,12 @@ class _Builder:
         self.stages: dict[str, dict[str, Any]] = {}
         self.tasks = cfg.task_specs
 
-    def eval(self, name: str, adapter: str | None, task: str) -> str:
+    def eval(self, name: str, adapter: str | None, task: str, dev: bool = False) -> str:
         spec = self.tasks[task]
-        self.stages[name] = {"kind": "eval", "data": spec.test, "task": spec.eval_task, "scoring": spec.scoring,
-                             **({"adapter": f"${adapter}"} if adapter else {})}
+        data = spec.dev(self.cfg.dev_fraction) if dev else spec.test
+        self.stages[name] = {"kind": "eval", "data": data, "task": spec.eval_task, "scoring": spec.scoring,
+                             **({"adapter": f"${adapter}"} if adapter else {}),
+                             **({"limit": self.cfg.dev_examples} if dev else {})}
         return f"${name}"
 
     def train(self, name: str, method: str, seed: int, task: str, **extra: Any) -> None:
@@ -62,7 +66,8 @@ class _Builder:
 
     def single_and_merges(self, run: str) -> dict[str, Any]:
         cfg, tasks = self.cfg, list(self.tasks)
-        out: dict[str, Any] = {"single": {}, "merged": {}, "pairs": {}}
+        out: dict[str, Any] = {"single": {}, "merged": {}, "dev_merged": {}, "pairs": {},
+                               "trainings": {t: f"${run}-{t}" for t in tasks}}
         for w in cfg.weight_list:
             out["single"][f"{w:g}"] = {}
             merged = f"{run}-merged-{tag(w)}"
@@ -70,6 +75,9 @@ class _Builder:
                 out["merged"][f"{w:g}"] = {}
                 self.stages[merged] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{t}" for t in tasks],
                                        "weights": [w] * len(tasks)}
+                if w in cfg.weights:
+                    out["dev_merged"][f"{w:g}"] = {t: self.eval(f"dev-{merged}-{t}", merged, t, dev=True)
+                                                   for t in tasks}
             for t in tasks:
                 single = f"{run}-{t}"
                 if w != 1.0:
@@ -118,15 +126,17 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
     if "osrm" in cfg.methods:
         b.stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
                                   "max_length": 128, "data": {t: s.train for t, s in b.tasks.items()}}
-    runs: dict[str, dict[str, Any]] = {}
-    for method in cfg.methods:  # one run's stages together: a partial study has whole runs, in file order
-        runs[method] = {}
-        for seed in cfg.seeds:
+    runs: dict[str, dict[str, Any]] = {method: {} for method in cfg.methods}
+    base = {t: b.eval(f"eval-base-{t}", None, t) for t in b.tasks}
+    # Seed-major: every method's run of seed 1, then of seed 2, ...: a study stopped part-way holds
+    # whole seeds of every method, which is what a paired, run-level comparison needs.
+    for seed in cfg.seeds:
+        for method in cfg.methods:
             for task in b.tasks:
                 b.train(f"{method}-s{seed}-{task}", method, seed, task)
             runs[method][str(seed)] = b.single_and_merges(f"{method}-s{seed}")
-    base = {t: b.eval(f"eval-base-{t}", None, t) for t in b.tasks}
-    table: dict[str, Any] = {"kind": "study-table", "runs": runs, "base": base, "bootstrap": cfg.bootstrap}
+    table: dict[str, Any] = {"kind": "study-table", "runs": runs, "base": base, "primary": cfg.primary_weight,
+                             "alpha": cfg.alpha, "equivalence_margin": cfg.equivalence_margin}
     if cfg.continual:
         table["continual"] = b.continual()
     b.stages["table"] = table
@@ -135,7 +145,8 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
                       "dev_fraction": cfg.dev_fraction, "dev_limit": cfg.dev_limit,
                       "builtin_rows": cfg.builtin_rows, "max_length": cfg.max_length}
     eval_defaults = {"model": cfg.model, "limit": cfg.eval_examples, "batch_size": cfg.eval_batch_size,
-                     "max_new_tokens": cfg.max_new_tokens, "builtin_rows": max(cfg.eval_examples, 200)}
+                     "max_new_tokens": cfg.max_new_tokens,
+                     "builtin_rows": max(cfg.eval_examples, cfg.dev_examples, 200)}
     if cfg.dtype != "auto":  # absent by default: `auto` resolves per stage (and is hashed there)
         train_defaults["dtype"] = eval_defaults["dtype"] = cfg.dtype
     return {"name": "study", "workdir": cfg.workdir, "defaults": {"train": train_defaults, "eval": eval_defaults},

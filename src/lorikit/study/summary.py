@@ -1,30 +1,47 @@
-"""Everything the study table shows, as one JSON-able dict (``study.json``)."""
+"""Everything the study table shows, as one JSON-able dict (``study.json``), from the study's
+per-item outcomes alone (``outcomes.json.gz``), so a committed outcomes file recomputes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .checks import one_answer_adapters
-from .table import accuracy, continual_rows, headline, merge_rows, outcomes, prediction, single_rows
+from .outcomes import Outcomes
+from .table import (Stats, adjust, base_rows, continual_rows, convergence, headline, merge_rows, prediction,
+                    primary_rows, single_rows)
 
 
-def summarize(runs: dict[str, Any], base: dict[str, str], continual: dict[str, Any] | None,
-              n_boot: int = 2000) -> dict[str, Any]:
-    """Tables of a finished study from its eval outputs (see ``table`` for the definitions)."""
+def summarize(store: Outcomes, primary: str = "dev", alpha: float = 0.05, margin: float = 0.05) -> dict[str, Any]:
+    """Tables of a finished study (see ``table`` for the definitions). ``primary``: ``dev`` (each
+    run's dev-chosen merge weight) or a fixed weight; ``alpha``: level of every test and interval;
+    ``margin``: the equivalence margin of every TOST."""
+    runs, continual = store.layout["runs"], store.layout.get("continual")
     methods = list(runs)
     seeds = list(next(iter(runs.values())))
-    base_rows = {t: accuracy(outcomes([p])) for t, p in base.items()}
-    n_items = {t: r["n_items"] for t, r in base_rows.items()}
-    notes = [f"methods: {', '.join(methods)}; seeds per method: {len(seeds)} ({', '.join(seeds)})",
+    st = Stats(alpha, margin)
+    base = base_rows(store, store.layout["base"])
+    n_items = {t: r["n_items"] for t, r in base.items()}
+    level = f"{1 - alpha:.0%}"
+    notes = [f"methods: {', '.join(methods)}; training runs (seeds) per method: {len(seeds)} ({', '.join(seeds)})",
              "test items per task: " + ", ".join(f"{t} {n}" for t, n in n_items.items()),
-             "base model: " + ", ".join(f"{t} {r['mean']:.3f}" for t, r in base_rows.items()),
-             "cells: estimate [95 % interval]; accuracies: Wilson over items × seeds; differences: paired "
-             f"bootstrap over items and seeds ({n_boot} resamples, seed 0); * = interval excludes 0"]
-    study: dict[str, Any] = {"reference_method": methods[0], "methods": methods, "seeds": seeds,
-                             "n_items": n_items, "base": base_rows, "notes": notes,
-                             "single": single_rows(runs, n_boot), "merge": merge_rows(runs, n_boot),
-                             "headline": headline(runs, n_boot), "one_answer": one_answer_adapters(runs)}
+             "base model (one model on these items, Wilson): " + ", ".join(f"{t} {r['mean']:.3f}" for t, r in base.items()),
+             f"the unit is the training run: accuracies are means of per-run accuracies with a {level} t-interval over "
+             f"runs; a difference is the mean of per-run differences (run i of one method paired with run i of the "
+             f"other, on the same items), {level} t-interval with runs − 1 df and a t-test; verdicts: different "
+             f"(p < {alpha:g}), equivalent (TOST at ±{margin:g} rejects), else inconclusive; MDE = the smallest "
+             f"difference this design detects with 80 % power; secondary p-values are Holm-adjusted together"]
+    if len(seeds) < 2:
+        notes.append("ONE training run per method: there is no run-level interval; these numbers describe these "
+                     "adapters on these items and illustrate, they do not test the methods")
+    study: dict[str, Any] = {"reference_method": methods[0], "methods": methods, "seeds": seeds, "alpha": alpha,
+                             "equivalence_margin": margin, "n_items": n_items, "base": base, "notes": notes,
+                             "primary": primary_rows(store, runs, st, primary),
+                             "single": single_rows(store, runs, st), "merge": merge_rows(store, runs, st),
+                             "headline": headline(store, runs, st), "one_answer": one_answer_adapters(store, runs),
+                             "convergence": convergence(store, runs, continual)}
     if continual:
-        study["continual"] = continual_rows(continual, n_boot)
-    study["prediction"] = prediction(runs)
+        study["continual"] = continual_rows(store, continual, st)
+    adjust(st.secondary, alpha)
+    study["n_secondary"] = len(st.secondary)
+    study["prediction"] = prediction(store, runs)
     return study

@@ -1,13 +1,17 @@
-"""The study's numbers, from per-item eval records: accuracies with Wilson intervals, paired
-differences (bootstrap over items and seeds, McNemar's exact test), and the prediction test.
+"""The study's numbers, from per-item outcomes (``Outcomes``), with the training run as the unit.
 
-Every eval of a task scores the same first N test items, so two systems' outcomes on a task form
-a (seeds × items) pair of 0/1 matrices; a difference's interval is ``paired_bootstrap`` of them,
-and it is *significant* when that 95 % interval excludes 0.
+Every eval of a task scores the same first N test items, so one method's outcomes on a task form a
+(seeds × items) 0/1 matrix, and two methods' matrices pair seed i with seed i and item j with item
+j. Every comparison is ``compare_runs`` of two such matrices: per-seed differences, a t-interval
+with n − 1 degrees of freedom, a t-test, the smallest effect the design could detect (80 % power),
+and, against the study's equivalence margin, a TOST verdict: ``different``, ``equivalent`` or
+``inconclusive``. Accuracies are ``run_accuracy`` (mean of the per-seed accuracies, t-interval over
+seeds). Only the base model — one model on these items — gets a Wilson interval over items.
 
 - down-weighting loss(w) = single@1 − single@w   (the adapter alone, scaled by w)
 - interference(w)        = single@w − merged@w   (what the other adapters cost at the same scale)
-- Δ interference vs the first method: paired over items and seeds (seed i of both methods).
+- primary endpoint: merged accuracy over every task's test items at the weight each run chose on
+  dev data (or a fixed weight), each method minus the first method.
 - prediction: for every pair (a, b) of one run's adapters, measured interference
   = mean over t ∈ {a, b} of single_t@pw − pair_t@pw, against the interference report's row
   overlap, column overlap and output-shift ratio (other adapter's shift on t ÷ own adapter's).
@@ -15,108 +19,229 @@ and it is *significant* when that 95 % interval excludes 0.
 
 from __future__ import annotations
 
-import json
 import math
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..analysis.stats import correlation, mcnemar_exact, paired_bootstrap, spread, wilson
+from ..analysis.stats import compare_runs, correlation, run_accuracy, wilson
 from ..errors import LorikitError
-from ..eval.result import ItemResult, read_items
+from .outcomes import Outcomes
 
 
-@lru_cache(maxsize=None)
-def items(path: str) -> tuple[ItemResult, ...]:
-    """An eval's per-item results, read from disk once per process (the tables and the checks share them)."""
-    return tuple(read_items(path))
+class Matrix:
+    """(seeds × items) outcomes and the item ids of their columns."""
+
+    def __init__(self, values: np.ndarray, ids: list[str]):
+        self.values, self.ids = values, ids
+
+    def __sub__(self, other: "Matrix") -> "Matrix":
+        if other.ids != self.ids or other.values.shape != self.values.shape:
+            raise LorikitError("study table: outcomes on different items cannot be subtracted")
+        return Matrix(self.values - other.values, self.ids)
+
+    @staticmethod
+    def concat(parts: list[tuple[str, "Matrix"]]) -> "Matrix":
+        """Tasks side by side (item ids prefixed by their task)."""
+        return Matrix(np.concatenate([m.values for _, m in parts], axis=1),
+                      [f"{t}/{i}" for t, m in parts for i in m.ids])
 
 
-def outcomes(paths: list[str]) -> np.ndarray:
+def outcomes(store: Outcomes, names: list[str]) -> Matrix:
     """(seeds × items) 0/1 outcomes of evals that must have scored the same items in the same order."""
-    loaded = [items(str(p)) for p in paths]
+    loaded = [store.items(n) for n in names]
     ids = [i.id for i in loaded[0]]
-    for p, other in zip(paths, loaded):
+    for n, other in zip(names, loaded):
         if [i.id for i in other] != ids:
-            raise LorikitError(f"{p}: scored different test items than {paths[0]} (evals must share data and limit)")
-    return np.array([[float(i.correct) for i in one] for one in loaded], dtype=float)
+            raise LorikitError(f"eval {n}: scored different test items than {names[0]} (evals must share data and limit)")
+    return Matrix(np.array([[float(i.correct) for i in one] for one in loaded], dtype=float), ids)
 
 
-def accuracy(m: np.ndarray) -> dict[str, Any]:
-    """Mean accuracy, Wilson interval over the pooled items × seeds, spread of the per-seed means."""
-    s = spread(m.mean(axis=1))
-    w = wilson(int(m.sum()), m.size)
-    return {"mean": float(m.mean()), "low": w.low, "high": w.high, "n_items": m.shape[1], "seeds": m.shape[0],
-            "sd_seeds": s.sd}
+class Stats:
+    """The study's declared analysis: level, equivalence margin; every comparison is kept so the
+    secondary ones can be Holm-adjusted together at the end."""
+
+    def __init__(self, alpha: float, margin: float):
+        self.alpha, self.margin = alpha, margin
+        self.secondary: list[dict[str, Any]] = []
+
+    def accuracy(self, m: Matrix) -> dict[str, Any]:
+        acc = run_accuracy(m.values, alpha=self.alpha)
+        return {"mean": acc.estimate, "low": acc.low, "high": acc.high, "per_seed": list(acc.per_seed),
+                "seeds": m.values.shape[0], "n_items": m.values.shape[1]}
+
+    def compare(self, a: Matrix, b: Matrix, primary: bool = False) -> dict[str, Any]:
+        r = compare_runs(a.values, b.values, alpha=self.alpha, items_a=a.ids, items_b=b.ids, margin=self.margin)
+        out = {"estimate": r.estimate, "low": r.low, "high": r.high, "p": r.p, "per_seed": list(r.per_seed),
+               "n_seeds": r.n_seeds, "n_items": r.n_items, "mde": r.mde, "tost_p": r.tost_p,
+               "verdict": r.verdict, "significant": bool(r.p < self.alpha) if math.isfinite(r.p) else False}
+        if not primary:
+            self.secondary.append(out)
+        return out
 
 
-def difference(a: np.ndarray, b: np.ndarray, n_boot: int, mcnemar: bool = True) -> dict[str, Any]:
-    iv = paired_bootstrap(a, b, n_boot=n_boot, seed=0)
-    out = {**iv.to_json(), "significant": iv.excludes_zero}
-    if mcnemar and set(np.unique(np.concatenate([a.ravel(), b.ravel()]))) <= {0.0, 1.0}:
-        out["mcnemar_p"] = mcnemar_exact(a, b).p_value
-    return out
+def _first(runs: dict[str, Any]) -> dict[str, Any]:
+    return next(iter(next(iter(runs.values())).values()))
 
 
-def merge_rows(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
+def single_rows(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[str, Any]]:
+    """Each method's single adapters at full weight vs the first method's (paired by seed)."""
+    ref_method = next(iter(runs))
+    rows = []
+    for method in runs:
+        for task in _first(runs)["single"]["1"]:
+            m = outcomes(store, [runs[method][s]["single"]["1"][task] for s in runs[method]])
+            ref = outcomes(store, [runs[ref_method][s]["single"]["1"][task] for s in runs[ref_method]])
+            row = {"method": method, "task": task, "accuracy": st.accuracy(m)}
+            if method != ref_method and ref.values.shape == m.values.shape:
+                row["vs_ref"] = st.compare(m, ref)
+                row["ratio_to_ref"] = float(m.values.mean() / ref.values.mean()) if ref.values.mean() else math.nan
+            rows.append(row)
+    return rows
+
+
+def merge_rows(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[str, Any]]:
     """One row per (method, task, w): single@w, merged@w, down-weighting loss, interference, Δ vs first."""
     rows = []
     ref_method = next(iter(runs))
-    weights = list(next(iter(runs[ref_method].values()))["merged"])
-    tasks = list(next(iter(runs[ref_method].values()))["single"]["1"])
+    weights, tasks = list(_first(runs)["merged"]), list(_first(runs)["single"]["1"])
 
-    def mat(method: str, kind: str, w: str, task: str) -> np.ndarray:
-        return outcomes([runs[method][s][kind][w][task] for s in runs[method]])
+    def mat(method: str, kind: str, w: str, task: str) -> Matrix:
+        return outcomes(store, [runs[method][s][kind][w][task] for s in runs[method]])
 
     for method in runs:
         for task in tasks:
             one = mat(method, "single", "1", task)
             for w in weights:
                 single, merged = mat(method, "single", w, task), mat(method, "merged", w, task)
-                row = {"method": method, "task": task, "weight": float(w), "single": accuracy(single),
-                       "merged": accuracy(merged), "downweighting_loss": difference(one, single, n_boot),
-                       "interference": difference(single, merged, n_boot)}
+                row = {"method": method, "task": task, "weight": float(w), "single": st.accuracy(single),
+                       "merged": st.accuracy(merged), "interference": st.compare(single, merged)}
+                if w != "1":
+                    row["downweighting_loss"] = st.compare(one, single)
                 ref_s, ref_m = mat(ref_method, "single", w, task), mat(ref_method, "merged", w, task)
-                if method != ref_method and ref_s.shape == single.shape:
-                    row["interference_vs_ref"] = difference(single - merged, ref_s - ref_m, n_boot, mcnemar=False)
+                if method != ref_method and ref_s.values.shape == single.values.shape:
+                    row["interference_vs_ref"] = st.compare(single - merged, ref_s - ref_m)
                 rows.append(row)
     return rows
 
 
-def single_rows(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
-    """Each method's single adapters at full weight vs the first method's (paired)."""
+def _pooled(store: Outcomes, by_seed: dict[str, Any], kind: str, w: str, tasks: list[str]) -> Matrix:
+    return Matrix.concat([(t, outcomes(store, [by_seed[s][kind][w][t] for s in by_seed])) for t in tasks])
+
+
+def headline(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[str, Any]]:
+    """Per method and fixed w, all tasks' items side by side: interference, down-weighting loss, the
+    merged model's accuracy, and the differences of interference and merged accuracy from the first method."""
     ref_method = next(iter(runs))
+    tasks = list(_first(runs)["single"]["1"])
     rows = []
-    for method in runs:
-        for task in next(iter(runs[method].values()))["single"]["1"]:
-            m = outcomes([runs[method][s]["single"]["1"][task] for s in runs[method]])
-            ref = outcomes([runs[ref_method][s]["single"]["1"][task] for s in runs[ref_method]])
-            row = {"method": method, "task": task, "accuracy": accuracy(m)}
-            if method != ref_method and ref.shape == m.shape:
-                row["vs_ref"] = difference(m, ref, n_boot)
-                row["ratio_to_ref"] = float(m.mean() / ref.mean()) if ref.mean() else math.nan
+    for w in _first(runs)["merged"]:
+        ref_merged = _pooled(store, runs[ref_method], "merged", w, tasks)
+        ref_int = _pooled(store, runs[ref_method], "single", w, tasks) - ref_merged
+        for method in runs:
+            single, merged = _pooled(store, runs[method], "single", w, tasks), _pooled(store, runs[method], "merged", w, tasks)
+            row = {"method": method, "weight": float(w), "interference": st.compare(single, merged),
+                   "merged": st.accuracy(merged)}
+            if w != "1":
+                row["downweighting_loss"] = st.compare(_pooled(store, runs[method], "single", "1", tasks), single)
+            if method != ref_method and ref_int.values.shape == single.values.shape:
+                row["interference_vs_ref"] = st.compare(single - merged, ref_int)
+                row["merged_vs_ref"] = st.compare(merged, ref_merged)
             rows.append(row)
     return rows
 
 
-def continual_rows(cont: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
-    """Forgetting of the first task (before − after) and the second task's score, per method."""
-    first, then = cont["first"], cont["then"]
+def dev_weight(store: Outcomes, run: dict[str, Any]) -> str:
+    """The merge weight a user would pick: the best mean dev accuracy over the tasks (ties: the larger weight)."""
+    scores = {w: np.mean([np.mean([i.correct for i in store.items(name)]) for name in evals.values()])
+              for w, evals in run["dev_merged"].items()}
+    if not scores:
+        raise LorikitError("study table: the primary endpoint needs dev evals of the merges (weights)")
+    return max(scores, key=lambda w: (round(float(scores[w]), 12), float(w)))
+
+
+def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str) -> dict[str, Any]:
+    """The primary endpoint: merged accuracy over all tasks' test items at each run's chosen weight
+    (``dev``) or a fixed one, each method minus the first; Holm over these comparisons only."""
+    ref_method = next(iter(runs))
+    tasks = list(_first(runs)["single"]["1"])
+    chosen = {m: {s: (dev_weight(store, run) if primary == "dev" else primary) for s, run in by_seed.items()}
+              for m, by_seed in runs.items()}
+
+    def merged_at_choice(method: str) -> Matrix:
+        by_seed = runs[method]
+        return Matrix.concat([(t, outcomes(store, [by_seed[s]["merged"][chosen[method][s]][t] for s in by_seed]))
+                              for t in tasks])
+
+    ref = merged_at_choice(ref_method)
     rows = []
+    for method in runs:
+        m = merged_at_choice(method)
+        row = {"method": method, "weights": chosen[method], "merged": st.accuracy(m)}
+        if method != ref_method and m.values.shape == ref.values.shape:
+            row["vs_ref"] = st.compare(m, ref, primary=True)
+        rows.append(row)
+    adjust([r["vs_ref"] for r in rows if "vs_ref" in r], st.alpha)
+    return {"endpoint": ("merged accuracy at the dev-chosen weight" if primary == "dev"
+                         else f"merged accuracy at w = {primary}"), "weight": primary, "rows": rows}
+
+
+def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
+    """Holm's step-down adjustment over ``comparisons`` (in place: ``p_holm``, ``significant_holm``)."""
+    from ..analysis.stats import holm
+
+    if not comparisons:
+        return
+    adjusted = holm([c["p"] for c in comparisons])
+    for c, p in zip(comparisons, adjusted):
+        c["p_holm"] = float(p)
+        c["significant_holm"] = bool(math.isfinite(p) and p < alpha)
+
+
+def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats) -> list[dict[str, Any]]:
+    """Forgetting of the first task (before − after) and the second task's score, per method; the
+    first method (plain LoRA) is the control each method's forgetting is compared with."""
+    first, then = cont["first"], cont["then"]
+    rows, ref = [], None
     for method, by_seed in cont["methods"].items():
         seeds = list(by_seed)
-        get = lambda part, task: outcomes([by_seed[s][part][task] for s in seeds])  # noqa: E731
+        get = lambda part, task: outcomes(store, [by_seed[s][part][task] for s in seeds])  # noqa: E731
         before_first, after_first = get("before", first), get("after", first)
         after_then, alone_then = get("after", then), get("single", then)
-        rows.append({"method": method, "first": first, "then": then,
-                     "first_before": accuracy(before_first), "first_after": accuracy(after_first),
-                     "forgetting": difference(before_first, after_first, n_boot),
-                     "then_before": accuracy(get("before", then)), "then_after": accuracy(after_then),
-                     "then_alone": accuracy(alone_then),
-                     "then_gap_to_alone": difference(alone_then, after_then, n_boot)})
+        row = {"method": method, "first": first, "then": then,
+               "first_before": st.accuracy(before_first), "first_after": st.accuracy(after_first),
+               "forgetting": st.compare(before_first, after_first),
+               "then_before": st.accuracy(get("before", then)), "then_after": st.accuracy(after_then),
+               "then_alone": st.accuracy(alone_then), "then_gap_to_alone": st.compare(alone_then, after_then)}
+        forgetting = before_first - after_first
+        if ref is None:
+            ref = forgetting
+        elif ref.values.shape == forgetting.values.shape:
+            row["forgetting_vs_ref"] = st.compare(forgetting, ref)
+        rows.append(row)
     return rows
+
+
+def convergence(store: Outcomes, runs: dict[str, Any], continual: dict[str, Any] | None) -> dict[str, Any]:
+    """How each adapter's training ended: on a dev-loss plateau or at the step cap."""
+    names = [name for by_seed in runs.values() for run in by_seed.values() for name in run.get("trainings", {}).values()]
+    records = {n: store.training(n) for n in names}
+    stopped = [r["stopped"] for r in records.values() if r]
+    at_cap = [n for n, r in records.items() if r and r["stopped"] == "cap"]
+    share = len(at_cap) / len(stopped) if stopped else math.nan
+    return {"adapters": len(names), "with_record": len(stopped), "at_cap": at_cap,
+            "plateau_share": 1 - share if stopped else math.nan, "warning": bool(stopped) and share > 0.10,
+            "chosen_steps": {n: r["chosen_step"] for n, r in records.items() if r}}
+
+
+def base_rows(store: Outcomes, base: dict[str, str]) -> dict[str, Any]:
+    """The base model on each task's items (one model: Wilson over these items)."""
+    out = {}
+    for t, name in base.items():
+        m = outcomes(store, [name]).values
+        w = wilson(int(m.sum()), m.size)
+        out[t] = {"mean": float(m.mean()), "low": w.low, "high": w.high, "n_items": m.shape[1], "seeds": 1}
+    return out
 
 
 def _pair_measures(analysis: dict[str, Any], a: str, b: str) -> dict[str, float]:
@@ -135,19 +260,20 @@ def _pair_measures(analysis: dict[str, Any], a: str, b: str) -> dict[str, float]
     return out
 
 
-def prediction(runs: dict[str, Any]) -> dict[str, Any]:
-    """Pairs (method, seed, a+b) with measured interference and the report's measures; correlations."""
+def prediction(store: Outcomes, runs: dict[str, Any]) -> dict[str, Any]:
+    """Pairs (method, seed, a+b) with measured interference and the report's measures; correlations
+    over adapter pairs (the unit here is a pair of adapters, not a method comparison)."""
     points = []
     for method, by_seed in runs.items():
         for seed, run in by_seed.items():
             if not run.get("pairs"):
                 continue
-            analysis = json.loads(Path(run["analysis"]).read_text())
+            analysis = store.analysis(run["analysis"])
             for pair, evals in run["pairs"].items():
                 a, b = pair.split("+")
                 pw = run["pair_weight"]
-                measured = np.mean([outcomes([run["single"][pw][t]]).mean() - outcomes([evals[t]]).mean()
-                                    for t in (a, b)])
+                measured = np.mean([outcomes(store, [run["single"][pw][t]]).values.mean()
+                                    - outcomes(store, [evals[t]]).values.mean() for t in (a, b)])
                 points.append({"method": method, "seed": seed, "pair": pair, "interference": float(measured),
                                **_pair_measures(analysis, a, b)})
     correlations = {}
@@ -156,31 +282,3 @@ def prediction(runs: dict[str, Any]) -> dict[str, Any]:
         ys = [p["interference"] for p in points]
         correlations[measure] = {k: correlation(xs, ys, k).to_json() for k in ("pearson", "spearman")}
     return {"points": points, "correlations": correlations}
-
-
-def headline(runs: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
-    """Per method and w: interference, down-weighting loss and the merged accuracy over all tasks'
-    items pooled (items of every task side by side, seeds paired), and the differences of interference
-    and of merged accuracy from the first method's."""
-    ref_method = next(iter(runs))
-    first = next(iter(runs[ref_method].values()))
-    tasks = list(first["single"]["1"])
-
-    def pooled(method: str, kind: str, w: str) -> np.ndarray:
-        return np.concatenate([outcomes([runs[method][s][kind][w][t] for s in runs[method]]) for t in tasks], axis=1)
-
-    rows = []
-    for w in first["merged"]:
-        ref_merged = pooled(ref_method, "merged", w)
-        ref = pooled(ref_method, "single", w) - ref_merged
-        for method in runs:
-            single, merged = pooled(method, "single", w), pooled(method, "merged", w)
-            row = {"method": method, "weight": float(w), "interference": difference(single, merged, n_boot),
-                   "downweighting_loss": difference(pooled(method, "single", "1"), single, n_boot),
-                   "merged": accuracy(merged)}
-            if method != ref_method and ref.shape == single.shape:
-                row["interference_vs_ref"] = difference(single - merged, ref, n_boot, mcnemar=False)
-                # what a user keeps: the merged model's accuracy, down-weighting and interference together
-                row["merged_vs_ref"] = difference(merged, ref_merged, n_boot)
-            rows.append(row)
-    return rows

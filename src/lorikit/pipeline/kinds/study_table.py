@@ -2,8 +2,9 @@
 
 Settings (``lorikit study`` writes them): ``runs``: {METHOD: {SEED: {single: {W: {TASK: $eval}},
 merged: {W: {TASK: $eval}}, pairs: {A+B: {TASK: $eval}}, pair_weight: W, analysis: $report/analysis.json}}},
-``base``: {TASK: $eval}, optional ``continual`` and ``bootstrap`` (resamples). The first method is
-the reference of every "vs" column. Output: ``table.md``, ``study.json``, ``interference.png``
+``base``: {TASK: $eval}, optional ``continual``; ``primary`` (``dev`` or a weight), ``alpha`` and
+``equivalence_margin`` (the study's declared analysis). The first method is the reference of every
+"vs" column. Output: ``table.md``, ``study.json``, ``interference.png``
 (and ``prediction.png``), written atomically.
 """
 
@@ -26,12 +27,14 @@ class StudyTableSettings:
     runs: dict = field(default_factory=dict)
     base: dict = field(default_factory=dict)
     continual: dict | None = None
-    bootstrap: int = 2000
+    primary: str = "dev"
+    alpha: float = 0.05
+    equivalence_margin: float = 0.05
 
 
 class StudyTableKind(StageKind):
     name = "study-table"
-    version = 2  # 2: the one-answer check (adapters that learned a label prior) in table.md / study.json
+    version = 3  # 3: run-level comparisons (compare_runs), primary endpoint, Holm, TOST; outcomes.json.gz
     summary = "the study table: accuracies, down-weighting vs interference, continual, prediction, with intervals"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
@@ -39,16 +42,19 @@ class StudyTableKind(StageKind):
         cfg = build_dataclass(StudyTableSettings, settings, where)
         if not cfg.runs or not all(isinstance(v, dict) and v for v in cfg.runs.values()):
             raise UsageError(f"{where}: 'runs' must map each method to its seeds' evals")
-        if cfg.bootstrap <= 0:
-            raise UsageError(f"{where}: bootstrap {cfg.bootstrap}: must be positive")
+        if not 0 < cfg.alpha < 0.5 or not 0 < cfg.equivalence_margin < 1:
+            raise UsageError(f"{where}: alpha must be in (0, 0.5) and equivalence_margin in (0, 1)")
         return cfg
 
     def run(self, prepared: StudyTableSettings, out: Path) -> None:
-        from ...study.summary import summarize
         from ...study import report
+        from ...study.outcomes import FILE, collect
+        from ...study.summary import summarize
 
-        study = summarize(prepared.runs, prepared.base, prepared.continual, prepared.bootstrap)
+        store = collect(prepared.runs, prepared.base, prepared.continual)
+        study = summarize(store, primary=prepared.primary, alpha=prepared.alpha, margin=prepared.equivalence_margin)
         with atomic_output_dir(out, overwrite=True) as tmp:
+            store.save(tmp / FILE)
             text = report.write(tmp, study)
         logger.info("%s", text)
 
