@@ -13,12 +13,13 @@ import yaml
 from lorikit.cli import main
 from lorikit.errors import UsageError
 from lorikit.study import StudyConfig, load_study_config, study_recipe
+from lorikit.study.outcomes import collect
 from lorikit.study.report import verdicts
-from lorikit.study.table import headline, merge_rows
+from lorikit.study.table import Stats, headline, merge_rows, primary_rows
 
 TINY = {"model": "tiny-random-llama", "seeds": [1, 2], "weights": [0.5], "max_steps": 2, "eval_every": 1,
         "patience": 1, "builtin_rows": 24, "dev_limit": 4, "eval_examples": 4, "max_new_tokens": 4,
-        "samples": 2, "osrm_samples": 4, "bootstrap": 200}
+        "samples": 2, "osrm_samples": 4, "dev_examples": 4}
 
 
 def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
@@ -44,6 +45,13 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     assert study_recipe(cfg)["defaults"]["eval"]["limit"] == 200
     assert set(stages["table"]["continual"]["methods"]) == {"lora", "lori-d", "lori-s"}
     assert stages["continual-lori-s-s1-pair-greater-pair-add"]["from_adapter"] == "$lori-s-s1-pair-greater"
+    # each run chooses its merge weight on the task's dev split, never on the test items
+    dev = stages["dev-lora-s2-merged-w0p5-pair-max"]
+    assert dev["data"] == "builtin:pair-max:dev" and dev["adapter"] == "$lora-s2-merged-w0p5"
+    assert stages["table"]["primary"] == "dev" and stages["table"]["equivalence_margin"] == 0.05
+    # seed-major: a study stopped part-way holds whole seeds of every method
+    order = [n for n in stages if stages[n]["kind"] == "train" and not n.startswith("continual")]
+    assert order.index("osrm-s1-pair-max") < order.index("lora-s2-pair-add")
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -90,39 +98,103 @@ def _fake_eval(path: Path, correct: list[int]) -> str:
     return str(path)
 
 
-def test_table_separates_down_weighting_from_interference(tmp_path):
-    """Hand-made outcomes: scaling to 0.5 loses 20 of 100 items, merging loses 30 more (method a) or none (b)."""
-    n = 100
-    full = [1] * 80 + [0] * 20
-    half = [1] * 60 + [0] * 40
-    merged_bad = [1] * 30 + [0] * 70
+def _hand_made_runs(tmp_path, merged_of: dict, seeds=("1", "2", "3"), jitter=True) -> dict:
+    """Two tasks x the given seeds: full weight right on 80 of 100, w 0.5 on 60; merges as given."""
     runs = {}
-    for method, merged in (("a", merged_bad), ("b", half)):
+    for method, merged in merged_of.items():
         runs[method] = {}
-        for seed in ("1", "2"):
+        for k, seed in enumerate(seeds):
             root = tmp_path / method / seed
-            single = {"1": {t: _fake_eval(root / f"s1-{t}", full) for t in ("x", "y")},
-                      "0.5": {t: _fake_eval(root / f"s05-{t}", half) for t in ("x", "y")}}
-            merged_ = {"1": {t: _fake_eval(root / f"m1-{t}", merged) for t in ("x", "y")},
-                       "0.5": {t: _fake_eval(root / f"m05-{t}", merged) for t in ("x", "y")}}
-            runs[method][seed] = {"single": single, "merged": merged_}
-    rows = {(r["method"], r["task"], r["weight"]): r for r in merge_rows(runs, n_boot=500)}
+            shift = k if jitter else 0  # per-seed variation: each run gets one more item right
+            full = [1] * (80 + shift) + [0] * (20 - shift)
+            half = [1] * (60 + shift) + [0] * (40 - shift)
+            m = [1] * (merged + shift) + [0] * (100 - merged - shift)
+            ev = lambda name, c: _fake_eval(root / f"eval-{method}-{seed}-{name}", c)  # noqa: E731 (unique stage names)
+            runs[method][seed] = {
+                "single": {"1": {t: ev(f"s1-{t}", full) for t in "xy"}, "0.5": {t: ev(f"s05-{t}", half) for t in "xy"}},
+                "merged": {"1": {t: ev(f"m1-{t}", m) for t in "xy"}, "0.5": {t: ev(f"m05-{t}", m) for t in "xy"}},
+                "dev_merged": {"1": {t: ev(f"d1-{t}", [1] * 10) for t in "xy"},
+                               "0.5": {t: ev(f"d05-{t}", [0] * 10) for t in "xy"}}}
+    return runs
+
+
+def test_table_separates_down_weighting_from_interference_at_the_run_level(tmp_path):
+    """Hand-made outcomes: scaling to 0.5 loses 20 of 100 items, merging loses 30 more (method a) or none (b)."""
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
+    st = Stats(alpha=0.05, margin=0.05)
+    rows = {(r["method"], r["task"], r["weight"]): r for r in merge_rows(store, store.layout["runs"], st)}
     r = rows[("a", "x", 0.5)]
-    assert r["downweighting_loss"]["estimate"] == pytest.approx(0.2) and r["downweighting_loss"]["significant"]
-    assert r["interference"]["estimate"] == pytest.approx(0.3) and r["interference"]["significant"]
-    assert r["interference"]["mcnemar_p"] < 1e-6
+    assert r["downweighting_loss"]["estimate"] == pytest.approx(0.2) and r["downweighting_loss"]["verdict"] == "different"
+    assert r["interference"]["estimate"] == pytest.approx(0.3) and r["interference"]["n_seeds"] == 3
     b = rows[("b", "x", 0.5)]
-    assert b["interference"]["estimate"] == 0 and not b["interference"]["significant"]
+    assert b["interference"]["estimate"] == 0 and b["interference"]["verdict"] == "equivalent"
     assert b["interference_vs_ref"]["estimate"] == pytest.approx(-0.3) and b["interference_vs_ref"]["significant"]
-    assert r["single"]["n_items"] == n and r["single"]["seeds"] == 2
-    assert r["single"]["low"] < 0.6 < r["single"]["high"]
+    assert r["single"]["n_items"] == 100 and r["single"]["seeds"] == 3
+    assert r["single"]["per_seed"] == pytest.approx([0.60, 0.61, 0.62])
+    assert r["single"]["low"] < 0.61 < r["single"]["high"]  # a t-interval over the three runs
     # the summary pools both tasks: b's merged model keeps 0.6, a's 0.3, at both weights
-    heads = {(h["method"], h["weight"]): h for h in headline(runs, n_boot=500)}
+    heads = {(h["method"], h["weight"]): h for h in headline(store, store.layout["runs"], st)}
     assert set(heads) == {(m, w) for m in "ab" for w in (0.5, 1.0)}
     kept = heads[("b", 0.5)]["merged_vs_ref"]
-    assert kept["estimate"] == pytest.approx(0.3) and kept["significant"]
-    assert heads[("b", 0.5)]["merged"]["mean"] == pytest.approx(0.6) and "merged_vs_ref" not in heads[("a", 0.5)]
-    assert "merged accuracy 0.600" in "\n".join(verdicts(list(heads.values()), "a"))
+    assert kept["estimate"] == pytest.approx(0.3) and kept["verdict"] == "different" and kept["n_items"] == 200
+    assert heads[("b", 0.5)]["merged"]["mean"] == pytest.approx(0.61) and "merged_vs_ref" not in heads[("a", 0.5)]
+    assert "merged accuracy 0.610" in "\n".join(verdicts(list(heads.values()), "a"))
+
+
+def test_primary_endpoint_uses_each_runs_dev_chosen_weight(tmp_path):
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
+    primary = primary_rows(store, store.layout["runs"], Stats(0.05, 0.05), "dev")
+    rows = {r["method"]: r for r in primary["rows"]}
+    assert rows["b"]["weights"] == {"1": "1", "2": "1", "3": "1"}  # dev: all right at w = 1, none at 0.5
+    assert rows["b"]["vs_ref"]["estimate"] == pytest.approx(0.3) and rows["b"]["vs_ref"]["p_holm"] < 0.05
+    assert "p_holm" not in rows["a"]  # the reference
+
+
+def test_one_seed_gives_no_run_level_interval(tmp_path):
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60}, seeds=("1",))
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
+    rows = merge_rows(store, store.layout["runs"], Stats(0.05, 0.05))
+    r = next(r for r in rows if r["method"] == "b" and r["weight"] == 0.5)
+    assert np.isnan(r["interference_vs_ref"]["low"]) and r["interference_vs_ref"]["verdict"] == "inconclusive"
+    from lorikit.study.report import comparison
+    assert comparison(r["interference_vs_ref"]).endswith("no test with one run")
+
+
+def test_holm_adjusts_the_secondary_comparisons_together(tmp_path):
+    from lorikit.study.summary import summarize
+
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"], "y": runs["a"]["1"]["single"]["1"]["y"]}, None)
+    study = summarize(store)
+    comps = [r["interference"] for r in study["merge"]]
+    assert all("p_holm" in c and c["p_holm"] >= c["p"] for c in comps)
+    assert study["n_secondary"] > len(comps)
+
+
+def test_outcomes_file_recomputes_the_same_study(tmp_path):
+    from lorikit.study.outcomes import load
+    from lorikit.study.summary import summarize
+
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
+    store.save(tmp_path / "o.json.gz")
+    again = load(tmp_path / "o.json.gz")
+    assert json.dumps(summarize(again), default=str) == json.dumps(summarize(store), default=str)
+    store.save(tmp_path / "o2.json.gz")  # the same outcomes, byte for byte
+    assert (tmp_path / "o.json.gz").read_bytes() == (tmp_path / "o2.json.gz").read_bytes()
+
+
+def test_evals_on_different_items_are_refused(tmp_path):
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
+    bad = runs["b"]["2"]["merged"]["0.5"]["x"]
+    record = json.loads((Path(bad) / "result.json").read_text())
+    record["records"][0]["id"] = "other"
+    (Path(bad) / "result.json").write_text(json.dumps(record))
+    store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
+    with pytest.raises(Exception, match="different test items"):
+        merge_rows(store, store.layout["runs"], Stats(0.05, 0.05))
 
 
 @pytest.mark.slow  # ~120 stages; the demo test runs the study path (one seed) in the fast suite
@@ -154,7 +226,7 @@ def test_choice_tasks_come_from_the_builtin_registry():
     from lorikit.data.builtin import TASKS, builtin_rows
     from lorikit.study.config import CHOICE_BUILTINS, parse_task
 
-    assert set(CHOICE_BUILTINS) == {"compare", "pair-max", "pair-min", "pair-greater"}
+    assert set(CHOICE_BUILTINS) == {"compare", "pair-max", "pair-min", "pair-greater", "sentiment", "py-type"}
     for name, task in TASKS.items():  # a task with options in its rows is scored by loglik in a study
         row = builtin_rows(name, "test", 1)[0]
         assert task.choice == ("options" in row or task.scorer == "nlu"), name
@@ -199,7 +271,7 @@ def test_one_answer_check_flags_an_adapter_that_learned_the_label_prior(tmp_path
     no_gold = _fake_eval(tmp_path / "refusals", [1] * 100)  # refusal-style records: no gold answers
     runs = {"lora": {"1": {"single": {"1": {"boolq": prior, "safety": no_gold}}}},
             "lori-d": {"1": {"single": {"1": {"boolq": learned, "safety": no_gold}}}}}
-    flags = one_answer_adapters(runs)
+    flags = one_answer_adapters(collect(runs, {}, None), collect(runs, {}, None).layout["runs"])
     assert [(f["method"], f["task"], f["answer"]) for f in flags] == [("lora", "boolq", "true")]
     assert flags[0]["share"] == pytest.approx(0.97) and flags[0]["gold_share"] == pytest.approx(0.6)
     text = "\n".join(one_answer_section(flags))
@@ -207,13 +279,24 @@ def test_one_answer_check_flags_an_adapter_that_learned_the_label_prior(tmp_path
     assert one_answer_section([]) == []
 
 
-def test_default_study_is_one_family_and_the_full_demo_runs_it():
-    from lorikit.data.builtin import TASKS, builtin_rows
+def test_default_suite_reads_different_inputs_and_the_conflict_suite_the_same():
+    from lorikit.data.builtin import TASKS, builtin_rows, content_key
     from lorikit.demo import DemoConfig, study_config
 
     default = StudyConfig()
-    assert study_config(DemoConfig(full=True)).tasks == default.tasks
-    assert len({TASKS[t].family for t in default.tasks}) == 1 and TASKS[default.tasks[0]].family
-    # one family: every task reads the same test inputs, so its adapters meet in the same activations
-    inputs = {t: [r["input"] for r in builtin_rows(t, "test", 20)] for t in default.tasks}
-    assert len({tuple(v) for v in inputs.values()}) == 1
+    assert default.suite == "papers" and list(default.task_specs) == ["pair-max", "words-reverse", "sentiment", "py-type"]
+    assert study_config(DemoConfig(full=True)).task_specs.keys() == default.task_specs.keys()
+    # the papers' setting: no two default tasks share a family or any test input's content
+    assert len({TASKS[t].family or t for t in default.task_specs}) == len(default.task_specs)
+    keys = {t: {content_key(r["input"]) for r in builtin_rows(t, "test", 100)} for t in default.task_specs}
+    assert all(not keys[a] & keys[b] for a in keys for b in keys if a < b)
+    # the stress test: one family, the same test inputs for every task
+    conflict = StudyConfig(suite="conflict")
+    inputs = {t: [r["input"] for r in builtin_rows(t, "test", 20)] for t in conflict.task_specs}
+    assert len({tuple(v) for v in inputs.values()}) == 1 and len(inputs) == 4
+
+
+def test_primary_endpoint_must_be_declared_as_dev_or_a_weight():
+    assert StudyConfig(primary="0.5").primary_weight == "0.5"
+    with pytest.raises(UsageError, match="--primary '0.4'"):
+        StudyConfig(primary="0.4")

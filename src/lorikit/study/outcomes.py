@@ -52,7 +52,7 @@ class Outcomes:
         return self.data["analyses"][name]
 
     def save(self, path: str | os.PathLike) -> None:
-        raw = json.dumps(self.data, separators=(",", ":"), sort_keys=True).encode()
+        raw = json.dumps(self.data, separators=(",", ":")).encode()  # key order is the layout's order
         Path(path).write_bytes(gzip.compress(raw, mtime=0))  # mtime 0: the same outcomes, the same bytes
 
 
@@ -78,6 +78,14 @@ def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any
     trainings: dict[str, Any] = {}
     analyses: dict[str, Any] = {}
 
+    seen: dict[str, Path] = {}
+
+    def named(path: Path) -> str:
+        """A stage's name stands for its folder: two folders of one name would mix their outcomes."""
+        if seen.setdefault(path.name, path) != path:
+            raise LorikitError(f"study table: {path} and {seen[path.name]} share the stage name {path.name!r}")
+        return path.name
+
     def walk(value: Any, key: str | None = None) -> Any:
         if isinstance(value, dict):
             return {k: walk(v, k) for k, v in value.items()}
@@ -90,12 +98,14 @@ def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any
             analyses[name] = {k: full[k] for k in ("comparison", "output_shift") if k in full}
             return name
         if (path / RESULT).is_file():
-            evals.setdefault(path.name, _eval_record(path))
-            return path.name
+            name = named(path)
+            if name not in evals:
+                evals[name] = _eval_record(path)
+            return name
         meta = path / "lorikit.json"
         if meta.is_file():
             es = json.loads(meta.read_text()).get("early_stopping") or {}
-            trainings[path.name] = {k: es.get(k) for k in _EARLY_STOP_KEYS} if es else None
+            trainings[named(path)] = {k: es.get(k) for k in _EARLY_STOP_KEYS} if es else None
             return path.name
         raise LorikitError(f"study table: {value}: neither an eval result nor a trained adapter")
 

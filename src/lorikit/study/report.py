@@ -1,8 +1,10 @@
-"""The study's report section: ``table.md`` (markdown tables with intervals), ``study.json`` and PNGs.
+"""The study's report section: ``table.md`` (markdown tables), ``study.json`` and PNGs.
 
-Cells read ``0.612 [0.571, 0.651]`` (estimate [95 % interval]); a difference marked ``*`` has a
-paired interval that excludes 0. Accuracy intervals are Wilson over the pooled items × seeds;
-``±`` after a mean is the standard deviation of the per-seed means.
+Accuracies read ``0.612 [0.571, 0.651]``: the mean of the per-run accuracies and its t-interval over
+training runs. Differences read ``+0.031 [-0.012, +0.074] p 0.14 (Holm 0.56) inconclusive, MDE
+0.061``: the mean per-run difference, its t-interval, the t-test's p (and its Holm-adjusted p), the
+verdict (different / equivalent by TOST at the study's margin / inconclusive) and the smallest
+difference the design detects with 80 % power.
 """
 
 from __future__ import annotations
@@ -28,35 +30,89 @@ def pyplot():
     return plt
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def cell(iv: dict[str, Any] | None, signed: bool = False) -> str:
+    """``estimate [low, high]``; without a run-level interval (one run) ``estimate (1 run)``."""
     if not iv:
         return "n/a"
     est = iv.get("estimate", iv.get("mean"))
-    if est is None or (isinstance(est, float) and math.isnan(est)):
+    if not _finite(est):
         return "n/a"
     f = "+.3f" if signed else ".3f"
-    text = f"{est:{f}} [{iv['low']:{f}}, {iv['high']:{f}}]"
-    return text + (" *" if iv.get("significant") else "")
+    if not (_finite(iv.get("low")) and _finite(iv.get("high"))):
+        return f"{est:{f}} (1 run)"
+    return f"{est:{f}} [{iv['low']:{f}}, {iv['high']:{f}}]"
+
+
+def comparison(c: dict[str, Any] | None, holm: bool = True) -> str:
+    """A difference with its test, Holm-adjusted p, verdict and MDE."""
+    if not c:
+        return "n/a"
+    text = cell(c, signed=True)
+    if not _finite(c.get("p")):
+        return text + " — no test with one run"
+    text += f" p {c['p']:.3f}"
+    if holm and _finite(c.get("p_holm")):
+        text += f" (Holm {c['p_holm']:.3f})"
+    verdict = c["verdict"] if not holm or c.get("p_holm") is None else _holm_verdict(c)
+    text += f" {verdict}"
+    if _finite(c.get("mde")):
+        text += f", MDE {c['mde']:.3f}"
+    return text
+
+
+def _holm_verdict(c: dict[str, Any]) -> str:
+    """The verdict after Holm: 'different' only if the adjusted p clears the level."""
+    if c["verdict"] == "different" and not c.get("significant_holm", False):
+        return "inconclusive after Holm"
+    return c["verdict"]
+
+
+def primary_section(primary: dict[str, Any], ref: str, margin: float) -> list[str]:
+    head = ["method", "weight per run", "merged accuracy (all tasks)", f"minus {ref}", "TOST p", "verdict (Holm)"]
+    lines = ["## Primary endpoint", "",
+             f"{primary['endpoint'][0].upper()}{primary['endpoint'][1:]}, over every task's test items, each "
+             f"method minus {ref}; declared before the study ran. Holm over these {max(len(primary['rows']) - 1, 0)} "
+             f"comparisons; equivalence margin ±{margin:g}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in primary["rows"]:
+        c = r.get("vs_ref")
+        weights = ", ".join(f"{w}" for w in r["weights"].values())
+        lines.append("| " + " | ".join([r["method"], weights, cell(r["merged"]), comparison(c) if c else "reference",
+                                        f"{c['tost_p']:.3f}" if c and _finite(c.get("tost_p")) else "n/a",
+                                        _holm_verdict(c) if c and c.get("p_holm") is not None else
+                                        (c["verdict"] if c else "")]) + " |")
+    return lines + [""]
+
+
+def convergence_section(conv: dict[str, Any]) -> list[str]:
+    if not conv.get("with_record"):
+        return []
+    share = conv["plateau_share"]
+    line = (f"{conv['with_record'] - len(conv['at_cap'])} of {conv['with_record']} adapters ({share:.0%}) stopped on a "
+            f"dev-loss plateau; {len(conv['at_cap'])} at the step cap")
+    out = ["## Convergence", "", line + "."]
+    if conv["warning"]:
+        out += ["", f"**WARNING: {1 - share:.0%} of the adapters stopped at the step cap (more than 10 %): they may "
+                "not be converged; raise max_steps.** At the cap: " + ", ".join(conv["at_cap"])]
+    return out + [""]
 
 
 def verdicts(rows: list[dict[str, Any]], ref: str) -> list[str]:
-    """One plain sentence per method and weight: what merging cost, and whether it is significant."""
+    """One plain sentence per method and weight: what merging cost, and the verdicts."""
     out = []
     for r in rows:
-        i, d = r["interference"], r["downweighting_loss"]
-        sig = "significant" if i["significant"] else "NOT significant (the interval contains 0)"
-        line = (f"- **{r['method']}, w = {r['weight']:g}**: interference {cell(i, True)} — {sig}; "
-                f"down-weighting loss {cell(d, True)}")
-        vs = r.get("interference_vs_ref")
-        if vs:
-            line += (f"; interference minus {ref}'s {cell(vs, True)} — "
-                     + ("significant" if vs["significant"] else "no significant difference"))
-        if "merged" in r:
-            line += f"; merged accuracy {cell(r['merged'])}"
-        kept = r.get("merged_vs_ref")
-        if kept:
-            line += (f", minus {ref}'s {cell(kept, True)} — "
-                     + ("significant" if kept["significant"] else "no significant difference"))
+        line = f"- **{r['method']}, w = {r['weight']:g}**: interference {comparison(r['interference'])}"
+        if r.get("downweighting_loss"):
+            line += f"; down-weighting loss {comparison(r['downweighting_loss'])}"
+        if r.get("interference_vs_ref"):
+            line += f"; interference minus {ref}'s {comparison(r['interference_vs_ref'])}"
+        line += f"; merged accuracy {cell(r['merged'])}"
+        if r.get("merged_vs_ref"):
+            line += f", minus {ref}'s {comparison(r['merged_vs_ref'])}"
         out.append(line + ".")
     return out
 
@@ -67,39 +123,42 @@ def merge_table(rows: list[dict[str, Any]], ref: str) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r["method"], r["task"], f"{r['weight']:g}", cell(r["single"]),
-                                        cell(r["merged"]), cell(r["downweighting_loss"], True),
-                                        cell(r["interference"], True),
-                                        cell(r.get("interference_vs_ref"), True)]) + " |")
+                                        cell(r["merged"]), comparison(r.get("downweighting_loss")),
+                                        comparison(r["interference"]),
+                                        comparison(r.get("interference_vs_ref"))]) + " |")
     return "\n".join(lines)
 
 
 def single_table(rows: list[dict[str, Any]], ref: str) -> str:
-    head = ["method", "task", "accuracy (w = 1)", "± seeds", f"difference vs {ref}", f"ratio to {ref}"]
+    head = ["method", "task", "accuracy (w = 1)", "per run", f"difference vs {ref}", f"ratio to {ref}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ratio = r.get("ratio_to_ref")
-        lines.append("| " + " | ".join([r["method"], r["task"], cell(r["accuracy"]), f"{r['accuracy']['sd_seeds']:.3f}",
-                                        cell(r.get("vs_ref"), True),
-                                        "n/a" if ratio is None or math.isnan(ratio) else f"{ratio:.3f}"]) + " |")
+        lines.append("| " + " | ".join([r["method"], r["task"], cell(r["accuracy"]),
+                                        " ".join(f"{x:.2f}" for x in r["accuracy"]["per_seed"]),
+                                        comparison(r.get("vs_ref")) if r.get("vs_ref") else "reference",
+                                        "n/a" if ratio is None or not _finite(ratio) else f"{ratio:.3f}"]) + " |")
     return "\n".join(lines)
 
 
 def continual_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    first, then = rows[0]["first"], rows[0]["then"]
-    head = ["method", f"{first} before", f"{first} after", "forgetting (before − after)",
-            f"{then} before", f"{then} after", f"{then} trained alone", "gap to alone"]
+    first, then, ref = rows[0]["first"], rows[0]["then"], rows[0]["method"]
+    head = ["method", f"{first} before", f"{first} after", "forgetting (before − after)", f"forgetting minus {ref}'s",
+            f"{then} after", f"{then} trained alone", "gap to alone"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r["method"], cell(r["first_before"]), cell(r["first_after"]),
-                                        cell(r["forgetting"], True), cell(r["then_before"]), cell(r["then_after"]),
-                                        cell(r["then_alone"]), cell(r["then_gap_to_alone"], True)]) + " |")
+                                        comparison(r["forgetting"]),
+                                        comparison(r["forgetting_vs_ref"]) if r.get("forgetting_vs_ref") else "control",
+                                        cell(r["then_after"]), cell(r["then_alone"]),
+                                        comparison(r["then_gap_to_alone"])]) + " |")
     return "\n".join(lines)
 
 
 def prediction_table(pred: dict[str, Any]) -> str:
-    lines = ["| measure | Pearson r [95 %] | Spearman ρ [95 %] | pairs |", "|---|---|---|---|"]
+    lines = ["| measure | Pearson r [95 %] | Spearman ρ [95 %] | adapter pairs |", "|---|---|---|---|"]
     for measure, corr in pred["correlations"].items():
         lines.append(f"| {measure} | {cell(corr['pearson'], True)} | {cell(corr['spearman'], True)} | "
                      f"{corr['pearson']['n']} |")
@@ -116,10 +175,11 @@ def plot_interference(path: Path, rows: list[dict[str, Any]]) -> None:
             pts = [r for r in rows if r["task"] == task and r["method"] == method]
             ws = [r["weight"] for r in pts]
             est = [r["interference"]["estimate"] for r in pts]
-            err = [[e - r["interference"]["low"] for e, r in zip(est, pts)],
-                   [r["interference"]["high"] - e for e, r in zip(est, pts)]]
+            bound = lambda v, e: abs(v - e) if _finite(v) else 0.0  # noqa: E731 (one run: no interval)
+            err = [[bound(r["interference"]["low"], e) for e, r in zip(est, pts)],
+                   [bound(r["interference"]["high"], e) for e, r in zip(est, pts)]]
             line = ax.errorbar(ws, est, yerr=err, marker="o", capsize=3, label=f"{method} interference")
-            ax.plot(ws, [r["downweighting_loss"]["estimate"] for r in pts], ls="--", color=line[0].get_color(),
+            ax.plot(ws, [r.get("downweighting_loss", {"estimate": 0.0})["estimate"] for r in pts], ls="--", color=line[0].get_color(),
                     alpha=0.6, label=f"{method} down-weighting")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(task)
@@ -166,27 +226,40 @@ def one_answer_section(flags: list[dict[str, Any]]) -> list[str]:
             *[f"- {describe(f)}." for f in flags], ""]
 
 
-def write(folder: Path, study: dict[str, Any]) -> str:
-    """Write table.md, study.json and the PNGs into ``folder``; returns the markdown."""
+def markdown(study: dict[str, Any], figures: bool) -> str:
+    """The table's markdown, a pure function of ``study`` (bench_study.py --verify regenerates it)."""
     ref = study["reference_method"]
     md = ["# lorikit study", "", *[f"- {n}" for n in study["notes"]], "",
-          "## Summary (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
+          *primary_section(study["primary"], ref, study["equivalence_margin"]),
+          *convergence_section(study.get("convergence", {})),
+          "## Fixed weights (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
           *one_answer_section(study.get("one_answer", [])),
           "## Single adapters (w = 1)", "", single_table(study["single"], ref), "",
-          "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), "",
-          "![interference](interference.png)" if have_matplotlib() else f"(figures skipped: {REPORT_EXTRA})", ""]
-    if have_matplotlib():
-        plot_interference(folder / "interference.png", study["merge"])
-    else:
-        log.info("study: figures skipped (matplotlib is not installed: %s); the tables are complete", REPORT_EXTRA)
+          "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), ""]
+    if figures:
+        md += ["![interference](interference.png)", ""]
     if study.get("continual"):
         md += ["## Continual learning", "", continual_table(study["continual"]), ""]
     if study.get("prediction") and study["prediction"]["points"]:
         md += ["## Does the interference report predict measured interference?", "",
-               prediction_table(study["prediction"]), "", "![prediction](prediction.png)" if have_matplotlib() else "", ""]
-        if have_matplotlib():
+               prediction_table(study["prediction"]), ""]
+        if figures:
+            md += ["![prediction](prediction.png)", ""]
+    return "\n".join(md)
+
+
+def write(folder: Path, study: dict[str, Any]) -> str:
+    """Write table.md, study.json and the PNGs into ``folder``; returns the markdown."""
+    figures = have_matplotlib()
+    if figures:
+        plot_interference(folder / "interference.png", study["merge"])
+        if study.get("prediction") and study["prediction"]["points"]:
             plot_prediction(folder / "prediction.png", study["prediction"])
-    text = "\n".join(md)
+    else:
+        log.info("study: figures skipped (matplotlib is not installed: %s); the tables are complete", REPORT_EXTRA)
+    text = markdown(study, figures)
+    if not figures:
+        text += f"\n(figures skipped: {REPORT_EXTRA})\n"
     (folder / "table.md").write_text(text)
     (folder / "study.json").write_text(json.dumps(_clean(study), indent=1) + "\n")
     return text
