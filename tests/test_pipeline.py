@@ -146,7 +146,7 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
             "--eval-examples", "6", "--samples", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "## Summary (all tasks' test items pooled)" in out and "| method | task | w | single@w | merged@w" in out
+    assert "## Primary endpoint" in out and "## Fixed weights (all tasks' test items pooled)" in out and "| method | task | w | single@w | merged@w" in out
     for method in ("lora", "lori-d", "lori-s"):
         assert f"- **{method}, w = 0.5**: interference " in out
     study = json.loads((work / "table" / "study.json").read_text())
