@@ -205,7 +205,7 @@ def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_
 
 def test_demo_without_matplotlib_writes_the_tables_and_says_the_figures_were_skipped(tmp_path, monkeypatch, capsys):
     """`pip install lorikit` has no matplotlib (the report extra): the demo still ends with its table."""
-    import lorikit.study.report as report
+    import lorikit.analysis.study.report as report
     from lorikit.cli import main
 
     monkeypatch.setattr(report, "have_matplotlib", lambda: False)

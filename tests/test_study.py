@@ -13,9 +13,9 @@ import yaml
 from lorikit.cli import main
 from lorikit.errors import UsageError
 from lorikit.study import StudyConfig, load_study_config, study_recipe
-from lorikit.study.outcomes import collect
-from lorikit.study.report import verdicts
-from lorikit.study.table import Stats, headline, merge_rows, primary_rows
+from lorikit.analysis.study.outcomes import collect
+from lorikit.analysis.study.report import verdicts
+from lorikit.analysis.study.table import Stats, headline, merge_rows, primary_rows
 
 TINY = {"model": "tiny-random-llama", "seeds": [1, 2], "weights": [0.5], "max_steps": 2, "eval_every": 1,
         "patience": 1, "builtin_rows": 24, "dev_limit": 4, "eval_examples": 4, "max_new_tokens": 4,
@@ -158,12 +158,12 @@ def test_one_seed_gives_no_run_level_interval(tmp_path):
     rows = merge_rows(store, store.layout["runs"], Stats(0.05, 0.05))
     r = next(r for r in rows if r["method"] == "b" and r["weight"] == 0.5)
     assert np.isnan(r["interference_vs_ref"]["low"]) and r["interference_vs_ref"]["verdict"] == "inconclusive"
-    from lorikit.study.report import comparison
+    from lorikit.analysis.study.report import comparison
     assert comparison(r["interference_vs_ref"]).endswith("no test with one run")
 
 
 def test_holm_adjusts_the_secondary_comparisons_together(tmp_path):
-    from lorikit.study.summary import summarize
+    from lorikit.analysis.study.summary import summarize
 
     runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
     store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"], "y": runs["a"]["1"]["single"]["1"]["y"]}, None)
@@ -174,8 +174,8 @@ def test_holm_adjusts_the_secondary_comparisons_together(tmp_path):
 
 
 def test_outcomes_file_recomputes_the_same_study(tmp_path):
-    from lorikit.study.outcomes import load
-    from lorikit.study.summary import summarize
+    from lorikit.analysis.study.outcomes import load
+    from lorikit.analysis.study.summary import summarize
 
     runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60})
     store = collect(runs, {"x": runs["a"]["1"]["single"]["1"]["x"]}, None)
@@ -263,8 +263,8 @@ def _labelled_eval(path: Path, answers: list[str], golds: list[str]) -> str:
 
 
 def test_one_answer_check_flags_an_adapter_that_learned_the_label_prior(tmp_path):
-    from lorikit.study.checks import one_answer_adapters
-    from lorikit.study.report import one_answer_section
+    from lorikit.analysis.study.checks import one_answer_adapters
+    from lorikit.analysis.study.report import one_answer_section
     golds = ["true"] * 60 + ["false"] * 40
     prior = _labelled_eval(tmp_path / "prior", ["true"] * 97 + ["false"] * 3, golds)
     learned = _labelled_eval(tmp_path / "learned", golds[:90] + ["true"] * 10, golds)  # right on 90 %

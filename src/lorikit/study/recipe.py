@@ -23,7 +23,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from ..adapters.methods import find_method
+from ..adapters.methods import continual_method, find_method
 from ..data.loading import carve_spec
 from .config import CONTINUAL_METHODS, StudyConfig
 
@@ -50,10 +50,12 @@ class _Builder:
         """One adapter of ``method`` (the only place that tells methods apart)."""
         cfg, data = self.cfg, self.tasks[task].train
         stage: dict[str, Any] = {"kind": "train", "data": data, "lr": cfg.lr}
-        if getattr(find_method(method), "uses_mask", False):  # lori-s: the task's mask, from the same seed's LoRI-D adapter of that task
-            masks = f"masks-lori-s-s{seed}-{task}"
-            self.stages[masks] = {"kind": "masks", "adapter": f"$lori-d-s{seed}-{task}", "sparsity": cfg.sparsity}
-            stage.update(method="lori-s", lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
+        if getattr(find_method(method), "uses_mask", False):
+            # a masked method trains the task's mask, extracted from the same seed's adapter of the
+            # dense method it continues (LoRI-S from LoRI-D)
+            masks, dense = f"masks-{method}-s{seed}-{task}", continual_method(False).name
+            self.stages[masks] = {"kind": "masks", "adapter": f"${dense}-s{seed}-{task}", "sparsity": cfg.sparsity}
+            stage.update(method=method, lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
         elif method == "osrm":
             stage.update(method="lora", init="osrm", osrm_stats="$osrm-stats", task=task, osrm_scale="kaiming",
                          seed=seed * 1000 + list(self.tasks).index(task))

@@ -47,9 +47,9 @@ class StudyTableKind(StageKind):
         return cfg
 
     def run(self, prepared: StudyTableSettings, out: Path) -> None:
-        from ...study import report
-        from ...study.outcomes import FILE, collect
-        from ...study.summary import summarize
+        from ...analysis.study import report
+        from ...analysis.study.outcomes import FILE, collect
+        from ...analysis.study.summary import summarize
 
         store = collect(prepared.runs, prepared.base, prepared.continual)
         study = summarize(store, primary=prepared.primary, alpha=prepared.alpha, margin=prepared.equivalence_margin)

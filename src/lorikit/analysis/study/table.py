@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.stats import compare_runs, correlation, run_accuracy, wilson
-from ..errors import LorikitError
+from ..stats import compare_runs, correlation, run_accuracy, wilson
+from ...errors import LorikitError
 from .outcomes import Outcomes
 
 
@@ -188,7 +188,7 @@ def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str)
 
 def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
     """Holm's step-down adjustment over ``comparisons`` (in place: ``p_holm``, ``significant_holm``)."""
-    from ..analysis.stats import holm
+    from ..stats import holm
 
     if not comparisons:
         return

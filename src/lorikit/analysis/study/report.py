@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..analysis.report import REPORT_EXTRA, have_matplotlib
+from ..report import REPORT_EXTRA, have_matplotlib
 from .checks import describe
 
 log = logging.getLogger(__name__)

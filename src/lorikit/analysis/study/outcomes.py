@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import LorikitError
-from ..eval.result import RESULT, ItemResult, read_items
+from ...errors import LorikitError
+from ...eval.result import RESULT, ItemResult, read_items
 
 FORMAT = "lorikit-study-outcomes"
 VERSION = 1
