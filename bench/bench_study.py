@@ -1,85 +1,148 @@
-"""Collect a finished (or partly finished) study into bench/results/science.json and print its tables.
+"""Collect a study's results into bench/results/ and check that RESULTS.md quotes them exactly.
 
-    python bench/bench_study.py runs/science [--out bench/results/science.json]
+    python bench/bench_study.py bench/studies/headline.yaml --workdir runs/headline --name headline
+    python bench/bench_study.py --verify                           # recompute every quoted table
 
-Reads every stage's ``lorikit-stage.json`` (wall seconds per stage, by kind), each training's
-``early_stopping`` record (chosen step, steps run, why it stopped), each eval's score and item
-count, and ``table/study.json`` when the table stage has run. The machine is shared: the load
-average at collection time is recorded beside the timings.
+Collect: recomputes the study's table from the per-item outcomes of every finished eval (a partly
+finished study is summarised over the seeds every method has finished) and writes
+``bench/results/science-NAME-outcomes.json.gz`` (the outcomes: item id, correct, chosen and gold
+answer of every eval, each training's early-stopping record), ``science-NAME.json`` (the study's
+numbers, per-stage wall times by kind, the load average) and ``science-NAME-table.md``.
+
+Verify: bench/RESULTS.md quotes each study's table between ``<!-- study:NAME -->`` and
+``<!-- /study:NAME -->``. ``--verify`` recomputes every quoted block from the committed outcomes
+file alone (no adapters, no model) and exits 1, with a diff, if a single character differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from lorikit.analysis.study import report
+from lorikit.analysis.study.outcomes import collect, load
+from lorikit.analysis.study.summary import summarize
 
-def stage_records(workdir: Path) -> dict[str, dict]:
-    out = {}
-    for rec in sorted(workdir.glob("*/lorikit-stage.json")):
-        out[rec.parent.name] = json.loads(rec.read_text())
-    return out
-
-
-def trainings(workdir: Path) -> dict[str, dict]:
-    out = {}
-    for meta_file in sorted(workdir.glob("*/lorikit.json")):
-        meta = json.loads(meta_file.read_text())
-        es = meta.get("early_stopping")
-        if es:
-            out[meta_file.parent.name] = {k: es[k] for k in ("chosen_step", "steps_run", "stopped", "best_dev_loss")}
-            out[meta_file.parent.name]["seconds"] = meta["train"]["seconds"]
-    return out
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BLOCK = re.compile(r"<!-- study:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /study:(?P=name) -->", re.S)
 
 
-def evals(workdir: Path) -> dict[str, dict]:
-    out = {}
-    for res in sorted(workdir.glob("eval-*/result.json")):
-        r = json.loads(res.read_text())
-        out[res.parent.name] = {"score": r.get("score"), "n": r.get("n"), "seconds": r["settings"].get("seconds")}
-    return out
+def outcomes_path(results: Path, name: str) -> Path:
+    return results / f"science-{name}-outcomes.json.gz"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workdir")
-    ap.add_argument("--out", default="bench/results/science.json")
-    args = ap.parse_args()
-    workdir = Path(args.workdir)
-    stages = stage_records(workdir)
+def quoted(study: dict) -> str:
+    """The markdown RESULTS.md quotes for a study: its table, headings one level down, no figures."""
+    text = report.markdown(study, figures=False)
+    return re.sub(r"^(#+) ", r"\1## ", text, flags=re.M).rstrip("\n") + "\n"
+
+
+def whole_seeds(table_settings: dict, workdir: Path) -> tuple[dict, dict, list[str]]:
+    """The layout restricted to the seeds whose every eval has finished, for every method."""
+    runs = table_settings["runs"]
+
+    def finished(value) -> bool:
+        if isinstance(value, dict):
+            return all(finished(v) for v in value.values())
+        if isinstance(value, str) and value.startswith("$"):
+            name = value[1:].split("/")[0]
+            return (workdir / name / "lorikit-stage.json").is_file()
+        return True
+
+    seeds = [s for s in next(iter(runs.values())) if all(finished(by_seed[s]) for by_seed in runs.values())]
+    resolve = lambda v: ({k: resolve(x) for k, x in v.items()} if isinstance(v, dict)  # noqa: E731
+                         else str(workdir / v[1:]) if isinstance(v, str) and v.startswith("$") else v)
+    kept = {m: {s: resolve(by_seed[s]) for s in seeds} for m, by_seed in runs.items()}
+    return kept, resolve(table_settings["base"]), seeds
+
+
+def collect_study(config: str, workdir: str | None, name: str, results: Path) -> int:
+    from lorikit.study import load_study_config, study_recipe
+
+    cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
+    workdir_path = Path(cfg.workdir)
+    table = study_recipe(cfg)["stages"]["table"]
+    if (workdir_path / "table" / "outcomes.json.gz").is_file():  # the study finished: its own table's outcomes
+        store = load(workdir_path / "table" / "outcomes.json.gz")
+        seeds = list(next(iter(store.layout["runs"].values())))
+    else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
+        runs, base, seeds = whole_seeds(table, workdir_path)
+        if not seeds:
+            raise SystemExit(f"{workdir_path}: no seed has finished for every method yet")
+        store = collect(runs, base, None, declared={k: table[k] for k in ("primary", "alpha", "equivalence_margin")})
+    study = summarize(store)
+    workdir = workdir_path
     by_kind: dict[str, list[float]] = defaultdict(list)
-    for rec in stages.values():
-        by_kind[rec["kind"]].append(rec["seconds"])
-    study_file = workdir / "table" / "study.json"
-    result = {"workdir": str(workdir), "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-              "cpu_count": os.cpu_count(), "stages_done": len(stages),
-              "seconds_by_kind": {k: {"n": len(v), "total": round(sum(v), 1), "mean": round(sum(v) / len(v), 1)}
-                                  for k, v in by_kind.items()},
-              "trainings": trainings(workdir), "evals": evals(workdir),
-              "study": json.loads(study_file.read_text()) if study_file.is_file() else None}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{workdir}: {len(stages)} stages done; {result['uptime']}")
-    print("| kind | stages | total s | mean s |\n|---|---:|---:|---:|")
-    for k, v in result["seconds_by_kind"].items():
+    for rec in workdir.glob("*/lorikit-stage.json"):
+        r = json.loads(rec.read_text())
+        by_kind[r["kind"]].append(r["seconds"])
+    results.mkdir(parents=True, exist_ok=True)
+    store.save(outcomes_path(results, name))
+    meta = {"workdir": str(workdir), "seeds_complete": seeds,
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            "cpu_count": os.cpu_count(),
+            "seconds_by_kind": {k: {"n": len(v), "total": round(sum(v), 1), "mean": round(sum(v) / len(v), 1)}
+                                for k, v in sorted(by_kind.items())},
+            "study": study}
+    (results / f"science-{name}.json").write_text(json.dumps(report._clean(meta), indent=1) + "\n")
+    (results / f"science-{name}-table.md").write_text(quoted(study))
+    print(f"{workdir}: seeds complete for every method: {', '.join(seeds)}; {meta['uptime']}")
+    print("| stage kind | stages | total s | mean s |\n|---|---:|---:|---:|")
+    for k, v in meta["seconds_by_kind"].items():
         print(f"| {k} | {v['n']} | {v['total']} | {v['mean']} |")
-    print("\n| training | chosen step | steps run | stopped | best dev loss | s |\n|---|---:|---:|---|---:|---:|")
-    for name, t in result["trainings"].items():
-        print(f"| {name} | {t['chosen_step']} | {t['steps_run']} | {t['stopped']} | {t['best_dev_loss']:.4f} | {t['seconds']} |")
-    print("\n| eval | score | n | s |\n|---|---:|---:|---:|")
-    for name, e in result["evals"].items():
-        print(f"| {name} | {e['score']:.3f} | {e['n']} | {e['seconds']} |")
-    if result["study"] is None:
-        print("\n(table stage not finished: no study.json yet)")
-    else:
-        print("\n" + (workdir / "table" / "table.md").read_text())
-    print(f"\nwritten {args.out}")
+    print("\n" + quoted(study))
+    print(f"written {outcomes_path(results, name)}, science-{name}.json, science-{name}-table.md")
     return 0
+
+
+def verify(results_md: Path, results: Path) -> int:
+    """Recompute every quoted study block of ``results_md`` from its outcomes file; 1 on any mismatch."""
+    text = results_md.read_text()
+    blocks = list(BLOCK.finditer(text))
+    if not blocks:
+        print(f"{results_md}: no <!-- study:NAME --> blocks to verify", file=sys.stderr)
+        return 1
+    failed = 0
+    for m in blocks:
+        name, body = m["name"], m["body"]
+        path = outcomes_path(results, name)
+        if not path.is_file():
+            print(f"study:{name}: {path} is missing", file=sys.stderr)
+            failed += 1
+            continue
+        expected = quoted(summarize(load(path)))
+        if body != expected:
+            failed += 1
+            diff = difflib.unified_diff(body.splitlines(), expected.splitlines(), "RESULTS.md", "recomputed", lineterm="")
+            print(f"study:{name}: RESULTS.md differs from the numbers recomputed from {path.name}:", file=sys.stderr)
+            print("\n".join(list(diff)[:40]), file=sys.stderr)
+        else:
+            print(f"study:{name}: {len(expected.splitlines())} lines recomputed from {path.name}: identical")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", help="the study's YAML file (its stages are read from the workdir)")
+    ap.add_argument("--workdir", help="the study's workdir, if not the config's")
+    ap.add_argument("--name", help="the study's name in bench/results (science-NAME-*)")
+    ap.add_argument("--verify", action="store_true", help="recompute every study block of RESULTS.md; exit 1 on a mismatch")
+    ap.add_argument("--results-md", default=str(RESULTS))
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args(argv)
+    if args.verify:
+        return verify(Path(args.results_md), Path(args.results))
+    if not args.config or not args.name:
+        ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, or --verify")
+    return collect_study(args.config, args.workdir, args.name, Path(args.results))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,11 @@ def test_real_data_with_a_carved_test_split_gets_nested_dev_carves():
     stages = study_recipe(cfg)["stages"]
     assert stages["lora-s1-q"]["data"] == train and stages["eval-lora-s1-q"]["data"] == test
     assert stages["shift-lora-s1"]["data"]["q"] == f"{train}?split=dev&fraction=0.1"
+    # the merge weight is chosen on the training source's dev carve, never on the test rows
+    assert stages["dev-lora-s1-merged-w0p5-q"]["data"] == f"{train}?split=dev&fraction=0.1"
+    # no pairwise merges: no interference report to set against them
+    no_pairs = study_recipe(StudyConfig(tasks=["pair-add", "pair-max"], methods=["lora"], seeds=[1], pair_weight=None))
+    assert not any(n.startswith("shift-") for n in no_pairs["stages"])
 
 
 def test_study_file_unknown_key_is_named(tmp_path):
@@ -300,3 +305,28 @@ def test_primary_endpoint_must_be_declared_as_dev_or_a_weight():
     assert StudyConfig(primary="0.5").primary_weight == "0.5"
     with pytest.raises(UsageError, match="--primary '0.4'"):
         StudyConfig(primary="0.4")
+
+
+def _bench_study():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_study.py"
+    spec = importlib.util.spec_from_file_location("bench_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_verify_recomputes_a_committed_tiny_study_and_catches_any_changed_number(tmp_path, capsys):
+    """The check `bench_study.py --verify` runs on bench/RESULTS.md, on a tiny committed study."""
+    bench = _bench_study()
+    data = Path(__file__).parent / "data" / "study"
+    assert bench.verify(data / "RESULTS.md", data) == 0
+    text = (data / "RESULTS.md").read_text()
+    assert "0.610 [0.585, 0.635]" in text
+    tampered = tmp_path / "RESULTS.md"
+    tampered.write_text(text.replace("0.610 [0.585, 0.635]", "0.610 [0.584, 0.635]", 1))
+    assert bench.verify(tampered, data) == 1
+    assert "differs from the numbers recomputed" in capsys.readouterr().err
+    assert bench.verify(data / "RESULTS.md", tmp_path) == 1  # the outcomes file is missing
+

@@ -99,10 +99,11 @@ class _Builder:
                 self.stages[pair] = {"kind": "merge", "method": "cat", "adapters": [f"${run}-{a}", f"${run}-{b}"],
                                      "weights": [pw, pw]}
                 out["pairs"][f"{a}+{b}"] = {t: self.eval(f"eval-{pair}-{t}", pair, t) for t in (a, b)}
-        self.stages[f"shift-{run}"] = {"kind": "analyze", "adapters": {t: f"${run}-{t}" for t in tasks},
-                                       "data": {t: carve_spec(self.tasks[t].train, "dev", cfg.dev_fraction)
-                                                for t in tasks}, "samples": cfg.samples}
-        out["analysis"] = f"$shift-{run}/analysis.json"
+        if cfg.pair_weight is not None:  # the report's measures are set against the pairs' interference
+            self.stages[f"shift-{run}"] = {"kind": "analyze", "adapters": {t: f"${run}-{t}" for t in tasks},
+                                           "data": {t: carve_spec(self.tasks[t].train, "dev", cfg.dev_fraction)
+                                                    for t in tasks}, "samples": cfg.samples}
+            out["analysis"] = f"$shift-{run}/analysis.json"
         return out
 
     def continual(self) -> dict[str, Any]:

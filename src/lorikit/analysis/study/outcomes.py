@@ -33,6 +33,7 @@ class Outcomes:
             raise LorikitError(f"{where}: not a {FORMAT} v{VERSION} file")
         self.data, self.where = data, where
         self.layout: dict[str, Any] = data["layout"]
+        self.declared: dict[str, Any] = data.get("declared", {})
         self._items: dict[str, tuple[ItemResult, ...]] = {}
 
     def items(self, name: str) -> tuple[ItemResult, ...]:
@@ -71,9 +72,11 @@ def _eval_record(folder: Path) -> dict[str, Any]:
             "answers": [i.prediction for i in items], "gold": [i.gold for i in items]}
 
 
-def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any] | None) -> Outcomes:
+def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any] | None,
+            declared: dict[str, Any] | None = None) -> Outcomes:
     """Read a finished study's stage outputs (paths, as the stage receives them) into ``Outcomes``:
-    each path becomes its stage's name, and what the table needs from it is copied in."""
+    each path becomes its stage's name, and what the table needs from it is copied in. ``declared``:
+    the analysis the study declared before it ran (``primary``, ``alpha``, ``equivalence_margin``)."""
     evals: dict[str, Any] = {}
     trainings: dict[str, Any] = {}
     analyses: dict[str, Any] = {}
@@ -110,5 +113,5 @@ def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any
         raise LorikitError(f"study table: {value}: neither an eval result nor a trained adapter")
 
     layout = {"runs": walk(runs), "base": walk(base), "continual": walk(continual) if continual else None}
-    return Outcomes({"format": FORMAT, "version": VERSION, "layout": layout, "evals": evals,
-                     "trainings": trainings, "analyses": analyses})
+    return Outcomes({"format": FORMAT, "version": VERSION, "layout": layout, "declared": dict(declared or {}),
+                     "evals": evals, "trainings": trainings, "analyses": analyses})

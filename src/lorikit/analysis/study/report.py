@@ -54,14 +54,18 @@ def comparison(c: dict[str, Any] | None, holm: bool = True) -> str:
     text = cell(c, signed=True)
     if not _finite(c.get("p")):
         return text + " — no test with one run"
-    text += f" p {c['p']:.3f}"
+    text += f" {p_text(c['p'])}"
     if holm and _finite(c.get("p_holm")):
-        text += f" (Holm {c['p_holm']:.3f})"
+        text += f" (Holm {p_text(c['p_holm'])})"
     verdict = c["verdict"] if not holm or c.get("p_holm") is None else _holm_verdict(c)
     text += f" {verdict}"
     if _finite(c.get("mde")):
         text += f", MDE {c['mde']:.3f}"
     return text
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
 
 
 def _holm_verdict(c: dict[str, Any]) -> str:
@@ -75,8 +79,8 @@ def primary_section(primary: dict[str, Any], ref: str, margin: float) -> list[st
     head = ["method", "weight per run", "merged accuracy (all tasks)", f"minus {ref}", "TOST p", "verdict (Holm)"]
     lines = ["## Primary endpoint", "",
              f"{primary['endpoint'][0].upper()}{primary['endpoint'][1:]}, over every task's test items, each "
-             f"method minus {ref}; declared before the study ran. Holm over these {max(len(primary['rows']) - 1, 0)} "
-             f"comparisons; equivalence margin ±{margin:g}.", "",
+             f"method minus {ref}; declared before the study ran. {_holm_family(len(primary['rows']) - 1)}; "
+             f"equivalence margin ±{margin:g}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in primary["rows"]:
         c = r.get("vs_ref")
@@ -86,6 +90,10 @@ def primary_section(primary: dict[str, Any], ref: str, margin: float) -> list[st
                                         _holm_verdict(c) if c and c.get("p_holm") is not None else
                                         (c["verdict"] if c else "")]) + " |")
     return lines + [""]
+
+
+def _holm_family(k: int) -> str:
+    return "One comparison (no adjustment)" if k <= 1 else f"Holm over these {k} comparisons"
 
 
 def convergence_section(conv: dict[str, Any]) -> list[str]:

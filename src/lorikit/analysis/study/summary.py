@@ -11,10 +11,14 @@ from .table import (Stats, adjust, base_rows, continual_rows, convergence, headl
                     primary_rows, single_rows)
 
 
-def summarize(store: Outcomes, primary: str = "dev", alpha: float = 0.05, margin: float = 0.05) -> dict[str, Any]:
-    """Tables of a finished study (see ``table`` for the definitions). ``primary``: ``dev`` (each
-    run's dev-chosen merge weight) or a fixed weight; ``alpha``: level of every test and interval;
-    ``margin``: the equivalence margin of every TOST."""
+def summarize(store: Outcomes) -> dict[str, Any]:
+    """Tables of a finished study (see ``table`` for the definitions), with the analysis the study
+    declared before it ran (``store.declared``): ``primary``: ``dev`` (each run's dev-chosen merge
+    weight) or a fixed weight; ``alpha``: level of every test and interval; ``equivalence_margin``:
+    the margin of every TOST."""
+    primary = str(store.declared.get("primary", "dev"))
+    alpha = float(store.declared.get("alpha", 0.05))
+    margin = float(store.declared.get("equivalence_margin", 0.05))
     runs, continual = store.layout["runs"], store.layout.get("continual")
     methods = list(runs)
     seeds = list(next(iter(runs.values())))

@@ -51,8 +51,10 @@ class StudyTableKind(StageKind):
         from ...analysis.study.outcomes import FILE, collect
         from ...analysis.study.summary import summarize
 
-        store = collect(prepared.runs, prepared.base, prepared.continual)
-        study = summarize(store, primary=prepared.primary, alpha=prepared.alpha, margin=prepared.equivalence_margin)
+        store = collect(prepared.runs, prepared.base, prepared.continual,
+                        declared={"primary": prepared.primary, "alpha": prepared.alpha,
+                                  "equivalence_margin": prepared.equivalence_margin})
+        study = summarize(store)
         with atomic_output_dir(out, overwrite=True) as tmp:
             store.save(tmp / FILE)
             text = report.write(tmp, study)
