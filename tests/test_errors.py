@@ -488,7 +488,7 @@ CASES = [
      r"--only zz: no such stage in \S*unknownkind.yaml \(stages: a\)", "{O}/unknownkind"),
     # ---- demo ----
     ("demo-unknown-model", ["demo", "--model", "no-such-model", "--workdir", "{O}/demo"], 2,
-     r"stage 'lora-s1-pair-max' \(train\): --model 'no-such-model': unknown model", "{O}/demo"),
+     r"stage 'eval-base-pair-max' \(eval\): --model 'no-such-model': unknown model", "{O}/demo"),
     ("demo-rank-zero", ["demo", *T, "--rank", "0", "--workdir", "{O}/demo"], 2,
      r"--rank 0: must be positive", "{O}/demo"),
     ("demo-sparsity", ["demo", *T, "--sparsity", "1.2", "--workdir", "{O}/demo"], 2,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..study import StudyConfig
-from ..study.config import DEFAULT_TASKS
+from ..study.config import SUITES
 from ..utils.outputs import guard_output
 from ._args import add_dataclass_args
 
@@ -16,8 +16,8 @@ def register(sub) -> None:
                                    "ends in a table with 95% intervals. A second run resumes.")
     p.add_argument("config", nargs="?", default=None, help="study YAML (StudyConfig fields); flags override it")
     add_dataclass_args(p, StudyConfig, skip=("tasks", "continual"))
-    p.add_argument("--tasks", nargs="+", default=None, help="built-in task names (a YAML file can give other data); default: "
-                   + " ".join(DEFAULT_TASKS))
+    p.add_argument("--tasks", nargs="+", default=None, help="built-in task names (a YAML file can give other data); "
+                   "default: the --suite's tasks (papers: " + " ".join(SUITES["papers"]) + ")")
     p.add_argument("--fresh", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--print-recipe", action="store_true", help="print the generated recipe as YAML and exit")
     p.set_defaults(func=run)
