@@ -112,3 +112,16 @@ def test_trainer_path_cards_keep_the_lorikit_tags(tmp_path):
     model.save_pretrained(str(tmp_path / "a"))  # PEFT's own card, as Trainer.save_model writes it
     card = (tmp_path / "a" / "README.md").read_text()
     assert "- lorikit\n" in card and "- lori-d\n" in card
+
+
+def test_license_and_py_typed_are_packaged():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0" and project["project"]["license-files"] == ["LICENSE"]
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["lorikit"]
+    assert (root / "src" / "lorikit" / "py.typed").is_file()
+    assert any(dep.startswith("build") for dep in project["project"]["optional-dependencies"]["test"])
