@@ -143,8 +143,12 @@ def _fail(exit_, flush):
         exit_(1)
 
 
+_SHOWN_TRACEBACKS = 3  # a test may expect thousands of errors: their tracebacks must not flood the output
+
+
 def _serve(function, read, write, request_fd, reply_fd):
     """Answer calls until the test side closes its end."""
+    shown = 0
     while True:
         request = read_frame(read, request_fd)
         if request is None:
@@ -153,8 +157,9 @@ def _serve(function, read, write, request_fd, reply_fd):
             value = function(*decode(request["args"]), **decode(request["kwargs"]))
             reply = {"value": encode(plain(value))}
         except BaseException as exc:  # noqa: BLE001 — the test decides what an exception means
-            if not isinstance(exc, ProtocolError):
+            if shown < _SHOWN_TRACEBACKS and not isinstance(exc, ProtocolError):
                 _print_error()
+                shown += 1
             reply = {"raised": [type(exc).__name__, str(exc)[:2000]]}
         write_frame(write, reply_fd, reply)
 
@@ -235,6 +240,8 @@ def main():
         del job
         try:
             exec(code, module.__dict__)
+            if not callable(module.__dict__.get(entry)):
+                raise NameError(f"the program defines no function {entry!r}")
             function = module.__dict__[entry]
         except BaseException:
             _fail(exit_, flush)
