@@ -114,3 +114,22 @@ def test_merge_search_refuses_a_foreign_folder_before_searching(inputs, capsys):
     assert main(["merge-search", "d0", "d1", "--dev", "d.jsonl", "d.jsonl", "--out", "mine", "--overwrite"]) == 2
     assert "--overwrite replaces only a folder lorikit wrote" in capsys.readouterr().err
     assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]  # no search_log.jsonl left there
+
+
+def test_the_python_api_refuses_too(inputs):
+    """The library entry points run the same guard (the CLI calls it first, before heavy imports)."""
+    from lorikit.adapters.pack import pack_adapter, unpack_adapter
+    from lorikit.eval.config import EvalConfig
+    from lorikit.eval.runner import evaluate
+    from lorikit.osrm.transform import TransformConfig, transform
+
+    before = snapshot(inputs)
+    with pytest.raises(UsageError, match="lies inside the input d0"):
+        pack_adapter("d0", "d0/x.lori")
+    with pytest.raises(UsageError, match="holds the input pk/d0.lori"):
+        unpack_adapter("pk/d0.lori", "pk", overwrite=True)
+    with pytest.raises(UsageError, match="is the input d.jsonl"):
+        evaluate(EvalConfig(model="tiny-random-llama", task="exact", data="d.jsonl", out="d.jsonl", overwrite=True))
+    with pytest.raises(UsageError, match="lies inside the input st"):
+        transform(TransformConfig(source="d0", osrm_stats="st", task="t", out="st/a"))
+    assert snapshot(inputs) == before

@@ -32,6 +32,7 @@ from safetensors.torch import save as st_save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_bytes
+from ..utils.outputs import guard_output
 from .methods import regenerable_a
 from .patterns import pattern_value
 from .seeded import seeded_projection
@@ -99,6 +100,7 @@ def _pack_metadata(folder: Path, st_meta: dict, seed: int | None, a_init: str | 
 def pack_adapter(adapter: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> PackReport:
     """Write ``adapter`` (a PEFT LoRA folder) as one compact ``.lori`` file."""
     folder = resolve_adapter_path(adapter)
+    guard_output(out, [adapter])
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"--out {out}: exists (pass --overwrite to replace it)")
@@ -228,6 +230,7 @@ def unpack_adapter(path: str | os.PathLike, out: str | os.PathLike, overwrite: b
     """Write the PEFT adapter folder a ``.lori`` file was packed from."""
     from safetensors.torch import save_file
 
+    guard_output(out, [path])
     state, metadata = read_packed(path)
     st_meta = json.loads(metadata.get("safetensors_metadata") or '{"format": "pt"}')
     with atomic_output_dir(out, overwrite) as tmp:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..utils.atomic import atomic_write_json
+from ..utils.outputs import guard_output
 from .config import EvalConfig
 from .harness import run_lm_eval
 from .items import evaluate_items
@@ -24,6 +25,7 @@ from .tasks import TASKS
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     """Run the evaluation ``cfg`` describes, write ``cfg.out`` (if set) and return the result."""
+    guard_output(cfg.out, [cfg.model, cfg.adapter, cfg.adapters, cfg.data, cfg.refusal_keywords, cfg.lm_eval_include])
     if cfg.out and Path(cfg.out).is_dir():  # before the --overwrite hint: it would not help
         raise UsageError(f"--out {cfg.out}: is a folder; give a results file path such as {Path(cfg.out) / 'result.json'}")
     if cfg.out and Path(cfg.out).exists() and not cfg.overwrite:

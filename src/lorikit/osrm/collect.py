@@ -243,7 +243,7 @@ def record_task(recorder: InputRecorder, model: torch.nn.Module, batches, device
 
 def collect_stats(cfg: StatsConfig) -> Path:
     """Run ``cfg`` and write the statistics folder; returns its path."""
-    check_output_dir(cfg.out, cfg.overwrite)
+    check_output_dir(cfg.out, cfg.overwrite, inputs=[cfg.model, cfg.data])
     tasks = cfg.tasks()
     texts = {name: task_texts(spec, cfg.format, cfg.samples, cfg.seed) for name, spec in tasks.items()}
     device = resolve_device(cfg.device)

@@ -28,6 +28,7 @@ from ..errors import LorikitError, UsageError
 from ..models import load_model
 from ..models.heads import HEAD_NAMES
 from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
+from ..utils.outputs import guard_output
 from .init import MODES, osrm_projection, parse_scale
 from .reader import OsrmStats
 
@@ -146,6 +147,7 @@ def transform(cfg: TransformConfig, report: Callable[[str], None] = log.info) ->
     """Write the transformed adapter; returns (folder, {module: kept fraction, 'overall': ...}).
 
     ``report`` receives one line per module and a total (default: the ``lorikit.osrm`` logger)."""
+    guard_output(cfg.out, [cfg.source, cfg.osrm_stats, cfg.base_model])
     stats = OsrmStats(cfg.osrm_stats)
     stats.check_task(cfg.task)
     source = Path(cfg.source)

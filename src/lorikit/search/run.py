@@ -31,6 +31,7 @@ from ..eval.loading import eval_device
 from ..merge import MergeConfig, Merger, get_method, merge
 from ..models import load_model
 from ..utils.atomic import atomic_output_dir, atomic_write_json, written_by_lorikit
+from ..utils.outputs import guard_output
 from .apply import LINEAR_IN_WEIGHTS, MergedWeights, ScaledAdapters
 from .cmaes import Space, minimize
 from .config import SearchConfig
@@ -114,6 +115,7 @@ def merge_search(cfg: SearchConfig, progress: bool = True, restart_on_mismatch: 
     settings is refused, or discarded with ``restart_on_mismatch`` (recipe stages own their folder).
     """
     ranges = check_request(cfg)
+    guard_output(cfg.out, [cfg.adapters, cfg.dev, cfg.model])  # before the search, not at its end
     out = Path(cfg.out)
     fresh = claim_output(out, cfg.overwrite or (restart_on_mismatch and not (out / LOG_NAME).is_file()))
     folders = [resolve_adapter_path(a) for a in cfg.adapters]
