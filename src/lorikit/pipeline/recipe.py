@@ -27,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import UsageError
-from ..utils.yamlfile import load_yaml
+from ..utils.yamlfile import load_yaml, parse_yaml
 from .kinds import registered_kinds
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -129,10 +127,7 @@ def parse_override(item: str) -> tuple[str | None, str, Any]:
     stage, dot, key = target.rpartition(".")
     if not eq or not key or (dot and not stage):
         raise UsageError(f"--set {item!r}: expected KEY=VALUE or STAGE.KEY=VALUE")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--set {item!r}: VALUE is not valid YAML ({exc})") from exc
+    value = parse_yaml(text, f"--set {item!r}: VALUE") if text.strip() else ""  # bounded like every YAML file
     return (stage or None), key, value
 
 
