@@ -48,13 +48,24 @@ def test_study_checks_every_tasks_test_rows_before_the_first_stage(tmp_path):
     assert time.perf_counter() - t0 < 20 and not (tmp_path / "w").exists()  # no stage ran
 
 
+def exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        return exc.code
+
+
 def test_two_spellings_of_one_flag_with_different_values_are_refused(tmp_path, capsys):
-    assert main([*TRAIN, "--out", str(tmp_path / "t"), "--output_dir", str(tmp_path / "u")]) == 2
+    assert exit_code([*TRAIN, "--out", str(tmp_path / "t"), "--output_dir", str(tmp_path / "u")]) == 2
     err = capsys.readouterr().err
     assert "--output_dir" in err and "conflicts with --out" in err and err.count("\n") == 1
-    assert main([*TRAIN, "--max-steps", "2", "--max_steps", "3", "--out", str(tmp_path / "t")]) == 2
-    assert "--max_steps 3 conflicts with --max-steps 2" in capsys.readouterr().err
+    assert exit_code([*TRAIN, "--max_steps", "3", "--max-steps", "2", "--out", str(tmp_path / "t")]) == 2
+    assert "--max-steps 2 conflicts with --max_steps 3" in capsys.readouterr().err
     assert not (tmp_path / "t").exists() and not (tmp_path / "u").exists()
+    from lorikit.cli import build_parser
+
+    same = build_parser().parse_args(["train", "--lr", "0.1", "--learning_rate", "0.1", "--out", "o"])
+    assert same.lr == 0.1  # the same value twice is no conflict
 
 
 def test_log_every_thins_the_log_to_interval_means(tmp_path):

@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
 from ..train.config_file import HF_ALIASES
 from ..utils.settings import did_you_mean
 
 
-_SPELLING = "@"
+_GIVEN = "_lorikit_spelled"  # namespace attribute: setting -> (flag, value) that last set it
+_ONCE: dict[type, type] = {}
 
 
-def merge_spellings(args: argparse.Namespace) -> None:
-    """Fold the values given under other spellings into their setting; refuse two different values."""
-    given: dict[str, str] = {}
-    for key in [k for k in vars(args) if _SPELLING not in k]:
-        given[key] = "--" + key.replace("_", "-")
-    for key in [k for k in vars(args) if _SPELLING in k]:
-        dest, flag = key.split(_SPELLING, 1)
-        value = getattr(args, key)
-        delattr(args, key)
-        if dest in given and getattr(args, dest) != value:
-            raise UsageError(f"{flag} {value!r} conflicts with {given[dest]} {getattr(args, dest)!r} "
-                             f"(two spellings of one setting; give it once)")
-        setattr(args, dest, value)
-        given[dest] = flag
+def _once(base: type) -> type:
+    """``base`` (an argparse action class) refusing a second spelling of its setting with another
+    value: ``--out t --output_dir u`` is an error, not a silent last-wins (one flag repeated still
+    is last-wins, as argparse has it)."""
+    if base not in _ONCE:
+        class Once(base):
+            def __call__(self, parser, namespace, values, option_string=None):
+                super().__call__(parser, namespace, values, option_string)
+                given = namespace.__dict__.setdefault(_GIVEN, {})
+                value, first = getattr(namespace, self.dest), given.get(self.dest)
+                if first is not None and first[0] != option_string and first[1] != value:
+                    parser.error(f"{option_string} {value!r} conflicts with {first[0]} {first[1]!r} "
+                                 f"(two spellings of one setting; give it once)")
+                given[self.dest] = (option_string, value)
+
+        _ONCE[base] = Once
+    return _ONCE[base]
 
 
 def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -38,12 +41,8 @@ def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
 
 
 def _copy(parser, group, flag: str, action: argparse.Action, help_text: str) -> None:
-    # A spelling stores under its own name: two spellings of one setting with different values
-    # (--out t --output_dir u) are a conflict, found by merge_spellings, not a silent last-wins.
-    kwargs = {"dest": f"{action.dest}{_SPELLING}{flag}", "default": argparse.SUPPRESS, "help": help_text}
-    if isinstance(action, argparse.BooleanOptionalAction):
-        kwargs["action"] = argparse.BooleanOptionalAction
-    else:
+    kwargs = {"dest": action.dest, "default": argparse.SUPPRESS, "help": help_text, "action": _once(type(action))}
+    if not isinstance(action, argparse.BooleanOptionalAction):
         kwargs.update(type=action.type, nargs=action.nargs, choices=action.choices, metavar=action.metavar)
     group.add_argument(flag, **kwargs)
 
@@ -65,6 +64,8 @@ def add_hf_spellings(parser: argparse.ArgumentParser) -> None:
             if option.startswith("--") and under not in taken:
                 _copy(parser, group, under, action, argparse.SUPPRESS)
                 taken.add(under)
+    for action in actions.values():  # the lorikit spellings check the others (and are checked by them)
+        action.__class__ = _once(type(action))
 
 
 def unknown_flag_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:

@@ -8,7 +8,7 @@ from ..train.config import SUBCONFIGS, TrainConfig
 from ..train.config_file import load_train_config_file
 from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
-from .hf_flags import add_hf_spellings, merge_spellings
+from .hf_flags import add_hf_spellings
 
 
 def register(sub) -> None:
@@ -38,7 +38,6 @@ def apply_config_file(args) -> None:
 def run(args) -> int:
     from ..train import train
 
-    merge_spellings(args)
     apply_config_file(args)
     parts = {name: dataclass_from_args(cls, args) for name, cls in SUBCONFIGS.items()}
     cfg = dataclass_from_args(TrainConfig, args, **parts)
