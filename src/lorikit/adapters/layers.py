@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .state import PEFT_PREFIX
+# the prefix PeftModel puts before the base model's module paths (also in state dict keys)
+PEFT_PREFIX = "base_model.model."
 
 
 def lora_layers(peft_model, adapter_name: str = "default"):

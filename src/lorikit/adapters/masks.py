@@ -26,6 +26,7 @@ import torch
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_write_bytes
+from .sparsity import check_sparsity, kept_count, mask_filename
 from .state import AdapterState, load_adapter, lora_key, module_name_from_key
 
 SCOPES = ("global", "module")
@@ -33,22 +34,6 @@ MASK_DIR = "masks"
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 
 Masks = dict[str, torch.Tensor]  # module path -> bool [out, r], True = kept
-
-
-def check_sparsity(sparsity: float) -> float:
-    s = float(sparsity)
-    if not 0.0 < s < 1.0:
-        raise UsageError(f"--sparsity {sparsity}: must be strictly between 0 and 1 (fraction of B zeroed)")
-    return s
-
-
-def kept_count(sparsity: float, total: int) -> int:
-    """The rounding rule of the reference: k = int((1 − sparsity) · N) (truncation)."""
-    return int((1.0 - check_sparsity(sparsity)) * total)
-
-
-def mask_filename(sparsity: float) -> str:
-    return f"{check_sparsity(sparsity)}_mask.pt"
 
 
 def _topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:

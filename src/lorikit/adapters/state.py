@@ -16,14 +16,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported where used: merge methods import this module when listed (--help)
+    import torch
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir, atomic_write_json
 from .card import write_model_card
+from .layers import PEFT_PREFIX
 from . import checks
 from .patterns import pattern_value
 
@@ -31,7 +32,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_WEIGHTS_BIN = "adapter_model.bin"
 LORIKIT_META = "lorikit.json"
-PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<which>[AB])(?:\.(?P<adapter>[^.]+))?\.weight$")
 
 
@@ -48,8 +48,12 @@ class LoraModule:
     def rank(self) -> int:
         return self.A.shape[0]
 
-    def delta(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The full update ΔW = s · B A (out × in) in ``dtype``; s is folded into the small factor B."""
+    def delta(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The full update ΔW = s · B A (out × in) in ``dtype`` (default float32); s is folded into the
+        small factor B."""
+        import torch
+
+        dtype = torch.float32 if dtype is None else dtype
         return (self.B.to(dtype) * self.scaling) @ self.A.to(dtype)
 
 
@@ -123,6 +127,8 @@ class AdapterState:
 
     def modules(self) -> dict[str, LoraModule]:
         """Target modules in file order, keyed by module path."""
+        import torch
+
         if self._modules is None:
             found: dict[str, dict[str, torch.Tensor]] = {}
             for key, tensor in self.tensors.items():
@@ -162,6 +168,8 @@ class AdapterState:
         a module whose scale differs from the most common one carries the ratio in B. Otherwise each
         module keeps its rank and scale through the patterns (PEFT reads them).
         """
+        import torch
+
         mods = list(modules.values()) if isinstance(modules, dict) else list(modules)
         if portable:
             mods = uniform_modules(mods)
@@ -190,6 +198,8 @@ class AdapterState:
         return Path(out)
 
     def save_into(self, folder: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / ADAPTER_CONFIG, self.config)
@@ -221,6 +231,9 @@ def resolve_adapter_path(path_or_hub_id: str | os.PathLike) -> Path:
 
 def load_adapter(path_or_hub_id: str | os.PathLike, device: str = "cpu") -> AdapterState:
     """Read any PEFT LoRA adapter folder or Hub id; ``lorikit.json`` is optional."""
+    import torch
+    from safetensors.torch import load_file
+
     folder = resolve_adapter_path(path_or_hub_id)
     cfg_path = folder / ADAPTER_CONFIG
     if not cfg_path.is_file():

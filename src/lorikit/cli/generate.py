@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from ..eval.generate import GenerationConfig
+from ..eval.generation_config import GenerationConfig
 from ._args import add_dataclass_args, dataclass_from_args
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..osrm.collect import StatsConfig
+from ..osrm.config import StatsConfig
 from ..utils.outputs import guard_output
 from ._args import add_dataclass_args, dataclass_from_args
 

@@ -20,10 +20,12 @@ agreement rate on the items whose generated answer is well-formed (one of the op
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LorikitError
-from .loglik import ChoiceItem, choose
+
+if TYPE_CHECKING:  # loglik needs torch; the task registry imports this module for --help
+    from .loglik import ChoiceItem
 
 NLU_PREFIX = "the correct answer is "
 _FORMAT_LINE = re.compile(r"Answer format:\s*(\S+(?:/\S+)+)\s*$", re.M)
@@ -55,6 +57,8 @@ def answer_prefix(row: dict, gold: str | None, nlu: bool) -> str:
 
 def choice_items(items, task: str) -> list[ChoiceItem]:
     """The log-likelihood requests of ``items`` (``Item`` objects with ``options``); errors name the row."""
+    from .loglik import ChoiceItem
+
     out = []
     for item in items:
         if not item.options:
@@ -72,6 +76,8 @@ def normalise(text: str) -> str:
 
 def score_loglik(items, logliks: list[list[float]]) -> tuple[dict[str, Any], list[dict]]:
     """Accuracy of the most likely option; one record per item with every option's log-likelihood."""
+    from .loglik import choose
+
     records = []
     for item, scores in zip(items, logliks):
         pred = item.options[choose(scores)]

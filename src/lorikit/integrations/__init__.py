@@ -6,13 +6,17 @@
 - ``collect_osrm_stats(model, dataloader)`` and ``initialize_osrm_weights(peft_model, stats, task=...)``
 """
 
-from .callback import LoriCallback
-from .masks import extract_masks, save_mask
-from .osrm import collect_osrm_stats, initialize_osrm_weights
-from .peft_lori import finalize_lori, get_lori_model, lori_info, save_lori_adapter, write_lori_metadata
-from .seeds import data_fingerprint_seed, task_seed
+from ..utils.lazy import lazy_exports
 
+# public name -> the submodule defining it, imported on first use (PEP 562): the command line's
+# --help and configs stay free of torch / transformers / PEFT
+_EXPORTS = {
+    "LoriCallback": "callback", "extract_masks": "masks", "save_mask": "masks", "collect_osrm_stats": "osrm",
+    "initialize_osrm_weights": "osrm", "finalize_lori": "peft_lori", "get_lori_model": "peft_lori",
+    "lori_info": "peft_lori", "save_lori_adapter": "peft_lori", "write_lori_metadata": "peft_lori",
+    "data_fingerprint_seed": "seeds", "task_seed": "seeds",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 __all__ = ["LoriCallback", "collect_osrm_stats", "data_fingerprint_seed", "extract_masks", "finalize_lori",
            "get_lori_model", "initialize_osrm_weights", "lori_info", "save_lori_adapter", "save_mask", "task_seed",
            "write_lori_metadata"]
-

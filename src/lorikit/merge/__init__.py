@@ -10,13 +10,15 @@ Methods are registered by name (``registry.methods()``); each lives in its own f
 ``methods/`` with its formula and declares its parameters. See docs/merge.md.
 """
 
-# The subpackage methods/ is imported before the function ``methods`` is bound below: importing a
-# subpackage later would rebind ``lorikit.merge.methods`` to the subpackage, shadowing the function.
-from . import methods as _methods_package  # noqa: F401
-from .config import MergeConfig
-from .core import Merger, check_compatible, in_memory_model, merge
-from .emr import EmrFolder, emr_task_deltas, materialize_emr
-from .registry import DeltaParams, get_method, methods, register
+from ..utils.lazy import lazy_exports
 
+# public name -> the submodule defining it, imported on first use (PEP 562): the command line's
+# --help and configs stay free of torch / transformers / PEFT
+_EXPORTS = {
+    "MergeConfig": "config", "Merger": "core", "check_compatible": "core", "in_memory_model": "core",
+    "merge": "core", "EmrFolder": "emr", "emr_task_deltas": "emr", "materialize_emr": "emr",
+    "DeltaParams": "registry", "get_method": "registry", "methods": "registry", "register": "registry",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 __all__ = ["DeltaParams", "EmrFolder", "MergeConfig", "Merger", "check_compatible", "emr_task_deltas",
            "get_method", "in_memory_model", "materialize_emr", "merge", "methods", "register"]

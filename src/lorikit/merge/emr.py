@@ -22,11 +22,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-import torch
-from safetensors import safe_open
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..errors import LorikitError, UsageError
 
@@ -51,10 +50,16 @@ def rescalers(task_abs: torch.Tensor, masked_abs: torch.Tensor) -> list[float]:
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     """A bool tensor as packed bits (uint8, 8 entries per byte, row-major)."""
+    import numpy as np
+    import torch
+
     return torch.from_numpy(np.packbits(mask.reshape(-1).numpy()))
 
 
 def unpack_mask(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     count = int(np.prod(shape))
     return torch.from_numpy(np.unpackbits(packed.numpy(), count=count).astype(bool)).reshape(shape)
 
@@ -90,6 +95,8 @@ class EmrFolder:
 
     def task_deltas(self, task: str) -> Iterator[tuple[str, torch.Tensor]]:
         """(module, λ_i · m_i ⊙ τ_uni) for every module, in float32."""
+        from safetensors import safe_open
+
         index = self.task_index(task)
         scale = self.rescalers[task]
         with safe_open(str(self.folder / EMR_WEIGHTS), framework="pt") as fh:

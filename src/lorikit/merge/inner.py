@@ -8,7 +8,10 @@ factor pair B = I, A = M_t.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..adapters.state import LoraModule
 from .registry import DeltaParams, Param, get_method, methods
@@ -25,6 +28,8 @@ INNER = Param("inner", str, "task-arithmetic", "method that merges in the inner 
 
 def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaParams) -> torch.Tensor:
     """``params.inner`` applied to same-shaped matrices with the per-task ``weights`` (in their dtype)."""
+    import torch
+
     inner = get_method(params.inner)
     if inner.kind.entrywise:
         return inner.fn(matrices, torch.tensor(weights, dtype=matrices[0].dtype), params)

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..adapters.state import AdapterState
 from ..errors import LorikitError
@@ -108,6 +111,8 @@ class DeltaKind(MergeKind):
     serves_inner = True
 
     def delta(self, merger, module, task_index):
+        import torch
+
         weights = torch.tensor(merger.weights, dtype=torch.float32)
         return merger.method.fn(merger.deltas(module), weights, merger.params.at(module))
 

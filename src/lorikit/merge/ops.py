@@ -15,7 +15,10 @@ at which every method here drops a direction anyway.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..adapters.state import LoraModule
 
@@ -34,6 +37,8 @@ def split(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     From the eigendecomposition of XᵀX (k × k): C = W Λ^-½, L = Λ^½ Wᵀ, directions with
     σ² ≤ 1e-14 σ_max² dropped (always at least one kept). Cost O(m k²) for X of m × k.
     """
+    import torch
+
     X = X.double()
     lam, W = torch.linalg.eigh(X.T @ X)
     lam, W = lam.flip(0), W.flip(1)  # descending
@@ -50,6 +55,8 @@ def svd_of_product(B: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torc
     k' ≤ min(k, m, n) (numerically zero directions dropped); cost O((m + n) k²), the m × n
     product is never formed. Singular values in descending order, as ``torch.linalg.svd``.
     """
+    import torch
+
     Cb, Lb = split(B)
     Ca, La = split(A.T)
     u, S, vh = torch.linalg.svd(Lb @ La.T, full_matrices=False)
@@ -64,6 +71,8 @@ def polar(M: torch.Tensor) -> torch.Tensor:
     adapters that share a subspace) the full polar factor is not unique: its part on M's null space
     is whatever the SVD solver returns, directions no input spans. Here that part is zero instead
     (a partial isometry), so the result lies in the span of M's columns."""
+    import torch
+
     P, S, Qh = torch.linalg.svd(M.double(), full_matrices=False)
     keep = S > KEEP_RTOL * S[0] if S.numel() and S[0] > 0 else torch.zeros_like(S, dtype=torch.bool)
     return P[:, keep] @ Qh[keep, :]
@@ -74,6 +83,8 @@ def stacked_factors(modules: list[LoraModule], weights: list[float]) -> tuple[to
 
     B_cat @ A_cat = Σ_t w_t ΔW_t: the task-arithmetic sum in factor form (``cat``'s factors).
     """
+    import torch
+
     B = torch.cat([(w * m.scaling) * m.B.double() for m, w in zip(modules, weights)], dim=1)
     A = torch.cat([m.A.double() for m in modules], dim=0)
     return B, A

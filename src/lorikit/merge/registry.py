@@ -17,9 +17,10 @@ import importlib
 import math
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..adapters.seeded import module_seed
 from ..errors import UsageError
@@ -149,6 +150,8 @@ class DeltaParams:
 
     def generator(self, task_index: int) -> torch.Generator:
         """The generator of task ``task_index`` in this module: a function of (seed, module, task)."""
+        import torch
+
         seed = self.values.get("seed", SEED.default)
         return torch.Generator(device="cpu").manual_seed(module_seed(seed, f"dare:{task_index}:{self.module}"))
 

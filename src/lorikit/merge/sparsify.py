@@ -10,14 +10,18 @@ One home for them so that method files never import each other:
 
 from __future__ import annotations
 
-import torch
-from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from .ops import weighted
 
 
 def kth_largest_abs(delta: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th largest |entry|, exactly; a sampled quantile brackets it so only a thin band is ranked."""
+    import torch
+
     flat = delta.abs().reshape(-1)
     n = flat.numel()
     if n <= 1 << 20:
@@ -39,6 +43,8 @@ def trim(delta: torch.Tensor, density: float) -> torch.Tensor:
     selects the threshold instead of running ``topk`` over millions of entries (~5× faster on a
     14336 × 4096 update).
     """
+    import torch
+
     k = int(density * delta.numel())
     if density >= 1.0 or k >= delta.numel():
         return delta
@@ -49,6 +55,8 @@ def trim(delta: torch.Tensor, density: float) -> torch.Tensor:
 
 def drop_and_rescale(delta: torch.Tensor, drop_rate: float, generator: torch.Generator) -> torch.Tensor:
     """Zero each entry with probability ``drop_rate``; scale the survivors by 1 / (1 − drop_rate)."""
+    import torch
+
     if drop_rate <= 0.0:
         return delta
     keep = torch.rand(delta.shape, generator=generator, dtype=torch.float32) >= drop_rate
@@ -57,6 +65,9 @@ def drop_and_rescale(delta: torch.Tensor, drop_rate: float, generator: torch.Gen
 
 def elect_and_merge(tensors: list[torch.Tensor], weights: torch.Tensor, divide_by: str = "count") -> torch.Tensor:
     """Σ_i w_i τ_i over entries agreeing with the elected sign, divided as ``divide_by`` says."""
+    import torch
+    from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
+
     stacked = torch.stack(tensors, dim=0)
     if divide_by == "count":
         agree = calculate_majority_sign_mask(stacked, method="total")

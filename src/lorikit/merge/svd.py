@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..adapters.state import LoraModule
 
 
 def factor(module: str, delta: torch.Tensor, rank: int) -> tuple[LoraModule, float, float]:
     """(rank-r LoraModule, squared residual norm, squared norm of ``delta``), all float32 math."""
+    import torch
+
     U, S, Vh = torch.linalg.svd(delta.float(), full_matrices=False)
     r = min(rank, S.numel())
     energy = S.double() ** 2

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import platform
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:  # torch loads where used: TrainConfig reads DTYPES for --help
+    import torch
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Set to 0 or 1 to override the CPU's bfloat16 detection (what `--dtype auto` picks on the CPU).
@@ -17,6 +19,8 @@ CPU_BF16_ENV = "LORIKIT_CPU_BF16"
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda[:N]``; one-line error otherwise."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -60,5 +64,7 @@ def resolve_dtype(dtype: str, device: str, option: str = "--dtype") -> str:
         raise UsageError(f"{option} {dtype!r}: unknown (choose from {', '.join(DTYPES)})")
     if dtype != "auto":
         return dtype
+    import torch
+
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     return "bfloat16" if on_cpu and cpu_has_bf16() else "float32"

@@ -22,73 +22,19 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..adapters.build import DEFAULT_TARGETS
-from ..data import FORMATS, load_examples
+from ..data import load_examples
 from ..data.tokenize import pad_right
 from ..errors import LorikitError, UsageError
 from ..models import load_model, resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir
+from .config import GRAM_DTYPES, StatsConfig  # noqa: F401 (public here too)
 from .reader import FORMAT_VERSION, MANIFEST
-
-GRAM_DTYPES = ("float64", "float32")
-
-
-@dataclass
-class StatsConfig:
-    """Collect per-task input statistics of the target modules of a pretrained model."""
-
-    out: str = field(default="", metadata={"help": "output folder: osrm_stats.json + one <task>.safetensors per task"})
-    model: str = field(default="smollm2-135m", metadata={"help": "pretrained base model (the adapters' base)"})
-    data: list[str] = field(default_factory=list, metadata={
-        "help": "TASK=SPEC pairs, e.g. code=train.jsonl math=builtin:arithmetic (any --data spec)"})
-    format: str = field(default="auto", metadata={"help": "row format of every data set",
-                                                   "choices": FORMATS})
-    samples: int = field(default=100, metadata={"help": "examples drawn per task (the reference: 100)"})
-    seed: int = field(default=42, metadata={"help": "seed of the example draw (the reference: 42)"})
-    max_length: int = field(default=128, metadata={"help": "tokens per example, prompt + response (reference: 128)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS), metadata={
-        "help": "module names whose inputs are recorded (suffixes)"})
-    second_moment: bool = field(default=True, metadata={
-        "help": "also accumulate Σ h hᵀ (needed by --osrm-mode cov; d² floats per module group)"})
-    gram_dtype: str = field(default="float64", metadata={
-        "help": "dtype of each batch's hᵀh product (float32 is faster; the running sum is float64 either way)",
-        "choices": GRAM_DTYPES})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
-
-    def __post_init__(self):
-        if not self.out:
-            raise UsageError("--out: required (the folder to write the statistics to)")
-        if not self.data:
-            raise UsageError("--data: give at least one TASK=SPEC pair")
-        for name in ("samples", "max_length", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if self.gram_dtype not in GRAM_DTYPES:
-            raise UsageError(f"--gram-dtype {self.gram_dtype!r}: unknown (choose from {', '.join(GRAM_DTYPES)})")
-        self.tasks()  # validate now
-
-    def tasks(self) -> dict[str, str]:
-        tasks: dict[str, str] = {}
-        for item in self.data:
-            name, sep, spec = item.partition("=")
-            if not sep or not name or not spec:
-                raise UsageError(f"--data {item!r}: expected TASK=SPEC (e.g. code=train.jsonl)")
-            if not re.fullmatch(r"[\w.-]+", name):
-                raise UsageError(f"--data {item!r}: task name {name!r} may use letters, digits, '_', '.', '-'")
-            if name in tasks:
-                raise UsageError(f"--data: task {name!r} given twice")
-            tasks[name] = spec
-        return tasks
-
 
 class InputRecorder:
     """Forward pre-hooks that stream count / Σh / Σhhᵀ of each target module's input.

@@ -19,57 +19,12 @@ U(±1/√d), rows of expected norm 1/√3; a Gaussian N(0, 1/r) A has rows of no
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import torch
 
 from ..adapters.build import lora_layers
-from ..adapters.inits import AdapterInit, register_init
 from ..errors import UsageError
+from .config import MODES, NAMED_SCALES, OsrmInitConfig, check_scale, parse_scale  # noqa: F401 (public here too)
 from .reader import OsrmStats
-
-MODES = ("mean", "cov")
-NAMED_SCALES = ("unit", "kaiming", "gaussian")
-
-
-@dataclass
-class OsrmInitConfig:
-    """Settings of ``--init osrm`` (a sub-config of ``TrainConfig``, field ``osrm``)."""
-
-    osrm_stats: str | None = field(default=None, metadata={"help": "statistics folder from lorikit osrm-stats (--init osrm)"})
-    task: str | None = field(default=None, metadata={"help": "this run's task name in --osrm-stats (--init osrm)"})
-    osrm_mode: str = field(default="mean", metadata={
-        "help": "mean: null space of the other tasks' mean inputs (official code); cov: smallest eigenvectors "
-                "of their summed second moments (paper)", "choices": MODES})
-    osrm_scale: str = field(default="unit", metadata={
-        "help": "row norm of the OSRM A: unit (reference), kaiming (1/√3, PEFT's default A), gaussian (√(in/r)) "
-                "or a number; sets the effective learning rate"})
-
-
-def parse_scale(scale: str | float, in_features: int, rank: int) -> float:
-    """The factor applied to the orthonormal rows (see the module docstring)."""
-    if isinstance(scale, (int, float)):
-        value = float(scale)
-    elif scale == "unit":
-        value = 1.0
-    elif scale == "kaiming":
-        value = 1.0 / math.sqrt(3.0)
-    elif scale == "gaussian":
-        value = math.sqrt(in_features / rank)
-    else:
-        try:
-            value = float(scale)
-        except ValueError:
-            raise UsageError(f"--osrm-scale {scale!r}: a positive number or one of {', '.join(NAMED_SCALES)}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise UsageError(f"--osrm-scale {scale!r}: must be a positive number")
-    return value
-
-
-def check_scale(scale: str | float) -> None:
-    parse_scale(scale, 1, 1)
-
 
 def other_tasks(stats: OsrmStats, task: str) -> list[str]:
     stats.check_task(task)
@@ -144,25 +99,3 @@ def apply_osrm_init(peft_model, stats_dir, task: str, mode: str = "mean", scale:
     return {"kind": "osrm", "stats": str(stats.folder), "stats_model": stats.model, "task": task,
             "other_tasks": [k for k in stats.tasks if k != task], "mode": mode, "scale": str(scale),
             "row_norms": sorted(factors), "modules": len(layers)}
-
-
-class OsrmInit(AdapterInit):
-    """``--init osrm``: the data-driven init of the init registry (``adapters/inits``)."""
-
-    name = "osrm"
-    summary = "A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0"
-    config_field = "osrm"
-
-    def check(self, settings: OsrmInitConfig) -> None:
-        if not settings.osrm_stats or not settings.task:
-            raise UsageError("--init osrm: needs --osrm-stats FOLDER and --task NAME")
-        if settings.osrm_mode not in MODES:
-            raise UsageError(f"--osrm-mode {settings.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
-        check_scale(settings.osrm_scale)
-
-    def apply(self, peft_model, settings: OsrmInitConfig, base_model_id: str | None) -> dict:
-        return apply_osrm_init(peft_model, settings.osrm_stats, settings.task, settings.osrm_mode,
-                               settings.osrm_scale, base_model_id)
-
-
-INIT = register_init(OsrmInit())

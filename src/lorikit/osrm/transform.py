@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,39 +28,11 @@ from ..models import load_model
 from ..models.heads import HEAD_NAMES
 from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID
 from ..utils.outputs import guard_output
-from .init import MODES, osrm_projection, parse_scale
+from .config import TransformConfig  # noqa: F401 (public here too)
+from .init import osrm_projection, parse_scale
 from .reader import OsrmStats
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TransformConfig:
-    """Project an adapter or a fully fine-tuned model onto OSRM's subspace for one task."""
-
-    source: str = field(default="", metadata={"cli": False})
-    osrm_stats: str = field(default="", metadata={"help": "statistics folder from lorikit osrm-stats"})
-    task: str = field(default="", metadata={"help": "the source's task name in --osrm-stats"})
-    out: str = field(default="", metadata={"help": "output adapter folder"})
-    osrm_mode: str = field(default="mean", metadata={"help": "mean (official code) or cov (paper)", "choices": MODES})
-    osrm_scale: str = field(default="unit", metadata={
-        "help": "row norm of A' (unit, kaiming, gaussian or a number); B' compensates, ΔW' is the same"})
-    rank: int | None = field(default=None, metadata={
-        "help": "rank r of the new adapter (default: the LoRA adapter's; 8 for a full model, OSRM's GLUE setup)"})
-    alpha: float | None = field(default=None, metadata={
-        "help": "lora_alpha of the new adapter (default: the LoRA adapter's; 2r for a full model)"})
-    base_model: str | None = field(default=None, metadata={
-        "help": "base model W_0 of a fully fine-tuned source (default: the statistics' model)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing non-empty --out"})
-
-    def __post_init__(self):
-        for name in ("osrm_stats", "task", "out"):
-            if not getattr(self, name):
-                raise UsageError(f"--{name.replace('_', '-')}: required")
-        if self.rank is not None and self.rank <= 0:
-            raise UsageError(f"--rank {self.rank}: must be a positive integer")
-        if self.osrm_mode not in MODES:
-            raise UsageError(f"--osrm-mode {self.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
 
 
 def project_update(delta: torch.Tensor, basis: torch.Tensor, scaling: float, factor: float = 1.0):

@@ -13,15 +13,15 @@ import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..adapters.build import AdapterConfig
+from ..adapters.config import AdapterConfig
 from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
 from ..data.formats import FORMATS
 from ..data.loading import carve_spec
 from ..errors import UsageError
 from ..models.device import DTYPES, resolve_dtype
-from ..models.loading import check_4bit_supported
-from ..osrm.init import OsrmInitConfig
+from ..osrm import registered_init  # noqa: F401 (registers --init osrm before INITS is read)
+from ..osrm.config import OsrmInitConfig
 from ..utils.validate import check_device, check_number
 from .reporting import check_report_to
 
@@ -155,6 +155,8 @@ class TrainConfig:
             raise UsageError(f"--limit {self.limit}: must be positive")
         check_report_to(self.report_to)
         if self.load_in_4bit:
+            from ..models.loading import check_4bit_supported  # torch: only when asked for
+
             check_4bit_supported()
         self._check_sources()
         self._check_head_and_init()

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..adapters.build import AdapterConfig
+from ..adapters.config import AdapterConfig
 from ..errors import LorikitError, UsageError
 from ..utils.settings import coerce_settings, did_you_mean
 from ..utils.yamlfile import load_yaml

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import LorikitError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def nonfinite_key(tensors: Mapping[str, torch.Tensor]) -> str | None:
     """The first key whose (floating-point) tensor holds NaN or ±inf, else None."""
+    import torch  # a caller holding tensors has loaded it; the atomic writers import this module without
+
     for key, tensor in tensors.items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return key

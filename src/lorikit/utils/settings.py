@@ -11,11 +11,12 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Iterable
-
-from pydantic import TypeAdapter, ValidationError
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 _ADAPTERS: dict[Any, TypeAdapter] = {}
 
@@ -39,6 +40,8 @@ def coerce_value(key: str, value: Any, hint: Any, where: str) -> Any:
     """``value`` as type ``hint`` (lax: numeric strings become numbers); UsageError naming ``key``."""
     if isinstance(value, bool) and _numeric(hint) and bool not in typing.get_args(hint):
         raise UsageError(f"{where}: setting {key!r} = {value!r} is not {_describe(hint)}")
+    from pydantic import TypeAdapter, ValidationError  # a setting given as data needs it; --help does not
+
     adapter = _ADAPTERS.get(hint)
     if adapter is None:
         adapter = _ADAPTERS[hint] = TypeAdapter(hint)

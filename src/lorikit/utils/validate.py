@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 
-import torch
-
 from ..errors import UsageError
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take a signed 64-bit seed at most
@@ -56,6 +54,8 @@ def check_device(device: str, name: str = "--device") -> None:
     """auto, cpu, cuda or cuda:N naming a GPU this machine has (checked before any model is loaded)."""
     if device in ("auto", "cpu"):
         return
+    import torch  # only a device name other than auto/cpu needs torch to check it
+
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"{name} {device}: CUDA is not available on this machine (use cpu or auto)")

@@ -12,9 +12,10 @@ See docs/methods.md#initialisations.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class AdapterInit:

@@ -6,10 +6,12 @@ See docs/methods.md#initialisations.
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from .base import AdapterInit
+
+if TYPE_CHECKING:
+    import torch
 
 
 class GaussianInit(AdapterInit):
@@ -18,6 +20,8 @@ class GaussianInit(AdapterInit):
     seeded = True
 
     def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:
+        import torch  # when drawn, not when the registry is listed (--help)
+
         return torch.randn(rank, in_features, generator=generator, dtype=torch.float32) / math.sqrt(rank)
 
 

@@ -14,9 +14,11 @@ from ...errors import UsageError
 from ..inits import seeded_init_names
 from . import lora, lori_d, lori_s
 from .base import AdapterMethod
-from .plans import DensePlan, SparsePlan
+from ...utils.lazy import lazy_exports
 
 _BUILTIN = (lora.METHOD, lori_d.METHOD, lori_s.METHOD)
+# the training plans need torch: loaded on first use, so listing the methods (--help) stays light
+__getattr__, __dir__ = lazy_exports(globals(), {"DensePlan": "plans", "SparsePlan": "plans"})
 METHODS: dict[str, AdapterMethod] = {m.name: m for m in _BUILTIN}
 
 

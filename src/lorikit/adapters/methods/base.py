@@ -14,11 +14,10 @@ A method is a strategy object, registered in ``adapters/methods/__init__.py`` un
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from .plans import DensePlan
+if TYPE_CHECKING:
+    import torch
 
 
 class AdapterMethod:
@@ -36,6 +35,8 @@ class AdapterMethod:
 
     def plan(self, peft_model, masks: dict[str, torch.Tensor] | None = None, info: dict | None = None):
         """The training plan over ``peft_model`` (``masks``: module → bool [out, r], mask methods only)."""
+        from .plans import DensePlan  # torch: loaded when training, not when the registry is listed
+
         return DensePlan(peft_model, info)
 
     def trainable_count(self, a_sizes: list[int], b_sizes: list[int], sparsity: float, scope: str) -> int:

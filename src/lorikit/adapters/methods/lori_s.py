@@ -10,12 +10,14 @@ module. See docs/methods.md#lori-s.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from ..masks import kept_count
 from ..seeded import freeze_seeded_a
+from ..sparsity import kept_count
 from .base import AdapterMethod
-from .plans import SparsePlan
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LoRIS(AdapterMethod):
@@ -32,6 +34,8 @@ class LoRIS(AdapterMethod):
     def plan(self, peft_model, masks: dict[str, torch.Tensor] | None = None, info: dict | None = None):
         if masks is None:
             raise ValueError("lori-s trains the entries of a mask: pass masks")
+        from .plans import SparsePlan  # torch: loaded when training, not when the registry is listed
+
         return SparsePlan(peft_model, masks, info=info)
 
     def trainable_count(self, a_sizes: list[int], b_sizes: list[int], sparsity: float, scope: str) -> int:

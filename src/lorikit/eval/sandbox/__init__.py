@@ -18,9 +18,12 @@ dataset's test runs in a second sandbox and calls it with plain values over two 
 (``runner.py``). ``--sandbox none`` keeps 3 and 4 and the two processes only, and is unsafe.
 """
 
-from .bwrap import minimal_env
-from .config import SANDBOXES, Sample, SandboxConfig, SandboxResult
-from .runner import check_sandbox, run_program, run_programs
+from ...utils.lazy import lazy_exports
+
+# loaded on first use: ``eval.config`` reads SANDBOXES for --help without the runner (tqdm, seccomp)
+__getattr__, __dir__ = lazy_exports(globals(), {
+    "minimal_env": "bwrap", "SANDBOXES": "config", "Sample": "config", "SandboxConfig": "config",
+    "SandboxResult": "config", "check_sandbox": "runner", "run_program": "runner", "run_programs": "runner"})
 
 __all__ = ["SANDBOXES", "Sample", "SandboxConfig", "SandboxResult", "check_sandbox", "minimal_env", "run_program",
            "run_programs"]

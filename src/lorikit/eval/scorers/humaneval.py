@@ -14,8 +14,6 @@ always true) can make the test pass.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..sandbox.config import Sample
 
 # Codex / HumanEval convention: a completion ends where a new top-level statement begins.
@@ -30,6 +28,8 @@ def sample(problem: dict, completion: str) -> Sample:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
+    import numpy as np  # here, not at the top: the task registry imports this module for --help
+
     if not 0 <= c <= n or k <= 0:
         raise ValueError(f"pass@k needs 0 <= c <= n and k > 0 (n={n}, c={c}, k={k})")
     if k > n:
@@ -41,4 +41,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def mean_pass_at_k(per_problem: list[tuple[int, int]], k: int) -> float:
     """Mean pass@k over problems given (n, c) for each."""
+    import numpy as np
+
     return float(np.mean([pass_at_k(n, c, k) for n, c in per_problem])) if per_problem else 0.0

@@ -18,12 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
 from ...data.classification import detect_text_fields, row_text
 from ...errors import LorikitError, UsageError
-from ..loading import eval_rows, load_for_eval
-from ..scorers import classification as M
 from .base import TaskSpec, line_namer, register
 
 
@@ -49,6 +45,8 @@ def _num_labels(cfg, labels: list[float], where: str) -> int:
 
 
 def _metrics(preds: list, gold: list, num_labels: int) -> tuple[str, dict[str, float]]:
+    from ..scorers import classification as M
+
     if num_labels == 1:
         return "pearson", {"pearson": M.pearson(preds, gold), "spearman": M.spearman(preds, gold)}
     metrics = {"accuracy": M.accuracy(preds, gold), "matthews": M.matthews(preds, gold)}
@@ -57,8 +55,11 @@ def _metrics(preds: list, gold: list, num_labels: int) -> tuple[str, dict[str, f
     return "accuracy", metrics
 
 
-@torch.no_grad()
 def evaluate_classification(cfg, workdir: str, progress: bool = True) -> dict[str, Any]:
+    # torch and the model loaders load when a task runs: the task registry is listed by --help
+    from ..loading import eval_rows, load_for_eval
+    from ..scorers import classification as M
+
     rows, where = eval_rows(cfg)
     line_of = line_namer(where)
     if not isinstance(rows[0], dict) or cfg.label_field not in rows[0]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ...data.formats import text_field
 from ...errors import LorikitError
-from ..sandbox import SandboxConfig, check_sandbox, run_programs
+from ..sandbox.config import SandboxConfig
 from ..scorers import humaneval
 from .base import Item, TaskSpec, register
 
@@ -33,6 +33,8 @@ def humaneval_rows() -> tuple[list[dict], str]:
 
 def sandbox_config(cfg) -> SandboxConfig:
     """The sandbox of this run, checked to work before the model loads (refuse early, not after generation)."""
+    from ..sandbox.runner import check_sandbox  # the runner (tqdm, seccomp) loads when a task runs, not for --help
+
     sandbox_cfg = SandboxConfig(sandbox=cfg.sandbox, timeout=cfg.timeout, memory_mb=cfg.memory_mb, workers=cfg.workers)
     check_sandbox(sandbox_cfg)
     return sandbox_cfg
@@ -41,6 +43,8 @@ def sandbox_config(cfg) -> SandboxConfig:
 def score_humaneval(items: list[Item], completions: list[list[str]], pass_k: list[int], sandbox_cfg,
                     progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every completion in the sandbox; pass@k for each k <= samples."""
+    from ..sandbox.runner import run_programs
+
     sources = [humaneval.sample(item.meta["problem"], text) for item, outs in zip(items, completions)
                for text in outs]
     results = iter(run_programs(sources, sandbox_cfg, progress=progress))

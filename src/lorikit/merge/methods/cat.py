@@ -12,7 +12,10 @@ PEFT's ``add_weighted_adapter(combination_type="cat")`` is the same product with
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ..registry import DeltaParams, register
@@ -23,6 +26,8 @@ from ..registry import DeltaParams, register
                 "Low-Rank Adaptation (its reference merge)",
           summary="exact: concatenate ranks, ΔW = Σ w_i s_i B_i A_i")
 def cat(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    import torch
+
     A = torch.cat([m.A.float() for m in modules], dim=0)
     B = torch.cat([(w * m.scaling) * m.B.float() for m, w in zip(modules, weights)], dim=1)
     return LoraModule(modules[0].name, A, B, scaling=1.0)

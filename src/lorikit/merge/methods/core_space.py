@@ -21,7 +21,10 @@ V_A = A_stackᵀ C_A. Adapters of different ranks are fine.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ..inner import INNER, run_inner
@@ -35,6 +38,8 @@ def core_matrices(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.T
     U_Bᵀ B_t = C_Bᵀ (B_stackᵀ B_t) and A_t V_A = (A_t A_stackᵀ) C_A are blocks of the Gram
     matrices, so the cores cost O((out + in) (Σ r)²) and no out × in or out × Σr product is formed.
     """
+    import torch
+
     B_stack = torch.cat([m.B.double() for m in modules], dim=1)
     A_stack = torch.cat([m.A.double() for m in modules], dim=0)
     C_B, _ = split(B_stack)
@@ -54,6 +59,8 @@ def core_matrices(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.T
           params=(INNER,), inner=True, min_adapters=2,
           summary="cores M_t = U_Bᵀ ΔW_t V_A in the stacked factors' bases; inner merge; U_B M V_Aᵀ")
 def core_space(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    import torch
+
     C_B, cores, C_A = core_matrices(modules)
     merged = run_inner(cores, weights, params).double()
     # ΔW = U_B M V_Aᵀ = B_stack (C_B M C_Aᵀ) A_stack: keep B_stack, fold the small matrix into A

@@ -13,7 +13,10 @@ are PEFT's).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..ops import weighted
 from ..registry import DIVIDE_BY, DROP_RATE, LAM, SEED, DeltaParams, register
@@ -33,6 +36,8 @@ def _dropped(deltas: list[torch.Tensor], params: DeltaParams) -> list[torch.Tens
           params=(LAM, DROP_RATE, SEED), summary="random drop p, rescale 1/(1−p), λ Σ w_i",
           aliases=("dare_linear", "dare_linear_svd"), param_aliases=DENSITY_ALIAS)
 def dare_linear(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    import torch
+
     dropped = torch.stack(_dropped(deltas, params), dim=0)
     return params.lam * weighted(dropped, weights).sum(dim=0)
 

@@ -13,7 +13,10 @@ Tuning-free: ``--weights`` pre-scale the task updates; the merged folder is writ
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..emr import EmrModule
 from ..ops import weighted
@@ -25,6 +28,8 @@ from ..registry import register
           min_adapters=2,
           summary="shared τ_uni = γ · max agreeing |ΔW_i|, per-task mask and rescaler")
 def emr(deltas: list[torch.Tensor], weights: torch.Tensor) -> EmrModule:
+    import torch
+
     stacked = weighted(torch.stack(deltas, dim=0), weights)
     sign = torch.sign(stacked.sum(dim=0))
     masks = stacked * sign > 0

@@ -24,7 +24,10 @@ touched. Everything is computed in factor space from the Gram matrices of the st
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ..ops import KEEP_RTOL, polar, stacked_factors, svd_of_product, to_module
@@ -68,6 +71,8 @@ def split_space(rank: int, tasks: int, fraction: float) -> tuple[int, int]:
           params=(LAM, COMMON), min_adapters=2,
           summary="common subspace of the sum + task-specific directions, flat spectrum, × λ")
 def iso_cts(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    import torch
+
     U, S, V = sum_svd(modules, weights)
     common, per_task = split_space(S.numel(), len(modules), params.common_space_fraction)
     Uc = U[:, :common]

@@ -23,8 +23,10 @@ ranks are fine. The output adapter has rank k ≤ Σ r_t.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ..inner import INNER, run_inner
@@ -40,6 +42,8 @@ def knots_blocks(modules: list[LoraModule]) -> tuple[torch.Tensor, list[torch.Te
     The decomposition runs in float64; the blocks the inner method merges are float32 (the
     authors' choice too), which halves the largest buffers of the merge (T · k · in entries).
     """
+    import torch
+
     B_cat = torch.cat([m.scaling * m.B.double() for m in modules], dim=1)
     Cb, Lb = split(B_cat)
     parts = [split(m.A.T) for m in modules]  # A_tᵀ = P_t L_t, P_t = A_tᵀ C_t

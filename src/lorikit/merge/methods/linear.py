@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import math
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ...errors import LorikitError
@@ -25,6 +28,8 @@ from ..registry import DeltaParams, register
 @register("linear", "adapter", title="PEFT linear",
           summary="PEFT linear: B' = Σ √(w_i s_i) B_i, A' = Σ √(w_i s_i) A_i (cross terms)")
 def linear(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    import torch
+
     ranks = [m.rank for m in modules]
     if len(set(ranks)) != 1:
         raise LorikitError(f"module {modules[0].name}: --method linear needs equal ranks, got {ranks} "

@@ -8,8 +8,10 @@ the weighted sum (``merge_utils.task_arithmetic``).
 
 from __future__ import annotations
 
-import torch
-from peft.utils.merge_utils import task_arithmetic as _weighted_sum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..registry import DENSITY, LAM, DeltaParams, register
 from ..sparsify import trim
@@ -19,4 +21,6 @@ from ..sparsify import trim
           params=(LAM, DENSITY), summary="top-k |ΔW_i| per task, then λ Σ w_i",
           aliases=("magnitude_prune", "magnitude_prune_svd"))
 def magnitude_prune(deltas: list[torch.Tensor], weights: torch.Tensor, params: DeltaParams) -> torch.Tensor:
+    from peft.utils.merge_utils import task_arithmetic as _weighted_sum
+
     return params.lam * _weighted_sum([trim(d, params.density) for d in deltas], weights)

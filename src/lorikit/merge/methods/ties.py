@@ -19,7 +19,10 @@ rule with a faster threshold selection (see ``sparsify.trim``).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ..registry import DENSITY, DIVIDE_BY, LAM, DeltaParams, register
 from ..sparsify import elect_and_merge, trim

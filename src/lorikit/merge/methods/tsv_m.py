@@ -21,7 +21,10 @@ out × Σk and in × Σk matrices. The output adapter has rank Σ k_t; adapters 
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--help) must not load it
+    import torch
 
 from ...adapters.state import LoraModule
 from ..ops import KEEP_RTOL, polar, svd_of_product, to_module
@@ -52,6 +55,8 @@ def task_triplets(modules: list[LoraModule], weights: list[float], fraction: flo
           params=(LAM, SV_FRACTION), min_adapters=2,
           summary="top-k_t task singular vectors, decorrelated (Procrustes) across tasks, summed; × λ")
 def tsv_m(modules: list[LoraModule], weights: list[float], params: DeltaParams) -> LoraModule:
+    import torch
+
     triplets = task_triplets(modules, weights, params.sv_fraction)
     if sum(t[1].numel() for t in triplets) == 0:  # every task's update is zero: so is the merge
         out, inp = modules[0].B.shape[0], modules[0].A.shape[1]

@@ -1,0 +1,87 @@
+"""What adapter to attach (``AdapterConfig``): a typed config whose fields are the ``--method``,
+``--rank``, ... flags. Light on purpose (no torch, transformers or PEFT), so the command line's
+parser and ``--help`` are built without them; ``build.py`` attaches what this describes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+from ..utils.validate import check_number, check_seed
+from .inits import get_seeded_init, seeded_init_names
+from .methods import get_method, method_help, method_names
+
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+METHODS = method_names()
+logger = logging.getLogger(__name__)
+
+@dataclass
+class AdapterConfig:
+    """What adapter to put on the base model."""
+
+    method: str = field(default="lora", metadata={"help": method_help(), "choices": METHODS})
+    rank: int = field(default=32, metadata={"help": "LoRA rank r"})
+    alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; scaling s = alpha / r (default 2 × rank)"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout on the adapter input"})
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS), metadata={
+        "help": "module names to adapt (suffixes, as PEFT matches them)"})
+    a_init: str = field(default="kaiming", metadata={
+        "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
+        "choices": seeded_init_names()})
+    seed: int | None = field(default=None, metadata={
+        "help": "seed of A (LoRI: A = f(seed, module)) and of the run; when not given, training derives it "
+                "from the data (so different tasks get different A), LoRI-S and continual runs take the seed "
+                "of the adapter their A comes from, and other uses take 0"})
+
+    def __post_init__(self):
+        get_method(self.method)
+        if self.rank <= 0:
+            raise UsageError(f"--rank {self.rank}: must be a positive integer")
+        if self.alpha is None:
+            self.alpha = 2.0 * self.rank
+        check_number("--alpha", self.alpha, low=0, low_open=True)  # α = 0: ΔW = 0, nothing to learn
+        check_number("--dropout", self.dropout, low=0, high=1, high_open=True)
+        if self.seed is not None:
+            check_seed("--seed", self.seed)
+        get_seeded_init(self.a_init)
+        if not self.target_modules:
+            raise UsageError("--target-modules: give at least one module name")
+
+    @property
+    def run_seed(self) -> int:
+        """The seed actually used: ``seed``, else the one derived from the task (``derived_seed``,
+        set by ``TrainConfig`` from its data), else 0 (training resolves it first)."""
+        if self.seed is not None:
+            return self.seed
+        derived = getattr(self, "derived_seed", None)
+        return 0 if derived is None else derived
+
+    @property
+    def freezes_a(self) -> bool:
+        return get_method(self.method).freezes_a
+
+    @property
+    def seed_given(self) -> bool:
+        """Whether a seed was given (or resolved by training, which passes it explicitly)."""
+        return self.seed is not None
+
+    @property
+    def seed_derived(self) -> bool:
+        """Whether a per-task seed was derived (``derived_seed``: not a field, never written to disk)."""
+        return getattr(self, "derived_seed", None) is not None
+
+
+def check_seed_chosen(cfg: AdapterConfig) -> None:
+    """LoRI's A must differ between tasks: refuse to draw it from the placeholder seed 0 nobody chose.
+
+    ``derived_seed`` is set by whoever derived the seed from the task: ``TrainConfig`` sets it to
+    ``resolved_seed()`` (a function of the data) without rewriting ``seed``."""
+    if cfg.seed_given or cfg.seed_derived:
+        return
+    if cfg.freezes_a:
+        raise UsageError(f"AdapterConfig.seed: {cfg.method} needs a per-task seed (A = f(seed, module); one shared "
+                         "default would give every task the same A): pass seed=INT, e.g. "
+                         "lorikit.integrations.task_seed('my-task')")
+    logger.warning("AdapterConfig.seed not given: LoRA's initial A is drawn with seed 0")
