@@ -79,6 +79,8 @@ def uniform_modules(mods: list[LoraModule]) -> list[LoraModule]:
 
     B A = [B 0] [A; 0]: a lower-rank module is padded with zero rank-columns; s_m B = s (s_m / s B),
     so a module's own scale s_m is folded into its B as the ratio to the shared scale s."""
+    import torch
+
     rank = max(m.rank for m in mods)
     scales = [m.scaling for m in mods]
     scale = max(set(scales), key=scales.count)
