@@ -64,7 +64,8 @@ def test_import_lorikit_is_lazy_and_every_public_name_resolves():
     code = (
         "import sys, lorikit\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
-        "import lorikit.train.config, lorikit.osrm.transform  # a submodule sharing an exported name\n"
+        "import lorikit.train.config, lorikit.osrm.transform, lorikit.merge.methods.ties  # submodules sharing\n"
+        "# an exported name: lorikit.train, lorikit.osrm.transform, lorikit.merge.methods stay the functions\n"
         "for name in lorikit.__all__:\n"
         "    getattr(lorikit, name)\n"
         "from lorikit import train, TrainConfig, generate, GenerationConfig, load_adapter, AdapterConfig\n"
@@ -73,6 +74,9 @@ def test_import_lorikit_is_lazy_and_every_public_name_resolves():
         "from lorikit.osrm.transform import transform as eager_transform\n"
         "assert train is eager_train and callable(train), train\n"
         "assert transform is eager_transform, transform\n"
+        "from lorikit.merge import methods\n"
+        "from lorikit.merge.registry import methods as eager_methods\n"
+        "assert methods is eager_methods, methods\n"
         "assert TrainConfig.__module__ == 'lorikit.train.config' and 'train' in dir(lorikit)\n"
         "print('ok')\n")
     proc = run_python("-c", code)
