@@ -2,96 +2,21 @@
 overlap, score tables, and a visual report (``analyze`` runs them all and writes the report).
 """
 
-from __future__ import annotations
+from ..utils.lazy import lazy_exports
 
-import os
-from pathlib import Path
-
-from ..adapters.state import load_adapter
-from ..errors import LorikitError, UsageError
-from ..models import load_model
-from ..utils.atomic import check_output_dir
-from ..models.loading import canonical_model_id
-from .compare import PairwiseComparison, compare_adapters, module_kind, module_layer
-from .cosine import delta_inner, delta_norm_sq, module_cosine
-from .masks import MaskOverlap, jaccard, load_mask, mask_overlap
-from .report import read_train_log, write_report
-from .scores import ScoreTable, load_scores, score_table
-from .shift import OutputShift, output_shift
-from .subspace import delta_bases, module_overlap, overlap, principal_cosines
-from .sweep import load_sweep
-
+# public name -> the submodule defining it, imported on first use (PEP 562): the study's tables
+# read analysis.stats without loading models, so the command line's --help stays light
+_EXPORTS = {
+    "PairwiseComparison": "compare", "compare_adapters": "compare", "module_kind": "compare",
+    "module_layer": "compare", "delta_inner": "cosine", "delta_norm_sq": "cosine", "module_cosine": "cosine",
+    "MaskOverlap": "masks", "jaccard": "masks", "load_mask": "masks", "mask_overlap": "masks",
+    "read_train_log": "report", "write_report": "report", "ScoreTable": "scores", "load_scores": "scores",
+    "score_table": "scores", "OutputShift": "shift", "output_shift": "shift", "delta_bases": "subspace",
+    "module_overlap": "subspace", "overlap": "subspace", "principal_cosines": "subspace",
+    "load_sweep": "sweep", "analyze": "analyze", "name_paths": "analyze",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 __all__ = ["MaskOverlap", "OutputShift", "PairwiseComparison", "ScoreTable", "analyze", "compare_adapters",
            "delta_bases", "delta_inner", "delta_norm_sq", "jaccard", "load_mask", "load_scores", "load_sweep",
            "mask_overlap", "module_cosine", "module_kind", "module_layer", "module_overlap", "output_shift", "overlap",
            "principal_cosines", "read_train_log", "score_table", "write_report"]
-
-
-def _default_name(path: str) -> str:
-    p = Path(path.rstrip("/"))
-    if p.parent.name == "masks" and p.parent.parent.name:  # <adapter>/masks/0.9_mask.pt → adapter
-        return p.parent.parent.name
-    return p.name
-
-
-def name_paths(items: list[str] | dict[str, str], what: str) -> dict[str, str]:
-    """``["runs/a", "b=runs/x"]`` → ``{"a": "runs/a", "b": "runs/x"}`` (names from NAME= or the folder;
-    a mask file ``<adapter>/masks/F.pt`` is named after its adapter)."""
-    if isinstance(items, dict):
-        return {str(k): str(v) for k, v in items.items()}
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, path = str(item).partition("=")
-        if not sep:
-            path, name = str(item), _default_name(str(item))
-        if not name or not path:
-            raise UsageError(f"{what} {item!r}: expected PATH or NAME=PATH")
-        if name in out:
-            raise UsageError(f"{what}: name {name!r} given twice (use NAME=PATH to tell them apart)")
-        out[name] = path
-    return out
-
-
-def analyze(adapters: list[str] | dict[str, str], out: str | os.PathLike, data: list[str] | dict[str, str] | None = None,
-            model: str | None = None, samples: int = 16, max_length: int = 256, masks: list[str] | dict[str, str] | None = None,
-            scores: str | None = None, sweep: str | dict | None = None, overwrite: bool = False,
-            device: str = "cpu") -> Path:
-    """Compare ``adapters`` (paths, NAME=PATH or a dict) and write the report folder ``out``.
-
-    ``data`` (task → --data spec) adds the output-shift matrix (base model = ``model`` or the
-    adapters' recorded base model); ``masks`` (mask files) adds the Jaccard matrix; ``scores`` (a
-    JSON score file, see ``load_scores``) adds the score table; ``sweep`` (``{series: {weight: score
-    or eval output}}`` or a JSON file of it, see ``load_sweep``) adds the merge-weight sweep plot.
-    """
-    check_output_dir(out, overwrite, inputs=[adapters, data, masks, scores, sweep, model])
-    if samples <= 0:
-        raise UsageError(f"--samples {samples}: must be positive")
-    paths = name_paths(adapters, "adapter")
-    if not paths:
-        raise UsageError("analyze: give at least one adapter folder")
-    states = {name: load_adapter(p) for name, p in paths.items()}
-    notes = [f"adapters: " + ", ".join(f"{n} ({s.method}, {p})" for (n, p), s in zip(paths.items(), states.values()))]
-    # Read every input first, so a bad mask, score or data file fails before the comparisons run.
-    mask_result = None
-    if masks:
-        mask_paths = name_paths(masks, "--masks")
-        mask_result = mask_overlap({n: load_mask(p, flag="--masks") for n, p in mask_paths.items()})
-    table = score_table(load_scores(scores)) if scores else None
-    sweep_points = load_sweep(sweep) if sweep else None
-    shift = None
-    if data:
-        tasks = name_paths(data, "--data")
-        base_ids = {canonical_model_id(s.base_model) for s in states.values()}
-        model_name = model or next(iter(base_ids))
-        if not model_name:
-            raise UsageError("--model: required (the adapters do not record their base model)")
-        if model is None and len(base_ids) > 1:
-            raise UsageError(f"adapters record different base models ({', '.join(sorted(map(str, base_ids)))}); "
-                             "pass --model")
-        bundle = load_model(model_name, device=device)
-        shift = output_shift(bundle.model, bundle.tokenizer, states, tasks, samples=samples, max_length=max_length)
-        notes.append(f"output shift: base model {model_name}, {samples} examples per task")
-    comparison = compare_adapters(states)
-    logs = {n: read_train_log(p) for n, p in paths.items()}
-    return write_report(out, comparison=comparison, shift=shift, masks=mask_result, scores=table,
-                        sweep=sweep_points, train_logs=logs, notes=notes, overwrite=overwrite)
