@@ -81,7 +81,8 @@ def test_choices_are_the_registries_in_order():
 
 
 def test_unknown_names_are_one_line_usage_errors():
-    with pytest.raises(UsageError, match=r"^--method 'dora': unknown \(choose from lora, lori-d, lori-s\)$"):
+    choices = re.escape(", ".join(METHODS))  # lora, lori-d, lori-s
+    with pytest.raises(UsageError, match=rf"^--method 'dora': unknown \(choose from {choices}\)$"):
         get_method("dora")
     with pytest.raises(UsageError, match=r"^--init 'eva': unknown"):
         get_init("eva")
@@ -114,7 +115,8 @@ def test_trainable_counts_follow_each_method():
 
 
 def test_seeded_inits_draw_what_their_docstrings_say():
-    assert seeded_init_names() == ("kaiming", "gaussian") and data_init_names() == ("osrm",)
+    # the built-ins, first and in this order (an added init registers after them)
+    assert seeded_init_names()[:2] == ("kaiming", "gaussian") and data_init_names() == ("osrm",)
     k = seeded_projection(5, "m", 64, 4096, "kaiming")
     g = seeded_projection(5, "m", 64, 4096, "gaussian")
     assert k.abs().max() <= 1 / 4096 ** 0.5 and k.std().item() == pytest.approx((1 / 4096) ** 0.5 / 3 ** 0.5, rel=0.02)
@@ -131,3 +133,16 @@ def test_flat_keys_route_to_the_sub_configs_and_back():
     flat = cfg.flat()
     assert flat["osrm_stats"] == "s" and flat["init"] == "osrm" and "adapter" not in flat and "osrm" not in flat
     assert cfg.adapter.seed == 3 and cfg.resolved_seed() == 3  # nothing rewritten
+
+
+def test_every_data_driven_init_brings_its_settings_subconfig():
+    from dataclasses import fields
+
+    from lorikit.adapters.inits import data_init_names, get_init
+    from lorikit.train.config import SUBCONFIGS, TrainConfig
+
+    own = {f.name: f for f in fields(TrainConfig)}
+    for name in data_init_names():
+        init = get_init(name)
+        assert SUBCONFIGS[init.config_field] is init.settings, name
+        assert init.config_field in own, f"TrainConfig needs a field {init.config_field}: {init.settings.__name__}"

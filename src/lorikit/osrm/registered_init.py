@@ -17,6 +17,7 @@ class OsrmInit(AdapterInit):
     name = "osrm"
     summary = "A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0"
     config_field = "osrm"
+    settings = OsrmInitConfig
 
     def check(self, settings: OsrmInitConfig) -> None:
         if not settings.osrm_stats or not settings.task:

@@ -257,7 +257,9 @@ class TrainConfig:
         return values
 
 
-SUBCONFIGS: dict[str, type] = {"adapter": AdapterConfig, "osrm": OsrmInitConfig}
+# the adapter's settings, then each data-driven init's own settings class (its flags and recipe keys)
+SUBCONFIGS: dict[str, type] = {"adapter": AdapterConfig, **{
+    get_init(name).config_field: get_init(name).settings for name in data_init_names()}}
 
 
 def split_settings(settings: dict) -> tuple[dict, dict[str, dict]]:

@@ -29,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..adapters.build import attach_adapter, lora_layers
-from ..adapters.inits import get_init
 from ..adapters.methods import get_method
+from ..adapters.inits import get_init
+from ..adapters.starts import build_adapter
 from ..data import collate, load_examples, tokenize
 from ..data.templates import apply_template
 from ..errors import LorikitError, UsageError
@@ -46,7 +46,6 @@ from .classification import (classification_loss_sum, collate_classification, he
                              load_classification_data)
 from .config import TrainConfig
 from .early_stop import EarlyStopping
-from .from_adapter import build_from_adapter
 from .loss import sft_loss_sum
 from .progress import Throughput
 from .reporting import Reporter, default_logging_dir, interval_record, logged_records
@@ -121,25 +120,21 @@ class Trainer:
 
     def build_model(self):
         cfg = self.cfg
-        if cfg.mask or cfg.from_adapter:  # LoRI-S and continual learning start from another adapter
-            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
-            peft_model, plan, self.adapter = build_from_adapter(bundle, cfg, self.adapter)
-            return bundle, peft_model, plan
+        attach = {}
         if cfg.head == "classification":
             bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
                                 load_in_4bit=cfg.load_in_4bit)
-            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id, task_type="SEQ_CLS",
-                                        modules_to_save=head_modules(bundle.model))
+            attach = {"task_type": "SEQ_CLS", "modules_to_save": head_modules(bundle.model)}
         else:
             bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
-            peft_model = attach_adapter(bundle.model, self.adapter, bundle.base_model_id)
+        init = None
         if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
-            init = get_init(cfg.init)
-            self.init_record = init.apply(peft_model, getattr(cfg, init.config_field), bundle.base_model_id)
-        if cfg.freeze == "A":
-            for _, layer in lora_layers(peft_model):
-                layer.lora_A["default"].weight.requires_grad_(False)
-        return bundle, peft_model, get_method(self.adapter.method).plan(peft_model)
+            chosen = get_init(cfg.init)
+            init = (chosen, getattr(cfg, chosen.config_field))
+        built = build_adapter(bundle, cfg.train_method, self.adapter, mask=cfg.mask, from_adapter=cfg.from_adapter,
+                              init=init, freeze_a=cfg.freeze == "A", **attach)
+        self.adapter, self.init_record = built.adapter, built.init_record
+        return bundle, built.peft_model, built.plan
 
     def loss_sum(self, model, batch) -> torch.Tensor:
         if self.cfg.head == "classification":

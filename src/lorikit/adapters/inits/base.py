@@ -25,6 +25,7 @@ class AdapterInit:
     summary: ClassVar[str] = ""  # one line, used in --a-init / --init help
     seeded: ClassVar[bool] = False  # True: ``draw``; False: ``apply`` (data-driven)
     config_field: ClassVar[str | None] = None  # data-driven: the TrainConfig sub-config with its settings
+    settings: ClassVar[type | None] = None  # data-driven: that sub-config's dataclass (fields = flags, keys)
 
     def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:
         """A (rank × in_features, float32, CPU) drawn from ``generator`` (seeded inits)."""
