@@ -143,6 +143,9 @@ def test_sequence_classification_keeps_the_head_trainable(tmp_path):
     base = load_model(TINY, head="classification", num_labels=3).model
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")
     dense = get_lori_model(base, cfg, task="sst2")
+    with torch.no_grad():  # as if trained: an untrained B (all zero) has no magnitudes to rank
+        for name in b_weights(dense):
+            dict(dense.named_parameters())[name].normal_()
     mask = extract_masks(dense, 0.5, scope="module")
     model = get_lori_model(load_model(TINY, head="classification", num_labels=3).model,
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"),
