@@ -23,10 +23,10 @@ from ..models.device import DTYPES, resolve_dtype
 from ..osrm import registered_init  # noqa: F401 (registers --init osrm before INITS is read)
 from ..osrm.config import OsrmInitConfig
 from ..utils.validate import check_device, check_number
+from .heads import HEADS
 from .reporting import check_report_to
 
 SCHEDULERS = ("constant", "linear", "cosine")
-HEADS = ("causal-lm", "classification")
 INITS = ("default", *data_init_names())
 FREEZE = ("none", "A", "B")
 
@@ -81,7 +81,7 @@ class TrainConfig:
                 "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen"})
     head: str = field(default="causal-lm", metadata={
         "help": "causal-lm: SFT on response tokens; classification: sequence classifier on text/sentence1/"
-                "sentence2 + label rows, head trained in full and saved with the adapter", "choices": HEADS})
+                "sentence2 + label rows, head trained in full and saved with the adapter", "choices": tuple(HEADS)})
     num_labels: int = field(default=2, metadata={"help": "classes of --head classification (1 = regression, MSE loss)"})
     init: str = field(default="default", metadata={
         "help": "default: the method's own A; " + "; ".join(f"{n}: {get_init(n).summary}" for n in INITS[1:]),
@@ -143,7 +143,7 @@ class TrainConfig:
             raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
         check_device(self.device)
         # a classification head trains in full, as a copy in the base's dtype: bf16 would round its updates
-        auto_fp32 = self.head == "classification" and self.dtype == "auto"
+        auto_fp32 = getattr(HEADS.get(self.head), "trains_head", False) and self.dtype == "auto"
         self.dtype = "float32" if auto_fp32 else resolve_dtype(self.dtype, self.device)
         if self.lr_scheduler not in SCHEDULERS:
             raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
@@ -213,7 +213,7 @@ class TrainConfig:
             return
         if not self.dev_data and self.dev_fraction is None:
             raise UsageError("--eval-every: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
-        if self.head != "causal-lm" or self.save_every or self.resume:
+        if not HEADS[self.head].early_stopping or self.save_every or self.resume:
             raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
         if self.dev_fraction is not None:
             # a carve of a carve when --data already selects a split (a held-out test carve, say);
@@ -224,7 +224,7 @@ class TrainConfig:
     def _check_head_and_init(self):
         if self.head not in HEADS:
             raise UsageError(f"--head {self.head!r}: unknown (choose from {', '.join(HEADS)})")
-        if self.head == "classification" and self.num_labels < 1:
+        if HEADS[self.head].needs_labels and self.num_labels < 1:
             raise UsageError(f"--num-labels {self.num_labels}: must be at least 1 (1 = regression)")
         if self.init not in INITS:
             raise UsageError(f"--init {self.init!r}: unknown (choose from {', '.join(INITS)})")
@@ -233,7 +233,7 @@ class TrainConfig:
         if self.freeze == "B":
             raise UsageError("--freeze B: B starts at 0 and A's gradient is proportional to B, so nothing "
                              "would ever train (use --freeze A or none)")
-        if (self.mask or self.from_adapter) and (self.init != "default" or self.head != "causal-lm"):
+        if (self.mask or self.from_adapter) and (self.init != "default" or not HEADS[self.head].from_adapter):
             raise UsageError("--mask/--from: start from an existing adapter, so --init osrm and "
                              "--head classification do not apply")
         if self.init != "default":

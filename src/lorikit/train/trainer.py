@@ -7,8 +7,9 @@ optional warm-up and linear/cosine decay, per-step gradient-norm clipping — th
 settings. The batch order is a function of (seed, epoch) only, so the step reached is the data
 position a resume checkpoint needs (``checkpoint.py``); sharding lives in ``distributed.py``.
 
-``--head classification`` swaps the batches and the loss (``train/classification.py``: mean
-cross-entropy / squared error over examples, head trained through ``modules_to_save``); the loop,
+``--head classification`` swaps model, data, batches and loss (the head strategies of ``heads.py``;
+``train/classification.py``: mean cross-entropy / squared error over examples, head trained
+through ``modules_to_save``); the loop,
 optimizer and schedule are shared. ``--init osrm`` replaces A after the adapter is attached
 (``osrm/init.py``); ``--freeze A`` then turns A's gradient off.
 """
@@ -32,21 +33,17 @@ from .._version import __version__
 from ..adapters.methods import get_method
 from ..adapters.inits import get_init
 from ..adapters.starts import build_adapter
-from ..data import collate, load_examples, tokenize
-from ..data.templates import apply_template
 from ..errors import LorikitError, UsageError
-from ..models import load_model, resolve_device
+from ..models import resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
 from .adapter_out import write_adapter
 from .checkpoint import (Checkpointer, carry_run_outputs, checkpoints, claim_checkpoint_dir,
                          only_run_outputs, open_run_output, write_adapter_checkpoint)
-from .classification import (classification_loss_sum, collate_classification, head_modules,
-                             load_classification_data)
 from .config import TrainConfig
+from .heads import HEADS
 from .early_stop import EarlyStopping
-from .loss import sft_loss_sum
 from .progress import Throughput
 from .reporting import Reporter, default_logging_dir, interval_record, logged_records
 
@@ -99,54 +96,32 @@ class Trainer:
         # The adapter actually trained: the method --from/--mask select and the resolved seed
         # (building from a source adapter updates it to that adapter's shape, seed and A).
         self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.resolved_seed())
+        self.head = HEADS[cfg.head]
         self.init_record: dict | None = None
         self.stopper: EarlyStopping | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
-        cfg = self.cfg
-        if cfg.head == "classification":
-            data = load_classification_data(cfg.data, tokenizer, cfg.num_labels, cfg.max_length, cfg.limit,
-                                            seed=self.adapter.run_seed)
-            return data, data
-        examples = load_examples(cfg.data, cfg.format, limit=cfg.limit, n_builtin=cfg.builtin_rows,
-                                 seed=self.adapter.run_seed)
-        examples = apply_template(cfg.template, tokenizer, examples)
-        tokenized = [tokenize(tokenizer, e, cfg.max_length, cfg.max_prompt_length)
-                     for e in examples]
-        if not any(any(l != -100 for l in t.labels) for t in tokenized):
-            raise LorikitError(f"{cfg.data}: no response tokens left after truncation (raise --max-length)")
-        return examples, tokenized
+        return self.head.load_data(self.cfg, tokenizer, self.adapter.run_seed)
 
     def build_model(self):
         cfg = self.cfg
-        attach = {}
-        if cfg.head == "classification":
-            bundle = load_model(cfg.model, head="classification", num_labels=cfg.num_labels, dtype=cfg.dtype,
-                                load_in_4bit=cfg.load_in_4bit)
-            attach = {"task_type": "SEQ_CLS", "modules_to_save": head_modules(bundle.model)}
-        else:
-            bundle = load_model(cfg.model, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit)
+        bundle = self.head.load_model(cfg)
         init = None
         if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
             chosen = get_init(cfg.init)
             init = (chosen, getattr(cfg, chosen.config_field))
         built = build_adapter(bundle, cfg.train_method, self.adapter, mask=cfg.mask, from_adapter=cfg.from_adapter,
-                              init=init, freeze_a=cfg.freeze == "A", **attach)
+                              init=init, freeze_a=cfg.freeze == "A", **self.head.attach_options(bundle.model))
         self.adapter, self.init_record = built.adapter, built.init_record
         return bundle, built.peft_model, built.plan
 
     def loss_sum(self, model, batch) -> torch.Tensor:
-        if self.cfg.head == "classification":
-            return classification_loss_sum(model, batch, self.cfg.num_labels)[0]
-        return sft_loss_sum(model, batch, self.cfg.logits == "supervised")[0]
+        return self.head.loss_sum(self.cfg, model, batch)
 
     def make_batch(self, items, pad_id) -> tuple[dict[str, torch.Tensor], int]:
         """(batch tensors, units the loss is averaged over: response tokens or examples)."""
-        if self.cfg.head == "classification":
-            return collate_classification(items, pad_id, self.cfg.num_labels), len(items)
-        batch = collate(items, pad_id)
-        return batch, int((batch["labels"][:, 1:] != -100).sum())
+        return self.head.make_batch(self.cfg, items, pad_id)
 
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
@@ -215,7 +190,7 @@ class Trainer:
         bar = tqdm(range(first_step, len(schedule)), initial=first_step, total=len(schedule),
                    desc=f"train {self.adapter.method}", unit="step", dynamic_ncols=True, disable=not dist.is_main,
                    smoothing=0.1)
-        throughput = Throughput("ex/s" if cfg.head == "classification" else "tok/s")
+        throughput = Throughput(self.head.rate)
         for step in bar:
             t0 = time.perf_counter()
             loss, n_units = self._accumulate(model, dist, schedule[step], pad_id)
@@ -227,7 +202,7 @@ class Trainer:
             if not math.isfinite(loss):
                 raise dist.error(f"step {step + 1}: loss is {loss} (lower --lr or check the data)")
             record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                      ("examples" if cfg.head == "classification" else "tokens"): n_units,
+                      self.head.unit: n_units,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - t0}
             self.log.append(record)
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(schedule):
@@ -312,7 +287,7 @@ class Trainer:
         return {
             "lorikit_version": __version__, "method": self.adapter.method, "seed": self.adapter.seed,
             "a_init": self.a_init_record(),
-            "head": cfg.head, "num_labels": cfg.num_labels if cfg.head == "classification" else None,
+            "head": cfg.head, "num_labels": self.head.num_labels(cfg),
             "init": self.init_record or {"kind": "default"}, "freeze": cfg.freeze,
             "base_model": bundle.base_model_id,
             **({"base_weights": bundle.weights_note} if bundle.weights_note else {}),
