@@ -107,12 +107,13 @@ class Trainer:
     def build_model(self):
         cfg = self.cfg
         bundle = self.head.load_model(cfg)
+        attach = self.head.attach_options(bundle.model)
         init = None
         if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
             chosen = get_init(cfg.init)
             init = (chosen, getattr(cfg, chosen.config_field))
         built = build_adapter(bundle, cfg.train_method, self.adapter, mask=cfg.mask, from_adapter=cfg.from_adapter,
-                              init=init, freeze_a=cfg.freeze == "A", **self.head.attach_options(bundle.model))
+                              init=init, freeze_a=cfg.freeze == "A", **attach)
         self.adapter, self.init_record = built.adapter, built.init_record
         return bundle, built.peft_model, built.plan
 
