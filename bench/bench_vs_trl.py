@@ -1,18 +1,24 @@
 """Issue 19 benchmark: lorikit against TRL's SFTTrainer + PEFT LoRA, end to end.
 
-The same GSM8K training rows (the first ``--examples`` of ``--data``), the same model (smollm2-135m,
-fp32 on CPU), rank 32 on the 7 projections (alpha 64, no dropout), the same global batch, learning
+The same GSM8K training rows (the first ``--examples`` of ``--data``), the same model (smollm2-135m
+on CPU, ``--precision``), rank 32 on the 7 projections (alpha 64, no dropout), the same global batch, learning
 rate, constant schedule and number of optimizer steps, loss on the completion only, on three sides:
 
 - ``trl-lora``: TRL ``SFTTrainer`` with a PEFT ``LoraConfig``, prompt-completion rows,
   ``completion_only_loss=True`` and ``train_sampling_strategy="group_by_length"`` (TRL's
-  ``padding_free`` needs FlashAttention, which a CPU does not have), its fused AdamW, and its
-  defaults ``bf16=True`` / gradient checkpointing turned off: the race is fp32 on both sides, and
-  recomputing activations only costs time on a model this small;
+  ``padding_free`` needs FlashAttention, which a CPU does not have), its fused AdamW, gradient
+  checkpointing off (recomputing activations only costs time on a model this small);
 - ``lorikit-lora`` and ``lorikit-lori-d``: ``lorikit.train`` with its defaults.
 
-Each side runs in its own process (so peak RSS is its own); with ``--rounds 2`` the order is
-reversed in the second round so a drift in machine load hits every side alike. Reported per side:
+``--precision bf16`` (the default: each side at its best on a CPU with native bf16) loads the
+frozen base in bfloat16 on every side and keeps TRL's own default ``bf16=True`` (autocast);
+lorikit's ``--dtype`` is ``bfloat16``; adapter weights and optimizer state are float32 on all sides.
+``--precision fp32`` is the earlier race (float32 everywhere, TRL's ``bf16`` off).
+
+Each side runs in its own process (so peak RSS is its own); with ``--rounds N`` the order is
+reversed every other round so a drift in machine load hits every side alike, and each lorikit
+side's speed ratio to TRL is also taken per round (same round, adjacent in time): its median and
+range are the spread. Reported per side:
 wall time of the whole process, time of the optimizer-step loop (model and data loading excluded),
 supervised tokens per second of that loop, peak RSS, and the loss curve; the curves of the two
 LoRA sides must agree within noise (same data, same method), which is what makes the race fair.
@@ -50,6 +56,7 @@ def run_lorikit(method: str, args) -> dict:
         out = Path(tmp) / "adapter"
         cfg = TrainConfig(out=str(out), model="smollm2-135m", data=args.data, format="gsm8k", limit=args.examples,
                           max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          dtype="bfloat16" if args.precision == "bf16" else "float32",
                           adapter=AdapterConfig(method=method, rank=32, alpha=64.0, dropout=0.0, seed=0,
                                                 target_modules=TARGETS))
         lorikit.train(cfg)
@@ -69,7 +76,7 @@ def run_trl(args) -> dict:
     from lorikit.models import load_model
 
     torch.manual_seed(0)
-    bundle = load_model("smollm2-135m")
+    bundle = load_model("smollm2-135m", dtype="bfloat16" if args.precision == "bf16" else "float32")
     rows = [{"prompt": e.prompt, "completion": e.response}
             for e in load_examples(args.data, "gsm8k", limit=args.examples)]
 
@@ -91,7 +98,7 @@ def run_trl(args) -> dict:
                            max_grad_norm=1.0, logging_steps=1, completion_only_loss=True,
                            train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
                            use_cpu=True, max_length=512, seed=0, dataloader_num_workers=0, disable_tqdm=True,
-                           bf16=False, activation_checkpointing=False)
+                           bf16=args.precision == "bf16", activation_checkpointing=False)
         lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, target_modules=TARGETS, bias="none",
                           task_type="CAUSAL_LM")
         trainer = SFTTrainer(model=bundle.model, args=config, train_dataset=Dataset.from_list(rows),
@@ -115,7 +122,8 @@ def child(side: str, args) -> None:
 
 def run_side(side: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--data", args.data, "--examples", str(args.examples),
-           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+           "--precision", args.precision]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{side} failed:\n{out.stderr[-3000:]}")
@@ -159,7 +167,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=32, help="optimizer steps (default: one epoch)")
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--rounds", type=int, default=1, help="2 = run every side twice, order reversed the second time")
+    ap.add_argument("--rounds", type=int, default=3, help="run every side N times, the order reversed every other round")
+    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                    help="bf16: base weights in bfloat16 on every side (+ TRL's bf16 autocast); fp32: float32 everywhere")
     ap.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
     ap.add_argument("--out", default=str(HERE / "results" / "vs_trl.json"))
     ap.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
@@ -173,12 +183,12 @@ def main() -> None:
         for side in (args.sides if r % 2 == 0 else list(reversed(args.sides))):
             print(f"round {r + 1}: {side} ...", flush=True)
             runs[side].append(run_side(side, args))
-    results = {"model": "smollm2-135m", "dtype": "float32", "device": "cpu", "rank": 32,
+    results = {"model": "smollm2-135m", "precision": args.precision, "device": "cpu", "rank": 32,
                "examples": args.examples, "batch_size": args.batch_size, "steps": args.steps, "lr": args.lr,
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
                "sides": {s: summarise(v) for s, v in runs.items()}}
     base = results["sides"].get("trl-lora")
-    print(f"\nsmollm2-135m fp32, r=32 on 7 projections, {args.examples} GSM8K rows, batch {args.batch_size}, "
+    print(f"\nsmollm2-135m {args.precision}, r=32 on 7 projections, {args.examples} GSM8K rows, batch {args.batch_size}, "
           f"{args.steps} steps, {args.rounds} round(s); load average before/after "
           f"{load_before[0]:.2f} / {results['load_average_after'][0]:.2f}")
     print(f"{'side':16}{'wall s':>9}{'loop s':>9}{'sup. tok/s':>12}{'vs TRL':>8}{'peak RSS MiB':>14}{'mean loss':>11}")
@@ -187,6 +197,14 @@ def main() -> None:
         res["tokens_per_s_vs_trl_lora"] = ratio
         print(f"{side:16}{res['wall_s']:>9.1f}{res['loop_s']:>9.1f}{res['tokens_per_s']:>12.1f}{ratio:>8.2f}"
               f"{res['peak_rss_mib']:>14.0f}{res['mean_loss']:>11.4f}")
+    if base:
+        for side, res in results["sides"].items():
+            per_round = [r["supervised_tokens"] / sum(r["step_seconds"]) for r in runs[side]]
+            trl = [r["supervised_tokens"] / sum(r["step_seconds"]) for r in runs["trl-lora"]]
+            ratios = [a / b for a, b in zip(per_round, trl)]
+            res["per_round_ratio_vs_trl_lora"] = ratios
+            print(f"{side:16} per-round ratio vs TRL: median {statistics.median(ratios):.2f} "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} rounds)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
