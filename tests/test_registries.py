@@ -146,3 +146,16 @@ def test_every_data_driven_init_brings_its_settings_subconfig():
         init = get_init(name)
         assert SUBCONFIGS[init.config_field] is init.settings, name
         assert init.config_field in own, f"TrainConfig needs a field {init.config_field}: {init.settings.__name__}"
+
+
+def test_every_registry_is_one_registry_type():
+    from lorikit.eval.tasks import TASKS
+    from lorikit.train.heads import HEADS
+    from lorikit.utils.registry import Registry
+
+    for table in (METHODS, INITS, HEADS, TASKS):
+        assert isinstance(table, Registry) and table.names() == tuple(table)
+    with pytest.raises(ValueError, match="already registered"):
+        INITS.add("kaiming", INITS["kaiming"])
+    with pytest.raises(UsageError, match=r"^--head 'mlm': unknown \(choose from causal-lm, classification\)$"):
+        HEADS.lookup("mlm", "--head")

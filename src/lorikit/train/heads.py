@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ..utils.registry import Registry
+
 
 class TrainingHead:
     name: ClassVar[str] = ""
@@ -104,4 +106,6 @@ class ClassificationHead(TrainingHead):
         return collate_classification(items, pad_id, cfg.num_labels), len(items)
 
 
-HEADS: dict[str, TrainingHead] = {h.name: h for h in (CausalLMHead(), ClassificationHead())}
+HEADS: Registry = Registry("training head")
+for _head in (CausalLMHead(), ClassificationHead()):
+    HEADS.add(_head.name, _head)

@@ -9,18 +9,16 @@ one file with an ``AdapterInit`` subclass, listed here (seeded) or registering i
 from __future__ import annotations
 
 from ...errors import UsageError
+from ...utils.registry import Registry
 from . import gaussian, kaiming
 from .base import AdapterInit
 
-INITS: dict[str, AdapterInit] = {}
+INITS: Registry = Registry("init")
 
 
 def register_init(init: AdapterInit) -> AdapterInit:
     """Add ``init`` to the registry (its name must be new)."""
-    if not init.name or init.name in INITS:
-        raise ValueError(f"init name {init.name!r} is empty or already registered")
-    INITS[init.name] = init
-    return init
+    return INITS.add(init.name, init)
 
 
 def seeded_init_names() -> tuple[str, ...]:
@@ -35,9 +33,7 @@ def data_init_names() -> tuple[str, ...]:
 
 def get_init(name: str, flag: str = "--init") -> AdapterInit:
     """The registered init ``name``; a one-line UsageError naming ``flag`` otherwise."""
-    if name not in INITS:
-        raise UsageError(f"{flag} {name!r}: unknown (choose from {', '.join(INITS)})")
-    return INITS[name]
+    return INITS.lookup(name, flag)
 
 
 def get_seeded_init(name: str) -> AdapterInit:

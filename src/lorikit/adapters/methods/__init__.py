@@ -15,11 +15,14 @@ from ..inits import seeded_init_names
 from . import lora, lori_d, lori_s
 from .base import AdapterMethod
 from ...utils.lazy import lazy_exports
+from ...utils.registry import Registry
 
 _BUILTIN = (lora.METHOD, lori_d.METHOD, lori_s.METHOD)
 # the training plans need torch: loaded on first use, so listing the methods (--help) stays light
 __getattr__, __dir__ = lazy_exports(globals(), {"DensePlan": "plans", "SparsePlan": "plans"})
-METHODS: dict[str, AdapterMethod] = {m.name: m for m in _BUILTIN}
+METHODS: Registry = Registry("adapter method")
+for _method in _BUILTIN:
+    METHODS.add(_method.name, _method)
 
 
 def method_names() -> tuple[str, ...]:
@@ -33,9 +36,7 @@ def method_help() -> str:
 
 def get_method(name: str, flag: str = "--method") -> AdapterMethod:
     """The registered method ``name``; a one-line UsageError naming ``flag`` otherwise."""
-    if name not in METHODS:
-        raise UsageError(f"{flag} {name!r}: unknown (choose from {', '.join(METHODS)})")
-    return METHODS[name]
+    return METHODS.lookup(name, flag)
 
 
 def find_method(name: str | None) -> AdapterMethod | None:

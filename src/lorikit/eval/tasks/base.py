@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ...data.formats import text_field
 from ...data.templates import alpaca_prompt, alpaca_user
 from ...errors import LorikitError
+from ...utils.registry import Registry
 
 GENERATE_ONLY = ("generate",)
 CHOICE = ("generate", "loglik", "both")
@@ -57,14 +58,11 @@ class TaskSpec:
     run: Callable[[Any, str, bool], dict] | None = None
 
 
-TASKS: dict[str, TaskSpec] = {}
+TASKS: Registry = Registry("evaluation task")
 
 
 def register(spec: TaskSpec) -> TaskSpec:
-    if spec.name in TASKS:
-        raise LorikitError(f"evaluation task {spec.name!r} registered twice")
-    TASKS[spec.name] = spec
-    return spec
+    return TASKS.add(spec.name, spec)
 
 
 def alpaca_from_row(row: dict, where: str) -> str:
