@@ -37,9 +37,9 @@ def test_hugging_face_flag_spellings_set_the_lorikit_settings():
 
 def test_unknown_flag_suggests_the_closest(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["train", "--learning-rat", "1e-3", "--out", "o"])
+        main(["train", "--lerning_rate", "1e-3", "--out", "o"])
     assert info.value.code == 2
-    assert "unrecognized argument --learning-rat (did you mean '--learning_rate'?)" in capsys.readouterr().err
+    assert "unrecognized argument --lerning_rate (did you mean '--learning_rate'?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["merge", "--wieghts", "1"])
     assert "did you mean '--weights'?" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LorikitError, UsageError
-from .config import DEFAULT_TARGETS, METHODS, AdapterConfig, check_seed_chosen
+from .config import ALL_LINEAR, DEFAULT_TARGETS, METHODS, AdapterConfig, check_seed_chosen
 from .layers import lora_layers
 from .methods import get_method
 from .patterns import pattern_value
@@ -31,11 +31,11 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
 
     check_seed_chosen(cfg)
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    missing = [t for t in cfg.target_modules if t not in present]
+    missing = [] if cfg.peft_target_modules == ALL_LINEAR else [t for t in cfg.target_modules if t not in present]
     if missing:
         raise UsageError(f"--target-modules: {missing[0]!r} is not a module of this model")
     lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=list(cfg.target_modules), bias="none", task_type=task_type,
+                      target_modules=cfg.peft_target_modules, bias="none", task_type=task_type,
                       modules_to_save=modules_to_save)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run_seed)

@@ -14,6 +14,7 @@ from .inits import get_seeded_init, seeded_init_names
 from .methods import get_method, method_help, method_names
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ALL_LINEAR = "all-linear"  # PEFT's shorthand: every Linear but the output layer
 METHODS = method_names()
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ class AdapterConfig:
     alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; scaling s = alpha / r (default 2 × rank)"})
     dropout: float = field(default=0.0, metadata={"help": "LoRA dropout on the adapter input"})
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS), metadata={
-        "help": "module names to adapt (suffixes, as PEFT matches them)"})
+        "help": "module names to adapt (suffixes, as PEFT matches them), or all-linear (PEFT's shorthand: "
+                "every Linear layer but the output layer)"})
     a_init: str = field(default="kaiming", metadata={
         "help": "LoRI's frozen A: kaiming (U(±1/√in), the reference) or gaussian (N(0, 1/r))",
         "choices": seeded_init_names()})
@@ -48,6 +50,14 @@ class AdapterConfig:
         get_seeded_init(self.a_init)
         if not self.target_modules:
             raise UsageError("--target-modules: give at least one module name")
+        if ALL_LINEAR in self.target_modules and len(self.target_modules) > 1:
+            raise UsageError(f"--target-modules {' '.join(self.target_modules)}: {ALL_LINEAR} already names every "
+                             "Linear layer; give it alone")
+
+    @property
+    def peft_target_modules(self) -> str | list[str]:
+        """``LoraConfig.target_modules``: PEFT reads the ``all-linear`` shorthand only as a string."""
+        return ALL_LINEAR if self.target_modules == [ALL_LINEAR] else list(self.target_modules)
 
     @property
     def run_seed(self) -> int:

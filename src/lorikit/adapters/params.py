@@ -20,7 +20,7 @@ import torch
 
 from ..errors import LorikitError, UsageError
 from ..models.loading import SMOLLM2, SMOLLM2_HUB_ID, TINY, smollm2_config, tiny_llama_config
-from .build import DEFAULT_TARGETS
+from .config import ALL_LINEAR, DEFAULT_TARGETS
 from .masks import SCOPES, check_sparsity
 from .methods import get_method
 
@@ -92,12 +92,13 @@ def count_parameters(model, rank: int = 32, method: str = "lori-s", sparsity: fl
             raise LorikitError(f"--model: {str(exc).splitlines()[0][:200]}") from exc
         n_base = sum(p.numel() for p in base.parameters())
         present = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
-        missing = [t for t in targets if t not in present]
+        missing = [] if targets == [ALL_LINEAR] else [t for t in targets if t not in present]
         if missing:
             raise UsageError(f"--target-modules: {missing[0]!r} is not a module of this model")
         with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
             warnings.simplefilter("ignore", FutureWarning)
-            peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets))
+            peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=(
+                ALL_LINEAR if targets == [ALL_LINEAR] else targets)))
     a_sizes, b_sizes = [], []
     for module in peft_model.modules():
         if isinstance(module, LoraLayer) and "default" in module.lora_A:

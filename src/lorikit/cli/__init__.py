@@ -15,6 +15,7 @@ import threading
 
 from .._version import __version__
 from ..errors import LorikitError
+from ..utils.settings import did_you_mean
 from .hf_flags import unknown_flag_message
 
 # Module names under lorikit.cli, in the order commands appear in --help.
@@ -25,6 +26,12 @@ COMMANDS = ["demo", "study", "train", "generate", "masks", "merge", "merge_searc
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2, like ours
         self.exit(2, f"lorikit: error: {message}\n")
+
+    def _check_value(self, action, value):  # a sub-command or a choice: say which one was meant
+        if action.choices is not None and value not in action.choices:
+            hint = did_you_mean(str(value), [str(c) for c in action.choices])
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint} "
+                                                 f"(choose from {', '.join(map(repr, action.choices))})")
 
 
 def build_parser() -> argparse.ArgumentParser:

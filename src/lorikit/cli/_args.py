@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import typing
 from typing import Any
 
@@ -29,6 +30,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else kind
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif base is dict or typing.get_origin(base) is dict:
+            kwargs["type"] = json_object
+            kwargs["metavar"] = "JSON"
         elif typing.get_origin(base) in (list, tuple):
             kwargs["nargs"] = "+"
             kwargs["type"] = _parse_type(typing.get_args(base)[0])
@@ -38,6 +42,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             kwargs["choices"] = f.metadata["choices"]
         names = [flag] + list(f.metadata.get("aliases", ()))
         target.add_argument(*names, **kwargs)
+
+
+def json_object(text: str) -> dict:
+    """argparse type of a dict field: a JSON object (``'{"min_lr_rate": 0.1}'``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+    return value
 
 
 def _parse_type(kind):

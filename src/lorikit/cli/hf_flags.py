@@ -1,8 +1,10 @@
 """Hugging Face spellings of ``lorikit train`` flags, and 'did you mean' for unknown flags.
 
 Every long flag also answers to its underscore spelling (``--max_steps``), and the names of
-``transformers.TrainingArguments`` / ``peft.LoraConfig`` (``--learning_rate``, ``--lora_r``, ...)
-are aliases of the lorikit flag they mean (``train.config_file.HF_ALIASES``).
+``transformers.TrainingArguments`` / TRL's ``SFTConfig`` / ``peft.LoraConfig`` (``--learning_rate``,
+``--lora_r``, ``--model_name_or_path``, ...) are aliases of the lorikit flag they mean
+(``train.config_file.HF_ALIASES``), in both spellings ``HfArgumentParser`` accepts
+(``--learning_rate``, ``--learning-rate``).
 """
 
 from __future__ import annotations
@@ -40,9 +42,28 @@ def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
     return {a.dest: a for a in parser._actions if a.option_strings}
 
 
+class StoreValue(argparse.Action):
+    """Store the (converted) value: the plain ``store`` action, as a class ``_once`` can extend."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+
+
+def resume_value(text: str) -> bool:
+    """``--resume_from_checkpoint [true|false]``: lorikit resumes from its own newest checkpoint."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: lorikit resumes from the newest complete checkpoint of "
+                                     "--output_dir; give the flag without a path")
+
+
 def _copy(parser, group, flag: str, action: argparse.Action, help_text: str) -> None:
     kwargs = {"dest": action.dest, "default": argparse.SUPPRESS, "help": help_text, "action": _once(type(action))}
-    if not isinstance(action, argparse.BooleanOptionalAction):
+    if flag.lstrip("-").replace("-", "_") == "resume_from_checkpoint":  # HF: a bare flag or true/false
+        kwargs.update(action=_once(StoreValue), nargs="?", const=True, type=resume_value, metavar="true|false")
+    elif not isinstance(action, argparse.BooleanOptionalAction):
         kwargs.update(type=action.type, nargs=action.nargs, choices=action.choices, metavar=action.metavar)
     group.add_argument(flag, **kwargs)
 
@@ -53,11 +74,13 @@ def add_hf_spellings(parser: argparse.ArgumentParser) -> None:
     actions = _actions_by_dest(parser)
     group = parser.add_argument_group("Hugging Face / PEFT spellings")
     for alias, dest in HF_ALIASES.items():
-        flag = f"--{alias}"
-        if dest in actions and flag not in taken:
-            main = actions[dest].option_strings[0]
-            _copy(parser, group, flag, actions[dest], f"= {main}")
-            taken.add(flag)
+        if dest not in actions:
+            continue
+        main = actions[dest].option_strings[0]
+        for flag, help_text in ((f"--{alias}", f"= {main}"), (f"--{alias.replace('_', '-')}", argparse.SUPPRESS)):
+            if flag not in taken:
+                _copy(parser, group, flag, actions[dest], help_text)
+                taken.add(flag)
     for dest, action in actions.items():
         for option in list(action.option_strings):
             under = option.replace("-", "_").replace("__", "--", 1)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..utils.settings import did_you_mean
 from .mergekit import from_mergekit, is_mergekit
 from .registry import DeltaParams, MergePlan, all_params, get_method, methods, plan, resolve
 
@@ -91,7 +92,8 @@ class MergeConfig:
         for key, value in {**(method_params or {}), **kwargs}.items():
             name = known.get(str(key).replace("-", "_"))
             if name is None:
-                raise UsageError(f"{key}: unknown merge setting (known: {', '.join(sorted(set(known.values())))})")
+                raise UsageError(f"{key}: unknown merge setting{did_you_mean(str(key), known)} "
+                                 f"(known: {', '.join(sorted(set(known.values())))})")
             if value is not None:
                 self.method_params[name] = value
 
@@ -186,7 +188,7 @@ class MergeConfig:
             elif name in known:
                 values["method_params"][known[name]] = value
             else:
-                raise UsageError(f"--config {path}: unknown key {key!r}")
+                raise UsageError(f"--config {path}: unknown key {key!r}{did_you_mean(str(key), [*fields, *known])}")
         if "adapters" in values:
             values.update(_yaml_adapters(path, values.pop("adapters"), values))
         overrides = dict(overrides or {})
@@ -228,7 +230,9 @@ def _yaml_adapters(path, items, values: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"--config {path}: adapters[{i}] must be a path or a mapping")
         unknown = set(item) - {"path", "adapter", "model", "weight", "name"}
         if unknown:
-            raise UsageError(f"--config {path}: adapters[{i}]: unknown key {sorted(unknown)[0]!r}")
+            key = sorted(unknown)[0]
+            raise UsageError(f"--config {path}: adapters[{i}]: unknown key {key!r}"
+                             f"{did_you_mean(str(key), ['path', 'adapter', 'model', 'weight', 'name'])}")
         src = item.get("path") or item.get("adapter") or item.get("model")
         if not src:
             raise UsageError(f"--config {path}: adapters[{i}] has no 'path'")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..adapters.config import AdapterConfig
 from ..adapters.inits import data_init_names, get_init
@@ -22,11 +23,13 @@ from ..errors import UsageError
 from ..models.device import DTYPES, resolve_dtype
 from ..osrm import registered_init  # noqa: F401 (registers --init osrm before INITS is read)
 from ..osrm.config import OsrmInitConfig
+from ..utils.settings import did_you_mean
 from ..utils.validate import check_device, check_number
 from .heads import HEADS
 from .reporting import check_report_to
+from .schedule import LR_SCHEDULERS, METRIC_SCHEDULERS
 
-SCHEDULERS = ("constant", "linear", "cosine")
+EVAL_STRATEGIES = ("no", "steps")
 INITS = ("default", *data_init_names())
 FREEZE = ("none", "A", "B")
 
@@ -54,8 +57,14 @@ class TrainConfig:
     batch_size: int = field(default=8, metadata={"help": "examples per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     lr: float = field(default=5e-5, metadata={"help": "peak learning rate (reference LoRI-D r32: 5e-5; LoRI-S: 5e-4)"})
-    lr_scheduler: str = field(default="constant", metadata={"help": "learning-rate schedule", "choices": SCHEDULERS})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    lr_scheduler: str = field(default="constant", metadata={
+        "help": "learning-rate schedule, any of transformers' SchedulerType stepped per optimizer step "
+                "(built by transformers.get_scheduler)", "choices": LR_SCHEDULERS})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps (lr · step / N, as transformers)"})
+    warmup_ratio: float = field(default=0.0, metadata={
+        "help": "warm-up as a share of the run's optimizer steps, ⌈ratio · steps⌉, when --warmup-steps is 0"})
+    lr_scheduler_kwargs: dict[str, Any] | None = field(default=None, metadata={
+        "help": "extra arguments of the schedule as JSON, e.g. '{\"min_lr_rate\": 0.1}' for cosine_with_min_lr"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0 as the reference)"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip the gradient norm per step (0 = off)"})
     group_by_length: bool = field(default=True, metadata={
@@ -65,6 +74,9 @@ class TrainConfig:
     max_length: int = field(default=512, metadata={"help": "max tokens per example (prompt + response)"})
     max_prompt_length: int = field(default=256, metadata={"help": "prompt tokens kept (left-truncated)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for compute, fp32 trainable weights"})
+    fp16: bool = field(default=False, metadata={
+        "help": "float16 autocast with dynamic loss scaling (torch.amp.GradScaler, as transformers' --fp16), "
+                "fp32 trainable weights; single process"})
     logits: str = field(default="supervised", metadata={
         "help": "supervised: LM head only at response positions (fast); full: every position",
         "choices": ("supervised", "full")})
@@ -115,6 +127,9 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata={
         "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
                 "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})
+    eval_strategy: str | None = field(default=None, metadata={
+        "help": "Hugging Face's switch: steps (needs --eval-every N) or no (no dev evaluation); by default "
+                "steps when --eval-every is given", "choices": EVAL_STRATEGIES})
     patience: int = field(default=0, metadata={
         "help": "stop after this many dev evaluations without a new best (0 = run to the cap, still keep the best)"})
     min_delta: float = field(default=0.0, metadata={"help": "a dev loss must beat the best by more than this to count"})
@@ -139,14 +154,13 @@ class TrainConfig:
         check_number("--weight-decay", self.weight_decay, low=0)
         if self.max_grad_norm is not None:
             check_number("--max-grad-norm", self.max_grad_norm, low=0)
-        if self.warmup_steps < 0:
-            raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
+        self._check_schedule()
+        if self.bf16 and self.fp16:
+            raise UsageError("--bf16 and --fp16: give one (the autocast dtype)")
         check_device(self.device)
         # a classification head trains in full, as a copy in the base's dtype: bf16 would round its updates
         auto_fp32 = getattr(HEADS.get(self.head), "trains_head", False) and self.dtype == "auto"
         self.dtype = "float32" if auto_fp32 else resolve_dtype(self.dtype, self.device)
-        if self.lr_scheduler not in SCHEDULERS:
-            raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown (choose from {', '.join(SCHEDULERS)})")
         if self.save_every < 0:
             raise UsageError(f"--save-every {self.save_every}: must be 0 (off) or positive")
         if self.keep_checkpoints <= 0:
@@ -197,7 +211,30 @@ class TrainConfig:
         elif self.mask and not method.uses_mask:
             raise UsageError(f"--mask: only with --method {mask_method_names()} or --from (got --method {method.name})")
 
+    def _check_schedule(self) -> None:
+        if self.warmup_steps < 0:
+            raise UsageError(f"--warmup-steps {self.warmup_steps}: must be 0 or positive")
+        check_number("--warmup-ratio", self.warmup_ratio, low=0, high=1, high_open=True)
+        if self.warmup_steps and self.warmup_ratio:
+            raise UsageError("--warmup-steps and --warmup-ratio: give one (steps, or a share of the run's steps)")
+        if self.lr_scheduler in METRIC_SCHEDULERS:
+            raise UsageError(f"--lr-scheduler {self.lr_scheduler}: steps on a metric, not per optimizer step; "
+                             f"not supported (choose from {', '.join(LR_SCHEDULERS)})")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise UsageError(f"--lr-scheduler {self.lr_scheduler!r}: unknown"
+                             f"{did_you_mean(self.lr_scheduler, LR_SCHEDULERS)} (choose from {', '.join(LR_SCHEDULERS)})")
+        if self.lr_scheduler_kwargs is not None and not isinstance(self.lr_scheduler_kwargs, dict):
+            raise UsageError(f"--lr-scheduler-kwargs {self.lr_scheduler_kwargs!r}: expected a JSON object")
+
     def _check_early_stopping(self) -> None:
+        if self.eval_strategy not in (None, *EVAL_STRATEGIES):
+            raise UsageError(f"--eval-strategy {self.eval_strategy!r}: unknown"
+                             f"{did_you_mean(str(self.eval_strategy), EVAL_STRATEGIES)} (choose from no, steps; "
+                             "evaluation every N optimizer steps is --eval-steps N)")
+        if self.eval_strategy == "no" and self.eval_every:
+            raise UsageError(f"--eval-strategy no with --eval-steps {self.eval_every}: give one")
+        if self.eval_strategy == "steps" and not self.eval_every:
+            raise UsageError("--eval-strategy steps: needs --eval-steps N (dev evaluation every N optimizer steps)")
         for name in ("eval_every", "patience"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 (off) or positive")

@@ -2,8 +2,8 @@
 
 Loss = Σ CE over response tokens of the global batch / number of those tokens (token-level mean
 over all micro-batches, so gradient accumulation and data-parallel splits give the same update).
-AdamW (β 0.9/0.999, eps 1e-8, weight decay 0 by default), constant learning rate by default with
-optional warm-up and linear/cosine decay, per-step gradient-norm clipping — the reference's
+AdamW (β 0.9/0.999, eps 1e-8, weight decay 0 by default), constant learning rate by default (any
+Hugging Face schedule and warm-up: ``schedule.py``), per-step gradient-norm clipping — the reference's
 settings. The batch order is a function of (seed, epoch) only, so the step reached is the data
 position a resume checkpoint needs (``checkpoint.py``); sharding lives in ``distributed.py``.
 
@@ -46,6 +46,7 @@ from .heads import HEADS
 from .early_stop import EarlyStopping
 from .progress import Throughput
 from .reporting import Reporter, default_logging_dir, interval_record, logged_records
+from .schedule import build_scheduler, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,6 @@ log = logging.getLogger(__name__)
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
     per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
     return cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(per_epoch * cfg.epochs))
-
-
-def lr_lambda(cfg: TrainConfig, steps: int):
-    def factor(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_scheduler == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
-        if cfg.lr_scheduler == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
 
 
 def step_schedule(cfg: TrainConfig, lengths: list[int], seed: int) -> list[list[int]]:
@@ -160,8 +148,13 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay, fused=not dist.sharded or None)
         self.peft_model, self.optimizer = peft_model, optimizer  # kept for inspection by callers/tests
+        if cfg.fp16 and dist.sharded:
+            raise UsageError("--fp16: single process only (under torchrun use --bf16)")
+        # --fp16: float16 activations need loss scaling (transformers.Trainer's fp16 does the same)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.fp16)
         schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], self.adapter.run_seed)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(schedule)))
+        scheduler = build_scheduler(cfg.lr_scheduler, optimizer, len(schedule),
+                                    warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio), cfg.lr_scheduler_kwargs)
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
         first_step = self.resume(ckpt, dist) if cfg.resume else 0
@@ -195,8 +188,10 @@ class Trainer:
         for step in bar:
             t0 = time.perf_counter()
             loss, n_units = self._accumulate(model, dist, schedule[step], pad_id)
+            self.scaler.unscale_(optimizer)  # clip the true gradients (no-op without --fp16)
             grad_norm = dist.clip_grad_norm(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
-            optimizer.step()
+            self.scaler.step(optimizer)  # skipped when --fp16 overflowed; then the scale is lowered
+            self.scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             plan.after_step()
@@ -235,13 +230,14 @@ class Trainer:
         made = [(self.make_batch([items[j] for j in (m or [0])], pad_id), 1.0 if m else 0.0) for m in micro]
         n_units = int(dist.sum([float(sum(units for (_, units), w in made if w))])[0])
         # FSDP's mixed-precision policy casts the gathered weights; a single process autocasts.
-        autocast = cfg.bf16 and not dist.sharded
+        autocast = (cfg.bf16 or cfg.fp16) and not dist.sharded
+        dtype = torch.float16 if cfg.fp16 else torch.bfloat16
         local_loss = 0.0
         for (batch, _), weight in made:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            with torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
                 loss_sum = model(batch)
-            (loss_sum * weight / max(1, n_units)).backward()
+            self.scaler.scale(loss_sum * weight / max(1, n_units)).backward()
             local_loss += weight * float(loss_sum.detach())
         return dist.sum([local_loss])[0] / max(1, n_units), n_units
 

@@ -55,6 +55,7 @@ def coerce_value(key: str, value: Any, hint: Any, where: str) -> Any:
 def coerce_settings(cls: type, settings: dict[str, Any], where: str, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Settings for dataclass ``cls``, each checked against its field's type; unknown keys refused."""
     hints = typing.get_type_hints(cls)
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(cls)}
     fields = {f.name for f in dataclasses.fields(cls)} - set(skip)
     out = {}
     for key, value in settings.items():
@@ -62,4 +63,9 @@ def coerce_settings(cls: type, settings: dict[str, Any], where: str, skip: Itera
             raise UsageError(f"{where}: unknown setting {key!r}{did_you_mean(key, fields)} "
                              f"(allowed: {', '.join(sorted(fields))})")
         out[key] = coerce_value(key, value, hints[key], where)
+        allowed = choices[key]
+        if allowed and out[key] is not None and out[key] not in allowed:
+            raise UsageError(f"{where}: setting {key!r} = {out[key]!r}: unknown"
+                             f"{did_you_mean(str(out[key]), [str(c) for c in allowed])} "
+                             f"(choose from {', '.join(map(str, allowed))})")
     return out
