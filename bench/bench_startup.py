@@ -69,14 +69,14 @@ def main() -> None:
                 for name, src in trees.items():  # alternating A B A B
                     results[name][key].append(run_once(src, argv, os.path.join(pycache, name)))
     load = os.getloadavg()
-    header = f"{'command':<16} {'wall s':>8} {'cpu s':>7} {'RSS MiB':>8}  heavy imports"
+    header = f"{'command':<22} {'wall s':>8} {'cpu s':>7} {'RSS MiB':>8}  heavy imports"
     if args.baseline:
         header += f"   {'base wall s':>11} {'base RSS':>8} {'wall ratio':>10}"
     print(header)
     for argv in COMMANDS:
         key = " ".join(argv)
         rows = results["this"][key]
-        line = (f"lorikit {key:<8} {median(rows, 'wall_s'):>8.3f} {median(rows, 'cpu_s'):>7.3f} "
+        line = (f"{'lorikit ' + key:<22} {median(rows, 'wall_s'):>8.3f} {median(rows, 'cpu_s'):>7.3f} "
                 f"{median(rows, 'max_rss_mib'):>8.1f}  {','.join(rows[0]['heavy_imported']) or 'none'}")
         if args.baseline:
             base = results["baseline"][key]
