@@ -82,7 +82,7 @@ def measure(args, task: str, work: Path) -> dict:
                                   "wilson": [round(ci.low, 4), round(ci.high, 4)]}
     diff = paired_bootstrap(correct(own["bfloat16"]), correct(own["float32"]), n_boot=args.bootstrap)
     test = mcnemar_exact(correct(own["bfloat16"]), correct(own["float32"]))
-    row["bf16_minus_fp32"] = {"diff": round(diff.mean, 4), "ci": [round(diff.low, 4), round(diff.high, 4)],
+    row["bf16_minus_fp32"] = {"diff": round(diff.estimate, 4), "ci": [round(diff.low, 4), round(diff.high, 4)],
                               "mcnemar_p": round(test.p_value, 4), "only_bf16": test.only_a, "only_fp32": test.only_b}
     row["eval_agreement"] = {"fp32_adapter": agreement(own["float32"], cross), "base": agreement(base["float32"], base["bfloat16"])}
     row["eval_seconds"] = {d: own[d]["settings"].get("loglik_seconds") for d in DTYPES}
@@ -97,8 +97,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     for name in ("lr", "dropout", "dev_fraction"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=STUDY[name])
-    for name in ("rank", "batch_size", "max_steps", "eval_every", "patience", "dev_limit", "max_length", "bootstrap"):
+    for name in ("rank", "batch_size", "max_steps", "eval_every", "patience", "dev_limit", "max_length"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=STUDY[name])
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the paired interval")
     p.add_argument("--rows", type=int, default=STUDY["builtin_rows"])
     p.add_argument("--limit", type=int, default=STUDY["eval_examples"])
     p.add_argument("--workdir", default="runs/bf16-quality")
