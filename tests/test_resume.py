@@ -185,6 +185,48 @@ def test_grad_checkpointing_gives_the_same_adapter(tmp_path):
         torch.testing.assert_close(ckpt[key], plain[key], rtol=0, atol=1e-6)
 
 
+def test_kill_9_mid_checkpoint_adapter_leaves_a_resumable_out(tmp_path):
+    """A run killed while writing <out>/checkpoint-N leaves lorikit's temporary folder and lock file there:
+    they do not block --resume and are cleared; a live writer's files and the user's files stay."""
+    import fcntl
+
+    from lorikit.train.checkpoint import clear_run_leftovers, only_run_outputs, write_adapter_checkpoint
+
+    out = tmp_path / "run"
+    write_adapter_checkpoint(out, 2, 3, lambda d: (d / "adapter_config.json").write_text("{}"))
+    writer = ("import sys, time; from lorikit.train.checkpoint import write_adapter_checkpoint\n"
+              "def write(d):\n    (d / 'half').write_bytes(b'x'); print('writing', flush=True); time.sleep(60)\n"
+              f"write_adapter_checkpoint({str(out)!r}, 4, 3, write)\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer], env=cli_env(), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n"
+    # still writing: its folder and lock are not leftovers
+    assert not only_run_outputs(out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith(".checkpoint-4"))
+    assert left[0] == ".checkpoint-4.lock" and left[1].startswith(".checkpoint-4.tmp-") and len(left) == 2
+    assert only_run_outputs(out)
+
+    mine = [out / ".checkpoint-4.tmp-notes", out / "notes.txt"]  # not lorikit's names: never removed
+    mine[0].mkdir()
+    mine[1].write_text("user")
+    assert not only_run_outputs(out)
+    mine[0].rmdir()
+    mine[1].unlink()
+    (out / ".checkpoint-6.tmp-abcd1234").mkdir()  # a live run's checkpoint-6: its lock is held
+    held = os.open(out / ".checkpoint-6.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert not only_run_outputs(out)
+        clear_run_leftovers(out)
+        assert sorted(p.name for p in out.iterdir()) == [
+            ".checkpoint-6.lock", ".checkpoint-6.tmp-abcd1234", ".lorikit-output", "checkpoint-2"]
+    finally:
+        os.close(held)
+    clear_run_leftovers(out)
+    assert sorted(p.name for p in out.iterdir()) == [".lorikit-output", "checkpoint-2"]
+
+
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
     """SIGKILL mid-run (after a checkpoint exists), then --resume: same bytes as an uninterrupted run."""
     steps = ["--max-steps", "60", "--save-every", "2"]

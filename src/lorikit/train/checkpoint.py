@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import LorikitError, UsageError
-from ..utils.atomic import MARKER, atomic_output_dir, mark_output_dir
+from ..utils.atomic import MARKER, atomic_output_dir, mark_output_dir, remove_stale_leftovers, stale_leftovers
 
 FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -69,7 +69,15 @@ def only_run_outputs(out: str | os.PathLike) -> bool:
     else: the run has not ended, or ended without its final adapter."""
     out = Path(out)
     names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    # a run killed while writing a checkpoint-N adapter leaves its temporary folder and lock file
+    names -= {p.name for p in stale_leftovers(out, ADAPTER_DIR)}
     return bool(names) and all(ADAPTER_DIR.match(n) or n in (MARKER, RUNS) for n in names)
+
+
+def clear_run_leftovers(out: str | os.PathLike) -> None:
+    """Remove what a killed run left half-written in ``out`` (temporary ``checkpoint-N`` folders, their
+    stale lock files); complete ``checkpoint-N`` folders and anything else stay."""
+    remove_stale_leftovers(out, ADAPTER_DIR)
 
 
 def open_run_output(out: str | os.PathLike) -> Path:
@@ -131,6 +139,8 @@ def claim_checkpoint_dir(cfg, dist) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's (pruning keeps the highest
     steps, --resume takes the highest): refuse them, or discard them with --overwrite."""
     root = checkpoint_root(cfg.out)
+    if cfg.resume and dist.is_main:  # called holding --out's lock: no other run writes there
+        clear_run_leftovers(cfg.out)
     if cfg.resume or (latest_checkpoint(root) is None and not adapter_checkpoints(cfg.out)):
         return
 

@@ -135,6 +135,63 @@ def _remove_leftovers(out: Path, parent: Path) -> None:
                     path.unlink()
 
 
+# What ``atomic_output_dir`` / ``output_lock`` leave beside a destination NAME when the process is
+# killed mid-write: mkdtemp's ``.NAME.tmp-XXXXXXXX`` / ``.NAME.old-XXXXXXXX`` folders and ``.NAME.lock``.
+LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:(?:tmp|old)-[A-Za-z0-9_]{8}|(?P<lock>lock))$")
+
+
+def _lock_is_live(path: Path) -> bool:
+    """Whether a live process holds the lock file ``path`` (flock dies with its holder, even on kill -9)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: not provably stale, so not ours to remove
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def stale_leftovers(folder: str | os.PathLike, names: re.Pattern) -> list[Path]:
+    """What killed lorikit writes left in ``folder`` for destinations whose name ``names`` matches:
+    their temporary folders and lock files, unless a live process still holds that destination's lock
+    (then it is still writing). Anything else, user files with similar names included, is not listed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        m = LEFTOVER.match(path.name)
+        if not m or not names.fullmatch(m.group("name")) or path.is_symlink():
+            continue
+        if (path.is_file() if m.group("lock") else path.is_dir()) and \
+                not _lock_is_live(folder / f".{m.group('name')}.lock"):
+            found.append(path)
+    return found
+
+
+def remove_stale_leftovers(folder: str | os.PathLike, names: re.Pattern) -> None:
+    """Remove ``stale_leftovers(folder, names)``; a lock file only while holding it, as ``output_lock``
+    releases one (a run that opened it meanwhile re-checks the inode and takes a new file)."""
+    for path in stale_leftovers(folder, names):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    os.unlink(path)
+            finally:
+                os.close(fd)
+
+
 def mark_output_dir(folder: Path) -> None:
     """Mark ``folder`` as lorikit's, so that ``--overwrite`` (or a resumed run) may replace it."""
     (folder / MARKER).write_text("written by lorikit; `--overwrite` may replace this folder\n")
