@@ -63,6 +63,11 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False,
         raise UsageError(f"--out {out}: exists and is not a folder")
     _check_not_holding(out, inputs)
     if out.is_dir() and any(out.iterdir()):
+        # a run still writing (its checkpoint-N folders are already there): say so, not "not empty"
+        lock = (out.parent if str(out.parent) else Path(".")) / f".{out.name}.lock"
+        if str(lock.absolute()) not in _HELD and _lock_is_live(lock):
+            raise LorikitError(f"--out {out}: another lorikit run is writing to it (it holds {lock.absolute()}); "
+                               f"wait for it to finish or choose another --out")
         if not overwrite:
             raise UsageError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
         if not written_by_lorikit(out):
