@@ -157,7 +157,9 @@ def test_recipe_eval_stage_takes_scoring(tmp_path):
 
     cfg = KIND.validate("score", {"task": "nlu", "data": "x.jsonl", "scoring": "loglik"}, tmp_path)
     assert cfg.scoring == "loglik"
-    with pytest.raises(UsageError, match=r"stage 'score' \(eval\): --scoring 'sum'"):
+    # recipes coerce choice settings themselves (with a did-you-mean), naming the stage and the setting
+    with pytest.raises(UsageError, match=r"stage 'score' \(eval\): setting 'scoring' = 'sum': unknown "
+                                         r"\(choose from generate, loglik, both\)"):
         KIND.validate("score", {"task": "nlu", "data": "x.jsonl", "scoring": "sum"}, tmp_path)
     with pytest.raises(UsageError, match=r"stage 'score' \(eval\): --scoring loglik: --task safety"):
         KIND.validate("score", {"task": "safety", "data": "x.jsonl", "scoring": "loglik"}, tmp_path)
