@@ -97,9 +97,20 @@ def _kill_after(argv: list[str], delay: float) -> int:
     return proc.returncode
 
 
-def _complete_or_absent(out: Path) -> None:
-    if out.exists():
-        load_adapter(out)  # complete and loadable, or this raises
+def _complete_or_absent(out: Path) -> bool:
+    """True when ``out`` is a complete adapter. A training killed mid-run may leave ``out`` holding only
+    its ``checkpoint-N`` folders (Hugging Face's layout: --save-every writes them into --out during the
+    run); each of those must then be a complete, loadable adapter, and nothing else may be there."""
+    if not out.exists():
+        return False
+    if not (out / "adapter_config.json").exists():
+        entries = sorted(out.iterdir())
+        assert entries and all(e.name.startswith("checkpoint-") for e in entries), entries
+        for ckpt in entries:
+            load_adapter(ckpt)  # complete and loadable, or this raises
+        return False
+    load_adapter(out)  # complete and loadable, or this raises
+    return True
 
 
 @pytest.mark.slow
@@ -109,10 +120,10 @@ def test_sigkill_during_training_and_merging_never_leaves_a_broken_output(adapte
         out = tmp_path / f"t{i}"
         argv = ["train", *TD, "--max-steps", "12", "--save-every", "2", "--out", str(out)]
         _kill_after(argv, rng.uniform(4, 14))
-        _complete_or_absent(out)
+        complete = _complete_or_absent(out)
         for ckpt in sorted((tmp_path / f"t{i}.ckpt").glob("step-*")):
             assert (ckpt / "state.json").is_file() and (ckpt / "trainable.safetensors").is_file()
-        rc = subprocess.run([sys.executable, "-m", "lorikit", *argv, "--resume" if not out.exists() else "--overwrite"],
+        rc = subprocess.run([sys.executable, "-m", "lorikit", *argv, "--overwrite" if complete else "--resume"],
                             env=ENV, capture_output=True, text=True, timeout=600)
         assert rc.returncode == 0, rc.stderr
         load_adapter(out)
