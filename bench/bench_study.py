@@ -68,25 +68,24 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
     from lorikit.study import load_study_config, study_recipe
 
     cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
-    workdir_path = Path(cfg.workdir)
+    root = Path(cfg.workdir)
     table = study_recipe(cfg)["stages"]["table"]
-    if (workdir_path / "table" / "outcomes.json.gz").is_file():  # the study finished: its own table's outcomes
-        store = load(workdir_path / "table" / "outcomes.json.gz")
+    if (root / "table" / "outcomes.json.gz").is_file():  # the study finished: its own table's outcomes
+        store = load(root / "table" / "outcomes.json.gz")
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
-        runs, base, seeds = whole_seeds(table, workdir_path)
+        runs, base, seeds = whole_seeds(table, root)
         if not seeds:
-            raise SystemExit(f"{workdir_path}: no seed has finished for every method yet")
+            raise SystemExit(f"{root}: no seed has finished for every method yet")
         store = collect(runs, base, None, declared={k: table[k] for k in ("primary", "alpha", "equivalence_margin")})
     study = summarize(store)
-    workdir = workdir_path
     by_kind: dict[str, list[float]] = defaultdict(list)
-    for rec in workdir.glob("*/lorikit-stage.json"):
+    for rec in root.glob("*/lorikit-stage.json"):
         r = json.loads(rec.read_text())
         by_kind[r["kind"]].append(r["seconds"])
     results.mkdir(parents=True, exist_ok=True)
     store.save(outcomes_path(results, name))
-    meta = {"workdir": str(workdir), "seeds_complete": seeds,
+    meta = {"workdir": str(root), "seeds_complete": seeds,
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
             "cpu_count": os.cpu_count(),
             "seconds_by_kind": {k: {"n": len(v), "total": round(sum(v), 1), "mean": round(sum(v) / len(v), 1)}
@@ -94,7 +93,7 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
             "study": study}
     (results / f"science-{name}.json").write_text(json.dumps(report._clean(meta), indent=1) + "\n")
     (results / f"science-{name}-table.md").write_text(quoted(study))
-    print(f"{workdir}: seeds complete for every method: {', '.join(seeds)}; {meta['uptime']}")
+    print(f"{root}: seeds complete for every method: {', '.join(seeds)}; {meta['uptime']}")
     print("| stage kind | stages | total s | mean s |\n|---|---:|---:|---:|")
     for k, v in meta["seconds_by_kind"].items():
         print(f"| {k} | {v['n']} | {v['total']} | {v['mean']} |")
