@@ -29,6 +29,7 @@ from pathlib import Path
 from lorikit.analysis.study import report
 from lorikit.analysis.study.outcomes import collect, load
 from lorikit.analysis.study.summary import summarize
+from lorikit.errors import LorikitError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -141,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         return verify(Path(args.results_md), Path(args.results))
     if not args.config or not args.name:
         ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, or --verify")
-    return collect_study(args.config, args.workdir, args.name, Path(args.results))
+    try:
+        return collect_study(args.config, args.workdir, args.name, Path(args.results))
+    except LorikitError as exc:  # a missing or malformed study file: one line, as lorikit's commands say it
+        print(f"bench_study: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
