@@ -180,7 +180,7 @@ CASES = [
      r"blank.jsonl: no rows", "{O}/t"),
     ("train-unknown-task", ["train", *TD, "--data", "builtin:poetry", "--out", "{O}/t"], 2,
      r"--data builtin:poetry: unknown built-in task 'poetry' \(choose from arithmetic, reverse, compare, pair-add, "
-     r"pair-sub, pair-max, pair-min, pair-greater, words-reverse, words-sort, sentiment, py-type\)", "{O}/t"),
+     r"pair-sub, pair-max, pair-min, pair-greater, words-reverse, words-sort, sentiment, py-type, parity\)", "{O}/t"),
     ("train-unknown-split", ["train", *TD, "--data", "builtin:compare:xyz", "--out", "{O}/t"], 2,
      r"unknown split 'xyz' \(choose from train, dev, test\)", "{O}/t"),
     ("train-unknown-format", ["train", *TB, "--format", "csv", "--out", "{O}/t"], 2,

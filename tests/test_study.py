@@ -231,7 +231,7 @@ def test_choice_tasks_come_from_the_builtin_registry():
     from lorikit.data.builtin import TASKS, builtin_rows
     from lorikit.study.config import CHOICE_BUILTINS, parse_task
 
-    assert set(CHOICE_BUILTINS) == {"compare", "pair-max", "pair-min", "pair-greater", "sentiment", "py-type"}
+    assert set(CHOICE_BUILTINS) == {"compare", "pair-max", "pair-min", "pair-greater", "sentiment", "py-type", "parity"}
     for name, task in TASKS.items():  # a task with options in its rows is scored by loglik in a study
         row = builtin_rows(name, "test", 1)[0]
         assert task.choice == ("options" in row or task.scorer == "nlu"), name
@@ -289,7 +289,7 @@ def test_default_suite_reads_different_inputs_and_the_conflict_suite_the_same():
     from lorikit.demo import DemoConfig, study_config
 
     default = StudyConfig()
-    assert default.suite == "papers" and list(default.task_specs) == ["pair-max", "words-reverse", "sentiment", "py-type"]
+    assert default.suite == "papers" and list(default.task_specs) == ["pair-max", "words-reverse", "parity", "py-type"]
     assert study_config(DemoConfig(full=True)).task_specs.keys() == default.task_specs.keys()
     # the papers' setting: no two default tasks share a family or any test input's content
     assert len({TASKS[t].family or t for t in default.task_specs}) == len(default.task_specs)

@@ -21,8 +21,10 @@ must meet in the same activations (where merging interference can show):
 Four tasks whose inputs differ in kind and whose skills and answer formats differ, the setting of
 the LoRI and OSRM papers (adapters of different tasks meet different activations) and the default
 suite of ``lorikit study``: ``pair-max`` (two numbers, choice), ``words-reverse`` (a list of words,
-generated), ``sentiment`` (a short review, positive / negative) and ``py-type`` (a Python literal,
-its type among six).
+generated), ``parity`` (a number of 3–5 digits, odd / even) and ``py-type`` (a Python literal, its
+type among six). ``sentiment`` (a short review, positive / negative) is built in too but not in the
+default suite: SmolLM2-135M already answers it (0.990 [0.964, 0.997] of 200 test items by option
+log-likelihood), so merging cannot show that an adapter's skill was kept.
 
 Splits are disjoint by construction: an item belongs to ``train``, ``dev`` or ``test`` by a hash of
 the *unordered* content of its input (the multiset of its words and numbers, 80/10/10), so "23 47"
@@ -130,6 +132,13 @@ def _sentiment(rng: random.Random) -> dict[str, Any]:
             "output": label, "options": ["positive", "negative"], "task": "sentiment"}
 
 
+def _parity(rng: random.Random) -> dict[str, Any]:
+    number = rng.randint(100, 99999)
+    label = "even" if number % 2 == 0 else "odd"
+    return {"instruction": "Is this number odd or even?", "input": str(number), "output": label,
+            "options": ["odd", "even"], "task": "parity"}
+
+
 PY_TYPES = ("int", "float", "str", "list", "tuple", "dict")
 
 
@@ -185,6 +194,7 @@ TASKS: dict[str, BuiltinTask] = {
                               "alpaca", "exact", "words"),
     "sentiment": BuiltinTask(_sentiment, "alpaca", "exact", choice=True),
     "py-type": BuiltinTask(_py_type, "alpaca", "exact", choice=True),
+    "parity": BuiltinTask(_parity, "alpaca", "exact", choice=True),
 }
 BUILTIN_TASKS = TASKS  # name -> BuiltinTask (generate, format, scorer, family); the package-level export
 

@@ -21,7 +21,7 @@ SCORINGS = ("generate", "loglik")
 # different tasks whose inputs differ in kind (numbers, word lists, reviews, Python literals) and
 # whose skills and answer formats differ. ``conflict`` is a stress test outside both papers'
 # claims: one family whose tasks read the same inputs and give conflicting answers.
-SUITES = {"papers": ("pair-max", "words-reverse", "sentiment", "py-type"),
+SUITES = {"papers": ("pair-max", "words-reverse", "parity", "py-type"),
           "conflict": ("pair-add", "pair-max", "pair-min", "pair-greater")}
 DEFAULT_SUITE = "papers"
 DEFAULT_TASKS = SUITES[DEFAULT_SUITE]
