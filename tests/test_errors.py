@@ -243,6 +243,9 @@ CASES = [
      "{G}/ck"),
     ("train-fresh-over-checkpoints", ["train", *CK], 2,
      r"ck.ckpt: holds checkpoints of an earlier run \(pass --resume to continue it, or --overwrite", "{G}/ck"),
+    ("train-resume-from-missing-state", ["train", *CK, "--resume_from_checkpoint", "{G}/ck/checkpoint-7"], 2,
+     r"--resume-from \S*ck/checkpoint-7: its resume state \S*ck.ckpt/step-000007 is missing \(resume states in "
+     r"\S*ck.ckpt: step-000001\)", "{G}/ck"),
     # ---- generate ----
     ("generate-no-prompt", ["generate", *T], 2, r"--prompt: give at least one prompt", None),
     ("generate-unknown-model", ["generate", "--model", "no-such-model", "--prompt", "hi"], 2,

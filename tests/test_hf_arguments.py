@@ -42,9 +42,17 @@ def test_dash_forms_as_hf_argument_parser_accepts_them():
     assert [getattr(dashed, k) for k in keys] == [getattr(under, k) for k in keys] == [1e-3, 3, 4, "m", 2.0, "o"]
 
 
-def test_resume_from_checkpoint_path_is_refused_with_the_reason(capsys):
-    assert pytest.raises(SystemExit, main, ["train", "--resume_from_checkpoint", "o/checkpoint-5", "--out", "o"])
-    assert "resumes from the newest complete checkpoint of --output_dir" in capsys.readouterr().err
+def test_resume_from_checkpoint_takes_a_path_as_transformers_does(tmp_path):
+    """A path is --resume-from (on the command line and in a config file); true/false stay --resume."""
+    args = parse(["--resume_from_checkpoint", "o/checkpoint-5", "--out", "o"])
+    assert args.resume_from == "o/checkpoint-5" and not hasattr(args, "resume")
+    assert parse(["--resume-from-checkpoint", "o/checkpoint-5", "--out", "o"]).resume_from == "o/checkpoint-5"
+    for value, expected in (("o/checkpoint-5", {"resume_from": "o/checkpoint-5"}), ("true", {"resume": True})):
+        path = tmp_path / f"c{len(expected)}{value[0]}.yaml"
+        path.write_text(f"output_dir: o\nresume_from_checkpoint: {value}\n")
+        args = parse(["--config", str(path)])
+        apply_config_file(args)
+        assert {k: getattr(args, k) for k in expected} == expected
 
 
 def test_eval_strategy_must_agree_with_eval_steps():

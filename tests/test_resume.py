@@ -254,3 +254,41 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr
     assert_bit_identical(tmp_path / "ref", out)
+
+
+def test_resume_from_checkpoint_path_continues_from_that_step(tmp_path, monkeypatch, capsys):
+    """`lorikit train --resume_from_checkpoint OUT/checkpoint-2` (Hugging Face's form) with a newer
+    checkpoint-4 beside it: the run goes on from step 2 and ends with the uninterrupted run's bytes."""
+    from lorikit.cli import main
+    from lorikit.train import checkpoint
+
+    reference = train(config(tmp_path / "ref", max_steps=8))
+    real_write = checkpoint._write
+
+    def failing_write(path, data):
+        if "step-000006" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write", failing_write)
+    out = tmp_path / "run"
+    with pytest.raises(LorikitError, match="No space left on device"):
+        train(config(out, save_every=2, keep_checkpoints=3, max_steps=8))
+    monkeypatch.setattr(checkpoint, "_write", real_write)
+    assert visible(out) == ["checkpoint-2", "checkpoint-4"]
+
+    argv = ["train", *TRAIN_ARGS, "--seed", "0", "--max-steps", "8", "--save_steps", "2", "--save_total_limit", "3",
+            "--output_dir", str(out)]
+    capsys.readouterr()
+    assert main([*argv, "--resume_from_checkpoint", str(out / "checkpoint-9")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "run.ckpt/step-000009 is missing" in err and "step-000002, step-000004)" in err
+    assert not (out / "adapter_config.json").exists()
+
+    assert main([*argv, "--resume_from_checkpoint", str(out / "checkpoint-2")]) == 0
+    assert_bit_identical(reference, out)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert json.loads((out / "checkpoint-4" / "lorikit.json").read_text())["train"]["steps"] == 4
+    with pytest.raises(UsageError, match=r"--resume-from .*/notes: not a checkpoint folder"):
+        train(config(tmp_path / "other", resume_from=str(tmp_path / "notes")))

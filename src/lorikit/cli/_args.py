@@ -40,6 +40,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             kwargs["type"] = _parse_type(base)
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
         names = [flag] + list(f.metadata.get("aliases", ()))
         target.add_argument(*names, **kwargs)
 

@@ -42,27 +42,30 @@ def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
     return {a.dest: a for a in parser._actions if a.option_strings}
 
 
-class StoreValue(argparse.Action):
-    """Store the (converted) value: the plain ``store`` action, as a class ``_once`` can extend."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values)
-
-
-def resume_value(text: str) -> bool:
-    """``--resume_from_checkpoint [true|false]``: lorikit resumes from its own newest checkpoint."""
+def resume_value(text: str) -> bool | str:
+    """``--resume_from_checkpoint [true|false|PATH]``: as ``transformers.Trainer``, a boolean resumes from
+    the newest checkpoint of --output_dir, a path from that checkpoint."""
     if text.lower() in ("true", "1", "yes"):
         return True
     if text.lower() in ("false", "0", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"{text!r}: lorikit resumes from the newest complete checkpoint of "
-                                     "--output_dir; give the flag without a path")
+    return text
+
+
+class ResumeFromCheckpoint(argparse.Action):
+    """HF's one flag for two lorikit settings: true/false is ``--resume``, a path ``--resume-from``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, "resume_from" if isinstance(values, str) else "resume", values)
 
 
 def _copy(parser, group, flag: str, action: argparse.Action, help_text: str) -> None:
     kwargs = {"dest": action.dest, "default": argparse.SUPPRESS, "help": help_text, "action": _once(type(action))}
-    if flag.lstrip("-").replace("-", "_") == "resume_from_checkpoint":  # HF: a bare flag or true/false
-        kwargs.update(action=_once(StoreValue), nargs="?", const=True, type=resume_value, metavar="true|false")
+    if flag.lstrip("-").replace("-", "_") == "resume_from_checkpoint":  # HF: a bare flag, true/false or a path
+        kwargs.update(action=ResumeFromCheckpoint, nargs="?", const=True, type=resume_value,
+                      metavar="true|false|PATH")
+        kwargs["help"] = "= --resume (bare or true/false) or --resume-from PATH" if help_text != argparse.SUPPRESS \
+            else help_text
     elif not isinstance(action, argparse.BooleanOptionalAction):
         kwargs.update(type=action.type, nargs=action.nargs, choices=action.choices, metavar=action.metavar)
     group.add_argument(flag, **kwargs)

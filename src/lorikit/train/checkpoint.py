@@ -45,7 +45,7 @@ FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Settings that may change between a run and its resumption: they do not alter the numbers
 # (--out may differ: a checkpoint folder can be moved together with its run).
-RESUMABLE_CHANGES = {"out", "overwrite", "resume", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
+RESUMABLE_CHANGES = {"out", "overwrite", "resume", "resume_from", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
                      "deterministic", "report_to", "logging_dir"}
 
 
@@ -130,6 +130,25 @@ def checkpoints(root: Path) -> list[Path]:
     return [p for _, p in reversed(steps)]
 
 
+def resume_state_for(path: str | os.PathLike) -> Path:
+    """The resume state of a checkpoint the user names (``--resume-from``, Hugging Face's
+    ``--resume_from_checkpoint PATH``): ``<out>/checkpoint-N`` (the adapter folder ``transformers.Trainer``
+    users know; its state is ``<out>.ckpt/step-N``) or a ``<out>.ckpt/step-N`` folder itself."""
+    path = Path(path)
+    if (m := ADAPTER_DIR.match(path.name)):
+        state = checkpoint_root(path.parent) / f"step-{int(m.group(1)):06d}"
+    elif STEP_DIR.match(path.name):
+        state = path
+    else:
+        raise UsageError(f"--resume-from {path}: not a checkpoint folder (expected <out>/checkpoint-N, as "
+                         f"--save-every writes, or <out>.ckpt/step-N)")
+    if not (state / "state.json").is_file():
+        have = ", ".join(p.name for p in reversed(checkpoints(state.parent))) or "none"
+        raise UsageError(f"--resume-from {path}: its resume state {state} is missing (resume states in "
+                         f"{state.parent}: {have})")
+    return state
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     found = checkpoints(root)
     return found[0] if found else None
@@ -139,9 +158,9 @@ def claim_checkpoint_dir(cfg, dist) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's (pruning keeps the highest
     steps, --resume takes the highest): refuse them, or discard them with --overwrite."""
     root = checkpoint_root(cfg.out)
-    if cfg.resume and dist.is_main:  # called holding --out's lock: no other run writes there
+    if cfg.resuming and dist.is_main:  # called holding --out's lock: no other run writes there
         clear_run_leftovers(cfg.out)
-    if cfg.resume or (latest_checkpoint(root) is None and not adapter_checkpoints(cfg.out)):
+    if cfg.resuming or (latest_checkpoint(root) is None and not adapter_checkpoints(cfg.out)):
         return
 
     def check():

@@ -108,6 +108,9 @@ class TrainConfig:
         "help": "newest checkpoints kept (<out>/checkpoint-N adapters and <out>.ckpt/step-N resume states)"})
     resume: bool = field(default=False, metadata={
         "help": "continue from the newest complete checkpoint in <out>.ckpt (settings must be unchanged)"})
+    resume_from: str | None = field(default=None, metadata={
+        "metavar": "PATH", "help": "continue from this checkpoint: <out>/checkpoint-N (its resume state <out>.ckpt/step-N must "
+                "exist) or <out>.ckpt/step-N; settings must be unchanged"})
     deterministic: bool = field(default=False, metadata={
         "help": "GPU: deterministic kernels only (torch.use_deterministic_algorithms, "
                 "CUBLAS_WORKSPACE_CONFIG=:4096:8, math attention); CPU runs are deterministic anyway"})
@@ -183,6 +186,11 @@ class TrainConfig:
             self.adapter.derived_seed = self.resolved_seed()
 
     @property
+    def resuming(self) -> bool:
+        """``--resume`` or ``--resume-from PATH``: the run continues from a checkpoint."""
+        return self.resume or bool(self.resume_from)
+
+    @property
     def train_method(self) -> AdapterMethod:
         """The method this run trains: ``--method``, or with ``--from`` the continuing method ``--mask`` picks."""
         if self.from_adapter:
@@ -250,7 +258,7 @@ class TrainConfig:
             return
         if not self.dev_data and self.dev_fraction is None:
             raise UsageError("--eval-every: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
-        if not HEADS[self.head].early_stopping or self.save_every or self.resume:
+        if not HEADS[self.head].early_stopping or self.save_every or self.resuming:
             raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
         if self.dev_fraction is not None:
             # a carve of a carve when --data already selects a split (a held-out test carve, say);

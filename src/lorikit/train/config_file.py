@@ -38,6 +38,9 @@ HF_ALIASES = {
 }
 
 
+BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
 def field_names() -> tuple[set[str], set[str]]:
     """(TrainConfig fields incl. its non-adapter sub-configs' (osrm), AdapterConfig fields) a file or flag may set."""
     run = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli") is not False}
@@ -107,6 +110,8 @@ def load_train_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], dic
             raise UsageError(f"{where}: unknown key {source!r}{did_you_mean(source, known)}")
         if value is None and name not in nullable:  # an empty key (axolotl's `fp16:`) is unset
             continue
+        if name == "resume" and isinstance(value, str) and value.lower() not in BOOLEAN_WORDS:
+            name = "resume_from"  # HF's resume_from_checkpoint: a path, or true/false
         if name in settings:
             raise UsageError(f"{where}: key {source!r} sets {name!r} a second time (also set by "
                              f"{settings[name][0]!r})")

@@ -40,7 +40,7 @@ from . import distributed
 from .batching import length_grouped_batches, random_batches
 from .adapter_out import write_adapter
 from .checkpoint import (Checkpointer, carry_run_outputs, checkpoints, claim_checkpoint_dir,
-                         only_run_outputs, open_run_output, write_adapter_checkpoint)
+                         only_run_outputs, open_run_output, resume_state_for, write_adapter_checkpoint)
 from .config import TrainConfig
 from .heads import HEADS
 from .early_stop import EarlyStopping
@@ -115,8 +115,10 @@ class Trainer:
     # ---- loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
+        if cfg.resume_from:  # a missing resume state fails here, before the model is loaded
+            resume_state_for(cfg.resume_from)
         # a resumed run's <out> holds its checkpoint-N adapters and runs/ until the final adapter is written
-        check_output_dir(cfg.out, cfg.overwrite or (cfg.resume and only_run_outputs(cfg.out)), self.inputs())
+        check_output_dir(cfg.out, cfg.overwrite or (cfg.resuming and only_run_outputs(cfg.out)), self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
         try:
             # One run at a time per --out: a second one would mix its checkpoints into <out>.ckpt.
@@ -157,7 +159,7 @@ class Trainer:
                                     warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio), cfg.lr_scheduler_kwargs)
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
-        first_step = self.resume(ckpt, dist) if cfg.resume else 0
+        first_step = self.resume(ckpt, dist) if cfg.resuming else 0
         if cfg.eval_every and dist.sharded:
             raise UsageError("--eval-every: not supported under torchrun (single process only)")
         self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
@@ -252,7 +254,13 @@ class Trainer:
         return Reporter(targets, cfg.logging_dir or default_logging_dir(cfg.out), Path(cfg.out).name, summary)
 
     def resume(self, ckpt: Checkpointer, dist) -> int:
-        """Restore the newest complete checkpoint; returns the step to continue from."""
+        """Restore ``--resume-from``'s checkpoint or the newest complete one; returns the step to continue from."""
+        if self.cfg.resume_from:
+            path = resume_state_for(self.cfg.resume_from)
+            step, self.log = dist.agree(lambda: ckpt.load(path))
+            if dist.is_main:
+                log.info("resuming from %s (step %d)", path, step)
+            return step
         found = checkpoints(ckpt.root)
         if not found:
             if dist.is_main:
@@ -279,7 +287,7 @@ class Trainer:
     def metadata(self, bundle, plan, n_rows: int, seconds: float) -> dict[str, Any]:
         cfg = self.cfg
         hyper = cfg.flat()
-        for key in ("overwrite", "resume"):
+        for key in ("overwrite", "resume", "resume_from"):
             hyper.pop(key)
         return {
             "lorikit_version": __version__, "method": self.adapter.method, "seed": self.adapter.seed,
