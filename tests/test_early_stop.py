@@ -64,3 +64,36 @@ def test_no_patience_runs_to_the_cap_and_evaluates_the_last_step(tmp_path):
 def test_bad_early_stopping_flags_are_one_line_usage_errors(tmp_path, kwargs, flag):
     with pytest.raises(UsageError, match=flag.replace("?", r"\?")):
         TrainConfig(out=str(tmp_path / "x"), **kwargs)
+
+
+def test_eval_strategy_epoch_scores_dev_at_each_epoch_end(tmp_path):
+    """--eval_strategy epoch (Hugging Face's spelling): dev loss after each pass over the training rows,
+    the same evaluations as --eval-steps set to the epoch length; a cap mid-epoch is evaluated too."""
+    common = ["train", "--model", "tiny-random-llama", "--data", "builtin:compare", "--builtin-rows", "32",
+              "--dev_fraction", "0.25", "--per_device_train_batch_size", "4", "--lora_r", "4", "--seed", "1",
+              "--learning_rate", "1e-2"]
+    assert main([*common, "--num_train_epochs", "2", "--eval_strategy", "epoch", "--output_dir",
+                 str(tmp_path / "e")]) == 0
+    es, rows = meta(tmp_path / "e")["early_stopping"], meta(tmp_path / "e")["data"]["rows"]
+    per_epoch = -(-rows // 4)
+    assert rows == 24 and es["eval_strategy"] == "epoch" and es["eval_every"] == per_epoch
+    assert [h["step"] for h in es["history"]] == [per_epoch, 2 * per_epoch] and es["steps_run"] == 2 * per_epoch
+
+    assert main([*common, "--num_train_epochs", "2", "--eval_steps", str(per_epoch), "--output_dir",
+                 str(tmp_path / "s")]) == 0
+    assert meta(tmp_path / "s")["early_stopping"]["history"] == es["history"]
+
+    assert main([*common, "--max_steps", str(per_epoch + 2), "--evaluation_strategy", "epoch", "--output_dir",
+                 str(tmp_path / "c")]) == 0
+    assert [h["step"] for h in meta(tmp_path / "c")["early_stopping"]["history"]] == [per_epoch, per_epoch + 2]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(eval_strategy="epoch"), "--eval-strategy epoch: needs --dev-data SPEC or --dev-fraction F"),
+    (dict(eval_strategy="epoch", eval_every=3, dev_fraction=0.2), "--eval-strategy epoch with --eval-steps 3: give one"),
+    (dict(eval_strategy="epoch", dev_fraction=0.2, save_every=2), "--eval-strategy epoch: not supported with"),
+    (dict(eval_strategy="epochs"), r"unknown \(did you mean 'epoch'\?\)"),
+])
+def test_eval_strategy_epoch_bad_combinations(tmp_path, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(out=str(tmp_path / "x"), **kwargs)

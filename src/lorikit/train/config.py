@@ -29,7 +29,7 @@ from .heads import HEADS
 from .reporting import check_report_to
 from .schedule import LR_SCHEDULERS, METRIC_SCHEDULERS
 
-EVAL_STRATEGIES = ("no", "steps")
+EVAL_STRATEGIES = ("no", "steps", "epoch")
 INITS = ("default", *data_init_names())
 FREEZE = ("none", "A", "B")
 
@@ -131,8 +131,9 @@ class TrainConfig:
         "help": "train to convergence: dev loss every N optimizer steps (0 = off); the best step's adapter is "
                 "written and lorikit.json records it (needs --dev-data or --dev-fraction; --max-steps is the cap)"})
     eval_strategy: str | None = field(default=None, metadata={
-        "help": "Hugging Face's switch: steps (needs --eval-every N) or no (no dev evaluation); by default "
-                "steps when --eval-every is given", "choices": EVAL_STRATEGIES})
+        "help": "Hugging Face's switch: steps (needs --eval-every N), epoch (dev loss at the end of each pass "
+                "over the data and after the last step) or no (no dev evaluation); by default steps when "
+                "--eval-every is given", "choices": EVAL_STRATEGIES})
     patience: int = field(default=0, metadata={
         "help": "stop after this many dev evaluations without a new best (0 = run to the cap, still keep the best)"})
     min_delta: float = field(default=0.0, metadata={"help": "a dev loss must beat the best by more than this to count"})
@@ -186,6 +187,11 @@ class TrainConfig:
             self.adapter.derived_seed = self.resolved_seed()
 
     @property
+    def evaluating(self) -> bool:
+        """Dev loss is scored during training: every ``--eval-every`` steps or at each epoch's end."""
+        return bool(self.eval_every) or self.eval_strategy == "epoch"
+
+    @property
     def resuming(self) -> bool:
         """``--resume`` or ``--resume-from PATH``: the run continues from a checkpoint."""
         return self.resume or bool(self.resume_from)
@@ -237,12 +243,15 @@ class TrainConfig:
     def _check_early_stopping(self) -> None:
         if self.eval_strategy not in (None, *EVAL_STRATEGIES):
             raise UsageError(f"--eval-strategy {self.eval_strategy!r}: unknown"
-                             f"{did_you_mean(str(self.eval_strategy), EVAL_STRATEGIES)} (choose from no, steps; "
+                             f"{did_you_mean(str(self.eval_strategy), EVAL_STRATEGIES)} (choose from no, steps, epoch; "
                              "evaluation every N optimizer steps is --eval-steps N)")
         if self.eval_strategy == "no" and self.eval_every:
             raise UsageError(f"--eval-strategy no with --eval-steps {self.eval_every}: give one")
         if self.eval_strategy == "steps" and not self.eval_every:
             raise UsageError("--eval-strategy steps: needs --eval-steps N (dev evaluation every N optimizer steps)")
+        if self.eval_strategy == "epoch" and self.eval_every:
+            raise UsageError(f"--eval-strategy epoch with --eval-steps {self.eval_every}: give one (each epoch's "
+                             "end, or every N optimizer steps)")
         for name in ("eval_every", "patience"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 (off) or positive")
@@ -252,14 +261,16 @@ class TrainConfig:
             raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
         if self.dev_data and self.dev_fraction is not None:
             raise UsageError("--dev-data and --dev-fraction: give one (a dev file, or a share of --data to carve out)")
-        if not self.eval_every:
+        if not self.evaluating:
             if self.patience or self.dev_data or self.dev_fraction is not None:
-                raise UsageError("--patience/--dev-data/--dev-fraction: need --eval-every N (how often to score dev)")
+                raise UsageError("--patience/--dev-data/--dev-fraction: need --eval-every N or --eval-strategy "
+                                 "epoch (how often to score dev)")
             return
+        flag = "--eval-every" if self.eval_every else "--eval-strategy epoch"
         if not self.dev_data and self.dev_fraction is None:
-            raise UsageError("--eval-every: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
+            raise UsageError(f"{flag}: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
         if not HEADS[self.head].early_stopping or self.save_every or self.resuming:
-            raise UsageError("--eval-every: not supported with --head classification, --save-every or --resume")
+            raise UsageError(f"{flag}: not supported with --head classification, --save-every or --resume")
         if self.dev_fraction is not None:
             # a carve of a carve when --data already selects a split (a held-out test carve, say);
             # data_seed ignores the ?split selectors: the run's default seed stays the data's own

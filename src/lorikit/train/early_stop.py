@@ -1,7 +1,8 @@
 """Training to convergence: dev loss every K steps, stop on a plateau, keep the best adapter.
 
-The rule (the same for every method): every ``eval_every`` optimizer steps (and after the last
-one) the mean cross-entropy per response token on the dev examples is computed with dropout off.
+The rule (the same for every method): every ``eval_every`` optimizer steps, or with
+``--eval-strategy epoch`` at the end of each pass over the training data (every ⌈rows / global
+batch⌉ steps, the epoch length of ``trainer.step_schedule``), and after the last step, the mean cross-entropy per response token on the dev examples is computed with dropout off.
 An evaluation lower than the best so far by more than ``min_delta`` becomes the new best, and the
 trainable tensors are copied aside. After ``patience`` evaluations in a row without a new best
 training stops (``patience`` 0: never stop early, run to ``--max-steps``, still keep the best).
@@ -31,8 +32,9 @@ logger = logging.getLogger(__name__)
 class EarlyStopping:
     """Dev-loss tracking for one run; ``after_step`` says when to stop."""
 
-    def __init__(self, cfg, trainer, tokenizer, params: list[torch.nn.Parameter]):
+    def __init__(self, cfg, trainer, tokenizer, params: list[torch.nn.Parameter], interval: int):
         self.cfg, self.trainer, self.params = cfg, trainer, params
+        self.interval = interval  # optimizer steps between evaluations
         spec = cfg.dev_data  # TrainConfig always sets it: --dev-data, or the carve --dev-fraction names
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
                                  seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
@@ -49,8 +51,10 @@ class EarlyStopping:
         self.reason = "cap"
 
     @classmethod
-    def create(cls, cfg, trainer, tokenizer, params) -> "EarlyStopping | None":
-        return cls(cfg, trainer, tokenizer, params) if cfg.eval_every else None
+    def create(cls, cfg, trainer, tokenizer, params, steps_per_epoch: int) -> "EarlyStopping | None":
+        if not cfg.evaluating:
+            return None
+        return cls(cfg, trainer, tokenizer, params, cfg.eval_every or steps_per_epoch)
 
     @torch.no_grad()
     def dev_loss(self, model) -> float:
@@ -71,7 +75,7 @@ class EarlyStopping:
 
     def after_step(self, step: int, last_step: int, model, record: dict[str, Any]) -> bool:
         """Evaluate when due; returns True when training should stop now."""
-        if step % self.cfg.eval_every and step != last_step:
+        if step % self.interval and step != last_step:
             return False
         loss = self.dev_loss(model)
         record["dev_loss"] = loss
@@ -96,7 +100,8 @@ class EarlyStopping:
                 p.copy_(best)
 
     def summary(self, steps_run: int) -> dict[str, Any]:
-        return {"dev_data": self.source, "dev_examples": len(self.dev), "eval_every": self.cfg.eval_every,
+        return {"dev_data": self.source, "dev_examples": len(self.dev), "eval_every": self.interval,
+                "eval_strategy": "epoch" if self.cfg.eval_strategy == "epoch" else "steps",
                 "patience": self.cfg.patience, "min_delta": self.cfg.min_delta, "chosen_step": self.best_step,
                 "best_dev_loss": self.best_loss, "steps_run": steps_run, "step_cap": self.cfg.max_steps,
                 "stopped": self.reason, "history": self.history}

@@ -51,8 +51,13 @@ from .schedule import build_scheduler, warmup_steps
 log = logging.getLogger(__name__)
 
 
+def steps_per_epoch(cfg: TrainConfig, n_examples: int) -> int:
+    """Optimizer steps of one pass over the data (the last batch of an epoch may be smaller)."""
+    return max(1, math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum)))
+
+
 def total_steps(cfg: TrainConfig, n_examples: int) -> int:
-    per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
+    per_epoch = steps_per_epoch(cfg, n_examples)
     return cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(per_epoch * cfg.epochs))
 
 
@@ -160,9 +165,10 @@ class Trainer:
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
         first_step = self.resume(ckpt, dist) if cfg.resuming else 0
-        if cfg.eval_every and dist.sharded:
-            raise UsageError("--eval-every: not supported under torchrun (single process only)")
-        self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters())
+        if cfg.evaluating and dist.sharded:
+            raise UsageError("--eval-every/--eval-strategy epoch: not supported under torchrun (single process only)")
+        self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters(),
+                                            steps_per_epoch(cfg, len(tokenized)))
         t_start = time.perf_counter()
         ckpt.write_adapter = lambda step: self.save_checkpoint_adapter(
             step, peft_model, lambda: self.metadata(bundle, plan, len(examples), time.perf_counter() - t_start), dist)
