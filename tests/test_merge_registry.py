@@ -139,14 +139,36 @@ def test_base_model_mismatch_names_the_adapter(tmp_path, pair, capsys):
 def test_merge_stage_takes_method_parameters(tmp_path, pair):
     from lorikit.pipeline.kinds.merge import KIND
 
-    cfg = KIND.validate("m", {"adapters": pair, "method": "knots", "inner": "ties", "density": 0.3,
-                              "lambda": 0.7}, tmp_path / "m")
-    assert cfg.used_params() == {"inner": "ties", "lam": 0.7, "density": 0.3, "divide_by": "count"}
+    prepared = KIND.validate("m", {"adapters": pair, "method": "knots", "inner": "ties", "density": 0.3,
+                                   "lambda": 0.7}, tmp_path / "m")
+    assert prepared.config.used_params() == {"inner": "ties", "lam": 0.7, "density": 0.3, "divide_by": "count"}
+    assert prepared.plan.params.values == prepared.config.used_params()  # resolved at validation, run as is
+    assert (prepared.plan.method.name, prepared.plan.inner.name) == ("knots", "ties")
     with pytest.raises(UsageError, match="stage 'm' \\(merge\\): --density: not used by --method cat"):
         KIND.validate("m", {"adapters": pair, "density": 0.3}, tmp_path / "m")
     with pytest.raises(UsageError, match="unknown setting 'densty'"):
         KIND.validate("m", {"adapters": pair, "densty": 0.3}, tmp_path / "m")
 
+
+
+def test_a_merge_looks_its_method_up_once(tmp_path, pair, monkeypatch):
+    """Validation resolves the request into a MergePlan (the method, and an ``inner`` method, each
+    looked up once); the merge, the pipeline's run and every module take it as is."""
+    from lorikit.merge import registry
+    from lorikit.pipeline.kinds.merge import KIND
+
+    seen: list[str] = []
+    find = registry.methods().canonical
+    monkeypatch.setattr(registry.methods(), "canonical", lambda name: seen.append(str(name)) or find(name))
+    assert cli(["merge", *pair, "--method", "ties", "--out", str(tmp_path / "t")]) == 0
+    assert seen == ["ties"]
+    seen.clear()
+    assert cli(["merge", *pair, "--method", "knots", "--inner", "dare_ties", "--out", str(tmp_path / "k")]) == 0
+    assert seen == ["knots", "dare_ties"]  # not once more per module (2 modules here)
+    seen.clear()
+    prepared = KIND.validate("m", {"adapters": pair, "method": "knots", "inner": "ties"}, tmp_path / "m")
+    KIND.run(prepared, tmp_path / "m")
+    assert seen == ["knots", "ties"] and (tmp_path / "m" / "lorikit.json").is_file()
 
 # ---- mergekit YAML ---------------------------------------------------------------------------------
 def write(tmp_path, text: str) -> str:

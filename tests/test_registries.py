@@ -150,12 +150,19 @@ def test_every_data_driven_init_brings_its_settings_subconfig():
 
 def test_every_registry_is_one_registry_type():
     from lorikit.eval.tasks import TASKS
+    from lorikit.merge.registry import methods as merge_methods
+    from lorikit.pipeline.kinds import registered_kinds
     from lorikit.train.heads import HEADS
     from lorikit.utils.registry import Registry
 
-    for table in (METHODS, INITS, HEADS, TASKS):
+    for table in (METHODS, INITS, HEADS, TASKS, merge_methods(), registered_kinds()):
         assert isinstance(table, Registry) and table.names() == tuple(table)
     with pytest.raises(ValueError, match="already registered"):
         INITS.add("kaiming", INITS["kaiming"])
     with pytest.raises(UsageError, match=r"^--head 'mlm': unknown \(choose from causal-lm, classification\)$"):
         HEADS.lookup("mlm", "--head")
+    # merge methods answer to their PEFT / mergekit spellings, and an alias cannot be taken twice
+    assert merge_methods().find("DARE_TIES") is merge_methods()["dare-ties"]
+    with pytest.raises(ValueError, match="alias 'ties-svd' is already another entry's"):
+        merge_methods().add("x-ties", merge_methods()["ties"], aliases=("ties_svd",))
+    assert "x-ties" not in merge_methods()

@@ -172,9 +172,10 @@ def adapter_config(states: list[AdapterState]) -> dict:
 
 
 # ---- top level -----------------------------------------------------------------------------------
-def merge(cfg: MergeConfig) -> Path:
-    """Run the merge ``cfg`` describes and return the output folder."""
-    resolved = cfg.validate()
+def merge(cfg: MergeConfig, resolved: MergePlan | None = None) -> Path:
+    """Run the merge ``cfg`` describes and return the output folder. ``resolved``: what
+    ``cfg.validate()`` returned, when the caller validated already (taken as is)."""
+    resolved = resolved or cfg.validate()
     t0 = time.perf_counter()
     states = [load_adapter(a) for a in cfg.adapters]
     names = cfg.task_names()

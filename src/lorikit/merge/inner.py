@@ -30,7 +30,8 @@ def run_inner(matrices: list[torch.Tensor], weights: list[float], params: DeltaP
     """``params.inner`` applied to same-shaped matrices with the per-task ``weights`` (in their dtype)."""
     import torch
 
-    inner = get_method(params.inner)
+    # resolved once with the merge's parameters; a DeltaParams built by hand names it only
+    inner = params.inner_method or get_method(params.inner)
     if inner.kind.entrywise:
         return inner.fn(matrices, torch.tensor(weights, dtype=matrices[0].dtype), params)
     eye = torch.eye(matrices[0].shape[0], dtype=matrices[0].dtype)  # M = I · M: factors of size k, not in

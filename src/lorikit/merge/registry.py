@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--
 
 from ..adapters.seeded import module_seed
 from ..errors import UsageError
+from ..utils.registry import Registry
 from .kinds import KINDS, MergeKind
 
 
@@ -126,6 +127,7 @@ class DeltaParams:
     def __init__(self, module: str = "", **values: Any):
         self.__dict__["values"] = dict(values)
         self.__dict__["module"] = module
+        self.__dict__["inner_method"] = None  # the resolved ``inner`` method (set by ``resolve``)
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__["values"]
@@ -146,7 +148,12 @@ class DeltaParams:
         return isinstance(other, DeltaParams) and (self.values, self.module) == (other.values, other.module)
 
     def at(self, module: str) -> "DeltaParams":
-        return DeltaParams(module, **self.values)
+        return self._with(module, self.inner_method)
+
+    def _with(self, module: str, inner_method: "MergeMethod | None") -> "DeltaParams":
+        params = DeltaParams(module, **self.values)
+        params.__dict__["inner_method"] = inner_method
+        return params
 
     def generator(self, task_index: int) -> torch.Generator:
         """The generator of task ``task_index`` in this module: a function of (seed, module, task)."""
@@ -156,7 +163,12 @@ class DeltaParams:
         return torch.Generator(device="cpu").manual_seed(module_seed(seed, f"dare:{task_index}:{self.module}"))
 
 
-_METHODS: dict[str, MergeMethod] = {}
+def _spelling(name: Any) -> str:
+    return str(name).strip().lower().replace("_", "-")
+
+
+# The merge methods, in kind order then by name (the order of --help, docs/merge.md and errors).
+_METHODS: Registry[MergeMethod] = Registry("merge method", unknown="unknown merge method", normalize=_spelling)
 _LOADED = False
 
 
@@ -169,9 +181,11 @@ def register(name: str, kind: str, params: tuple[Param, ...] = (), summary: str 
         raise ValueError(f"merge method {name}: kind {kind!r} not in {tuple(KINDS)}")
 
     def wrap(fn: Callable) -> Callable:
-        _METHODS[name] = MergeMethod(name, KINDS[kind], fn, tuple(params), summary or (fn.__doc__ or "").split("\n")[0],
-                                     tuple(aliases), min_adapters, dict(param_aliases or {}), inner,
-                                     title or name, paper)
+        _METHODS.add(name, MergeMethod(name, KINDS[kind], fn, tuple(params),
+                                       summary or (fn.__doc__ or "").split("\n")[0], tuple(aliases), min_adapters,
+                                       dict(param_aliases or {}), inner, title or name, paper), aliases)
+        order = list(KINDS)
+        _METHODS.sort(lambda n: (order.index(_METHODS[n].kind.name), n))
         return fn
 
     return wrap
@@ -187,27 +201,19 @@ def _load_methods() -> None:
     _LOADED = True
 
 
-def methods() -> dict[str, MergeMethod]:
+def methods() -> Registry[MergeMethod]:
     """All registered methods, by name (each file of ``lorikit/merge/methods`` imported once)."""
     _load_methods()
-    order = list(KINDS)
-    return {n: _METHODS[n] for n in sorted(_METHODS, key=lambda n: (order.index(_METHODS[n].kind.name), n))}
+    return _METHODS
 
 
 def canonical(name: str) -> str | None:
     """The registered name for ``name`` or one of its aliases (``_`` and ``-`` interchangeable)."""
-    key = str(name).strip().lower().replace("_", "-")
-    for method in methods().values():
-        if key == method.name or key in (a.replace("_", "-") for a in method.aliases):
-            return method.name
-    return None
+    return methods().canonical(name)
 
 
 def get_method(name: str) -> MergeMethod:
-    found = canonical(name)
-    if found is None:
-        raise UsageError(f"--method {name!r}: unknown merge method (choose from {', '.join(methods())})")
-    return _METHODS[found]
+    return methods().lookup(name, "--method")
 
 
 def all_params() -> dict[str, Param]:
@@ -219,12 +225,11 @@ def all_params() -> dict[str, Param]:
     return table
 
 
-def accepted(method: MergeMethod, given: dict[str, Any]) -> tuple[Param, ...]:
-    """The parameters ``method`` reads with these settings (an ``inner`` method's own included)."""
+def accepted(method: MergeMethod, inner: MergeMethod | None = None) -> tuple[Param, ...]:
+    """The parameters ``method`` reads (with its ``inner`` method, that method's own too)."""
     params = list(method.params)
-    if method.inner:
-        inner_name = given.get("inner", method.param("inner").default)
-        params += [p for p in get_method(inner_name).params if p.name not in {q.name for q in params}]
+    if inner is not None:
+        params += [p for p in inner.params if p.name not in {q.name for q in params}]
     return tuple(params)
 
 
@@ -244,24 +249,28 @@ def resolve(method: MergeMethod, given: dict[str, Any], strict: bool = True) -> 
                                  f"(for {method.name}, {alias} means {target} = 1 − {alias})")
             Param(alias, float, None, "", low=0.0, high=1.0, low_open=True).check(given[alias])
             given[target] = convert(given.pop(alias))
-    if "inner" in given and method.inner:
-        found = canonical(given["inner"])
-        if found is None:
+    inner = None
+    if method.inner:  # looked up once here; the method runs it from the resolved parameters
+        inner = methods().find(given.get("inner", method.param("inner").default))
+        if inner is None:
             raise UsageError(f"--inner {given['inner']!r}: choose from {', '.join(method.param('inner').choices())}")
-        given["inner"] = found
-    params = accepted(method, given)
+        if "inner" in given:
+            given["inner"] = inner.name
+    params = accepted(method, inner)
     names = {p.name for p in params}
     unknown = [k for k in given if k not in names]
     if unknown and strict:
         flag = "--" + unknown[0].replace("_", "-")
         reads = ", ".join(p.flag for p in params) or "no options"
         raise UsageError(f"{flag}: not used by --method {method.name} (it reads {reads})")
-    return DeltaParams(**{p.name: p.check(given[p.name]) if p.name in given else p.default for p in params})
+    values = {p.name: p.check(given[p.name]) if p.name in given else p.default for p in params}
+    return DeltaParams(**values)._with("", inner)
 
 
 @dataclass(frozen=True)
 class MergePlan:
-    """A merge request resolved once: the method, its validated parameters (defaults filled in)."""
+    """A merge request resolved once: the method, its validated parameters (defaults filled in,
+    the ``inner`` method looked up), its kind."""
 
     method: MergeMethod
     params: DeltaParams
@@ -269,6 +278,10 @@ class MergePlan:
     @property
     def kind(self) -> MergeKind:
         return self.method.kind
+
+    @property
+    def inner(self) -> MergeMethod | None:
+        return self.params.inner_method
 
 
 def plan(name: str, given: dict[str, Any], strict: bool = True) -> MergePlan:

@@ -278,8 +278,7 @@ class TrainConfig:
             self.data = carve_spec(self.data, "train", self.dev_fraction)
 
     def _check_head_and_init(self):
-        if self.head not in HEADS:
-            raise UsageError(f"--head {self.head!r}: unknown (choose from {', '.join(HEADS)})")
+        HEADS.lookup(self.head, "--head")
         if HEADS[self.head].needs_labels and self.num_labels < 1:
             raise UsageError(f"--num-labels {self.num_labels}: must be at least 1 (1 = regression)")
         if self.init not in INITS:

@@ -10,25 +10,28 @@ from __future__ import annotations
 import importlib
 
 from ...errors import UsageError
+from ...utils.registry import Registry
 from .base import StageKind
 
 KIND_MODULES = ["train", "masks", "merge", "merge_search", "eval", "scores", "analyze", "osrm_stats", "study_table"]
 
+KINDS: Registry[StageKind] = Registry("stage kind")
 
-def registered_kinds() -> dict[str, StageKind]:
-    kinds: dict[str, StageKind] = {}
-    for module in KIND_MODULES:
+
+def registered_kinds() -> Registry[StageKind]:
+    """Every kind of ``KIND_MODULES``, by name (each module imported once, on first use)."""
+    for module in KIND_MODULES[len(KINDS):]:
         kind = importlib.import_module(f"{__name__}.{module}").KIND
-        kinds[kind.name] = kind
-    return kinds
+        KINDS.add(kind.name, kind)
+    return KINDS
 
 
 def get_kind(name: str, stage: str, source: str = "<recipe>") -> StageKind:
-    kinds = registered_kinds()
-    if name not in kinds:
+    kind = registered_kinds().find(name)
+    if kind is None:  # the recipe and stage are named too, so not Registry.lookup's flag message
         raise UsageError(f"{source}: stage {stage!r}: unknown kind {name!r} "
-                         f"(registered kinds: {', '.join(sorted(kinds))})")
-    return kinds[name]
+                         f"(registered kinds: {', '.join(sorted(KINDS))})")
+    return kind
 
 
-__all__ = ["KIND_MODULES", "StageKind", "get_kind", "registered_kinds"]
+__all__ = ["KINDS", "KIND_MODULES", "StageKind", "get_kind", "registered_kinds"]

@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .base import StageKind, build_dataclass
+
+if TYPE_CHECKING:
+    from ...merge.config import MergeConfig
+    from ...merge.registry import MergePlan
+
+
+class PreparedMerge(NamedTuple):
+    """A validated merge stage: its config and the plan validation resolved (the run takes both as is)."""
+
+    config: MergeConfig
+    plan: MergePlan
 
 
 class MergeKind(StageKind):
@@ -32,15 +43,14 @@ class MergeKind(StageKind):
         rest = {k: v for k, v in settings.items() if k in fields or k.replace("-", "_") not in known}
         cfg = build_dataclass(MergeConfig, rest, where, out=str(out), overwrite=True, method_params=params)
         try:
-            cfg.validate()
+            return PreparedMerge(cfg, cfg.validate())
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from exc
-        return cfg
 
-    def run(self, prepared, out: Path) -> None:
+    def run(self, prepared: PreparedMerge, out: Path) -> None:
         from ...merge.core import merge
 
-        merge(prepared)
+        merge(prepared.config, prepared.plan)
 
     def complete(self, out: Path) -> bool:
         return (out / "lorikit.json").is_file()
