@@ -123,3 +123,70 @@ def test_trained_lori_s_round_trip_loads_in_peft(make_adapter, tmp_path, tiny_bu
     back = unpack_adapter(tmp_path / "s.lori", tmp_path / "s-back")
     assert_identical(s, back)
     PeftModel.from_pretrained(tiny_bundle.model, str(back))
+
+
+# ---- a foreign PEFT adapter with per-module ranks and scales ----------------------------------------
+def _stock_peft_adapter(folder, seed: int, **config):
+    """Written by PEFT itself (random non-zero B); returns PEFT's own ΔW per module."""
+    from peft import LoraConfig, get_peft_model
+
+    from lorikit.adapters.build import lora_layers
+    from lorikit.models import load_model
+
+    torch.manual_seed(seed)
+    model = get_peft_model(load_model("tiny-random-llama").model, LoraConfig(
+        target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False, **config))
+    model.save_pretrained(str(folder))
+    with torch.no_grad():
+        return {name: layer.get_delta_weight("default").double() for name, layer in lora_layers(model)}
+
+
+def _served_deltas(folder) -> dict[str, torch.Tensor]:
+    """ΔW as a server applying one lora_alpha / r to every module reads it (vLLM's rule: rank_pattern and
+    alpha_pattern ignored); every module must have rank r."""
+    from safetensors.torch import load_file
+
+    from lorikit.adapters.state import module_name_from_key
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / (config["r"] ** 0.5 if config.get("use_rslora") else config["r"])
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in load_file(str(folder / "adapter_model.safetensors")).items():
+        module, which = module_name_from_key(key)
+        pairs.setdefault(module, {})[which] = t.double()
+    assert {p["A"].shape[0] for p in pairs.values()} == {config["r"]}
+    return {m: scale * p["B"] @ p["A"] for m, p in pairs.items()}
+
+
+@pytest.mark.parametrize("config", [
+    {"r": 8, "lora_alpha": 16, "rank_pattern": {"q_proj": 4, "layers.1.mlp.down_proj": 2}, "alpha_pattern": {"v_proj": 4}},
+    {"r": 4, "lora_alpha": 8, "use_rslora": True, "rank_pattern": {"v_proj": 6}, "alpha_pattern": {"down_proj": 3}},
+], ids=["patterns", "rslora-patterns"])
+def test_unpack_of_a_peft_adapter_with_rank_pattern_is_portable(tmp_path, config):
+    """Packed from a stock PEFT adapter with rank_pattern / alpha_pattern, unpacked: one r and one lora_alpha,
+    no patterns, and the same ΔW as PEFT's for every module, read by PEFT or by vLLM's one-scale rule.
+    --rank-pattern keep gives back the original files."""
+    from peft import PeftModel
+
+    from lorikit.adapters.build import lora_layers
+    from lorikit.cli import main
+    from lorikit.models import load_model
+
+    src = tmp_path / "peft"
+    expected = _stock_peft_adapter(src, seed=3, **config)
+    assert main(["pack", str(src), "--out", str(tmp_path / "p.lori")]) == 0
+    assert main(["unpack", str(tmp_path / "p.lori"), "--out", str(tmp_path / "out")]) == 0
+    written = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert not written["rank_pattern"] and not written["alpha_pattern"] and written["use_rslora"] is False
+    assert written["r"] == max([config["r"], *config["rank_pattern"].values()])
+    served = _served_deltas(tmp_path / "out")
+    loaded = PeftModel.from_pretrained(load_model("tiny-random-llama").model, str(tmp_path / "out"))
+    with torch.no_grad():
+        stock = {name: layer.get_delta_weight("default").double() for name, layer in lora_layers(loaded)}
+    assert set(served) == set(stock) == set(expected)
+    for name, want in expected.items():
+        assert float((served[name] - want).norm()) <= 1e-6 * float(want.norm()), name
+        assert float((stock[name] - want).norm()) <= 1e-6 * float(want.norm()), name
+
+    assert main(["unpack", str(tmp_path / "p.lori"), "--out", str(tmp_path / "keep"), "--rank-pattern", "keep"]) == 0
+    assert_identical(src, tmp_path / "keep")

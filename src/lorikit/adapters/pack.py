@@ -13,7 +13,8 @@ The packed file keeps only what cannot be regenerated:
 
 Container: one safetensors file (tensors + string metadata), written atomically. ``unpack``
 writes ``adapter_config.json``, ``adapter_model.safetensors`` (same keys, order, dtypes, values and
-header metadata) and ``lorikit.json``.
+header metadata) and ``lorikit.json``; an adapter with ``rank_pattern`` / ``alpha_pattern`` comes
+back in the portable form (one rank, one scale, the same ΔW) unless ``rank_pattern="keep"``.
 """
 
 from __future__ import annotations
@@ -226,12 +227,30 @@ def read_packed(path: str | os.PathLike) -> tuple[AdapterState, dict[str, str]]:
     return state, metadata
 
 
-def unpack_adapter(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the PEFT adapter folder a ``.lori`` file was packed from."""
+def has_patterns(config: dict) -> bool:
+    """Per-module ranks or scales (``rank_pattern`` / ``alpha_pattern``): what vLLM and other servers ignore."""
+    return bool(config.get("rank_pattern") or config.get("alpha_pattern"))
+
+
+def unpack_adapter(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
+                   rank_pattern: str = "pad") -> Path:
+    """Write the PEFT adapter folder a ``.lori`` file was packed from.
+
+    ``rank_pattern="pad"`` (default): an adapter whose config has ``rank_pattern`` / ``alpha_pattern``
+    (a foreign PEFT adapter, a ``--rank-pattern keep`` merge) is written in the portable form instead:
+    one ``r`` and one ``lora_alpha`` for every module, lower ranks padded with zero rank-columns and
+    each module's scale folded into its B (``AdapterState.from_modules``), ΔW unchanged. Without
+    patterns, and with ``"keep"``, the files are the packed ones byte for byte."""
     from safetensors.torch import save_file
 
+    if rank_pattern not in ("pad", "keep"):
+        raise UsageError(f"--rank-pattern {rank_pattern!r}: choose from pad, keep")
     guard_output(out, [path])
     state, metadata = read_packed(path)
+    if rank_pattern == "pad" and has_patterns(state.config):
+        portable = AdapterState.from_modules(state.modules(), state.config, meta=state.meta,
+                                             extra_tensors=state.other_tensors())
+        return portable.save(out, overwrite)
     st_meta = json.loads(metadata.get("safetensors_metadata") or '{"format": "pt"}')
     with atomic_output_dir(out, overwrite) as tmp:
         (tmp / ADAPTER_CONFIG).write_text(metadata["adapter_config"])
