@@ -21,7 +21,7 @@ _EXPORTS = {
     "LorikitError": "errors", "UsageError": "errors",
     "GenerationConfig": "eval.generation_config", "generate": "eval.generate",
     "load_model": "models",
-    "TrainConfig": "train", "train": "train",
+    "TrainConfig": "train", "train": "train", "train_many": "train",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -34,4 +34,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; the table above is what ru
     from .eval.generate import generate
     from .eval.generation_config import GenerationConfig
     from .models import load_model
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, train_many

@@ -19,7 +19,7 @@ from ..utils.settings import did_you_mean
 from .hf_flags import unknown_flag_message
 
 # Module names under lorikit.cli, in the order commands appear in --help.
-COMMANDS = ["demo", "study", "train", "generate", "masks", "merge", "merge_search", "eval", "pack", "params", "osrm_stats",
+COMMANDS = ["demo", "study", "train", "train_many", "generate", "masks", "merge", "merge_search", "eval", "pack", "params", "osrm_stats",
             "osrm_transform", "analyze", "run", "push"]
 
 

@@ -124,3 +124,9 @@ def load_train_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], dic
         if name != "adapter":
             coerced.update(coerce_settings(cls, parts[name], where))
     return coerced, coerce_settings(AdapterConfig, adapter_settings, where)
+
+
+def train_config_from_file(path: str | os.PathLike) -> TrainConfig:
+    """The ``TrainConfig`` a config file describes on its own (``lorikit train --config FILE`` without flags)."""
+    run_settings, adapter_settings = load_train_config_file(path)
+    return TrainConfig.from_flat(**run_settings, **adapter_settings)

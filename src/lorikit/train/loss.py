@@ -45,3 +45,22 @@ def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: boo
     logits = out.logits[:, :-1]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                            ignore_index=IGNORE, reduction="sum"), n
+
+
+def sft_loss_sums_by_group(causal_lm, batch: dict[str, torch.Tensor], row_group: torch.Tensor, n_groups: int,
+                           supervised_only: bool = True) -> torch.Tensor:
+    """Sum of token cross-entropies per group of rows (``row_group[i]``: the group of row i), for a
+    batch that stacks several runs' micro-batches (``train/multi.py``): each run's loss is its own sum."""
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    token_group = row_group.to(targets.device)[:, None].expand_as(targets)[keep]
+    decoder, head = decoder_and_head(causal_lm) if supervised_only else (None, None)
+    if decoder is not None:
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+    else:
+        out = causal_lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        logits = out.logits[:, :-1][keep]
+    token_ce = F.cross_entropy(logits.float(), targets[keep], reduction="none")
+    return token_ce.new_zeros(n_groups).index_add(0, token_group, token_ce)

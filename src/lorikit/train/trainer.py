@@ -97,9 +97,10 @@ class Trainer:
     def load_data(self, tokenizer):
         return self.head.load_data(self.cfg, tokenizer, self.adapter.run_seed)
 
-    def build_model(self):
+    def build_model(self, bundle=None):
+        """(bundle, PEFT model, plan): the base model (loaded unless ``bundle`` is given) with this run's adapter."""
         cfg = self.cfg
-        bundle = self.head.load_model(cfg)
+        bundle = bundle if bundle is not None else self.head.load_model(cfg)
         attach = self.head.attach_options(bundle.model)
         init = None
         if cfg.init != "default":  # a data-driven init replaces A (B = 0) and records how
@@ -144,7 +145,7 @@ class Trainer:
         if cfg.deterministic:
             use_deterministic_kernels()
         torch.manual_seed(self.adapter.run_seed)
-        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(self._set_up)
+        bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(self.set_up)
         if cfg.grad_checkpointing:
             enable_grad_checkpointing(peft_model.get_base_model())
         model = dist.prepare(peft_model, self.loss_sum, cfg.bf16)
@@ -218,9 +219,9 @@ class Trainer:
                 break
         bar.close()
 
-    def _set_up(self):
+    def set_up(self, bundle=None):
         """Model, adapter, plan (its parameters by name: FSDP2 replaces every Parameter) and data."""
-        bundle, peft_model, plan = self.build_model()
+        bundle, peft_model, plan = self.build_model(bundle)
         names = {id(p): n for n, p in peft_model.named_parameters()}
         plan_names = [names.get(id(p)) for p in plan.parameters()]
         if None in plan_names:
