@@ -50,7 +50,7 @@ from .loss import sft_loss_sums_by_group
 from .mixed_lora import RowRoute, install_mixed
 from .reporting import interval_record
 from .schedule import build_scheduler, warmup_steps
-from .trainer import Trainer, step_schedule, use_deterministic_kernels
+from .trainer import Trainer, step_schedule, steps_per_epoch, use_deterministic_kernels
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def check_configs(configs: list[TrainConfig]) -> None:
                 raise UsageError(f"{where}: --{name.replace('_', '-')} {getattr(cfg, name)!r} differs from run 1's "
                                  f"{getattr(first, name)!r}; runs trained together share one base model and forward")
         refused = [flag for flag, on in (("--fp16", cfg.fp16), ("--save-every", cfg.save_every),
-                                         ("--resume", cfg.resume), ("--grad-checkpointing", cfg.grad_checkpointing),
+                                         ("--resume", cfg.resuming), ("--grad-checkpointing", cfg.grad_checkpointing),
                                          ("--load-in-4bit", cfg.load_in_4bit),
                                          (f"--head {cfg.head}", HEADS[cfg.head].trains_head)) if on]
         if refused:
@@ -164,7 +164,8 @@ class MultiTrainer:
         scheduler = build_scheduler(cfg.lr_scheduler, optimizer, len(schedule),
                                     warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio),
                                     cfg.lr_scheduler_kwargs)
-        trainer.stopper = EarlyStopping.create(cfg, trainer, bundle.tokenizer, plan.parameters())
+        trainer.stopper = EarlyStopping.create(cfg, trainer, bundle.tokenizer, plan.parameters(),
+                                               steps_per_epoch(cfg, len(tokenized)))
         generator = torch.Generator().set_state(torch.get_rng_state())
         return Run(index, trainer, run_bundle, peft_model, plan, params, len(examples),
                    [[tokenized[j] for j in step] for step in schedule], optimizer, scheduler, model, generator,
