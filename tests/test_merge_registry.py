@@ -274,6 +274,20 @@ rank: 8
     ("merge_method: dare_ties\nmodels: [{model: A}, {model: B}]\nparameters: {rescale: false}\n",
      "rescale: false is not supported"),
     ("models: [{model: A}, {model: B}]\n", "'merge_method' is required"),
+    # did you mean: the method, a model's keys and parameters, the global parameters, enum values
+    ("merge_method: dare_tie\nmodels: [{model: A}, {model: B}]\n",
+     "merge_method 'dare_tie' is not available in lorikit (did you mean 'dare_ties'?)"),
+    ("merge_method: task_arithmatic\nmodels: [{model: A}, {model: B}]\n", "(did you mean 'task_arithmetic'?)"),
+    ("merge_method: ties\nmodels: [{model: A, parameters: {weigth: 1}}, {model: B}]\n",
+     "models[0].parameters.weigth: not supported by lorikit (did you mean 'weight'?)"),
+    ("merge_method: ties\nmodels: [{model: A, paramters: {weight: 1}}, {model: B}]\n",
+     "models[0]: 'paramters' is not supported by lorikit (did you mean 'parameters'?)"),
+    ("merge_method: ties\nmodels: [{model: A}, {model: B}]\nparameters: {densty: 0.5}\n",
+     "parameters.densty: not supported by lorikit (did you mean 'density'?)"),
+    ("merge_method: ties\nmodels: [{model: A}, {model: B}]\nparameters: {normalize: true}\ndivide_by: weight\n",
+     "(did you mean 'weights'?)"),
+    ("method: knots\ninner: tie\nadapters: [A, B]\n", "tsv-m (did you mean 'ties'?)"),
+    ("method: tie\nadapters: [A, B]\n", "--method 'tie': unknown merge method (did you mean 'ties'?)"),
 ])
 def test_mergekit_yaml_refusals(tmp_path, capsys, body, message):
     out = tmp_path / "out"

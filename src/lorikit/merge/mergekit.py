@@ -31,6 +31,7 @@ import os
 from typing import Any
 
 from ..errors import UsageError
+from ..utils.settings import did_you_mean
 from .registry import canonical, methods
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ CONSENSUS = ("ties", "dare_ties")
 MODEL_PARAMS = ("weight", "density")
 GLOBAL_PARAMS = ("weight", "density", "lambda", "normalize", "int8_mask", "rescale")
 UNSUPPORTED_KEYS = ("slices", "tokenizer_source", "tokenizer", "chat_template", "out_dtype", "modules")
+
+
+def method_spellings() -> list[str]:
+    """Every name a ``merge_method`` may take: mergekit's ``linear``, lorikit's names and their aliases,
+    with ``_`` as mergekit writes them and ``-`` as lorikit does."""
+    names = ["linear"]
+    for name, method in methods().items():
+        names += [name, *method.aliases]
+    return sorted({spelling for n in names for spelling in (n, n.replace("-", "_"))})
 
 
 def is_mergekit(raw: dict) -> bool:
@@ -63,7 +73,8 @@ def _models(path, items, base: str | None, defaults: dict) -> list[dict]:
             raise UsageError(f"--config {path}: models[{i}] must be a mapping with 'model'")
         unknown = sorted(set(item) - {"model", "parameters"})
         if unknown:
-            raise UsageError(f"--config {path}: models[{i}]: {unknown[0]!r} is not supported by lorikit")
+            raise UsageError(f"--config {path}: models[{i}]: {unknown[0]!r} is not supported by lorikit"
+                             f"{did_you_mean(str(unknown[0]), ['model', 'parameters'])}")
         model = str(item["model"])
         if "+" in model:  # mergekit's BASE+LORA
             model_base, model = model.split("+", 1)
@@ -77,8 +88,9 @@ def _models(path, items, base: str | None, defaults: dict) -> list[dict]:
             raise UsageError(f"--config {path}: models[{i}].parameters must be a mapping")
         for key, value in params.items():
             if key not in MODEL_PARAMS:
-                raise UsageError(f"--config {path}: models[{i}].parameters.{key}: not supported by lorikit "
-                                 f"(per-model parameters: {', '.join(MODEL_PARAMS)})")
+                raise UsageError(f"--config {path}: models[{i}].parameters.{key}: not supported by lorikit"
+                                 f"{did_you_mean(str(key), MODEL_PARAMS)} (per-model parameters: "
+                                 f"{', '.join(MODEL_PARAMS)})")
             _scalar(path, f"models[{i}].parameters.", key, value)
         out.append({"path": model, **{k: params.get(k, defaults.get(k)) for k in MODEL_PARAMS}})
     if not out:
@@ -108,8 +120,8 @@ def from_mergekit(path: str | os.PathLike, raw: dict) -> dict[str, Any]:
         raise UsageError(f"--config {path}: 'merge_method' is required in a mergekit YAML")
     name = "task-arithmetic" if method == "linear" else canonical(method)
     if name is None:
-        raise UsageError(f"--config {path}: merge_method {method!r} is not available in lorikit "
-                         f"(lorikit methods: {', '.join(methods())})")
+        raise UsageError(f"--config {path}: merge_method {method!r} is not available in lorikit"
+                         f"{did_you_mean(method, method_spellings())} (lorikit methods: {', '.join(methods())})")
     base = raw.pop("base_model", None)
     base = str(base) if base is not None else None
     dtype = raw.pop("dtype", None)
@@ -120,8 +132,8 @@ def from_mergekit(path: str | os.PathLike, raw: dict) -> dict[str, Any]:
         raise UsageError(f"--config {path}: 'parameters' must be a mapping")
     for key, value in params.items():
         if key not in GLOBAL_PARAMS:
-            raise UsageError(f"--config {path}: parameters.{key}: not supported by lorikit "
-                             f"(supported: {', '.join(GLOBAL_PARAMS)})")
+            raise UsageError(f"--config {path}: parameters.{key}: not supported by lorikit"
+                             f"{did_you_mean(str(key), GLOBAL_PARAMS)} (supported: {', '.join(GLOBAL_PARAMS)})")
         _scalar(path, "parameters.", key, value)
     if params.get("rescale") is False:
         raise UsageError(f"--config {path}: parameters.rescale: false is not supported (DARE always rescales "

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # torch is imported where used: listing the merge methods (--
 from ..adapters.seeded import module_seed
 from ..errors import UsageError
 from ..utils.registry import Registry
+from ..utils.settings import did_you_mean
 from .kinds import KINDS, MergeKind
 
 
@@ -77,7 +78,8 @@ class Param:
         if self.type is float and not math.isfinite(value):
             raise UsageError(f"{flag} {value}: must be a finite number")
         if self.choices is not None and value not in self.choices():
-            raise UsageError(f"{flag} {value!r}: choose from {', '.join(self.choices())}")
+            raise UsageError(f"{flag} {value!r}: choose from {', '.join(self.choices())}"
+                             f"{did_you_mean(str(value), self.choices())}")
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if too_low or too_high:
@@ -253,7 +255,9 @@ def resolve(method: MergeMethod, given: dict[str, Any], strict: bool = True) -> 
     if method.inner:  # looked up once here; the method runs it from the resolved parameters
         inner = methods().find(given.get("inner", method.param("inner").default))
         if inner is None:
-            raise UsageError(f"--inner {given['inner']!r}: choose from {', '.join(method.param('inner').choices())}")
+            choices = method.param("inner").choices()
+            raise UsageError(f"--inner {given['inner']!r}: choose from {', '.join(choices)}"
+                             f"{did_you_mean(str(given['inner']), choices)}")
         if "inner" in given:
             given["inner"] = inner.name
     params = accepted(method, inner)

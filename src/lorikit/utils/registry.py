@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Generic, TypeVar
 
 from ..errors import UsageError
+from .settings import did_you_mean
 
 T = TypeVar("T")
 
@@ -62,8 +63,16 @@ class Registry(dict, Generic[T]):
         """The entry ``name`` names; a one-line UsageError naming ``flag`` and the choices otherwise."""
         found = self.find(name)
         if found is None:
-            raise UsageError(f"{flag} {name!r}: {self.unknown} (choose from {', '.join(self)})")
+            raise UsageError(f"{flag} {name!r}: {self.unknown}{self.did_you_mean(name)} (choose from {', '.join(self)})")
         return found
+
+    def did_you_mean(self, name: Any) -> str:
+        """`` (did you mean 'x'?)`` for the entry or alias closest to ``name``, or an empty string."""
+        try:
+            key = self._key(name)
+        except (TypeError, AttributeError):
+            return ""
+        return did_you_mean(str(key), [*self, *self.aliases])
 
     def names(self) -> tuple[str, ...]:
         return tuple(self)
