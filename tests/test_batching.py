@@ -59,7 +59,7 @@ def test_batch_order_mixes_lengths_across_the_epoch():
 def test_schedule_spans_epochs_and_can_be_switched_off():
     lengths = _lengths(20)
     cfg = TrainConfig(out="x", max_steps=7, batch_size=4)
-    seed = cfg.resolved_seed()
+    seed = cfg.run_seed.used
     schedule = step_schedule(cfg, lengths, seed)
     assert len(schedule) == 7
     assert sorted(i for b in schedule[:5] for i in b) == list(range(20))

@@ -273,16 +273,22 @@ def test_smollm2_trains_a_few_steps(tmp_path):
 
 def test_default_seed_differs_per_task_and_ignores_the_split(tmp_path):
     """Different tasks get different A by default (docs/methods.md#seeds); a task's train/dev views share it."""
+    from lorikit.adapters.config import RunSeed
     from lorikit.train.config import TrainConfig, data_seed
 
     math, code = tmp_path / "math.jsonl", tmp_path / "code.jsonl"
     math.write_text('{"question": "1+1?", "answer": "2\\n#### 2"}\n')
     code.write_text('{"instruction": "print 1", "output": "print(1)"}\n')
-    seeds = {TrainConfig(out="o", data=str(d)).resolved_seed() for d in (math, code, "builtin:arithmetic")}
-    assert len(seeds) == 3
+    resolved = [TrainConfig(out="o", data=str(d)).run_seed for d in (math, code, "builtin:arithmetic")]
+    assert len({s.value for s in resolved}) == 3 and {s.origin for s in resolved} == {"data"}
     assert data_seed(f"{math}?split=train") == data_seed(f"{math}?split=dev") == data_seed(str(math))
     assert data_seed("builtin:arithmetic:test") == data_seed("builtin:arithmetic")
     copy = tmp_path / "elsewhere.jsonl"
     copy.write_bytes(math.read_bytes())
     assert data_seed(str(copy)) == data_seed(str(math))  # content, not path
-    assert TrainConfig(out="o", data=str(math), adapter=AdapterConfig(seed=7)).resolved_seed() == 7
+    assert TrainConfig(out="o", data=str(math), adapter=AdapterConfig(seed=7)).run_seed == RunSeed(7, "given")
+    # LoRI-S takes the seed of the adapter its A comes from: pending until that adapter is read
+    lori_s = TrainConfig(out="o", data=str(math), mask=str(math), adapter=AdapterConfig(method="lori-s"))
+    assert lori_s.run_seed == RunSeed(None, "adapter") and lori_s.adapter.run_seed == RunSeed(None, "unset")
+    derived = TrainConfig(out="o", data=str(math), adapter=AdapterConfig(method="lori-d"))
+    assert derived.adapter.seed is None and derived.adapter.run_seed == derived.run_seed  # carried, not rewritten

@@ -132,7 +132,7 @@ def test_flat_keys_route_to_the_sub_configs_and_back():
     assert (cfg.osrm.osrm_stats, cfg.osrm.task, cfg.osrm.osrm_mode, cfg.max_steps) == ("s", "t", "cov", 2)
     flat = cfg.flat()
     assert flat["osrm_stats"] == "s" and flat["init"] == "osrm" and "adapter" not in flat and "osrm" not in flat
-    assert cfg.adapter.seed == 3 and cfg.resolved_seed() == 3  # nothing rewritten
+    assert cfg.adapter.seed == 3 and cfg.run_seed.value == 3  # nothing rewritten
 
 
 def test_every_data_driven_init_brings_its_settings_subconfig():

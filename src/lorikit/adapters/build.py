@@ -38,7 +38,7 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
                       target_modules=cfg.peft_target_modules, bias="none", task_type=task_type,
                       modules_to_save=modules_to_save)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.run_seed)
+        torch.manual_seed(cfg.run_seed.used)
         peft_model = get_peft_model(model, lcfg)
     if base_model_id:
         peft_model.peft_config["default"].base_model_name_or_path = base_model_id

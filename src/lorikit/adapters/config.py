@@ -18,6 +18,32 @@ ALL_LINEAR = "all-linear"  # PEFT's shorthand: every Linear but the output layer
 METHODS = method_names()
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class RunSeed:
+    """The one seed of a run, resolved once and passed down: PEFT's initial weights, LoRI's
+    A = f(seed, module), the data order, LoRA dropout and the dev carve all use ``used``.
+
+    ``origin``: ``given`` (``--seed``, ``seed=``), ``data`` (derived from the training data, so
+    different tasks get different A), ``adapter`` (a LoRI-S or continual run takes the seed of the
+    adapter its A comes from: ``value`` is None until that adapter is read, and stays None when its
+    A was not drawn from a seed) or ``unset`` (nobody chose one: 0)."""
+
+    value: int | None
+    origin: str
+
+    @property
+    def used(self) -> int:
+        return 0 if self.value is None else self.value
+
+    @property
+    def chosen(self) -> bool:
+        return self.origin != "unset"
+
+
+UNSET_SEED = RunSeed(None, "unset")
+
+
 @dataclass
 class AdapterConfig:
     """What adapter to put on the base model."""
@@ -48,6 +74,7 @@ class AdapterConfig:
         if self.seed is not None:
             check_seed("--seed", self.seed)
         get_seeded_init(self.a_init)
+        self._derived_seed: RunSeed | None = None  # not a field: never a flag, never written to disk
         if not self.target_modules:
             raise UsageError("--target-modules: give at least one module name")
         if ALL_LINEAR in self.target_modules and len(self.target_modules) > 1:
@@ -60,35 +87,26 @@ class AdapterConfig:
         return ALL_LINEAR if self.target_modules == [ALL_LINEAR] else list(self.target_modules)
 
     @property
-    def run_seed(self) -> int:
-        """The seed actually used: ``seed``, else the one derived from the task (``derived_seed``,
-        set by ``TrainConfig`` from its data), else 0 (training resolves it first)."""
+    def run_seed(self) -> RunSeed:
+        """This adapter's seed, resolved: ``seed`` when given, else the one its training run derived
+        (``derive_seed``), else unset (0)."""
         if self.seed is not None:
-            return self.seed
-        derived = getattr(self, "derived_seed", None)
-        return 0 if derived is None else derived
+            return RunSeed(self.seed, "given")
+        return self._derived_seed or UNSET_SEED
+
+    def derive_seed(self, seed: RunSeed) -> None:
+        """Carry the seed a training run derived (``TrainConfig``: from its data) without rewriting
+        ``seed`` (the flag stays as given), so attaching this config directly draws the trainer's A."""
+        self._derived_seed = seed
 
     @property
     def freezes_a(self) -> bool:
         return get_method(self.method).freezes_a
 
-    @property
-    def seed_given(self) -> bool:
-        """Whether a seed was given (or resolved by training, which passes it explicitly)."""
-        return self.seed is not None
-
-    @property
-    def seed_derived(self) -> bool:
-        """Whether a per-task seed was derived (``derived_seed``: not a field, never written to disk)."""
-        return getattr(self, "derived_seed", None) is not None
-
 
 def check_seed_chosen(cfg: AdapterConfig) -> None:
-    """LoRI's A must differ between tasks: refuse to draw it from the placeholder seed 0 nobody chose.
-
-    ``derived_seed`` is set by whoever derived the seed from the task: ``TrainConfig`` sets it to
-    ``resolved_seed()`` (a function of the data) without rewriting ``seed``."""
-    if cfg.seed_given or cfg.seed_derived:
+    """LoRI's A must differ between tasks: refuse to draw it from the placeholder seed 0 nobody chose."""
+    if cfg.run_seed.chosen:
         return
     if cfg.freezes_a:
         raise UsageError(f"AdapterConfig.seed: {cfg.method} needs a per-task seed (A = f(seed, module); one shared "

@@ -4,7 +4,7 @@
 (``AdapterConfig``: method, rank, A's init and seed) and ``osrm`` (``OsrmInitConfig``, the settings
 of ``--init osrm``). CLI flags and recipe keys stay flat (``--osrm-stats``, ``osrm_stats:``);
 ``split_settings`` routes each to its sub-config. Nothing here rewrites another field: the method
-and seed a run actually uses are derived (``train_method``, ``resolved_seed``).
+and seed a run actually uses are derived (``train_method``, ``run_seed``: a ``RunSeed``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..adapters.config import AdapterConfig
+from ..adapters.config import AdapterConfig, RunSeed
 from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import AdapterMethod, continual_method, get_method, mask_method_names
 from ..data.formats import FORMATS
@@ -179,12 +179,13 @@ class TrainConfig:
         self._check_sources()
         self._check_head_and_init()
         self._check_early_stopping()
-        # The seed is not rewritten: resolved_seed() derives it from the data when none is given
-        # (docs/methods.md: different tasks get different A; LoRI-S and continual runs keep the seed
-        # of the adapter their A comes from). The adapter carries it as derived_seed, so attaching
-        # cfg.adapter directly draws the same A as the trainer, which passes it as seed.
-        if self.adapter.seed is None:
-            self.adapter.derived_seed = self.resolved_seed()
+        # The run's seed, resolved once (docs/methods.md: different tasks get different A; LoRI-S and
+        # continual runs keep the seed of the adapter their A comes from). --seed is not rewritten:
+        # the adapter carries a derived seed beside it, so attaching cfg.adapter directly draws the
+        # same A as the trainer.
+        self.run_seed = self._resolve_seed()
+        if self.run_seed.origin == "data":
+            self.adapter.derive_seed(self.run_seed)
 
     @property
     def evaluating(self) -> bool:
@@ -203,14 +204,14 @@ class TrainConfig:
             return continual_method(bool(self.mask))
         return get_method(self.adapter.method)
 
-    def resolved_seed(self) -> int | None:
+    def _resolve_seed(self) -> RunSeed:
         """``--seed``; else, for a fresh run, a function of the data (different tasks get different A);
-        else None: LoRI-S and continual runs take the seed of the adapter their A comes from."""
+        else pending: LoRI-S and continual runs take the seed of the adapter their A comes from."""
         if self.adapter.seed is not None:
-            return self.adapter.seed
+            return RunSeed(self.adapter.seed, "given")
         if self.mask or self.from_adapter:
-            return None
-        return data_seed(self.data)
+            return RunSeed(None, "adapter")
+        return RunSeed(data_seed(self.data), "data")
 
     def _check_sources(self) -> None:
         method = get_method(self.adapter.method)

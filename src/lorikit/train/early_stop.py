@@ -37,7 +37,7 @@ class EarlyStopping:
         self.interval = interval  # optimizer steps between evaluations
         spec = cfg.dev_data  # TrainConfig always sets it: --dev-data, or the carve --dev-fraction names
         examples = load_examples(spec, cfg.format, limit=cfg.dev_limit, n_builtin=cfg.builtin_rows,
-                                 seed=trainer.adapter.run_seed)  # the run's resolved seed: same carve as training
+                                 seed=trainer.run_seed.used)  # the run's seed: the same carve as training
         examples = apply_template(cfg.template, tokenizer, examples)
         self.dev = [tokenize(tokenizer, e, cfg.max_length, cfg.max_prompt_length)
                     for e in examples]

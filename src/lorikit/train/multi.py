@@ -151,7 +151,7 @@ class MultiTrainer:
         state after it is where the solo run's dropout draws start)."""
         trainer = Trainer(cfg)
         trainer.device = self.device
-        torch.manual_seed(trainer.adapter.run_seed)
+        torch.manual_seed(trainer.run_seed.used)
         run_bundle, peft_model, plan, plan_names, examples, tokenized = trainer.set_up(
             replace(bundle, model=shell_of(bundle.model)))
         model = Single(self.device).prepare(peft_model, trainer.loss_sum, cfg.bf16)
@@ -160,7 +160,7 @@ class MultiTrainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                       weight_decay=cfg.weight_decay, fused=True)
         trainer.peft_model, trainer.optimizer = peft_model, optimizer
-        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], trainer.adapter.run_seed)
+        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], trainer.run_seed.used)
         scheduler = build_scheduler(cfg.lr_scheduler, optimizer, len(schedule),
                                     warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio),
                                     cfg.lr_scheduler_kwargs)

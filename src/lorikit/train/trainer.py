@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..adapters.config import RunSeed
 from ..adapters.methods import get_method
 from ..adapters.inits import get_init
 from ..adapters.starts import build_adapter
@@ -86,16 +87,18 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.log: list[dict[str, Any]] = []
-        # The adapter actually trained: the method --from/--mask select and the resolved seed
-        # (building from a source adapter updates it to that adapter's shape, seed and A).
-        self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.resolved_seed())
+        # The run's seed (resolved once by the config; a LoRI-S or continual start takes its
+        # source adapter's when it is built) and the adapter actually trained: the method
+        # --from/--mask select, with that seed (the build updates it to the source's shape, seed and A).
+        self.run_seed = cfg.run_seed
+        self.adapter = replace(cfg.adapter, method=cfg.train_method.name, seed=cfg.run_seed.value)
         self.head = HEADS[cfg.head]
         self.init_record: dict | None = None
         self.stopper: EarlyStopping | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     def load_data(self, tokenizer):
-        return self.head.load_data(self.cfg, tokenizer, self.adapter.run_seed)
+        return self.head.load_data(self.cfg, tokenizer, self.run_seed.used)
 
     def build_model(self, bundle=None):
         """(bundle, PEFT model, plan): the base model (loaded unless ``bundle`` is given) with this run's adapter."""
@@ -109,6 +112,8 @@ class Trainer:
         built = build_adapter(bundle, cfg.train_method, self.adapter, mask=cfg.mask, from_adapter=cfg.from_adapter,
                               init=init, freeze_a=cfg.freeze == "A", **attach)
         self.adapter, self.init_record = built.adapter, built.init_record
+        if self.run_seed.origin == "adapter":
+            self.run_seed = RunSeed(self.adapter.seed, "adapter")
         return bundle, built.peft_model, built.plan
 
     def loss_sum(self, model, batch) -> torch.Tensor:
@@ -144,7 +149,7 @@ class Trainer:
         claim_checkpoint_dir(cfg, dist)
         if cfg.deterministic:
             use_deterministic_kernels()
-        torch.manual_seed(self.adapter.run_seed)
+        torch.manual_seed(self.run_seed.used)
         bundle, peft_model, plan, plan_names, examples, tokenized = dist.agree(self.set_up)
         if cfg.grad_checkpointing:
             enable_grad_checkpointing(peft_model.get_base_model())
@@ -160,7 +165,7 @@ class Trainer:
             raise UsageError("--fp16: single process only (under torchrun use --bf16)")
         # --fp16: float16 activations need loss scaling (transformers.Trainer's fp16 does the same)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.fp16)
-        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], self.adapter.run_seed)
+        schedule = step_schedule(cfg, [len(t.input_ids) for t in tokenized], self.run_seed.used)
         scheduler = build_scheduler(cfg.lr_scheduler, optimizer, len(schedule),
                                     warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio), cfg.lr_scheduler_kwargs)
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}

@@ -20,7 +20,7 @@ class LoRID(AdapterMethod):
     continues = True
 
     def prepare(self, peft_model, adapter_cfg) -> None:
-        freeze_seeded_a(peft_model, adapter_cfg.run_seed, adapter_cfg.a_init)
+        freeze_seeded_a(peft_model, adapter_cfg.run_seed.used, adapter_cfg.a_init)
 
     def trainable_count(self, a_sizes: list[int], b_sizes: list[int], sparsity: float, scope: str) -> int:
         return sum(b_sizes)

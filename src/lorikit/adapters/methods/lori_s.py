@@ -29,7 +29,7 @@ class LoRIS(AdapterMethod):
     continues = True
 
     def prepare(self, peft_model, adapter_cfg) -> None:
-        freeze_seeded_a(peft_model, adapter_cfg.run_seed, adapter_cfg.a_init)
+        freeze_seeded_a(peft_model, adapter_cfg.run_seed.used, adapter_cfg.a_init)
 
     def plan(self, peft_model, masks: dict[str, torch.Tensor] | None = None, info: dict | None = None):
         if masks is None:
