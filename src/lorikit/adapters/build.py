@@ -63,15 +63,25 @@ def explicit_peft_config(path, state):
     return config
 
 
-def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: bool = False):
-    """Stock ``PeftModel.from_pretrained`` on a local folder or Hub id."""
+def load_peft(model: torch.nn.Module, adapter: str | os.PathLike, trainable: bool = False,
+              adapter_name: str = "default"):
+    """Stock ``PeftModel.from_pretrained`` on a local folder or Hub id, as ``adapter_name``; when
+    ``model`` is a ``PeftModel`` already, the adapter is added to it (PEFT's ``add_adapter`` and
+    ``load_adapter``), so one model carries several. Every adapter load goes through here: one
+    reader before PEFT's, one translation of PEFT's errors."""
     from peft import PeftModel
 
     path = resolve_adapter_path(adapter)
     state = load_adapter(path)  # refuse what PEFT would load wrongly: stray modules, wrong r, NaN/inf weights
     try:
-        return PeftModel.from_pretrained(model, str(Path(path)), is_trainable=trainable,
-                                         config=explicit_peft_config(path, state))
+        config = explicit_peft_config(path, state)
+        if isinstance(model, PeftModel):
+            config.inference_mode = not trainable
+            model.add_adapter(adapter_name, config)
+            model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=trainable)
+            return model
+        return PeftModel.from_pretrained(model, str(Path(path)), adapter_name=adapter_name, is_trainable=trainable,
+                                         config=config)
     except Exception as exc:
         # Name what is wrong: lorikit's own reader says so for a missing/corrupt file or config;
         # otherwise it is an adapter of another model (PEFT's size-mismatch paragraph → its key line).

@@ -29,7 +29,7 @@ from .build import AdapterConfig, attach_adapter, load_peft, lora_layers
 from .inits import AdapterInit, seeded_init_names
 from .masks import adapter_of_mask, check_mask_matches, load_mask, parent_overlap
 from .methods import AdapterMethod, find_method
-from .seeded import seeded_projection
+from .seeded import freeze_seeded_a
 from .state import AdapterState, load_adapter, resolve_adapter_path
 
 
@@ -117,11 +117,10 @@ def _mask_of_adapter(bundle, mask: str, acfg: AdapterConfig, method, src_folder:
         info.update(seed=acfg.seed, a_init=a_init)
         info.pop("a_from")
     with torch.no_grad():
-        for name, layer in lora_layers(peft_model):
+        for _, layer in lora_layers(peft_model):
             layer.lora_B["default"].weight.zero_()
-            if redraw:
-                a = layer.lora_A["default"].weight
-                a.copy_(seeded_projection(acfg.seed, name, a.shape[0], a.shape[1], info["a_init"]).to(a.dtype))
+    if redraw:
+        freeze_seeded_a(peft_model, acfg.seed, info["a_init"])
     return peft_model, masks, info
 
 

@@ -14,9 +14,8 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from ..adapters.build import explicit_peft_config
-from ..adapters.state import load_adapter, resolve_adapter_path
-from ..errors import LorikitError, UsageError
+from ..adapters.build import load_peft
+from ..errors import UsageError
 from .generate import GenerationConfig, cut_at_stop
 
 BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
@@ -24,29 +23,13 @@ BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
 
 def load_adapters(model: torch.nn.Module, adapters: dict[str, str | os.PathLike]):
     """A PeftModel carrying every adapter of ``{name: folder or Hub id}`` under its name."""
-    from peft import PeftModel
-
     if not adapters:
         raise UsageError("adapters: give at least one name -> adapter folder")
     if BASE in adapters:
         raise UsageError(f"adapters: {BASE!r} is reserved for the base model")
-    peft_model = None
-    for name, path in adapters.items():
-        folder = resolve_adapter_path(path)
-        # lorikit's reader first: a corrupt or hostile folder is one line naming its file, and PEFT
-        # gets the module names rather than the config's regexes
-        config = explicit_peft_config(folder, load_adapter(folder))
-        try:
-            if peft_model is None:
-                peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, config=config)
-            else:
-                config.inference_mode = True
-                peft_model.add_adapter(name, config)
-                peft_model.load_adapter(str(folder), adapter_name=name)
-        except Exception as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-            detail = next((ln for ln in lines if "size mismatch" in ln), lines[0])
-            raise LorikitError(f"{folder}: does not fit this base model ({detail[:300]})") from exc
+    peft_model = model
+    for name, path in adapters.items():  # the first wraps the model, the others join it
+        peft_model = load_peft(peft_model, path, adapter_name=name)
     return peft_model.eval()
 
 

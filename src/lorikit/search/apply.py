@@ -14,11 +14,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
-from ..adapters.build import explicit_peft_config
-from ..adapters.state import AdapterState, load_adapter
+from ..adapters.build import load_peft
+from ..adapters.state import AdapterState
 from ..errors import LorikitError
 from ..merge import Merger
 
@@ -36,9 +35,9 @@ class ScaledAdapters:
 
     def __init__(self, base_model: torch.nn.Module, adapters: list[str], coefficients: Coefficients):
         self.names = [f"task{i}" for i in range(len(adapters))]
-        self.model = _load(base_model, adapters[0], self.names[0])
+        self.model = load_peft(base_model, adapters[0], adapter_name=self.names[0])
         for name, path in zip(self.names[1:], adapters[1:]):
-            _load(self.model, path, name)
+            load_peft(self.model, path, adapter_name=name)
         self.model.base_model.set_adapter(self.names)
         self.model.requires_grad_(False)
         self.coefficients = coefficients
@@ -51,22 +50,6 @@ class ScaledAdapters:
             for name, c in zip(self.names, coefficients):
                 layer.scaling[name] = scales[name] * c
         return self.model
-
-
-def _load(model: torch.nn.Module, path: str, name: str) -> PeftModel:
-    """Load adapter ``path`` as ``name`` (into ``model`` if it is already a PeftModel)."""
-    config = explicit_peft_config(path, load_adapter(path))  # no adapter regex reaches PEFT's re
-    try:
-        if isinstance(model, PeftModel):
-            config.inference_mode = True
-            model.add_adapter(name, config)
-            model.load_adapter(str(path), adapter_name=name)
-            return model
-        return PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
-    except Exception as exc:  # PEFT's size-mismatch paragraph: keep its key line
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-        detail = next((ln for ln in lines if "size mismatch" in ln), lines[0])
-        raise LorikitError(f"{path}: does not fit this base model ({detail[:300]})") from exc
 
 
 class MergedWeights:
