@@ -53,7 +53,7 @@ def test_planted_pickle_does_not_run_and_resume_names_the_file(checkpointed, tmp
 
 def test_resume_from_untouched_checkpoint_still_works(checkpointed, tmp_path):
     """The RNG states are saved as tensors and numbers and come back exactly."""
-    from lorikit.train.checkpoint import rng_state, set_rng_state
+    from lorikit.train.rng import rng_state, set_rng_state
 
     before = rng_state()
     import random

@@ -26,20 +26,19 @@ import io
 import json
 import os
 import pickle
-import random
 import re
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import MARKER, atomic_output_dir, mark_output_dir, remove_stale_leftovers, stale_leftovers
+from .rng import rng_state, set_rng_state
 
 FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -193,29 +192,6 @@ def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adap
     if saved["world_size"] != world:
         raise UsageError(f"--resume: world size is {world} but the checkpoint {ckpt} was made with "
                          f"{saved['world_size']} processes")
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG state as tensors and plain numbers: what ``torch.load(weights_only=True)`` reads."""
-    version, words, gauss = random.getstate()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"]))
-    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def load_tensors(path: Path, map_location: str | None = "cpu") -> Any:
