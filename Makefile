@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-min dist-check bench venv clean bubblewrap
+.PHONY: demo test test-fast test-min dist-check bench science venv clean bubblewrap
 
 venv: $(STAMP) bubblewrap
 
@@ -81,6 +81,17 @@ test-fast: $(STAMP) bubblewrap
 
 bench: $(STAMP)
 	$(PY) bench/bench_train.py
+
+# The studies of bench/RESULTS.md (Science), in order, each resumable: run it again after a stop and
+# it goes on from the last finished stage; each finished study is collected into bench/results/.
+# Hours on 2 CPU cores (bench/RESULTS.md gives the measured stage costs). STUDY_DIR holds the stages.
+STUDY_DIR ?= runs
+STUDIES ?= headline conflict continual
+science: $(STAMP)
+	@for s in $(STUDIES); do \
+	  $(VENV)/bin/lorikit study bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s || exit $$?; \
+	  $(PY) bench/bench_study.py bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s --name $$s || exit $$?; \
+	done
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .venv-dist dist build *.egg-info src/*.egg-info
