@@ -46,8 +46,8 @@ KNOWN: dict[str, dict[str, str]] = {
     "floor": {
     },
     "print": {
-        "lorikit/merge/doc_table.py: print(f\"{path}: merge method tables are out of date; run python -m "
-        "lorikit.merge.doc_table {path}\")": "a script's stdout (python -m lorikit.merge.doc_table --check)",
+        "lorikit/utils/doc_block.py: print(f\"{path}: {what} are out of date; run python -m {module} {path}\")":
+        "a script's stdout (python -m lorikit.merge.doc_table --check, lorikit.train.doc_table --check)",
         "lorikit/eval/sandbox/child.py: read, write, exit_, flush = os.read, os.write, os._exit, "
         "(sys.stdout.flush, sys.stderr.flush)": "the sandboxed program's own stdout, flushed before the verdict",
     },

@@ -108,9 +108,9 @@ def test_every_worked_example_builds_and_passes_the_registry_tests(tmp_path):
         apply(copy, kind, rel, body)
     (copy / "tests" / "test_worked_examples.py").write_text(USES)
     env = {**os.environ, "PYTHONPATH": str(copy / "src")}
-    tables = subprocess.run([sys.executable, "-m", "lorikit.merge.doc_table", "docs/merge.md"], cwd=copy, env=env,
-                            capture_output=True, text=True)
-    assert tables.returncode == 0, tables.stderr
+    for table, doc in (("lorikit.merge.doc_table", "docs/merge.md"), ("lorikit.train.doc_table", "docs/methods.md")):
+        tables = subprocess.run([sys.executable, "-m", table, doc], cwd=copy, env=env, capture_output=True, text=True)
+        assert tables.returncode == 0, tables.stderr
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_worked_examples.py",
          "tests/test_architecture.py", "tests/test_registries.py", "tests/test_merge_registry.py",

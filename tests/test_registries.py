@@ -60,6 +60,7 @@ def test_every_method_is_reachable_documented_and_tested(name):
     assert used, f"no test trains or counts method {name}"
     assert f"{name} ({METHODS[name].summary})" in option("train", "--method").help
     assert (ROOT / "src/lorikit/adapters/methods" / f"{name.replace('-', '_')}.py").is_file()
+    assert METHODS[name].title and METHODS[name].paper, f"{name}: register its title and paper (docs table, card)"
 
 
 @pytest.mark.parametrize("name", list(INITS))
@@ -72,6 +73,25 @@ def test_every_init_is_reachable_documented_and_tested(name):
     assert used_in_tests(setting, name) or used_in_tests(f'"{flag}"', name), f"no test uses init {name}"
     if not init.seeded:
         assert init.config_field in SUBCONFIGS, f"{name}: settings field {init.config_field!r} is no sub-config"
+    assert init.title, f"{name}: register its title (docs/methods.md's table)"
+
+
+def test_docs_tables_of_methods_and_inits_are_generated_from_the_registries():
+    from lorikit.train.doc_table import generated, rewrite
+
+    assert rewrite(DOC) == DOC, "run: python -m lorikit.train.doc_table docs/methods.md"
+    for name, entry in [*METHODS.items(), *INITS.items()]:
+        assert entry.title in generated() and entry.paper in generated(), name
+
+
+def test_a_trained_adapters_card_cites_its_methods_paper_from_the_registry():
+    from lorikit.adapters.card import card_text
+
+    for name, method in METHODS.items():
+        assert f"| paper | {method.title}: {method.paper} |" in card_text({"method": name}, {})
+    merged = card_text({"method": "merge:ties", "merge": {"paper": "TIES-Merging: Yadav et al. 2023"}}, {})
+    assert "| paper | TIES-Merging: Yadav et al. 2023 |" in merged  # a merge cites its merge method
+    assert "| paper |" not in card_text({"method": "merge:linear", "merge": {}}, {})
 
 
 def test_choices_are_the_registries_in_order():
@@ -82,7 +102,7 @@ def test_choices_are_the_registries_in_order():
 
 def test_unknown_names_are_one_line_usage_errors():
     choices = re.escape(", ".join(METHODS))  # lora, lori-d, lori-s
-    with pytest.raises(UsageError, match=rf"^--method 'dora': unknown \(choose from {choices}\)$"):
+    with pytest.raises(UsageError, match=rf"^--method 'dora': unknown \(did you mean 'lora'\?\) \(choose from {choices}\)$"):
         get_method("dora")
     with pytest.raises(UsageError, match=r"^--init 'eva': unknown"):
         get_init("eva")

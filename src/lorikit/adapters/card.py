@@ -1,8 +1,9 @@
 """A model card (README.md) for an adapter folder, filled from its ``lorikit.json``.
 
 PEFT's ``save_pretrained`` writes a template full of '[More Information Needed]'. This card says
-what the adapter is — method, base model, data, seed, hyper-parameters, final loss, evaluation
-scores when known — under the metadata block the Hub reads, built with ``huggingface_hub``'s
+what the adapter is — method and its paper (from the method registry), base model, data, seed,
+hyper-parameters, final loss, evaluation scores when known — under the metadata block the Hub
+reads, built with ``huggingface_hub``'s
 ``ModelCardData``: ``library_name: peft``, ``base_model`` (a Hub id), ``tags`` (``lorikit`` and the
 method), ``datasets`` (Hub data sets trained on), ``pipeline_tag`` and, for evaluation scores, a
 ``model-index`` (``EvalResult``s), which the Hub shows as the model's results.
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.atomic import atomic_write_bytes
+from ..utils.registry import reference
+from .methods import find_method
 
 CARD = "README.md"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -34,6 +37,13 @@ def hub_id(name: Any) -> str | None:
 
 def method_tag(meta: dict[str, Any]) -> str:
     return str(meta.get("method", "lora")).replace(":", "-")
+
+
+def method_paper(meta: dict[str, Any]) -> str | None:
+    """The reference of the method that trained the adapter, from the method registry (a merge
+    records its own method's in ``merge.paper``)."""
+    method = find_method(meta.get("method"))
+    return reference(method) if method is not None and method.paper else None
 
 
 def eval_results(scores: dict[str, Any] | None, task_type: str) -> list:
@@ -83,7 +93,7 @@ def card_text(meta: dict[str, Any], config: dict[str, Any], scores: dict[str, An
              f"A PEFT LoRA adapter of `{base}` trained with [lorikit](https://pypi.org/project/lorikit/) "
              f"(method `{method}`). Load it with `PeftModel.from_pretrained(base_model, PATH)`; "
              "`lorikit.json` beside this card holds the full record.", "", "## Adapter", ""]
-    paper = (meta.get("merge") or {}).get("paper")  # a merge records its method's reference
+    paper = (meta.get("merge") or {}).get("paper") or method_paper(meta)
     lines += _rows([("method", method), ("paper", paper), ("base model", base), ("base weights", meta.get("base_weights")),
                     ("rank", meta.get("rank", config.get("r"))),
                     ("alpha", meta.get("alpha", config.get("lora_alpha"))),

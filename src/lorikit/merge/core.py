@@ -29,6 +29,7 @@ from ..adapters.state import LORIKIT_META, AdapterState, load_adapter
 from ..errors import LorikitError, UsageError
 from ..models.loading import canonical_model_id
 from ..utils.atomic import atomic_output_dir, atomic_write_json
+from ..utils.registry import reference
 from .config import MergeConfig, parse_size
 from .emr import EMR_META, EMR_WEIGHTS, mask_key, pack_mask, rescalers, tau_key
 from .registry import DeltaParams, MergePlan, plan
@@ -262,7 +263,7 @@ def merge_meta(cfg: MergeConfig, states: list[AdapterState], names: list[str], m
             "merge": {"method": cfg.method, "weights": merger.weights, "params": dict(merger.params.values),
                       "parents": parents}}
     if merger.method.paper:
-        meta["merge"]["paper"] = f"{merger.method.title}: {merger.method.paper}"
+        meta["merge"]["paper"] = reference(merger.method)
     if cfg.task is not None:
         meta["merge"]["task"] = cfg.task
     rank = None if cfg.into_model else merger.kind.recorded_rank(merger, cfg.rank)

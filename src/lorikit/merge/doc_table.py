@@ -9,10 +9,11 @@ tests/test_merge_registry.py fails when they are out of date.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from ..utils import doc_block
+from ..utils.doc_block import replace_block
+from ..utils.registry import reference
 from .registry import all_params, methods
 
 BEGIN, END = "<!-- merge-registry:begin -->", "<!-- merge-registry:end -->"
@@ -20,10 +21,6 @@ BEGIN, END = "<!-- merge-registry:begin -->", "<!-- merge-registry:end -->"
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
-
-
-def _reference(m) -> str:
-    return f"{m.title}: {m.paper}" if m.paper else m.title
 
 
 def method_table() -> str:
@@ -35,7 +32,7 @@ def method_table() -> str:
             options.append("+ the inner method's options")
         aliases = ", ".join(f"`{a}`" for a in m.aliases) or "—"
         rows.append(f"| `{name}` | {m.kind} | {aliases} | {', '.join(f'`{o}`' for o in options) or '—'} | "
-                    f"{_cell(m.summary)} | {_cell(_reference(m))} |")
+                    f"{_cell(m.summary)} | {_cell(reference(m))} |")
     return "\n".join(rows)
 
 
@@ -60,28 +57,11 @@ def generated() -> str:
 
 def rewrite(text: str) -> str:
     """``text`` with the generated block replaced (ValueError when the markers are missing)."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"markers {BEGIN} / {END} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return head + generated() + tail
+    return replace_block(text, BEGIN, END, generated())
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("doc", help="docs/merge.md")
-    ap.add_argument("--check", action="store_true", help="exit 1 if the tables are out of date")
-    args = ap.parse_args(argv)
-    path = Path(args.doc)
-    text = path.read_text()
-    new = rewrite(text)
-    if args.check:
-        if new != text:
-            print(f"{path}: merge method tables are out of date; run python -m lorikit.merge.doc_table {path}")
-            return 1
-        return 0
-    path.write_text(new)
-    return 0
+    return doc_block.main(argv, __doc__, rewrite, "merge method tables", "lorikit.merge.doc_table")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ class OsrmInit(AdapterInit):
 
     name = "osrm"
     summary = "A from --osrm-stats (orthogonal to the other tasks' inputs), B = 0"
+    title = "OSRM"
+    paper = "Zhang et al. 2025, Unraveling LoRA Interference: Orthogonal Subspaces for Robust Model Merging, ACL 2025"
     config_field = "osrm"
     settings = OsrmInitConfig
 

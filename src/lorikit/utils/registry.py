@@ -22,6 +22,12 @@ from .settings import did_you_mean
 T = TypeVar("T")
 
 
+def reference(entry: Any) -> str:
+    """``Title: paper`` of a registered entry that names its paper (adapter methods, inits, merge
+    methods: ``title``, ``paper``), its title alone when it has none; docs tables and model cards."""
+    return f"{entry.title}: {entry.paper}" if entry.paper else entry.title
+
+
 class Registry(dict, Generic[T]):
     def __init__(self, what: str, unknown: str = "unknown", normalize: Callable[[Any], str] | None = None):
         """``what`` names the entries in programming errors; ``unknown`` is the word of the

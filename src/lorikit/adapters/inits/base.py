@@ -23,6 +23,8 @@ class AdapterInit:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line, used in --a-init / --init help
+    title: ClassVar[str] = ""  # the name papers use; docs/methods.md's table and the model card
+    paper: ClassVar[str] = ""  # the reference ("" for a library's own rule)
     seeded: ClassVar[bool] = False  # True: ``draw``; False: ``apply`` (data-driven)
     config_field: ClassVar[str | None] = None  # data-driven: the TrainConfig sub-config with its settings
     settings: ClassVar[type | None] = None  # data-driven: that sub-config's dataclass (fields = flags, keys)

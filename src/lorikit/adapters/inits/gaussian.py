@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 class GaussianInit(AdapterInit):
     name = "gaussian"
     summary = "N(0, 1/r), the LoRI paper's analysis"
+    title = "Gaussian"
     seeded = True
 
     def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 class KaimingInit(AdapterInit):
     name = "kaiming"
     summary = "U(±1/√in), PEFT's default A (the LoRI reference)"
+    title = "Kaiming uniform"
     seeded = True
 
     def draw(self, generator: torch.Generator, rank: int, in_features: int) -> torch.Tensor:

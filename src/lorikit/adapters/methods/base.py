@@ -3,6 +3,8 @@
 A method is a strategy object, registered in ``adapters/methods/__init__.py`` under its name:
 
 - ``summary``: one line for ``--method``'s help; the docs section is ``docs/methods.md#<name>``;
+- ``title`` and ``paper``: the name papers use and the reference, shown in docs/methods.md's
+  table and in the model card of every adapter trained with the method;
 - flags saying what it needs and keeps: ``freezes_a`` (only B trains), ``seeded_a`` (A is
   ``seeded_projection(seed, module, a_init)``, so a saved adapter's A is regenerable from its
   ``lorikit.json``), ``uses_mask`` (only the entries of a sparsity mask over B train; the run
@@ -20,11 +22,16 @@ if TYPE_CHECKING:
     import torch
 
 
+LORI_PAPER = "Zhang et al. 2025, LoRI: Reducing Cross-Task Interference in Multi-Task Low-Rank Adaptation, arXiv 2504.07448"
+
+
 class AdapterMethod:
     """Base strategy: a dense method whose fresh PEFT adapter trains as attached."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # the name papers use (LoRI-D)
+    paper: ClassVar[str] = ""  # "Authors year, Title, venue" ("" for a library's own rule)
     freezes_a: ClassVar[bool] = False
     seeded_a: ClassVar[bool] = False
     uses_mask: ClassVar[bool] = False

@@ -13,6 +13,8 @@ from .base import AdapterMethod
 class LoRA(AdapterMethod):
     name = "lora"
     summary = "A and B trained"
+    title = "LoRA"
+    paper = "Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, ICLR 2022"
 
 
 METHOD = LoRA()

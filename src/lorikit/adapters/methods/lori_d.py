@@ -9,12 +9,14 @@ Cross-Task Interference in Multi-Task Low-Rank Adaptation". See docs/methods.md#
 from __future__ import annotations
 
 from ..seeded import freeze_seeded_a
-from .base import AdapterMethod
+from .base import LORI_PAPER, AdapterMethod
 
 
 class LoRID(AdapterMethod):
     name = "lori-d"
     summary = "A frozen seeded random projection, B trained"
+    title = "LoRI-D"
+    paper = LORI_PAPER
     freezes_a = True
     seeded_a = True
     continues = True

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..seeded import freeze_seeded_a
 from ..sparsity import kept_count
-from .base import AdapterMethod
+from .base import LORI_PAPER, AdapterMethod
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 class LoRIS(AdapterMethod):
     name = "lori-s"
     summary = "LoRI-D's A, only masked entries of B trained; needs --mask"
+    title = "LoRI-S"
+    paper = LORI_PAPER
     freezes_a = True
     seeded_a = True
     uses_mask = True
