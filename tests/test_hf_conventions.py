@@ -254,3 +254,66 @@ def test_load_in_4bit_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UsageError, match="--load-in-4bit: needs"):
         TrainConfig(out="o", load_in_4bit=True)
+
+
+def test_push_drops_a_local_base_model_from_peft_written_cards(tmp_path, monkeypatch):
+    """PEFT's save_pretrained (what Trainer / SFTTrainer call) writes the base's local folder as the card's
+    base_model, which the Hub refuses: the uploaded card leaves it out, keeps the rest, and the folder is
+    not changed (its card is hard-linked into the upload copy)."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+    from peft import LoraConfig
+
+    from lorikit.integrations import get_lori_model
+    from lorikit.models import load_model
+
+    model = get_lori_model(load_model("tiny-random-llama").model, LoraConfig(r=2, target_modules=["q_proj"]),
+                           method="lori-d", seed=1)
+    out = tmp_path / "trainer-out"
+    model.save_pretrained(str(out))
+    local = ModelCard.load(out / "README.md").data.base_model
+    assert local and Path(local).is_dir()  # PEFT's own card names the local folder
+    before = snapshot(out)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    FakeApi.calls = []
+    assert main(["push", str(out), "me/trained"]) == 0
+    sent = FakeApi.calls[1][1]["files"]["README.md"].decode()
+    data = ModelCard(sent).data
+    assert data.base_model is None and not [t for t in data.tags if local in t], data.tags
+    assert {"lorikit", "lori-d"} <= set(data.tags) and data.library_name == "peft"
+    assert snapshot(out) == before
+
+
+def test_push_eval_results_become_the_card_model_index(make_adapter, tmp_path, monkeypatch, capsys):
+    """`lorikit push ADAPTER REPO --eval RESULT.json`: the scores of `lorikit eval --adapter ADAPTER --out
+    RESULT.json` are the uploaded card's model-index (a generated card, or a hand-written one whose text
+    stays); results of another adapter or of the base model alone are refused before anything is sent."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+
+    out = make_adapter(method="lori-d", rank=2, steps=1)
+    result = tmp_path / "compare.json"
+    ev = ["eval", "--model", "tiny-random-llama", "--task", "builtin", "--data", "builtin:compare:test", "--limit",
+          "2", "--builtin-rows", "4", "--max-new-tokens", "2"]
+    assert main([*ev, "--adapter", str(out), "--out", str(result)]) == 0
+    score = json.loads(result.read_text())["score"]
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    for card in (None, "# my own card\n\nHow I trained it.\n"):
+        if card is None:
+            (out / "README.md").unlink()
+        else:
+            (out / "README.md").write_text(card)
+        before = snapshot(out)
+        FakeApi.calls = []
+        assert main(["push", str(out), "me/scored", "--eval", str(result)]) == 0
+        sent = ModelCard(FakeApi.calls[1][1]["files"]["README.md"].decode())
+        [entry] = sent.data.eval_results
+        assert (entry.dataset_name, entry.metric_type, entry.metric_value) == ("builtin:compare:test", "accuracy", score)
+        assert card is None or "How I trained it." in sent.text
+        assert snapshot(out) == before
+    other = tmp_path / "base.json"
+    assert main([*ev, "--out", str(other)]) == 0
+    capsys.readouterr()
+    FakeApi.calls = []
+    assert main(["push", str(out), "me/scored", "--eval", str(other)]) == 2
+    assert "scores the base model alone (no --adapter)" in capsys.readouterr().err and not FakeApi.calls

@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--private", action="store_true", help="create the repo as private")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
     p.add_argument("--commit-message", default=None, help="commit message")
+    p.add_argument("--eval", nargs="+", default=None, metavar="RESULT.json",
+                   help="results of `lorikit eval --adapter ADAPTER --out RESULT.json`: shown on the Hub as the "
+                        "card's model-index (one entry per data set)")
     p.set_defaults(func=run)
 
 
@@ -20,6 +23,6 @@ def run(args) -> int:
     from ..hub import push_adapter
 
     url = push_adapter(args.adapter, args.repo_id, private=args.private, commit_message=args.commit_message,
-                       revision=args.revision)
+                       revision=args.revision, eval_files=args.eval)
     print(f"lorikit: pushed {args.adapter} to {url}")
     return 0
