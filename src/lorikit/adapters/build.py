@@ -16,7 +16,7 @@ import torch
 from ..errors import LorikitError, UsageError
 from .config import ALL_LINEAR, DEFAULT_TARGETS, METHODS, AdapterConfig, check_seed_chosen
 from .layers import lora_layers
-from .methods import get_method
+from .methods import AdapterMethod, get_method
 from .patterns import pattern_value
 from .state import load_adapter, resolve_adapter_path
 
@@ -25,8 +25,10 @@ __all__ = ["DEFAULT_TARGETS", "METHODS", "AdapterConfig", "attach_adapter", "che
 
 
 def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: str | None = None,
-                   task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
-    """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``."""
+                   task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None,
+                   method: AdapterMethod | None = None):
+    """Wrap ``model`` in a PEFT model carrying a fresh adapter described by ``cfg``. ``method``: the
+    method object of ``cfg.method`` when the caller resolved it already (``build_adapter``)."""
     from peft import LoraConfig, get_peft_model  # heavy: imported when used, not by the CLI's parser
 
     check_seed_chosen(cfg)
@@ -42,7 +44,7 @@ def attach_adapter(model: torch.nn.Module, cfg: AdapterConfig, base_model_id: st
         peft_model = get_peft_model(model, lcfg)
     if base_model_id:
         peft_model.peft_config["default"].base_model_name_or_path = base_model_id
-    get_method(cfg.method).prepare(peft_model, cfg)
+    (method or get_method(cfg.method)).prepare(peft_model, cfg)
     return peft_model
 
 

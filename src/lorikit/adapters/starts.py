@@ -95,7 +95,7 @@ def _loose_mask(bundle, mask: str, acfg: AdapterConfig, method):
                          "move it to <lori-d adapter>/masks/ or pass --seed to draw a new A")
     warnings.warn(f"--mask {mask}: no source adapter; A is drawn from --seed {acfg.seed}, "
                   "not the A the mask was extracted for", stacklevel=3)
-    peft_model = attach_adapter(bundle.model, acfg, bundle.base_model_id)
+    peft_model = attach_adapter(bundle.model, acfg, bundle.base_model_id, method=method)
     masks = load_mask(mask)
     shapes = {n: tuple(l.lora_B["default"].weight.shape) for n, l in lora_layers(peft_model)}
     check_mask_matches(masks, shapes, mask)
@@ -148,7 +148,7 @@ def build_adapter(bundle, method: AdapterMethod, acfg: AdapterConfig, mask: str 
     if from_adapter:
         return Built(*_continual(bundle, method, acfg, mask, from_adapter))
     if not mask:
-        peft_model = attach_adapter(bundle.model, acfg, bundle.base_model_id, **attach)
+        peft_model = attach_adapter(bundle.model, acfg, bundle.base_model_id, method=method, **attach)
         record = init[0].apply(peft_model, init[1], bundle.base_model_id) if init is not None else None
         if freeze_a:
             for _, layer in lora_layers(peft_model):
