@@ -288,6 +288,14 @@ def test_axolotl_config_with_a_lori_block_trains(tmp_path, alpaca_file):
     assert {m.rsplit(".", 1)[-1] for m in config["target_modules"]} >= {"q_proj", "down_proj"}
 
 
+def test_axolotl_evals_per_epoch_is_the_epoch_eval_strategy(tmp_path, alpaca_file):
+    text = AXOLOTL.format(data=alpaca_file, out=tmp_path / "out").replace("val_set_size: 0", "val_set_size: 0.25")
+    args = axolotl_args(tmp_path, text.replace("evals_per_epoch:", "evals_per_epoch: 1"))
+    assert (args.eval_strategy, args.dev_fraction) == ("epoch", 0.25)
+    with pytest.raises(UsageError, match=r"evals_per_epoch 4: lorikit evaluates once per epoch"):
+        axolotl_args(tmp_path, text.replace("evals_per_epoch:", "evals_per_epoch: 4"))
+
+
 @pytest.mark.parametrize("change,pattern", [
     ("sample_packing: false", "sample_packing: True is not supported by lorikit"),
     ("lora_alpha: 8", r"unknown key 'lora_alpah' \(did you mean 'lora_alpha'\?\)"),

@@ -39,7 +39,7 @@ NO_EFFECT = frozenset({
 OFF_ONLY = frozenset({
     "load_in_8bit", "sample_packing", "lora_model_dir", "lora_fan_in_fan_out", "peft_use_dora", "peft_use_rslora",
     "deepspeed", "fsdp", "fsdp_config", "gptq", "relora_steps", "unfrozen_parameters", "lora_modules_to_save",
-    "evals_per_epoch", "saves_per_epoch", "hub_model_id", "wandb_project", "trust_remote_code", "torch_compile",
+    "saves_per_epoch", "hub_model_id", "wandb_project", "trust_remote_code", "torch_compile",
     "neftune_noise_alpha", "auto_resume_from_checkpoints", "tf32", "test_datasets", "pretraining_dataset",
     "rl", "chat_template",
 })
@@ -88,6 +88,16 @@ def _val_set_size(where: str, value: Any) -> list[Entry]:
     return [("val_set_size", "dev_fraction", float(value))] if value else []
 
 
+def _evals_per_epoch(where: str, value: Any) -> list[Entry]:
+    """axolotl's dev evaluations per epoch: one is lorikit's --eval-strategy epoch."""
+    if value in (None, 0):
+        return []
+    if value != 1 or isinstance(value, bool):
+        raise UsageError(f"{where}: evals_per_epoch {value!r}: lorikit evaluates once per epoch (evals_per_epoch: "
+                         "1) or every N optimizer steps (eval_steps: N)")
+    return [("evals_per_epoch", "eval_strategy", "epoch")]
+
+
 def _train_on_inputs(where: str, value: Any) -> list[Entry]:
     if value:
         raise UsageError(f"{where}: train_on_inputs: true is not supported (lorikit's loss is on the response "
@@ -131,7 +141,8 @@ TRANSLATED: dict[str, Callable[[str, Any], list[Entry]]] = {
     "base_model": _named("base_model", "model"), "datasets": _datasets, "adapter": _adapter,
     "lora_target_linear": _target_linear, "sequence_len": _named("sequence_len", "max_length"),
     "micro_batch_size": _named("micro_batch_size", "batch_size"), "num_epochs": _named("num_epochs", "epochs"),
-    "val_set_size": _val_set_size, "train_on_inputs": _train_on_inputs, "optimizer": _optimizer, "bf16": _bf16,
+    "val_set_size": _val_set_size, "evals_per_epoch": _evals_per_epoch, "train_on_inputs": _train_on_inputs,
+    "optimizer": _optimizer, "bf16": _bf16,
     "tokenizer_type": _auto_class("tokenizer_type", "Tokenizer"),
     "model_type": _auto_class("model_type", "ForCausalLM"),
 }
