@@ -86,6 +86,8 @@ def test_bad_arguments_are_one_line_errors():
     model = load_model(TINY).model
     with pytest.raises(UsageError, match="method='lori-s' needs mask"):
         get_lori_model(model, config(), method="lori-s", seed=1)
+    with pytest.raises(UsageError, match=r"^mask: only with method='lori-s' \(LoRI-D trains all of B\)$"):
+        get_lori_model(model, config(), method="lori-d", seed=1, mask={"m": torch.ones(2, 2, dtype=torch.bool)})
     with pytest.raises(UsageError, match="method='dora'"):
         get_lori_model(model, config(), method="dora", seed=1)
     with pytest.raises(UsageError, match="use_dora"):

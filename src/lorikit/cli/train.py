@@ -41,7 +41,7 @@ def run(args) -> int:
     apply_config_file(args)
     parts = {name: dataclass_from_args(cls, args) for name, cls in SUBCONFIGS.items()}
     cfg = dataclass_from_args(TrainConfig, args, **parts)
-    guard_output(cfg.out, [args.config, cfg.model, cfg.data, cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats])
+    guard_output(cfg.out, [args.config, cfg.model, *cfg.inputs()])
     out = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 wrote it
         print(f"lorikit: adapter written to {out}")

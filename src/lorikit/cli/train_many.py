@@ -23,7 +23,7 @@ def run(args) -> int:
 
     configs = [train_config_from_file(path) for path in args.configs]
     for path, cfg in zip(args.configs, configs):
-        guard_output(cfg.out, [path, cfg.model, cfg.data, cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats])
+        guard_output(cfg.out, [path, cfg.model, *cfg.inputs()])
     for out in train_many(configs):
         print(f"lorikit: adapter written to {out}")
     return 0

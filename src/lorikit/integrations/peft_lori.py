@@ -28,7 +28,7 @@ from .._version import __version__
 from ..adapters.build import lora_layers
 from ..adapters.card import write_model_card
 from ..adapters.masks import MaskResult, adapter_of_mask, load_mask
-from ..adapters.methods import METHODS, get_method, regenerable_a
+from ..adapters.methods import METHODS, regenerable_a
 from ..adapters.seeded import A_INITS, freeze_seeded_a
 from ..adapters.state import LORIKIT_META, load_adapter
 from ..errors import UsageError
@@ -103,9 +103,10 @@ def get_lori_model(model: torch.nn.Module, lora_config, method: str = "lori-d", 
     if a_init not in A_INITS:
         raise UsageError(f"a_init={a_init!r}: unknown (choose from {', '.join(A_INITS)})")
     _check_lora_config(lora_config)
-    if (mask is None) == get_method(method).uses_mask:
-        raise UsageError("method='lori-s' needs mask=..." if mask is None else
-                         "mask: only with method='lori-s' (LoRI-D trains all of B)")
+    if (mask is None) == METHODS[method].uses_mask:
+        mask_methods = " / ".join(n for n in LORI_METHODS if METHODS[n].uses_mask)
+        raise UsageError(f"method={method!r} needs mask=..." if mask is None else
+                         f"mask: only with method={mask_methods!r} ({METHODS[method].title} trains all of B)")
     masks, source = _mask_and_source(mask) if mask is not None else (None, {})
     if seed is None and task is None and "seed" in source:
         seed, a_init = source["seed"], source["a_init"]

@@ -28,6 +28,9 @@ class OsrmInit(AdapterInit):
             raise UsageError(f"--osrm-mode {settings.osrm_mode!r}: unknown (choose from {', '.join(MODES)})")
         check_scale(settings.osrm_scale)
 
+    def inputs(self, settings: OsrmInitConfig) -> list[str | None]:
+        return [settings.osrm_stats]
+
     def apply(self, peft_model, settings: OsrmInitConfig, base_model_id: str | None) -> dict:
         from .init import apply_osrm_init
 

@@ -204,6 +204,13 @@ class TrainConfig:
             return continual_method(bool(self.mask))
         return get_method(self.adapter.method)
 
+    def inputs(self) -> list[str | None]:
+        """The files and folders this run reads (``--out`` must not hold any of them): the data, the
+        source adapter, the mask and what each data-driven init's settings name."""
+        inits = [get_init(name) for name in data_init_names()]
+        return [self.data.split("?", 1)[0], self.from_adapter, self.mask,
+                *(path for init in inits for path in init.inputs(getattr(self, init.config_field)))]
+
     def _resolve_seed(self) -> RunSeed:
         """``--seed``; else, for a fresh run, a function of the data (different tasks get different A);
         else pending: LoRI-S and continual runs take the seed of the adapter their A comes from."""

@@ -140,8 +140,7 @@ class Trainer:
 
     def inputs(self) -> list[str | None]:
         """Files and folders this run reads: --out must not hold any of them."""
-        cfg = self.cfg
-        return [cfg.data.split("?", 1)[0], cfg.from_adapter, cfg.mask, cfg.osrm.osrm_stats]
+        return self.cfg.inputs()
 
     def _run(self, dist) -> Path:
         cfg = self.cfg

@@ -36,6 +36,10 @@ class AdapterInit:
     def check(self, settings: Any) -> None:
         """Raise UsageError when the sub-config ``settings`` cannot work (data-driven inits)."""
 
+    def inputs(self, settings: Any) -> list[str | None]:
+        """The files and folders its settings name (data-driven inits): a run's --out must hold none."""
+        return []
+
     def apply(self, peft_model, settings: Any, base_model_id: str | None) -> dict:
         """Set every A of ``peft_model`` (B = 0); return the ``init`` record of lorikit.json."""
         raise NotImplementedError(f"init {self.name!r} is not a data-driven init")
