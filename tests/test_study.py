@@ -330,3 +330,12 @@ def test_verify_recomputes_a_committed_tiny_study_and_catches_any_changed_number
     assert "differs from the numbers recomputed" in capsys.readouterr().err
     assert bench.verify(data / "RESULTS.md", tmp_path) == 1  # the outcomes file is missing
 
+
+
+def test_plateau_threshold_reaches_every_training_and_is_validated():
+    # with min_delta 0 a dev loss creeping down by 1e-5 near zero never plateaus: the study's rule is 1e-3
+    cfg = StudyConfig(tasks=["pair-max", "parity"], methods=["lora"], seeds=[1])
+    assert cfg.min_delta == 1e-3
+    assert study_recipe(cfg)["defaults"]["train"]["min_delta"] == 1e-3
+    with pytest.raises(UsageError, match="--min-delta -0.1"):
+        StudyConfig(min_delta=-0.1)

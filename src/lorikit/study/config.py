@@ -133,6 +133,10 @@ class StudyConfig:
     max_steps: int = field(default=300, metadata={"help": "step cap of every training run"})
     eval_every: int = field(default=25, metadata={"help": "dev loss every N steps (same rule for every method)"})
     patience: int = field(default=3, metadata={"help": "dev evaluations without improvement before stopping"})
+    min_delta: float = field(default=1e-3, metadata={
+        "help": "a dev loss counts as an improvement only when it beats the best by more than this (absolute, "
+                "as HF's early_stopping_threshold); with 0, a loss creeping down by 1e-5 near zero never plateaus "
+                "and every well-learned adapter runs to the cap"})
     dev_fraction: float = field(default=0.1, metadata={"help": "share of each task's training rows carved out as dev"})
     dev_limit: int = field(default=64, metadata={"help": "dev examples per dev-loss evaluation"})
     builtin_rows: int = field(default=2000, metadata={"help": "training rows generated per built-in task"})
@@ -178,6 +182,8 @@ class StudyConfig:
                      "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "dev_examples"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if not 0 <= self.min_delta < 1:
+            raise UsageError(f"--min-delta {self.min_delta}: must be in [0, 1)")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
         if self.dtype not in DTYPES:

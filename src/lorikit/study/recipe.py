@@ -145,7 +145,7 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
     b.stages["table"] = table
     train_defaults = {"model": cfg.model, "rank": cfg.rank, "dropout": cfg.dropout, "batch_size": cfg.batch_size,
                       "max_steps": cfg.max_steps, "eval_every": cfg.eval_every, "patience": cfg.patience,
-                      "dev_fraction": cfg.dev_fraction, "dev_limit": cfg.dev_limit,
+                      "min_delta": cfg.min_delta, "dev_fraction": cfg.dev_fraction, "dev_limit": cfg.dev_limit,
                       "builtin_rows": cfg.builtin_rows, "max_length": cfg.max_length}
     eval_defaults = {"model": cfg.model, "limit": cfg.eval_examples, "batch_size": cfg.eval_batch_size,
                      "max_new_tokens": cfg.max_new_tokens,
