@@ -6,9 +6,14 @@ Registered when this module is imported (``TrainConfig`` imports it); the comput
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..adapters.inits import AdapterInit, register_init
 from ..errors import UsageError
 from .config import MODES, OsrmInitConfig, check_scale
+
+
+STATS_STAGE = "osrm-stats"  # a study's stage of every task's input statistics
 
 
 class OsrmInit(AdapterInit):
@@ -30,6 +35,15 @@ class OsrmInit(AdapterInit):
 
     def inputs(self, settings: OsrmInitConfig) -> list[str | None]:
         return [settings.osrm_stats]
+
+    def study_train(self, task: str) -> dict[str, Any]:
+        # OSRM as the paper runs it: LoRA (A and B trained) from the orthogonal A, at LoRA's scale
+        return {"method": "lora", "init": self.name, "osrm_stats": f"${STATS_STAGE}", "task": task,
+                "osrm_scale": "kaiming"}
+
+    def study_stages(self, study: Any, data: dict[str, str]) -> dict[str, dict[str, Any]]:
+        return {STATS_STAGE: {"kind": "osrm-stats", "model": study.model, "samples": study.osrm_samples,
+                              "max_length": 128, "data": data}}
 
     def apply(self, peft_model, settings: OsrmInitConfig, base_model_id: str | None) -> dict:
         from .init import apply_osrm_init

@@ -7,13 +7,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..adapters.inits import data_init_names
 from ..adapters.methods import continual_method, method_names
 from ..data.builtin import TASKS as BUILTIN
 from ..data.loading import carve_spec, source_of
 from ..errors import UsageError
 from ..models.device import DTYPES
+from ..osrm import registered_init  # noqa: F401 (registers --init osrm, an arm a study can compare)
 
-METHODS = (*method_names(), "osrm")  # the adapter methods, and LoRA with the OSRM init
+# the arms a study compares: the adapter methods, and each data-driven init of A (OSRM: LoRA from its A)
+METHODS = (*method_names(), *data_init_names())
 CONTINUAL_METHODS = method_names()
 CHOICE_BUILTINS = tuple(name for name, task in BUILTIN.items() if task.choice)  # answers from fixed options
 SCORINGS = ("generate", "loglik")

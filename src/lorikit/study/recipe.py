@@ -23,6 +23,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
+from ..adapters.inits import data_init_names, get_init
 from ..adapters.methods import continual_method, find_method
 from ..data.loading import carve_spec
 from .config import CONTINUAL_METHODS, StudyConfig
@@ -56,9 +57,8 @@ class _Builder:
             masks, dense = f"masks-{method}-s{seed}-{task}", continual_method(False).name
             self.stages[masks] = {"kind": "masks", "adapter": f"${dense}-s{seed}-{task}", "sparsity": cfg.sparsity}
             stage.update(method=method, lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
-        elif method == "osrm":
-            stage.update(method="lora", init="osrm", osrm_stats="$osrm-stats", task=task, osrm_scale="kaiming",
-                         seed=seed * 1000 + list(self.tasks).index(task))
+        elif method in data_init_names():  # an init's arm: it says what it trains and reads
+            stage.update(**get_init(method).study_train(task), seed=seed * 1000 + list(self.tasks).index(task))
         else:
             stage.update(method=method, seed=seed * 1000 + list(self.tasks).index(task))
         if "from_adapter" in extra:  # continual: A (and the seed) come from the parent adapter
@@ -126,9 +126,8 @@ class _Builder:
 def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
     """The recipe (as a dict ``parse_recipe`` reads) of the study ``cfg`` describes."""
     b = _Builder(cfg)
-    if "osrm" in cfg.methods:
-        b.stages["osrm-stats"] = {"kind": "osrm-stats", "model": cfg.model, "samples": cfg.osrm_samples,
-                                  "max_length": 128, "data": {t: s.train for t, s in b.tasks.items()}}
+    for name in (m for m in cfg.methods if m in data_init_names()):
+        b.stages.update(get_init(name).study_stages(cfg, {t: s.train for t, s in b.tasks.items()}))
     runs: dict[str, dict[str, Any]] = {method: {} for method in cfg.methods}
     base = {t: b.eval(f"eval-base-{t}", None, t) for t in b.tasks}
     # Seed-major: every method's run of seed 1, then of seed 2, ...: a study stopped part-way holds

@@ -40,6 +40,16 @@ class AdapterInit:
         """The files and folders its settings name (data-driven inits): a run's --out must hold none."""
         return []
 
+    def study_train(self, task: str) -> dict[str, Any]:
+        """A data-driven init as an arm of a study (``lorikit study --methods NAME``): the settings of
+        its train stage for ``task`` (the method it initialises, ``init``, what it reads)."""
+        raise NotImplementedError(f"init {self.name!r} is not a study arm")
+
+    def study_stages(self, study: Any, data: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The stages that arm needs once, before any training (``study``: the ``StudyConfig``;
+        ``data``: each task's training data)."""
+        return {}
+
     def apply(self, peft_model, settings: Any, base_model_id: str | None) -> dict:
         """Set every A of ``peft_model`` (B = 0); return the ``init`` record of lorikit.json."""
         raise NotImplementedError(f"init {self.name!r} is not a data-driven init")
