@@ -45,7 +45,7 @@ def lora_delta(layer, x: torch.Tensor, generator: torch.Generator) -> torch.Tens
     """PEFT's LoRA term ``s · B A dropout(x)`` of ``layer``'s ``default`` adapter, dropout drawn from ``generator``."""
     lora_a, lora_b = layer.lora_A["default"], layer.lora_B["default"]
     dropout, scaling = layer.lora_dropout["default"], layer.scaling["default"]
-    x = x.contiguous().to(lora_a.weight.dtype)
+    x = x.to(lora_a.weight.dtype).contiguous()
     if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0:
         # torch's CPU dropout, with the run's generator: empty_like(x).bernoulli_(1 - p) / (1 - p) * x
         noise = torch.empty_like(x).bernoulli_(1 - dropout.p, generator=generator)
@@ -65,19 +65,23 @@ class MixedLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
-        pieces = []
-        for k, span in enumerate(self.route.spans):
-            if span is None:
-                continue
-            start, stop, length = span
-            piece = result[start:stop]
+        present = [(k, span) for k, span in enumerate(self.route.spans) if span is not None]
+        # One split and one concatenation per layer: a slice of x or of the result per run would
+        # each cost a zero-filled tensor of the whole batch in backward.
+        pieces = x.split([stop - start for _, (start, stop, _) in present])
+        deltas: list[torch.Tensor | None] = []
+        for (k, (_, _, length)), piece in zip(present, pieces):
             layer = self.run_layers[k]
-            if layer is not None:
-                delta = lora_delta(layer, x[start:stop, :length], self.route.generators[k])
-                head = (piece[:, :length] + delta).to(piece.dtype)
-                piece = torch.cat([head, piece[:, length:]], dim=1) if length < piece.shape[1] else head
-            pieces.append(piece)
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+            delta = None if layer is None else lora_delta(layer, piece[:, :length], self.route.generators[k])
+            deltas.append(delta if delta is None or length == piece.shape[1] else
+                          torch.nn.functional.pad(delta, (0, 0, 0, piece.shape[1] - length)))
+        if all(d is None for d in deltas):
+            return result
+        like = next(d for d in deltas if d is not None)
+        full = torch.cat([d if d is not None else like.new_zeros(p.shape[:2] + like.shape[2:])
+                          for d, p in zip(deltas, pieces)])
+        # as PEFT: the sum in the adapter's dtype, cast back (adding 0 there leaves W x as it was)
+        return (result + full).to(result.dtype)
 
 
 def install_mixed(base_model: nn.Module, peft_models: list, generators: list[torch.Generator]) -> RowRoute:
