@@ -257,7 +257,7 @@ class Trainer:
     def reporter(self, is_main: bool) -> Reporter:
         """The --report-to trackers (rank 0 only)."""
         cfg = self.cfg
-        summary = {"method": self.adapter.method, "seed": self.adapter.seed, "lr": cfg.lr, "rank": self.adapter.rank,
+        summary = {"method": self.adapter.method, "seed": self.run_seed.value, "lr": cfg.lr, "rank": self.adapter.rank,
                    "data": cfg.data, "model": cfg.model}
         targets = cfg.report_to if is_main else []
         if not cfg.logging_dir and [t for t in targets if t != "none"]:
@@ -301,7 +301,7 @@ class Trainer:
         for key in ("overwrite", "resume", "resume_from"):
             hyper.pop(key)
         return {
-            "lorikit_version": __version__, "method": self.adapter.method, "seed": self.adapter.seed,
+            "lorikit_version": __version__, "method": self.adapter.method, "seed": self.run_seed.value,
             "a_init": self.a_init_record(),
             "head": cfg.head, "num_labels": self.head.num_labels(cfg),
             "init": self.init_record or {"kind": "default"}, "freeze": cfg.freeze,
