@@ -84,7 +84,7 @@ def weight_gap(a: Path, b: Path) -> float:
     return (sum(float((x[k] - y[k]).float().pow(2).sum()) for k in keys) ** 0.5) / norm if norm else 0.0
 
 
-def one_round(files: list[Path], env: dict, joint_in_middle: bool) -> dict:
+def one_round(files: list[Path], env: dict, joint_in_middle: bool, note=lambda partial: None) -> dict:
     separate, joint = with_out(files, "separate"), with_out(files, "together")
     half = len(separate) // 2 if joint_in_middle else 0
     walls: dict[str, float] = {}
@@ -93,8 +93,10 @@ def one_round(files: list[Path], env: dict, joint_in_middle: bool) -> dict:
     for side, f in order:
         if side == "together":
             walls["together"] = timed(["train-many", *map(str, joint)], env)
+            note({"wall_s": {k: round(v, 1) for k, v in walls.items()}, "load_average_now": load_average()})
         else:
             walls[f.stem.removeprefix("separate-")] = timed(["train", "--config", str(f)], env)
+        note({"wall_s": {k: round(v, 1) for k, v in walls.items()}, "load_average_now": load_average()})
     loads["end"] = load_average()
     outs = {side: [Path(json.loads(f.read_text())["out"]) for f in fs] for side, fs in
             (("separate", separate), ("together", joint))}
@@ -127,11 +129,19 @@ def main() -> int:
     p.add_argument("--json", default=str(HERE / "results" / "multi_adapter.json"))
     args = p.parse_args()
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    rounds = []
+    rounds: list[dict] = []
+    head = {"settings": vars(args), "threads": env["OMP_NUM_THREADS"],
+            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+
+    def note(partial: dict) -> None:  # a stopped run still leaves the processes it finished
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**head, "complete": False, "rounds": rounds,
+                                               "round_in_progress": partial}, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         files = write_configs(Path(tmp), args)
         for r in range(args.rounds):
-            rounds.append(one_round(files, env, joint_in_middle=r % 2 == 0))
+            rounds.append(one_round(files, env, joint_in_middle=r % 2 == 0, note=note))
     print(f"\n{len(args.tasks)} adapters ({args.method} r{args.rank}, batch {args.batch_size}, {args.steps} steps, "
           f"{args.model}, dtype {args.dtype}), OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
     print("| round | order | separate wall s (per task) | together wall s | speed-up | loop s separate / together | load avg start → end |")
@@ -143,10 +153,8 @@ def main() -> int:
               f"{r['load_average']['start'][0]} → {r['load_average']['end'][0]} |")
     gaps = {k: max(r["rel_gap_lora_B"][k] for r in rounds) for k in rounds[0]["rel_gap_lora_B"]}
     print("‖B_together − B_separate‖ / ‖B_separate‖ (all lora_B): " + ", ".join(f"{k} {v:.2g}" for k, v in gaps.items()))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({
-        "settings": vars(args), "threads": env["OMP_NUM_THREADS"], "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "rounds": rounds,
+        **head, "complete": True, "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "rounds": rounds,
     }, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
