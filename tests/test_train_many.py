@@ -121,3 +121,11 @@ def test_cli_trains_every_config_file(tmp_path, capsys):
         assert f"adapter written to {tmp_path / 'out' / name}" in out
     assert main(["train-many", files[0], str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+def test_a_run_that_cannot_start_stops_all_before_anything_is_written(tmp_path):
+    good = TrainConfig(out=str(tmp_path / "a"), data="builtin:compare", max_steps=1, **TINY)
+    bad = TrainConfig(out=str(tmp_path / "b"), data=str(tmp_path / "nope.jsonl"), max_steps=1, **TINY)
+    with pytest.raises(UsageError, match="nope.jsonl"):
+        train_many([good, bad])
+    assert not any(tmp_path.iterdir())  # no output folder, no lock file

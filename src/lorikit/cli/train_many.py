@@ -11,8 +11,9 @@ def register(sub) -> None:
                        description="Train several adapters in one process: the base model is loaded once and each "
                                    "step runs the runs' batches through it together (mixed-adapter batches); each "
                                    "adapter is written as `lorikit train --config FILE` would write it, and equals it "
-                                   "within float tolerance. The runs must share --model, --dtype, --device, --bf16, "
-                                   "--logits and --deterministic.")
+                                   "within float tolerance (in float32; a bfloat16 base's rounding differs with the "
+                                   "batch's shape). The runs must share --model, --dtype, --device, --bf16, --logits "
+                                   "and --deterministic. On a CPU at one thread it is not faster (bench/RESULTS.md).")
     p.add_argument("configs", nargs="+", metavar="CONFIG",
                    help="a `lorikit train --config` file (YAML or JSON) per adapter, each with its own out")
     p.set_defaults(func=run)
