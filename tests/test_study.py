@@ -339,3 +339,39 @@ def test_plateau_threshold_reaches_every_training_and_is_validated():
     assert study_recipe(cfg)["defaults"]["train"]["min_delta"] == 1e-3
     with pytest.raises(UsageError, match="--min-delta -0.1"):
         StudyConfig(min_delta=-0.1)
+
+
+def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(tmp_path, capsys):
+    import gzip
+
+    import torch
+
+    base = {**TINY, "tasks": ["pair-max", "parity"], "methods": ["lora"], "pair_weight": None}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers get cores // 2 threads: one on CI's 2 cores
+    try:
+        for name, workers in (("one", 1), ("two", 2)):
+            f = tmp_path / f"{name}.yaml"
+            f.write_text(yaml.safe_dump({**base, "workdir": str(tmp_path / name), "workers": workers}))
+            assert main(["study", str(f)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "worker 0: seeds [1]" in out and "worker 1: seeds [2]" in out
+    logs = {k: (tmp_path / "two" / "workers" / f"worker-{k}.log").read_text() for k in (0, 1)}
+    assert "lora-s1-pair-max" in logs[0] and "lora-s2-pair-max" not in logs[0]
+    assert "lora-s2-pair-max" in logs[1] and "lora-s1-pair-max" not in logs[1]
+    assert "eval-base-parity done" not in logs[0] + logs[1]  # the shared stages ran once, in the parent
+
+    def outcomes(name):
+        with gzip.open(tmp_path / name / "table" / "outcomes.json.gz", "rt") as fh:
+            return json.load(fh)
+
+    one, two = outcomes("one"), outcomes("two")
+    assert len(one["evals"]) > 10 and one["evals"] == two["evals"] and one["trainings"] == two["trainings"]
+    assert (tmp_path / "one" / "table" / "table.md").read_text() == (tmp_path / "two" / "table" / "table.md").read_text()
+
+
+def test_workers_must_fit_the_seeds():
+    with pytest.raises(UsageError, match="--workers 3: between 1 and the number of seeds \\(2\\)"):
+        StudyConfig(seeds=[1, 2], workers=3)

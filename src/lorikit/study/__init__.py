@@ -48,7 +48,12 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
     check_task_rows(cfg.task_specs, cfg.eval_examples)
     recipe = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
     logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
-    run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
+    if cfg.workers > 1:
+        from .workers import run_parallel
+
+        run_parallel(cfg, fresh, source, echo or logger.info)
+    else:
+        run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
     return Path(cfg.workdir) / "table"
 
 

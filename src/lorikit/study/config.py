@@ -155,6 +155,9 @@ class StudyConfig:
         "choices": SCORINGS})
     continual: Any = field(default=None, metadata={
         "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
+    workers: int = field(default=1, metadata={
+        "help": "processes that run the seeds side by side (seeds k, k+N, ... in worker k), each with cores/N "
+                "threads; the stages and the table are the ones one process makes (docs/study.md)"})
     dtype: str = field(default="auto", metadata={
         "help": "base model dtype of training and evaluation: auto (bfloat16 on a CPU with native bf16, float32 "
                 "elsewhere; each stage records and hashes what it used) or float32 / bfloat16", "choices": DTYPES})
@@ -185,6 +188,8 @@ class StudyConfig:
                      "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "dev_examples"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if not 1 <= self.workers <= len(self.seeds):
+            raise UsageError(f"--workers {self.workers}: between 1 and the number of seeds ({len(self.seeds)})")
         if not 0 <= self.min_delta < 1:
             raise UsageError(f"--min-delta {self.min_delta}: must be in [0, 1)")
         if not 0 < self.dev_fraction < 1:
