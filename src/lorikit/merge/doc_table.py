@@ -12,15 +12,11 @@ from __future__ import annotations
 import sys
 
 from ..utils import doc_block
-from ..utils.doc_block import replace_block
+from ..utils.doc_block import cell as _cell, replace_block
 from ..utils.registry import reference
 from .registry import all_params, methods
 
 BEGIN, END = "<!-- merge-registry:begin -->", "<!-- merge-registry:end -->"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
 
 
 def method_table() -> str:

@@ -17,15 +17,11 @@ import sys
 from ..adapters.inits import INITS
 from ..adapters.methods import METHODS
 from ..utils import doc_block
-from ..utils.doc_block import replace_block
+from ..utils.doc_block import cell as _cell, replace_block
 from ..utils.registry import reference
 from . import config  # noqa: F401 (registers every init, OSRM's included, before INITS is read)
 
 BEGIN, END = "<!-- adapter-registry:begin -->", "<!-- adapter-registry:end -->"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
 
 
 def generated() -> str:

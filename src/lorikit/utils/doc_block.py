@@ -41,3 +41,8 @@ def main(argv: list[str] | None, description: str, rewrite: Callable[[str], str]
         return 0
     path.write_text(new)
     return 0
+
+
+def cell(text: object) -> str:
+    """``text`` as one markdown table cell (its pipes escaped)."""
+    return str(text).replace("|", "\\|")
