@@ -346,7 +346,8 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
 
     import torch
 
-    base = {**TINY, "tasks": ["pair-max", "parity"], "methods": ["lora"], "pair_weight": None}
+    # tasks as a mapping, as study files give real data: the workers' settings must carry it over
+    base = {**TINY, "tasks": {"pair-max": None, "parity": None}, "methods": ["lora"], "pair_weight": None}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers get cores // 2 threads: one on CI's 2 cores
     try:

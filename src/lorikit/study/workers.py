@@ -15,6 +15,7 @@ process also avoids the OpenMP barrier stalls of two.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def threads_per_worker(workers: int) -> int:
 
 
 def _settings(cfg: StudyConfig, seeds: list[int]) -> dict:
-    return {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, "seeds": seeds, "workers": 1}
+    values = {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, "seeds": seeds, "workers": 1}
+    return json.loads(json.dumps(values))  # plain types: a study file's mappings come as the loader's own dict type
 
 
 def run_worker(settings_file: str) -> int:
