@@ -16,6 +16,7 @@ process also avoids the OpenMP barrier stalls of two.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from ..pipeline.runner import run_recipe
 from .config import StudyConfig
 from .recipe import study_recipe
 
+logger = logging.getLogger(__name__)
 FOLDER = "workers"  # inside the workdir: each worker's settings and log
 TABLE = "table"
 
@@ -54,7 +56,7 @@ def run_worker(settings_file: str) -> int:
     job = yaml.safe_load(Path(settings_file).read_text())
     cfg = StudyConfig(**job["config"])
     recipe = parse_recipe(study_recipe(cfg), source=f"lorikit study worker {settings_file}", workdir=cfg.workdir)
-    run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=job["stages"], echo=print)
+    run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=job["stages"], echo=logger.info)
     return 0
 
 
@@ -97,4 +99,5 @@ def run_parallel(cfg: StudyConfig, fresh: bool, source: str, echo: Callable[[str
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the worker's log file is its progress
     sys.exit(run_worker(sys.argv[1]))
