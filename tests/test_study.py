@@ -376,3 +376,15 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
 def test_workers_must_fit_the_seeds():
     with pytest.raises(UsageError, match="--workers 3: between 1 and the number of seeds \\(2\\)"):
         StudyConfig(seeds=[1, 2], workers=3)
+
+
+def test_a_task_can_cut_its_own_training_rows_and_only_its_stages_change():
+    safety = {"train": "../rows.jsonl", "test": "../test.jsonl", "task": "safety"}
+    plain = study_recipe(StudyConfig(tasks={"pair-max": None, "safety": safety}, methods=["lora"], seeds=[1]))
+    cut = study_recipe(StudyConfig(tasks={"pair-max": None, "safety": {**safety, "max_length": 192}},
+                                   methods=["lora"], seeds=[1]))
+    assert cut["stages"]["lora-s1-safety"]["max_length"] == 192 and "max_length" not in plain["stages"]["lora-s1-safety"]
+    assert cut["stages"]["lora-s1-pair-max"] == plain["stages"]["lora-s1-pair-max"]
+    assert cut["defaults"] == plain["defaults"]
+    with pytest.raises(UsageError, match="max_length must be a positive number of tokens"):
+        StudyConfig(tasks={"pair-max": None, "safety": {**safety, "max_length": 0}})

@@ -40,6 +40,7 @@ class StudyTask:
     test: str
     eval_task: str = "builtin"
     scoring: str = "generate"  # loglik: the most likely option (choice tasks only)
+    max_length: int | None = None  # this task's training rows cut to this many tokens (else the study's)
 
     def dev(self, fraction: float) -> str:
         """Held-out rows for choices made on data (the merge weight): a built-in task's own dev split,
@@ -50,7 +51,8 @@ class StudyTask:
 
 
 def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
-    """``arithmetic`` (a built-in name) or ``{train: SPEC, test: SPEC, task: nlu|gsm8k|exact|safety[, scoring]}``.
+    """``arithmetic`` (a built-in name) or ``{train: SPEC, test: SPEC, task: nlu|gsm8k|exact|safety[, scoring,
+    max_length]}``.
     ``scoring`` (the study's) applies to choice tasks: built-in ones with options, and ``task: nlu``."""
     if spec is None:
         if name not in BUILTIN:
@@ -58,16 +60,19 @@ def parse_task(name: str, spec: Any, where: str, scoring: str) -> StudyTask:
                              "give {train: SPEC, test: SPEC, task: EVAL_TASK} for other data")
         choice = name in CHOICE_BUILTINS
         return StudyTask(name, f"builtin:{name}", f"builtin:{name}:test", "builtin", scoring if choice else "generate")
-    keys = {"train", "test", "task", "scoring"}
+    keys = {"train", "test", "task", "scoring", "max_length"}
     if not isinstance(spec, dict) or not {"train", "test"} <= set(spec) or set(spec) - keys:
         raise UsageError(f"{where}: task {name!r}: expected {{train: SPEC, test: SPEC[, task: EVAL_TASK, scoring: "
-                         f"generate|loglik]}}, got {spec!r}")
+                         f"generate|loglik, max_length: TOKENS]}}, got {spec!r}")
+    max_length = spec.get("max_length")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0):
+        raise UsageError(f"{where}: task {name!r}: max_length must be a positive number of tokens, got {max_length!r}")
     train, test = str(spec["train"]), str(spec["test"])
     check_held_out(name, train, test, where)
     task = str(spec.get("task", "builtin"))
     default = scoring if task == "nlu" or (task == "builtin" and test.split(":")[1:2] in
                                            [[c] for c in CHOICE_BUILTINS]) else "generate"
-    return StudyTask(name, train, test, task, str(spec.get("scoring", default)))
+    return StudyTask(name, train, test, task, str(spec.get("scoring", default)), max_length)
 
 
 def resolved_spec(spec: str) -> str:

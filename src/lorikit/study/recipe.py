@@ -61,6 +61,8 @@ class _Builder:
             stage.update(**get_init(method).study_train(task), seed=seed * 1000 + list(self.tasks).index(task))
         else:
             stage.update(method=method, seed=seed * 1000 + list(self.tasks).index(task))
+        if self.tasks[task].max_length:  # only this task's stages change (and their hashes)
+            stage["max_length"] = self.tasks[task].max_length
         if "from_adapter" in extra:  # continual: A (and the seed) come from the parent adapter
             stage.pop("seed", None)  # lorikit's continual rule: B trained from the parent, A frozen
         stage.update(extra)
