@@ -50,6 +50,7 @@ class _Builder:
     def train(self, name: str, method: str, seed: int, task: str, **extra: Any) -> None:
         """One adapter of ``method`` (the only place that tells methods apart)."""
         cfg, data = self.cfg, self.tasks[task].train
+        task_seed = seed * 1000 + list(self.tasks).index(task)
         stage: dict[str, Any] = {"kind": "train", "data": data, "lr": cfg.lr}
         if getattr(find_method(method), "uses_mask", False):
             # a masked method trains the task's mask, extracted from the same seed's adapter of the
@@ -58,9 +59,9 @@ class _Builder:
             self.stages[masks] = {"kind": "masks", "adapter": f"${dense}-s{seed}-{task}", "sparsity": cfg.sparsity}
             stage.update(method=method, lr=cfg.lori_s_lr, mask=f"${masks}/masks/{cfg.sparsity:g}_mask.pt")
         elif method in data_init_names():  # an init's arm: it says what it trains and reads
-            stage.update(**get_init(method).study_train(task), seed=seed * 1000 + list(self.tasks).index(task))
+            stage.update(**get_init(method).study_train(task), seed=task_seed)
         else:
-            stage.update(method=method, seed=seed * 1000 + list(self.tasks).index(task))
+            stage.update(method=method, seed=task_seed)
         if self.tasks[task].max_length:  # only this task's stages change (and their hashes)
             stage["max_length"] = self.tasks[task].max_length
         if "from_adapter" in extra:  # continual: A (and the seed) come from the parent adapter

@@ -1,11 +1,11 @@
 """Docs tables generated from a registry: the text between two markers of a docs page is written
 by code and checked by the registry tests, so a page cannot drift from what is registered.
 
-A generator module (``merge/doc_table.py``, ``adapters/doc_table.py``) says what its block holds and
+A generator module (``merge/doc_table.py``, ``train/doc_table.py``) says what its block holds and
 calls ``main`` from its ``python -m`` entry point::
 
-    python -m lorikit.adapters.doc_table docs/methods.md          # rewrite the block in place
-    python -m lorikit.adapters.doc_table --check docs/methods.md  # exit 1 when it is out of date
+    python -m lorikit.train.doc_table docs/methods.md          # rewrite the block in place
+    python -m lorikit.train.doc_table --check docs/methods.md  # exit 1 when it is out of date
 """
 
 from __future__ import annotations
