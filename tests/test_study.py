@@ -4,6 +4,7 @@ and the table's statistics on hand-made eval results."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -371,6 +372,12 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
     one, two = outcomes("one"), outcomes("two")
     assert len(one["evals"]) > 10 and one["evals"] == two["evals"] and one["trainings"] == two["trainings"]
     assert (tmp_path / "one" / "table" / "table.md").read_text() == (tmp_path / "two" / "table" / "table.md").read_text()
+    # --fresh with workers redoes every stage, the table too (its hash is of settings, not of its inputs)
+    record = tmp_path / "two" / "table" / "lorikit-stage.json"
+    before = json.loads(record.read_text())["finished"]
+    time.sleep(1.1)
+    assert main(["study", str(tmp_path / "two.yaml"), "--fresh"]) == 0
+    assert json.loads(record.read_text())["finished"] != before
 
 
 def test_workers_must_fit_the_seeds():

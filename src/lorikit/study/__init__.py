@@ -51,7 +51,7 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
     if cfg.workers > 1:
         from .workers import run_parallel
 
-        run_parallel(cfg, fresh, source, echo or logger.info)
+        run_parallel(cfg, recipe, fresh, echo or logger.info)
     else:
         run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
     return Path(cfg.workdir) / "table"

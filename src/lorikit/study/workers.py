@@ -27,7 +27,7 @@ from typing import Callable
 import yaml
 
 from ..errors import LorikitError
-from ..pipeline.recipe import parse_recipe
+from ..pipeline.recipe import Recipe, parse_recipe
 from ..pipeline.runner import run_recipe
 from .config import StudyConfig
 from .recipe import study_recipe
@@ -60,12 +60,12 @@ def run_worker(settings_file: str) -> int:
     return 0
 
 
-def run_parallel(cfg: StudyConfig, fresh: bool, source: str, echo: Callable[[str], None]) -> None:
-    """Shared stages here, each seed share in its own process, then the table here."""
-    full = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
+def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
+    """Shared stages here, each seed share in its own process, then the table here (``full``: the
+    whole study's recipe)."""
     shares = seed_shares(list(cfg.seeds), cfg.workers)
-    per_worker = [set(study_recipe(replace(cfg, seeds=s, workers=1))["stages"]) for s in shares]
-    shared = set.intersection(*per_worker) - {TABLE}
+    per_worker = [list(study_recipe(replace(cfg, seeds=s, workers=1))["stages"]) for s in shares]
+    shared = set.intersection(*map(set, per_worker)) - {TABLE}
     run_recipe(full, resume=not fresh, overwrite=fresh, only=[n for n in full.stages if n in shared], echo=echo)
 
     folder = Path(cfg.workdir) / FOLDER
@@ -75,8 +75,7 @@ def run_parallel(cfg: StudyConfig, fresh: bool, source: str, echo: Callable[[str
     try:
         for k, seeds in enumerate(shares):
             settings = folder / f"worker-{k}.yaml"
-            stages = [n for n in study_recipe(replace(cfg, seeds=seeds, workers=1))["stages"]
-                      if n not in shared | {TABLE}]
+            stages = [n for n in per_worker[k] if n not in shared | {TABLE}]
             settings.write_text(yaml.safe_dump({"config": _settings(cfg, seeds), "stages": stages, "fresh": fresh},
                                                sort_keys=False))
             log = folder / f"worker-{k}.log"
@@ -95,7 +94,8 @@ def run_parallel(cfg: StudyConfig, fresh: bool, source: str, echo: Callable[[str
         k = failed[0]
         raise LorikitError(f"--workers: worker {k} (seeds {shares[k]}) failed (exit {codes[k]}); its log: "
                            f"{folder / f'worker-{k}.log'}; finished stages are kept, run again to resume")
-    run_recipe(full, resume=True, echo=echo)
+    # the table is hashed from settings, not from its parents' outputs: a fresh study rewrites it
+    run_recipe(full, resume=not fresh, overwrite=fresh, only=[TABLE] if fresh else None, echo=echo)
 
 
 if __name__ == "__main__":
