@@ -91,9 +91,117 @@ def test_eval_strategy_epoch_scores_dev_at_each_epoch_end(tmp_path):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(eval_strategy="epoch"), "--eval-strategy epoch: needs --dev-data SPEC or --dev-fraction F"),
     (dict(eval_strategy="epoch", eval_every=3, dev_fraction=0.2), "--eval-strategy epoch with --eval-steps 3: give one"),
-    (dict(eval_strategy="epoch", dev_fraction=0.2, save_every=2), "--eval-strategy epoch: not supported with"),
+    (dict(eval_strategy="epoch", dev_fraction=0.2, head="classification"), "--eval-strategy epoch: not supported with"),
     (dict(eval_strategy="epochs"), r"unknown \(did you mean 'epoch'\?\)"),
 ])
 def test_eval_strategy_epoch_bad_combinations(tmp_path, kwargs, message):
     with pytest.raises(UsageError, match=message):
         TrainConfig(out=str(tmp_path / "x"), **kwargs)
+
+
+class Killed(Exception):
+    """Stands in for a kill at a dev evaluation."""
+
+
+def plateau_config(out, **kw) -> TrainConfig:
+    # the settings of test_plateau_stops_early_and_keeps_the_best_step: best step early, plateau stop
+    return TrainConfig(out=str(out), data="builtin:compare", max_steps=40, lr=2.0, eval_every=2, patience=2,
+                       dev_fraction=0.25, adapter=AdapterConfig(method="lora", rank=4, seed=1), **TINY, **kw)
+
+
+def kill_at_evaluation(monkeypatch, n: int) -> None:
+    """The n-th dev evaluation (1-based) raises instead of scoring."""
+    from lorikit.train.early_stop import EarlyStopping
+
+    real, calls = EarlyStopping.dev_loss, []
+
+    def dev_loss(self, model):
+        calls.append(1)
+        if len(calls) == n:
+            raise Killed
+        return real(self, model)
+
+    monkeypatch.setattr(EarlyStopping, "dev_loss", dev_loss)
+
+
+def test_early_stopped_run_killed_and_resumed_is_bit_identical(tmp_path, monkeypatch):
+    """A kill between the best step and the plateau stop: --resume restores the dev-loss record and the
+    best step's tensors from the checkpoint, stops at the same step and writes the same adapter."""
+    ref = tmp_path / "ref"
+    train(plateau_config(ref))
+    want = meta(ref)["early_stopping"]
+    # the kill comes at the last evaluation, so the newest checkpoint (2 steps earlier) is past the best step
+    assert want["stopped"] == "plateau" and want["chosen_step"] < want["steps_run"] - 2
+
+    out = tmp_path / "run"
+    kill_at_evaluation(monkeypatch, len(want["history"]))
+    with pytest.raises(Killed):
+        train(plateau_config(out, save_every=2, resume_state_only=True))
+    states = sorted(p.name for p in (tmp_path / "run.ckpt").iterdir())
+    assert states == [f"step-{want['steps_run'] - 4:06d}", f"step-{want['steps_run'] - 2:06d}"]
+    assert not out.exists() or not any(p.name.startswith("checkpoint-") for p in out.iterdir())
+
+    monkeypatch.undo()
+    train(plateau_config(out, save_every=2, resume_state_only=True, resume=True))
+    assert meta(out)["early_stopping"] == want
+    got, expect = load_file(out / "adapter_model.safetensors"), load_file(ref / "adapter_model.safetensors")
+    assert got.keys() == expect.keys() and all((got[k] == expect[k]).all() for k in got)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    logs = [[json.loads(line) for line in (d / "train_log.jsonl").read_text().splitlines()] for d in (ref, out)]
+    assert strip(logs[0]) == strip(logs[1])
+
+
+def test_pipeline_train_stage_continues_after_a_kill_and_cleans_up(tmp_path, monkeypatch):
+    """A recipe's train stage writes resume states of its own (no settings asked for them), a rerun
+    continues from the newest with the same bytes as an uninterrupted stage, and removes them at the end;
+    a state from other settings is discarded and the stage starts over."""
+    import yaml
+
+    from lorikit.pipeline import load_recipe, plan_recipe, run_recipe
+    from lorikit.pipeline.kinds import train as train_kind
+    from lorikit.pipeline.runner import STAGE_RECORD
+
+    monkeypatch.setattr(train_kind, "RESUME_EVERY", 2)
+    stage = {"kind": "train", "data": "builtin:compare", "max_steps": 40, "lr": 2.0, "eval_every": 2, "patience": 2,
+             "dev_fraction": 0.25, "method": "lora", "rank": 4, "seed": 1, "model": "tiny-random-llama",
+             "builtin_rows": 40, "batch_size": 4, "max_length": 256}
+
+    def recipe(workdir, **change):
+        path = tmp_path / f"{workdir}.yaml"
+        path.write_text(yaml.safe_dump({"workdir": str(tmp_path / workdir), "stages": {"a": {**stage, **change}}}))
+        return load_recipe(path)
+
+    run_recipe(recipe("ref"), echo=lambda s: None)
+    want = meta(tmp_path / "ref" / "a")["early_stopping"]
+    assert not (tmp_path / "ref" / "a.ckpt").exists()
+
+    kill_at_evaluation(monkeypatch, len(want["history"]))
+    with pytest.raises(Killed):
+        run_recipe(recipe("w"), echo=lambda s: None)
+    assert (tmp_path / "w" / "a.ckpt").is_dir()
+    monkeypatch.undo()
+    monkeypatch.setattr(train_kind, "RESUME_EVERY", 2)
+    assert [p.action for p in plan_recipe(recipe("w"), resume=True)] == ["run"]
+    messages = []
+    run_recipe(recipe("w"), resume=True, echo=messages.append)
+    assert meta(tmp_path / "w" / "a")["early_stopping"] == want
+    assert (tmp_path / "w" / "a" / "adapter_model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "a" / "adapter_model.safetensors").read_bytes()
+    assert not (tmp_path / "w" / "a.ckpt").exists()
+    # resume states are no setting of the stage: its hash is the same whatever their interval
+    record = json.loads((tmp_path / "w" / "a" / STAGE_RECORD).read_text())
+    assert "save_every" not in record["settings"]
+    monkeypatch.setattr(train_kind, "RESUME_EVERY", 20)
+    assert [(p.hash, p.action) for p in plan_recipe(recipe("w"), resume=True)] == [(record["hash"], "skip")]
+
+    # killed again, then the stage changes (lr): its resume state cannot continue it, the stage starts over
+    kill_at_evaluation(monkeypatch, 3)
+    with pytest.raises(Killed):
+        run_recipe(recipe("v"), echo=lambda s: None)
+    monkeypatch.undo()
+    monkeypatch.setattr(train_kind, "RESUME_EVERY", 2)
+    run_recipe(recipe("v", lr=1.0), resume=True, echo=lambda s: None)
+    run_recipe(recipe("fresh", lr=1.0), echo=lambda s: None)
+    assert (tmp_path / "v" / "a" / "adapter_model.safetensors").read_bytes() == \
+        (tmp_path / "fresh" / "a" / "adapter_model.safetensors").read_bytes()
+    assert not (tmp_path / "v" / "a.ckpt").exists()

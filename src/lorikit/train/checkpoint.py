@@ -44,8 +44,17 @@ FORMAT = 1
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Settings that may change between a run and its resumption: they do not alter the numbers
 # (--out may differ: a checkpoint folder can be moved together with its run).
-RESUMABLE_CHANGES = {"out", "overwrite", "resume", "resume_from", "save_every", "keep_checkpoints", "log_every", "grad_checkpointing",
-                     "deterministic", "report_to", "logging_dir"}
+RESUMABLE_CHANGES = {"out", "overwrite", "resume", "resume_from", "save_every", "resume_state_only", "keep_checkpoints",
+                     "log_every", "grad_checkpointing", "deterministic", "report_to", "logging_dir"}
+EARLY_STOP_TENSORS = "early-stop-best.safetensors"
+
+
+class CheckpointMismatch(UsageError):
+    """The checkpoint was made with other settings (or another world size): it cannot continue this run."""
+
+
+class NoUsableCheckpoint(LorikitError):
+    """Every checkpoint of the run is incomplete or unreadable."""
 
 
 ADAPTER_DIR = re.compile(r"^checkpoint-(\d+)$")
@@ -187,10 +196,10 @@ def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adap
     current = settings(cfg, adapter)
     for key in list(current) + [k for k in saved["settings"] if k not in current]:
         if saved["settings"].get(key) != current.get(key):
-            raise UsageError(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
+            raise CheckpointMismatch(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
                              f"{ckpt} was made with {saved['settings'].get(key)!r} (same settings are required)")
     if saved["world_size"] != world:
-        raise UsageError(f"--resume: world size is {world} but the checkpoint {ckpt} was made with "
+        raise CheckpointMismatch(f"--resume: world size is {world} but the checkpoint {ckpt} was made with "
                          f"{saved['world_size']} processes")
 
 
@@ -252,10 +261,14 @@ class Checkpointer:
         self.model, self.params = model, params_by_name
         self.optimizer, self.scheduler = optimizer, scheduler
         self.write_adapter: Callable[[int], None] | None = None  # writes <out>/checkpoint-N (every rank calls it)
+        self.early_stop = None  # the run's EarlyStopping: its dev-loss record and best tensors are resume state too
 
     def _state(self, step: int, log: list[dict]) -> dict[str, Any]:
-        return {"format": FORMAT, "step": step, "world_size": self.dist.world,
-                "settings": settings(self.cfg, self.adapter), "log": log}
+        state = {"format": FORMAT, "step": step, "world_size": self.dist.world,
+                 "settings": settings(self.cfg, self.adapter), "log": log}
+        if self.early_stop is not None:
+            state["early_stopping"] = self.early_stop.state()
+        return state
 
     # ---- save -----------------------------------------------------------------------------
     def save(self, step: int, log: list[dict]) -> Path:
@@ -278,6 +291,8 @@ class Checkpointer:
                 _write(tmp / "optimizer.pt", _torch_bytes(self.optimizer.state_dict()))
                 _write(tmp / "scheduler.pt", _torch_bytes(self.scheduler.state_dict()))
                 _write(tmp / "rng-rank0.pt", _torch_bytes(rng_state()))
+                if self.early_stop is not None and (best := self.early_stop.best_tensors()):
+                    _write(tmp / EARLY_STOP_TENSORS, save(best))
                 _write(tmp / "state.json", (json.dumps(self._state(step, log), indent=1) + "\n").encode())
             _prune(self.root, self.cfg.keep_checkpoints)
         except OSError as exc:
@@ -343,6 +358,9 @@ class Checkpointer:
                 self._load_local(ckpt)
             self.scheduler.load_state_dict(load_tensors(ckpt / "scheduler.pt"))
             set_rng_state(load_tensors(ckpt / f"rng-rank{self.dist.rank}.pt"))
+            if self.early_stop is not None:  # a KeyError (no dev-loss record) reads as an unusable checkpoint
+                best = ckpt / EARLY_STOP_TENSORS
+                self.early_stop.load_state(saved["early_stopping"], load_file(str(best)) if best.is_file() else {})
         except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, EOFError,
                 SafetensorError) as exc:
             raise LorikitError(f"{ckpt}: cannot restore checkpoint: {' '.join(str(exc).split())[:300]}") from exc

@@ -104,6 +104,9 @@ class TrainConfig:
     save_every: int = field(default=0, metadata={
         "help": "every N optimizer steps (0 = never) write the adapter so far to <out>/checkpoint-N (a stock "
                 "PEFT adapter) and the resume state to <out>.ckpt/step-N"})
+    resume_state_only: bool = field(default=False, metadata={
+        "help": "with --save-every: write only the resume state <out>.ckpt/step-N, no <out>/checkpoint-N "
+                "adapter folders (what lorikit run/study stages do to survive a kill)"})
     keep_checkpoints: int = field(default=2, metadata={
         "help": "newest checkpoints kept (<out>/checkpoint-N adapters and <out>.ckpt/step-N resume states)"})
     resume: bool = field(default=False, metadata={
@@ -277,8 +280,8 @@ class TrainConfig:
         flag = "--eval-every" if self.eval_every else "--eval-strategy epoch"
         if not self.dev_data and self.dev_fraction is None:
             raise UsageError(f"{flag}: needs --dev-data SPEC or --dev-fraction F (the dev examples)")
-        if not HEADS[self.head].early_stopping or self.save_every or self.resuming:
-            raise UsageError(f"{flag}: not supported with --head classification, --save-every or --resume")
+        if not HEADS[self.head].early_stopping:
+            raise UsageError(f"{flag}: not supported with --head classification")
         if self.dev_fraction is not None:
             # a carve of a carve when --data already selects a split (a held-out test carve, say);
             # data_seed ignores the ?split selectors: the run's default seed stays the data's own

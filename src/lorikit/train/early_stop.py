@@ -91,6 +91,27 @@ class EarlyStopping:
             return True
         return False
 
+    def state(self) -> dict[str, Any]:
+        """What a resume checkpoint keeps of the tracking (JSON); the best tensors go in ``best_tensors``."""
+        return {"history": self.history, "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+                "best_step": self.best_step, "bad_evals": self.bad_evals, "reason": self.reason,
+                "n_params": len(self.params)}
+
+    def best_tensors(self) -> dict[str, torch.Tensor]:
+        return {str(i): t.contiguous() for i, t in enumerate(self.best_state or [])}
+
+    def load_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Continue the tracking where a checkpoint left it (a resumed run stops and chooses as an uninterrupted one)."""
+        if state["n_params"] != len(self.params):
+            raise ValueError(f"early stopping: {state['n_params']} tensors saved, the run trains {len(self.params)}")
+        self.history = list(state["history"])
+        self.best_loss = math.inf if state["best_loss"] is None else float(state["best_loss"])
+        self.best_step, self.bad_evals, self.reason = int(state["best_step"]), int(state["bad_evals"]), state["reason"]
+        if self.best_step and len(tensors) != len(self.params):
+            raise ValueError(f"early stopping: the best step's tensors are missing ({len(tensors)} of {len(self.params)})")
+        self.best_state = ([tensors[str(i)].to(p.device, p.dtype) for i, p in enumerate(self.params)]
+                           if self.best_step else None)
+
     def restore_best(self) -> None:
         """Put the best evaluation's trainable tensors back into the model."""
         if self.best_state is None:

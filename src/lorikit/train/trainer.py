@@ -40,7 +40,7 @@ from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
 from . import distributed
 from .batching import length_grouped_batches, random_batches
 from .adapter_out import write_adapter
-from .checkpoint import (Checkpointer, carry_run_outputs, checkpoints, claim_checkpoint_dir,
+from .checkpoint import (Checkpointer, NoUsableCheckpoint, carry_run_outputs, checkpoints, claim_checkpoint_dir,
                          only_run_outputs, open_run_output, resume_state_for, write_adapter_checkpoint)
 from .config import TrainConfig
 from .heads import HEADS
@@ -169,14 +169,16 @@ class Trainer:
                                     warmup_steps(len(schedule), cfg.warmup_steps, cfg.warmup_ratio), cfg.lr_scheduler_kwargs)
         trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
         ckpt = Checkpointer(cfg, dist, model, trainable, optimizer, scheduler, self.adapter)
-        first_step = self.resume(ckpt, dist) if cfg.resuming else 0
         if cfg.evaluating and dist.sharded:
             raise UsageError("--eval-every/--eval-strategy epoch: not supported under torchrun (single process only)")
         self.stopper = EarlyStopping.create(cfg, self, bundle.tokenizer, plan.parameters(),
                                             steps_per_epoch(cfg, len(tokenized)))
+        ckpt.early_stop = self.stopper
+        first_step = self.resume(ckpt, dist) if cfg.resuming else 0
         t_start = time.perf_counter()
-        ckpt.write_adapter = lambda step: self.save_checkpoint_adapter(
-            step, peft_model, lambda: self.metadata(bundle, plan, len(examples), time.perf_counter() - t_start), dist)
+        if not cfg.resume_state_only:
+            ckpt.write_adapter = lambda step: self.save_checkpoint_adapter(
+                step, peft_model, lambda: self.metadata(bundle, plan, len(examples), time.perf_counter() - t_start), dist)
         reporter = self.reporter(dist.is_main)
         try:
             self._steps(model, dist, plan, params, (optimizer, scheduler, ckpt, reporter),
@@ -217,10 +219,11 @@ class Trainer:
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(schedule):
                 reporter.log(interval_record(self.log[step // cfg.log_every * cfg.log_every:]))
             bar.set_postfix(loss=f"{loss:.4f}", **throughput.update(step - first_step, n_units, record["seconds"]))
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
-                ckpt.save(step + 1, self.log)
             if self.stopper and self.stopper.after_step(step + 1, len(schedule), model, record):
                 break
+            # after the dev evaluation of this step: a resumed run must not score it again
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(schedule):
+                ckpt.save(step + 1, self.log)
         bar.close()
 
     def set_up(self, bundle=None):
@@ -284,7 +287,7 @@ class Trainer:
                 raise  # changed settings: an older checkpoint has them too
             except LorikitError as exc:
                 if i + 1 == len(found):
-                    raise LorikitError(f"--resume: no complete checkpoint in {ckpt.root} (newest problem: "
+                    raise NoUsableCheckpoint(f"--resume: no complete checkpoint in {ckpt.root} (newest problem: "
                                        f"{exc}); rerun without --resume and with --overwrite") from exc
                 if dist.is_main:
                     log.warning("--resume: %s; falling back to %s", exc, found[i + 1].name)
