@@ -359,11 +359,14 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "worker 0: seeds [1]" in out and "worker 1: seeds [2]" in out
-    logs = {k: (tmp_path / "two" / "workers" / f"worker-{k}.log").read_text() for k in (0, 1)}
-    assert "lora-s1-pair-max" in logs[0] and "lora-s2-pair-max" not in logs[0]
-    assert "lora-s2-pair-max" in logs[1] and "lora-s1-pair-max" not in logs[1]
-    assert "eval-base-parity done" not in logs[0] + logs[1]  # the shared stages ran once, in the parent
+    assert "2 groups of stages, 2 workers" in out
+    logs = [(tmp_path / "two" / "workers" / f"worker-{k}.log").read_text() for k in (0, 1)]
+    # each seed's group ran in exactly one worker, whole (a group is claimed once)
+    for seed in (1, 2):
+        ran = [log for log in logs if f"lora-s{seed}-pair-max done" in log]
+        assert len(ran) == 1 and f"eval-lora-s{seed}-merged-w0p5-parity done" in ran[0]
+    assert "eval-base-parity done" not in "".join(logs)  # the shared stages ran once, in the parent
+    assert not list((tmp_path / "two" / "workers").glob("claims-*"))
 
     def outcomes(name):
         with gzip.open(tmp_path / name / "table" / "outcomes.json.gz", "rt") as fh:
@@ -378,6 +381,26 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
     time.sleep(1.1)
     assert main(["study", str(tmp_path / "two.yaml"), "--fresh"]) == 0
     assert json.loads(record.read_text())["finished"] != before
+
+
+def test_stage_groups_are_independent_and_keep_lori_s_with_its_lori_d(tmp_path):
+    from lorikit.pipeline.recipe import parse_recipe
+    from lorikit.study.workers import TABLE, claim, shared_stages, stage_groups
+
+    cfg = StudyConfig(tasks=["pair-max", "parity"], methods=["lora", "lori-d", "lori-s", "osrm"], seeds=[1, 2])
+    recipe = parse_recipe(study_recipe(cfg), workdir=tmp_path)
+    shared = shared_stages(cfg) | {TABLE}
+    assert "osrm-stats" in shared and "eval-base-parity" in shared
+    groups = stage_groups(recipe, shared)
+    assert len(groups) == 2 * 3  # per seed: lora, osrm, and lori-d with the lori-s runs that use its mask
+    where = {n: i for i, g in enumerate(groups) for n in g}
+    for name, stage in recipe.stages.items():
+        for parent in stage.parents:
+            if name in where and parent in where:
+                assert where[name] == where[parent], (name, parent)
+    assert where["lori-s-s1-pair-max"] == where["lori-d-s1-pair-max"] != where["lori-d-s2-pair-max"]
+    assert set(where) == set(recipe.stages) - shared
+    assert claim(tmp_path, 0) and not claim(tmp_path, 0) and claim(tmp_path, 1)
 
 
 def test_workers_must_fit_the_seeds():

@@ -161,7 +161,8 @@ class StudyConfig:
     continual: Any = field(default=None, metadata={
         "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
     workers: int = field(default=1, metadata={
-        "help": "processes that run the seeds side by side (seeds k, k+N, ... in worker k), each with cores/N "
+        "help": "processes that run the study side by side (each takes the next (seed, method) group of stages "
+                "from one queue), each with cores/N "
                 "threads; the stages and the table are the ones one process makes (docs/study.md)"})
     dtype: str = field(default="auto", metadata={
         "help": "base model dtype of training and evaluation: auto (bfloat16 on a CPU with native bf16, float32 "

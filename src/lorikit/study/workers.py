@@ -1,16 +1,21 @@
-"""A study's seeds in several processes at once (``lorikit study --workers N``).
+"""A study in several processes at once (``lorikit study --workers N``).
 
-The stages every seed shares (the OSRM statistics, the base model's evaluations) run first, here;
-then N worker processes each run the stages of their share of the seeds (``seeds[k::N]``), with
-``cores // N`` threads each; last, this process runs what is left of the whole recipe — the table.
-Every stage is the one a single process would run (same settings, same hash, same folder), so the
-workdir resumes either way and the table is the same function of the same outcomes.
+The stages every seed shares (the OSRM statistics, the base model's evaluations) run first, here.
+The rest falls into independent groups: stages joined by parent links, i.e. one method's trainings,
+masks, merges and evaluations for one seed (LoRI-S together with the LoRI-D run whose mask it
+retrains). N worker processes, ``cores // N`` threads each, take groups from one queue, largest
+remaining work first (trainings not yet done), each claiming a group with a file created
+exclusively, so a process that finishes early takes the next group instead of idling while another
+still has whole seeds to do. Last, this process runs what is left of the recipe: the table. Every
+stage is the one a single process would run (same settings, same hash, same folder), so the workdir
+resumes either way and the table is the same function of the same outcomes.
 
 Why: on a 2-core CPU two one-thread processes train faster than one two-thread process runs them
 in turn — a study's batches are small, so the second thread adds little to a step, and one
 process's model loads and evaluations overlap the other's training (bench/RESULTS.md,
 *Throughput*, ``bench/bench_study_workers.py``). On an oversubscribed machine one thread per
-process also avoids the OpenMP barrier stalls of two.
+process also avoids the OpenMP barrier stalls of two. A queue rather than fixed seed shares: five
+seeds split 3 + 2 leave one core idle for a fifth of the study.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import fields, replace
@@ -37,9 +43,41 @@ FOLDER = "workers"  # inside the workdir: each worker's settings and log
 TABLE = "table"
 
 
-def seed_shares(seeds: list[int], workers: int) -> list[list[int]]:
-    """Worker k takes seeds k, k + N, ... (seed-major recipes make each share whole seeds)."""
-    return [seeds[k::workers] for k in range(workers) if seeds[k::workers]]
+def stage_groups(recipe: Recipe, shared: set[str]) -> list[list[str]]:
+    """The stages outside ``shared`` in groups joined by parent links (no stage of one group is a parent of
+    another's), each in recipe order, the groups in the order of their first stage."""
+    order = [n for n in recipe.order() if n not in shared]
+    root = {n: n for n in order}
+
+    def find(n: str) -> str:
+        while root[n] != n:
+            root[n] = root[root[n]]
+            n = root[n]
+        return n
+
+    for name in order:
+        for parent in recipe.stages[name].parents:
+            if parent in root:
+                root[find(parent)] = find(name)
+    groups: dict[str, list[str]] = {}
+    for name in order:
+        groups.setdefault(find(name), []).append(name)
+    return list(groups.values())
+
+
+def shared_stages(cfg: StudyConfig) -> set[str]:
+    """The stages every seed's recipe has (OSRM statistics, base-model evaluations), the table aside."""
+    per_seed = [set(study_recipe(replace(cfg, seeds=[s], workers=1))["stages"]) for s in cfg.seeds]
+    return set.intersection(*per_seed) - {TABLE}
+
+
+def claim(folder: Path, index: int) -> bool:
+    """True for the one process that creates ``folder/group-<index>`` first."""
+    try:
+        os.close(os.open(folder / f"group-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def threads_per_worker(workers: int) -> int:
@@ -52,35 +90,45 @@ def _settings(cfg: StudyConfig, seeds: list[int]) -> dict:
 
 
 def run_worker(settings_file: str) -> int:
-    """Entry of one worker process: the stages its parent gave it (its seeds'; no table)."""
+    """Entry of one worker process: the groups it claims first, in the queue's order (no table)."""
     job = yaml.safe_load(Path(settings_file).read_text())
     cfg = StudyConfig(**job["config"])
     recipe = parse_recipe(study_recipe(cfg), source=f"lorikit study worker {settings_file}", workdir=cfg.workdir)
-    run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=job["stages"], echo=logger.info)
+    claims = Path(job["claims"])
+    for index, group in enumerate(job["groups"]):
+        if claim(claims, index):
+            logger.info("lorikit study worker: group %d: %s ... (%d stages)", index, group[0], len(group))
+            run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=group, echo=logger.info)
     return 0
 
 
-def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
-    """Shared stages here, each seed share in its own process, then the table here (``full``: the
-    whole study's recipe)."""
-    shares = seed_shares(list(cfg.seeds), cfg.workers)
-    per_worker = [list(study_recipe(replace(cfg, seeds=s, workers=1))["stages"]) for s in shares]
-    shared = set.intersection(*map(set, per_worker)) - {TABLE}
-    run_recipe(full, resume=not fresh, overwrite=fresh, only=[n for n in full.stages if n in shared], echo=echo)
+def remaining_work(group: list[str], plans: dict) -> float:
+    """A group's share of what is left: its trainings not done count 1, other stages 0.1."""
+    return sum((1.0 if plans[n].kind == "train" else 0.1) for n in group if plans[n].status != "done")
 
+
+def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
+    """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe)."""
+    shared = shared_stages(cfg)
+    plans = {p.name: p for p in run_recipe(full, resume=not fresh, overwrite=fresh,
+                                           only=[n for n in full.stages if n in shared], echo=echo)}
+    groups = stage_groups(full, shared | {TABLE})
+    if not fresh:  # largest remaining work first: the last group to start is a small one
+        groups.sort(key=lambda g: -remaining_work(g, plans))
     folder = Path(cfg.workdir) / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_worker(len(shares)))}
+    claims = folder / f"claims-{os.getpid()}"
+    claims.mkdir(parents=True, exist_ok=True)
+    workers = min(cfg.workers, len(groups)) or 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_worker(workers))}
     procs = []
+    settings = folder / "queue.yaml"
+    settings.write_text(yaml.safe_dump({"config": _settings(cfg, list(cfg.seeds)), "groups": groups,
+                                        "claims": str(claims), "fresh": fresh}, sort_keys=False))
+    echo(f"lorikit study: {len(groups)} groups of stages, {workers} workers, {env['OMP_NUM_THREADS']} thread(s) each, "
+         f"logs in {folder}")
     try:
-        for k, seeds in enumerate(shares):
-            settings = folder / f"worker-{k}.yaml"
-            stages = [n for n in per_worker[k] if n not in shared | {TABLE}]
-            settings.write_text(yaml.safe_dump({"config": _settings(cfg, seeds), "stages": stages, "fresh": fresh},
-                                               sort_keys=False))
-            log = folder / f"worker-{k}.log"
-            echo(f"lorikit study: worker {k}: seeds {seeds}, {env['OMP_NUM_THREADS']} thread(s), log {log}")
-            with log.open("w") as fh:
+        for k in range(workers):
+            with (folder / f"worker-{k}.log").open("w") as fh:
                 procs.append(subprocess.Popen([sys.executable, "-m", "lorikit.study.workers", str(settings)],
                                               stdout=fh, stderr=subprocess.STDOUT, env=env))
         codes = [p.wait() for p in procs]
@@ -89,11 +137,12 @@ def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[st
             if p.poll() is None:
                 p.terminate()
                 p.wait()
+        shutil.rmtree(claims, ignore_errors=True)
     failed = [k for k, code in enumerate(codes) if code]
     if failed:
         k = failed[0]
-        raise LorikitError(f"--workers: worker {k} (seeds {shares[k]}) failed (exit {codes[k]}); its log: "
-                           f"{folder / f'worker-{k}.log'}; finished stages are kept, run again to resume")
+        raise LorikitError(f"--workers: worker {k} failed (exit {codes[k]}); its log: {folder / f'worker-{k}.log'}; "
+                           f"finished stages are kept, run again to resume")
     # the table is hashed from settings, not from its parents' outputs: a fresh study rewrites it
     run_recipe(full, resume=not fresh, overwrite=fresh, only=[TABLE] if fresh else None, echo=echo)
 
