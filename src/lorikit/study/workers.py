@@ -3,8 +3,8 @@
 The stages every seed shares (the OSRM statistics, the base model's evaluations) run first, here.
 The rest falls into independent groups: stages joined by parent links, i.e. one method's trainings,
 masks, merges and evaluations for one seed (LoRI-S together with the LoRI-D run whose mask it
-retrains). N worker processes, ``cores // N`` threads each, take groups from one queue, largest
-remaining work first (trainings not yet done), each claiming a group with a file created
+retrains). N worker processes, ``cores // N`` threads each, take groups from one queue, seed by seed and
+the largest remaining work (trainings not yet done) of a seed first, each claiming a group with a file created
 exclusively, so a process that finishes early takes the next group instead of idling while another
 still has whole seeds to do. Last, this process runs what is left of the recipe: the table. Every
 stage is the one a single process would run (same settings, same hash, same folder), so the workdir
@@ -65,10 +65,14 @@ def stage_groups(recipe: Recipe, shared: set[str]) -> list[list[str]]:
     return list(groups.values())
 
 
+def stages_by_seed(cfg: StudyConfig) -> dict[int, set[str]]:
+    """Each seed's stages: those of the study run with that seed alone."""
+    return {s: set(study_recipe(replace(cfg, seeds=[s], workers=1))["stages"]) for s in cfg.seeds}
+
+
 def shared_stages(cfg: StudyConfig) -> set[str]:
     """The stages every seed's recipe has (OSRM statistics, base-model evaluations), the table aside."""
-    per_seed = [set(study_recipe(replace(cfg, seeds=[s], workers=1))["stages"]) for s in cfg.seeds]
-    return set.intersection(*per_seed) - {TABLE}
+    return set.intersection(*stages_by_seed(cfg).values()) - {TABLE}
 
 
 def claim(folder: Path, index: int) -> bool:
@@ -109,12 +113,15 @@ def remaining_work(group: list[str], plans: dict) -> float:
 
 def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
     """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe)."""
-    shared = shared_stages(cfg)
+    by_seed = stages_by_seed(cfg)
+    shared = set.intersection(*by_seed.values()) - {TABLE}
     plans = {p.name: p for p in run_recipe(full, resume=not fresh, overwrite=fresh,
                                            only=[n for n in full.stages if n in shared], echo=echo)}
     groups = stage_groups(full, shared | {TABLE})
-    if not fresh:  # largest remaining work first: the last group to start is a small one
-        groups.sort(key=lambda g: -remaining_work(g, plans))
+    # seed by seed (a partial study is summarised over whole seeds), the largest remaining work of a
+    # seed first, so that the last groups to start are small ones
+    rank = {name: i for i, s in enumerate(cfg.seeds) for name in by_seed[s] - shared}
+    groups.sort(key=lambda g: (rank[g[0]], -remaining_work(g, plans)))
     folder = Path(cfg.workdir) / FOLDER
     claims = folder / f"claims-{os.getpid()}"
     claims.mkdir(parents=True, exist_ok=True)
