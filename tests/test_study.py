@@ -13,6 +13,8 @@ import yaml
 
 from lorikit.cli import main
 from lorikit.errors import UsageError
+from lorikit.pipeline import plan_recipe
+from lorikit.pipeline.recipe import parse_recipe
 from lorikit.study import StudyConfig, load_study_config, study_recipe
 from lorikit.analysis.study.outcomes import collect
 from lorikit.analysis.study.report import verdicts
@@ -226,6 +228,27 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     # resume: nothing left to run
     assert main(["study", str(f)]) == 0
     assert " 0 to run" in capsys.readouterr().out
+
+    # --status: everything done; then one eval's record gone and a training under way
+    assert main(["study", str(f), "--status"]) == 0
+    out = capsys.readouterr().out
+    stages = parse_recipe(study_recipe(StudyConfig(**cfg)), workdir=tmp_path / "study").stages
+    n, trainings = len(stages), sum(st.kind == "train" for st in stages.values())
+    assert f"{n} of {n} stages done" in out and "0.0 min of stage time" in out
+    assert f"trainings finished: {trainings}; " in out and "steps run median" in out
+    (tmp_path / "study" / "eval-lora-s1-merged-w1-pair-add" / "lorikit-stage.json").unlink()
+    (tmp_path / "study" / "lora-s1-pair-add" / "lorikit-stage.json").unlink()
+    state = tmp_path / "study" / "lora-s1-pair-add.ckpt" / "step-000001"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text(json.dumps({"step": 1}))
+    assert main(["study", str(f), "--status"]) == 0
+    out = capsys.readouterr().out
+    plans = plan_recipe(parse_recipe(study_recipe(StudyConfig(**cfg)), workdir=tmp_path / "study"), resume=True)
+    left = [p.name for p in plans if p.status != "done"]  # the two and everything downstream of them
+    assert {"eval-lora-s1-merged-w1-pair-add", "lora-s1-pair-add", "table"} <= set(left) and len(left) < n
+    assert f"{n - len(left)} of {n} stages done" in out
+    assert "under way: lora-s1-pair-add: resume state at step 1 (cap 2)" in out
+    assert "measured: train builtin:pair-add:" in out and "of stage time" in out and "0.0 min of" not in out
 
 
 def test_choice_tasks_come_from_the_builtin_registry():

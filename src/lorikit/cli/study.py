@@ -20,6 +20,8 @@ def register(sub) -> None:
                    "default: the --suite's tasks (papers: " + " ".join(SUITES["papers"]) + ")")
     p.add_argument("--fresh", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--print-recipe", action="store_true", help="print the generated recipe as YAML and exit")
+    p.add_argument("--status", action="store_true", help="say where the study in --workdir stands (stages done, how "
+                   "trainings stopped, trainings under way, time left at the measured costs) and exit; runs nothing")
     p.set_defaults(func=run)
 
 
@@ -35,6 +37,11 @@ def run(args) -> int:
     cfg = load_study_config(args.config, **overrides)
     if args.print_recipe:
         print(recipe_yaml(cfg), end="")
+        return 0
+    if args.status:
+        from ..study.progress import format_status, study_status
+
+        print(format_status(study_status(cfg)))
         return 0
     guard_output(cfg.workdir, [args.config, [(t.train, t.test) for t in cfg.task_specs.values()]], flag="--workdir")
     table = run_study(cfg, fresh=args.fresh, source=args.config or "lorikit study", echo=print)

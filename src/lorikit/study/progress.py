@@ -1,0 +1,107 @@
+"""Where a study stands (``lorikit study STUDY.yaml --status``): stages finished by kind, how the
+finished trainings stopped (the plateau share the table will report), the trainings under way (their
+newest resume state), and the time left at the stage costs measured so far in this workdir.
+
+Costs are estimated per stage kind and data set (a safety training costs ten built-in ones), from
+``seconds`` in each finished stage's record; a (kind, data) pair with nothing finished yet borrows
+the mean of its kind. Nothing is run or written.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.recipe import parse_recipe
+from ..pipeline.runner import STAGE_RECORD, plan_recipe
+from .config import StudyConfig
+from .recipe import study_recipe
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cost_key(recipe, name: str) -> tuple[str, str]:
+    data = recipe.resolve(name).get("data")
+    return recipe.stages[name].kind, data if isinstance(data, str) else ""
+
+
+def _under_way(out: Path) -> int | None:
+    """The step of a training's newest resume state (``<out>.ckpt/step-N``), if it has one."""
+    root = out.parent / f"{out.name}.ckpt"
+    steps = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file()) if root.is_dir() else []
+    state = _read(steps[-1] / "state.json") if steps else None
+    return int(state["step"]) if state else None
+
+
+def study_status(cfg: StudyConfig) -> dict[str, Any]:
+    recipe = parse_recipe(study_recipe(cfg), source="lorikit study --status", workdir=cfg.workdir)
+    plans = plan_recipe(recipe, resume=True)
+    kinds: dict[str, Counter] = defaultdict(Counter)
+    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    stopped, steps, under_way, left = Counter(), [], [], []
+    for plan in plans:
+        done = plan.status == "done"
+        kinds[plan.kind]["done" if done else "left"] += 1
+        if not done:
+            left.append(plan.name)
+            if plan.kind == "train" and (step := _under_way(plan.out)) is not None:
+                under_way.append({"stage": plan.name, "step": step, "cap": recipe.resolve(plan.name).get("max_steps")})
+            continue
+        record = _read(plan.out / STAGE_RECORD) or {}
+        if "seconds" in record:
+            seconds[_cost_key(recipe, plan.name)].append(float(record["seconds"]))
+        if plan.kind == "train":
+            es = (_read(plan.out / "lorikit.json") or {}).get("early_stopping") or {}
+            stopped[es.get("stopped", "no dev evaluation")] += 1
+            if "steps_run" in es:
+                steps.append(int(es["steps_run"]))
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for (kind, _), values in seconds.items():
+        by_kind[kind].extend(values)
+    estimate, unknown = 0.0, Counter()
+    for name in left:
+        key = _cost_key(recipe, name)
+        known = seconds.get(key) or by_kind.get(key[0])
+        if known:
+            estimate += statistics.mean(known)
+        else:
+            unknown[key[0]] += 1
+    return {"workdir": cfg.workdir, "stages": len(plans), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
+            "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,
+            "seconds_left": estimate, "not_estimated": dict(unknown), "workers": cfg.workers,
+            "costs": {f"{k} {d}".strip(): (len(v), statistics.mean(v)) for (k, d), v in sorted(seconds.items())}}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    kinds = status["kinds"]
+    done = sum(c.get("done", 0) for c in kinds.values())
+    lines = [f"{status['workdir']}: {done} of {status['stages']} stages done ("
+             + ", ".join(f"{k} {c.get('done', 0)}/{c.get('done', 0) + c.get('left', 0)}" for k, c in kinds.items()) + ")"]
+    stops, steps = status["trainings_stopped"], status["steps_run"]
+    if stops:
+        n = sum(stops.values())
+        lines.append(f"trainings finished: {n}; " + ", ".join(f"{why} {c} ({c / n:.0%})" for why, c in sorted(stops.items()))
+                     + (f"; steps run median {statistics.median(steps):g} ({min(steps)}-{max(steps)})" if steps else ""))
+    for run in status["under_way"]:
+        lines.append(f"under way: {run['stage']}: resume state at step {run['step']} (cap {run['cap']})")
+    for key, (n, mean) in status["costs"].items():
+        lines.append(f"  measured: {key}: {mean / 60:.1f} min per stage (n {n})")
+    left, workers = status["seconds_left"], status["workers"]
+    missing = status["not_estimated"]
+    lines.append(f"time left at the measured costs: {_duration(left)} of stage time"
+                 + (f", about {_duration(left / workers)} with {workers} workers" if workers > 1 else "")
+                 + (" (not counted, nothing of their kind finished yet: "
+                    + ", ".join(f"{c} {k}" for k, c in missing.items()) + ")" if missing else ""))
+    return "\n".join(lines)
