@@ -107,6 +107,9 @@ def test_resume_skips_done_stages_and_redoes_changed_ones(tmp_path, capsys):
         plan_recipe(load_recipe(path), resume=True, only=["report"])
     plans = plan_recipe(load_recipe(path), resume=True, only=["a"])
     assert [p.action for p in plans] == ["run", "skip", "skip"]
+    plans = plan_recipe(load_recipe(path), resume=True, only=["b"])  # a's record is gone: not up to date
+    assert plans[0].describe().startswith("a (train): skip (not selected; stale)")
+    assert plans[1].describe().startswith("b (train): skip (up to date)")
     with pytest.raises(UsageError, match="--only nope: no such stage"):
         plan_recipe(load_recipe(path), only=["nope"])
 

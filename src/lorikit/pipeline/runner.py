@@ -56,8 +56,9 @@ class StagePlan:
     resolved: dict[str, Any] | None = None  # what validation decided on this machine (hashed; see StageKind.resolved)
 
     def describe(self) -> str:
-        what = {"skip": "skip (up to date)", "run": {"missing": "run", "stale": f"redo ({self.reason})",
-                                                      "done": "redo (forced)"}[self.status]}[self.action]
+        skip = "skip (up to date)" if self.status == "done" else f"skip (not selected; {self.status})"
+        what = {"skip": skip, "run": {"missing": "run", "stale": f"redo ({self.reason})",
+                                      "done": "redo (forced)"}[self.status]}[self.action]
         return f"{self.name} ({self.kind}): {what} -> {self.out}"
 
 
