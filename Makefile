@@ -86,7 +86,7 @@ bench: $(STAMP)
 # it goes on from the last finished stage; each finished study is collected into bench/results/.
 # Hours on 2 CPU cores (bench/RESULTS.md gives the measured stage costs). STUDY_DIR holds the stages.
 STUDY_DIR ?= runs
-STUDIES ?= headline conflict continual
+STUDIES ?= headline conflict
 science: $(STAMP)
 	@for s in $(STUDIES); do \
 	  $(VENV)/bin/lorikit study bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s || exit $$?; \
