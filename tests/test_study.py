@@ -221,6 +221,9 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     row = study["merge"][0]
     assert {"single", "merged", "downweighting_loss", "interference"} <= set(row)
     assert [r["method"] for r in study["continual"]] == ["lora", "lori-d", "lori-s"]
+    # every training counts in the plateau share, the continual arm's second trainings too
+    kinds = [st["kind"] for st in study_recipe(StudyConfig(**cfg))["stages"].values()]
+    assert study["convergence"]["adapters"] == kinds.count("train") == 12 + 6
     assert len(study["prediction"]["points"]) == 6  # 3 methods × 2 seeds × 1 pair
     assert (tmp_path / "study" / "table" / "interference.png").is_file()
     meta = json.loads((tmp_path / "study" / "lori-d-s2-pair-add" / "lorikit.json").read_text())

@@ -119,6 +119,7 @@ class _Builder:
                 after = f"continual-{run}-{first}-{then}"
                 self.train(after, method, seed, then, from_adapter=f"${run}-{first}")
                 out["methods"][method][str(seed)] = {
+                    "training": f"${after}",  # its early-stopping record counts in the plateau share
                     "before": {first: f"$eval-{run}-{first}", then: self.eval(f"eval-{run}-{first}-on-{then}",
                                                                              f"{run}-{first}", then)},
                     "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},

@@ -223,8 +223,11 @@ def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats) -> list[dic
 
 
 def convergence(store: Outcomes, runs: dict[str, Any], continual: dict[str, Any] | None) -> dict[str, Any]:
-    """How each adapter's training ended: on a dev-loss plateau or at the step cap."""
+    """How each adapter's training ended: on a dev-loss plateau or at the step cap (the continual arm's
+    second trainings count too)."""
     names = [name for by_seed in runs.values() for run in by_seed.values() for name in run.get("trainings", {}).values()]
+    names += [run["training"] for by_seed in (continual or {}).get("methods", {}).values()
+              for run in by_seed.values() if "training" in run]
     records = {n: store.training(n) for n in names}
     stopped = [r["stopped"] for r in records.values() if r]
     at_cap = [n for n, r in records.items() if r and r["stopped"] == "cap"]
