@@ -205,3 +205,7 @@ def test_pipeline_train_stage_continues_after_a_kill_and_cleans_up(tmp_path, mon
     assert (tmp_path / "v" / "a" / "adapter_model.safetensors").read_bytes() == \
         (tmp_path / "fresh" / "a" / "adapter_model.safetensors").read_bytes()
     assert not (tmp_path / "v" / "a.ckpt").exists()
+
+    # a stage that asks for its own checkpoints keeps them, as `lorikit train --save-every` does
+    run_recipe(recipe("own", save_every=4, resume_state_only=True, max_steps=8, patience=0), echo=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "own" / "a.ckpt").iterdir()) == ["step-000004"]

@@ -44,7 +44,9 @@ class TrainKind(StageKind):
         resumable = {} if own.get("save_every") else {"save_every": RESUME_EVERY, "resume_state_only": True,
                                                       "keep_checkpoints": 1}
         own = {k: v for k, v in own.items() if k not in resumable}
-        return build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
+        cfg = build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
+        cfg.stage_owns_resume_states = bool(resumable)  # removed when the stage ends; a user's own stay
+        return cfg
 
     def run(self, prepared, out: Path) -> None:
         from ...train import train
@@ -62,7 +64,7 @@ class TrainKind(StageKind):
                 log.warning("%s: cannot continue (%s); training from step 0", states, exc)
         if not resumed:
             train(prepared)  # with overwrite: an unusable resume state is discarded
-        if prepared.resume_state_only:
+        if getattr(prepared, "stage_owns_resume_states", False):
             shutil.rmtree(states, ignore_errors=True)  # this stage's own, and finished with
 
     def complete(self, out: Path) -> bool:
