@@ -9,6 +9,10 @@ finished study is summarised over the seeds every method has finished) and write
 answer of every eval, each training's early-stopping record), ``science-NAME.json`` (the study's
 numbers, per-stage wall times by kind, the load average) and ``science-NAME-table.md``.
 
+Progress (``--progress``): while a study runs, the per-item outcomes of every eval finished so far
+and the early-stopping record of every finished training go to ``science-NAME-progress.json.gz``
+(no table: a table waits for whole seeds), so what has been measured is committed as it finishes.
+
 Verify: bench/RESULTS.md quotes each study's table between ``<!-- study:NAME -->`` and
 ``<!-- /study:NAME -->``. ``--verify`` recomputes every quoted block from the committed outcomes
 file alone (no adapters, no model) and exits 1, with a diff, if a single character differs.
@@ -103,6 +107,25 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
     return 0
 
 
+def collect_progress(config: str, workdir: str | None, name: str, results: Path) -> int:
+    from lorikit.pipeline import plan_recipe
+    from lorikit.pipeline.recipe import parse_recipe
+    from lorikit.study import load_study_config, study_recipe
+
+    cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
+    recipe = parse_recipe(study_recipe(cfg), source=config, workdir=cfg.workdir)
+    finished = {p.name: str(p.out) for p in plan_recipe(recipe, resume=True)
+                if p.status == "done" and p.kind in ("eval", "train")}
+    store = collect({"finished": finished}, {}, None)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"science-{name}-progress.json.gz"
+    store.save(path)
+    data = store.data
+    print(f"{path}: {len(data['evals'])} evals ({sum(len(e['ids']) for e in data['evals'].values())} "
+          f"items), {len(data['trainings'])} trainings of {len(recipe.stages)} stages")
+    return 0
+
+
 def verify(results_md: Path, results: Path) -> int:
     """Recompute every quoted study block of ``results_md`` from its outcomes file; 1 on any mismatch."""
     text = results_md.read_text()
@@ -135,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="the study's workdir, if not the config's")
     ap.add_argument("--name", help="the study's name in bench/results (science-NAME-*)")
     ap.add_argument("--verify", action="store_true", help="recompute every study block of RESULTS.md; exit 1 on a mismatch")
+    ap.add_argument("--progress", action="store_true", help="with STUDY.yaml --name: commit what has finished so far "
+                    "(per-item outcomes, early-stopping records) to science-NAME-progress.json.gz; no table")
     ap.add_argument("--results-md", default=str(RESULTS))
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
@@ -143,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config or not args.name:
         ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, or --verify")
     try:
+        if args.progress:
+            return collect_progress(args.config, args.workdir, args.name, Path(args.results))
         return collect_study(args.config, args.workdir, args.name, Path(args.results))
     except LorikitError as exc:  # a missing or malformed study file: one line, as lorikit's commands say it
         print(f"bench_study: error: {exc}", file=sys.stderr)

@@ -232,6 +232,15 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     assert main(["study", str(f)]) == 0
     assert " 0 to run" in capsys.readouterr().out
 
+    # bench_study.py --progress: every finished eval's items and every training's record, no table
+    from lorikit.analysis.study.outcomes import load
+    assert _bench_study().main([str(f), "--name", "tiny", "--progress", "--results", str(tmp_path / "res")]) == 0
+    progress = load(tmp_path / "res" / "science-tiny-progress.json.gz").data
+    kinds = [st["kind"] for st in study_recipe(StudyConfig(**cfg))["stages"].values()]
+    assert len(progress["evals"]) == kinds.count("eval") and len(progress["trainings"]) == kinds.count("train")
+    assert len(progress["evals"]["eval-lora-s1-merged-w1-pair-add"]["ids"]) == 4
+    capsys.readouterr()
+
     # --status: everything done; then one eval's record gone and a training under way
     assert main(["study", str(f), "--status"]) == 0
     out = capsys.readouterr().out
