@@ -248,6 +248,7 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     n, trainings = len(stages), sum(st.kind == "train" for st in stages.values())
     assert f"{n} of {n} stages done" in out and "0.0 min of stage time" in out
     assert f"trainings finished: {trainings}; " in out and "steps run median" in out
+    assert "seeds finished for every method: 1, 2 of 2" in out
     (tmp_path / "study" / "eval-lora-s1-merged-w1-pair-add" / "lorikit-stage.json").unlink()
     (tmp_path / "study" / "lora-s1-pair-add" / "lorikit-stage.json").unlink()
     state = tmp_path / "study" / "lora-s1-pair-add.ckpt" / "step-000001"
@@ -259,6 +260,7 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     left = [p.name for p in plans if p.status != "done"]  # the two and everything downstream of them
     assert {"eval-lora-s1-merged-w1-pair-add", "lora-s1-pair-add", "table"} <= set(left) and len(left) < n
     assert f"{n - len(left)} of {n} stages done" in out
+    assert "seeds finished for every method: 2 of 2" in out  # seed 1 lost a training and an eval
     assert "under way: lora-s1-pair-add: resume state at step 1 (cap 2)" in out
     assert "measured: train builtin:pair-add:" in out and "of stage time" in out and "0.0 min of" not in out
 

@@ -74,7 +74,13 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
             estimate += statistics.mean(known)
         else:
             unknown[key[0]] += 1
-    return {"workdir": cfg.workdir, "stages": len(plans), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
+    from .workers import TABLE, stages_by_seed  # a seed is whole when every stage of its own is done
+
+    status_of = {p.name: p.status for p in plans}
+    by_seed = stages_by_seed(cfg)
+    shared = set.intersection(*by_seed.values()) - {TABLE}
+    whole = [s for s, names in by_seed.items() if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
+    return {"workdir": cfg.workdir, "stages": len(plans), "seeds_whole": whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
             "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,
             "seconds_left": estimate, "not_estimated": dict(unknown), "workers": cfg.workers,
             "costs": {f"{k} {d}".strip(): (len(v), statistics.mean(v)) for (k, d), v in sorted(seconds.items())}}
@@ -89,6 +95,8 @@ def format_status(status: dict[str, Any]) -> str:
     done = sum(c.get("done", 0) for c in kinds.values())
     lines = [f"{status['workdir']}: {done} of {status['stages']} stages done ("
              + ", ".join(f"{k} {c.get('done', 0)}/{c.get('done', 0) + c.get('left', 0)}" for k, c in kinds.items()) + ")"]
+    lines.append(f"seeds finished for every method: {', '.join(map(str, status['seeds_whole'])) or 'none'} "
+                 f"of {len(status['seeds'])}")
     stops, steps = status["trainings_stopped"], status["steps_run"]
     if stops:
         n = sum(stops.values())
