@@ -422,11 +422,11 @@ def test_workers_run_each_seed_share_in_its_own_process_and_make_the_same_study(
 
 def test_stage_groups_are_independent_and_keep_lori_s_with_its_lori_d(tmp_path):
     from lorikit.pipeline.recipe import parse_recipe
-    from lorikit.study.workers import TABLE, claim, shared_stages, stage_groups
+    from lorikit.study.workers import TABLE, claim, shared_stages, stage_groups, stages_by_seed
 
     cfg = StudyConfig(tasks=["pair-max", "parity"], methods=["lora", "lori-d", "lori-s", "osrm"], seeds=[1, 2])
     recipe = parse_recipe(study_recipe(cfg), workdir=tmp_path)
-    shared = shared_stages(cfg) | {TABLE}
+    shared = shared_stages(stages_by_seed(cfg)) | {TABLE}
     assert "osrm-stats" in shared and "eval-base-parity" in shared
     groups = stage_groups(recipe, shared)
     assert len(groups) == 2 * 3  # per seed: lora, osrm, and lori-d with the lori-s runs that use its mask

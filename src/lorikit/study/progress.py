@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.recipe import parse_recipe
-from ..pipeline.runner import STAGE_RECORD, plan_recipe
+from ..pipeline.runner import plan_recipe, read_record
 from .config import StudyConfig
 from .recipe import study_recipe
 
@@ -35,9 +35,10 @@ def _cost_key(recipe, name: str) -> tuple[str, str]:
 
 def _under_way(out: Path) -> int | None:
     """The step of a training's newest resume state (``<out>.ckpt/step-N``), if it has one."""
-    root = out.parent / f"{out.name}.ckpt"
-    steps = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file()) if root.is_dir() else []
-    state = _read(steps[-1] / "state.json") if steps else None
+    from ..train.checkpoint import checkpoint_root, checkpoints  # newest first
+
+    states = [p for p in checkpoints(checkpoint_root(out)) if (p / "state.json").is_file()]
+    state = _read(states[0] / "state.json") if states else None
     return int(state["step"]) if state else None
 
 
@@ -55,7 +56,7 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
             if plan.kind == "train" and (step := _under_way(plan.out)) is not None:
                 under_way.append({"stage": plan.name, "step": step, "cap": recipe.resolve(plan.name).get("max_steps")})
             continue
-        record = _read(plan.out / STAGE_RECORD) or {}
+        record = read_record(plan.out) or {}
         if "seconds" in record:
             seconds[_cost_key(recipe, plan.name)].append(float(record["seconds"]))
         if plan.kind == "train":
@@ -74,11 +75,11 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
             estimate += statistics.mean(known)
         else:
             unknown[key[0]] += 1
-    from .workers import TABLE, stages_by_seed  # a seed is whole when every stage of its own is done
+    from .workers import TABLE, shared_stages, stages_by_seed  # a seed is whole when every stage of its own is done
 
     status_of = {p.name: p.status for p in plans}
     by_seed = stages_by_seed(cfg)
-    shared = set.intersection(*by_seed.values()) - {TABLE}
+    shared = shared_stages(by_seed)
     whole = [s for s, names in by_seed.items() if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
     return {"workdir": cfg.workdir, "stages": len(plans), "seeds_whole": whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
             "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,

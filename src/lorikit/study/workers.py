@@ -70,9 +70,10 @@ def stages_by_seed(cfg: StudyConfig) -> dict[int, set[str]]:
     return {s: set(study_recipe(replace(cfg, seeds=[s], workers=1))["stages"]) for s in cfg.seeds}
 
 
-def shared_stages(cfg: StudyConfig) -> set[str]:
-    """The stages every seed's recipe has (OSRM statistics, base-model evaluations), the table aside."""
-    return set.intersection(*stages_by_seed(cfg).values()) - {TABLE}
+def shared_stages(by_seed: dict[int, set[str]]) -> set[str]:
+    """The stages every seed's recipe has (OSRM statistics, base-model evaluations), the table aside;
+    ``by_seed``: ``stages_by_seed(cfg)``."""
+    return set.intersection(*by_seed.values()) - {TABLE}
 
 
 def claim(folder: Path, index: int) -> bool:
@@ -114,7 +115,7 @@ def remaining_work(group: list[str], plans: dict) -> float:
 def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
     """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe)."""
     by_seed = stages_by_seed(cfg)
-    shared = set.intersection(*by_seed.values()) - {TABLE}
+    shared = shared_stages(by_seed)
     plans = {p.name: p for p in run_recipe(full, resume=not fresh, overwrite=fresh,
                                            only=[n for n in full.stages if n in shared], echo=echo)}
     groups = stage_groups(full, shared | {TABLE})
