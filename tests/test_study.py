@@ -246,7 +246,7 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     stages = parse_recipe(study_recipe(StudyConfig(**cfg)), workdir=tmp_path / "study").stages
     n, trainings = len(stages), sum(st.kind == "train" for st in stages.values())
-    assert f"{n} of {n} stages done" in out and "0.0 min of stage time" in out
+    assert f"{n} of {n} stages done" in out and "time left at the measured costs: 0 s of stage time" in out
     assert f"trainings finished: {trainings}; " in out and "steps run median" in out
     assert "seeds finished for every method: 1, 2 of 2" in out
     (tmp_path / "study" / "eval-lora-s1-merged-w1-pair-add" / "lorikit-stage.json").unlink()
@@ -262,7 +262,10 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     assert f"{n - len(left)} of {n} stages done" in out
     assert "seeds finished for every method: 2 of 2" in out  # seed 1 lost a training and an eval
     assert "under way: lora-s1-pair-add: resume state at step 1 (cap 2)" in out
-    assert "measured: train builtin:pair-add:" in out and "of stage time" in out and "0.0 min of" not in out
+    assert "measured: train builtin:pair-add:" in out and "of stage time" in out
+    # tiny stages take a second or less: the estimate is read from the status, not its rounded text
+    from lorikit.study.progress import study_status
+    assert study_status(StudyConfig(**cfg))["seconds_left"] > 0
 
 
 def test_choice_tasks_come_from_the_builtin_registry():
