@@ -88,8 +88,8 @@ def test_stage_hash_holds_the_resolved_dtype(tmp_path, monkeypatch):
     monkeypatch.setenv(devmod.CPU_BF16_ENV, "1")
     bf16 = {p.name: p for p in plan_recipe(recipe)}
     assert bf16["a"].resolved == {"dtype": "bfloat16"} and bf16["a"].hash != fp32["a"].hash
-    assert bf16["a"].prepared.dtype == "bfloat16"
-    assert bf16["b"].hash == fp32["b"].hash and bf16["b"].prepared.dtype == "float32"  # the explicit opt-out
+    assert bf16["a"].prepared.config.dtype == "bfloat16"
+    assert bf16["b"].hash == fp32["b"].hash and bf16["b"].prepared.config.dtype == "float32"  # the explicit opt-out
 
 
 def test_study_passes_an_explicit_dtype_to_every_train_and_eval_stage_and_leaves_auto_to_them():

@@ -198,7 +198,7 @@ def test_settings_are_validated_by_schema_numbers_from_yaml_strings_and_did_you_
     from lorikit.pipeline.kinds import get_kind
 
     train_kind = get_kind("train", "a")
-    cfg = train_kind.validate("a", kind_cfg, tmp_path / "w" / "a")
+    cfg = train_kind.validate("a", kind_cfg, tmp_path / "w" / "a").config
     assert cfg.lr == 1e-3 and cfg.max_steps == 2 and cfg.weight_decay == 1e-2
     with pytest.raises(UsageError, match=r"unknown setting 'max_stpes' \(did you mean 'max_steps'\?\)"):
         train_kind.validate("a", {"data": "builtin:compare", "max_stpes": 3}, tmp_path / "w" / "a")

@@ -17,7 +17,7 @@ import copy
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import StageKind, build_dataclass
 
@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 # Steps between resume states: a kill loses at most this many steps, and a state costs one write of
 # the trainable tensors, the optimizer's two moments and the best tensors (~40 MB for r 8 on 135M).
 RESUME_EVERY = 20
+
+
+class PreparedTraining(NamedTuple):
+    """A validated train stage: its config, and whether the resume states it writes are the stage's
+    own (removed when it finishes) rather than checkpoints its settings asked for (a user's: kept)."""
+
+    config: Any  # lorikit.train.config.TrainConfig (imported lazily: the CLI starts without torch)
+    owns_resume_states: bool
 
 
 class TrainKind(StageKind):
@@ -45,10 +53,12 @@ class TrainKind(StageKind):
                                                       "keep_checkpoints": 1}
         own = {k: v for k, v in own.items() if k not in resumable}
         cfg = build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
-        cfg.stage_owns_resume_states = bool(resumable)  # removed when the stage ends; a user's own stay
-        return cfg
+        return PreparedTraining(cfg, owns_resume_states=bool(resumable))
 
-    def run(self, prepared, out: Path) -> None:
+    def resolved(self, settings: dict[str, Any], prepared: PreparedTraining) -> dict[str, Any]:
+        return super().resolved(settings, prepared.config)
+
+    def run(self, prepared: PreparedTraining, out: Path) -> None:
         from ...train import train
         from ...train.checkpoint import CheckpointMismatch, NoUsableCheckpoint, checkpoint_root, checkpoints
 
@@ -56,15 +66,15 @@ class TrainKind(StageKind):
         resumed = False
         if checkpoints(states):
             try:
-                continued = copy.copy(prepared)  # not dataclasses.replace: __post_init__ would carve a dev carve again
+                continued = copy.copy(prepared.config)  # not dataclasses.replace: __post_init__ would carve a dev carve again
                 continued.resume = True
                 train(continued)
                 resumed = True
             except (CheckpointMismatch, NoUsableCheckpoint) as exc:
                 log.warning("%s: cannot continue (%s); training from step 0", states, exc)
         if not resumed:
-            train(prepared)  # with overwrite: an unusable resume state is discarded
-        if getattr(prepared, "stage_owns_resume_states", False):
+            train(prepared.config)  # with overwrite: an unusable resume state is discarded
+        if prepared.owns_resume_states:
             shutil.rmtree(states, ignore_errors=True)  # this stage's own, and finished with
 
     def complete(self, out: Path) -> bool:
