@@ -172,10 +172,11 @@ def test_every_registry_is_one_registry_type():
     from lorikit.eval.tasks import TASKS
     from lorikit.merge.registry import methods as merge_methods
     from lorikit.pipeline.kinds import registered_kinds
+    from lorikit.models.loading import MODEL_HEADS
     from lorikit.train.heads import HEADS
     from lorikit.utils.registry import Registry
 
-    for table in (METHODS, INITS, HEADS, TASKS, merge_methods(), registered_kinds()):
+    for table in (METHODS, INITS, HEADS, MODEL_HEADS, TASKS, merge_methods(), registered_kinds()):
         assert isinstance(table, Registry) and table.names() == tuple(table)
     with pytest.raises(ValueError, match="already registered"):
         INITS.add("kaiming", INITS["kaiming"])
@@ -186,3 +187,21 @@ def test_every_registry_is_one_registry_type():
     with pytest.raises(ValueError, match="alias 'ties-svd' is already another entry's"):
         merge_methods().add("x-ties", merge_methods()["ties"], aliases=("ties_svd",))
     assert "x-ties" not in merge_methods()
+
+
+@pytest.mark.parametrize("head", ["causal-lm", "classification"])
+def test_every_training_head_loads_its_own_model_class(head):
+    """Each training head has a model head of its name, which builds the matching transformers class."""
+    from lorikit.models import load_model
+    from lorikit.models.loading import MODEL_HEADS
+    from lorikit.train.heads import HEADS
+
+    assert set(HEADS) == set(MODEL_HEADS)
+    model = load_model("tiny-random-llama", head=head, num_labels=3).model
+    if head == "classification":
+        assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.num_labels == 3
+        assert model.score.out_features == 3
+    else:
+        assert type(model).__name__ == "LlamaForCausalLM"
+    with pytest.raises(UsageError, match=r"^--head 'mlm': unknown \(choose from causal-lm, classification\)$"):
+        load_model("tiny-random-llama", head="mlm")

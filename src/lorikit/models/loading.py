@@ -24,6 +24,7 @@ import torch
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir
+from ..utils.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -266,14 +267,12 @@ def check_4bit_supported() -> None:
 
 def _quantized(path: str, head: str, num_labels: int | None):
     """The base model with 4-bit NF4 weights (double quantisation, bf16 compute), as QLoRA."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=torch.bfloat16)
     kwargs = {"quantization_config": qcfg, "device_map": {"": torch.cuda.current_device()}, "dtype": torch.bfloat16}
-    if head == "classification":
-        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels or 2, **kwargs)
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model_head(head).from_pretrained(path, num_labels, **kwargs)
 
 
 def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, device: str | None = None,
@@ -290,22 +289,16 @@ def load_model(name: str = SMOLLM2, dtype: str | torch.dtype | None = None, devi
         tok = build_tiny_tokenizer() if name == TINY else load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
         model.eval()
         return _bundle(model, tok, name, base_id)
+    kind = model_head(head)
     if name == TINY:
         model, tok = build_tiny_llama(dtype=dtype)
-        if head == "classification":
-            model = _tiny_classifier(model, num_labels or 2)
+        model = kind.from_tiny(model, num_labels)
         base_id = str(tiny_folder())
     else:
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
         path, base_id = resolve_folder(name)
         tok = load_tokenizer(name if name != SMOLLM2_HUB_ID else SMOLLM2)
         try:
-            if head == "classification":
-                model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype,
-                                                                           num_labels=num_labels or 2)
-            else:
-                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = kind.from_pretrained(path, num_labels, dtype=dtype)
         except OSError as exc:
             raise LorikitError(f"--model {name}: cannot load ({str(exc).splitlines()[0]})") from exc
         if model.config.pad_token_id is None:
@@ -328,13 +321,44 @@ def _bundle(model, tok, name: str, base_id: str) -> ModelBundle:
     return ModelBundle(model=model, tokenizer=tok, name=name, base_model_id=base_id, weights_note=note)
 
 
-def _tiny_classifier(causal_lm, num_labels: int):
-    from transformers import LlamaForSequenceClassification
+class CausalLMModel:
+    """The model as trained and shipped: a causal LM with its own LM head."""
 
-    config = causal_lm.config
-    config.num_labels = num_labels
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        clf = LlamaForSequenceClassification(config)
-    clf.model.load_state_dict(causal_lm.model.state_dict())
-    return clf.to(causal_lm.dtype)
+    def from_pretrained(self, path: str, num_labels: int | None, **kwargs):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+    def from_tiny(self, causal_lm, num_labels: int | None):
+        return causal_lm
+
+
+class SequenceClassifierModel:
+    """The decoder with a new (num_labels × hidden) score head on the last token, as transformers'
+    ``AutoModelForSequenceClassification`` builds it (two labels unless told)."""
+
+    def from_pretrained(self, path: str, num_labels: int | None, **kwargs):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels or 2, **kwargs)
+
+    def from_tiny(self, causal_lm, num_labels: int | None):
+        from transformers import LlamaForSequenceClassification
+
+        config = causal_lm.config
+        config.num_labels = num_labels or 2
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1)  # the same score head every time, as the tiny model's own weights
+            clf = LlamaForSequenceClassification(config)
+        clf.model.load_state_dict(causal_lm.model.state_dict())
+        return clf.to(causal_lm.dtype)
+
+
+# the model classes ``load_model(head=...)`` builds; train/heads.py and eval/ name them
+MODEL_HEADS: Registry = Registry("model head")
+MODEL_HEADS.add("causal-lm", CausalLMModel())
+MODEL_HEADS.add("classification", SequenceClassifierModel())
+
+
+def model_head(head: str):
+    return MODEL_HEADS.lookup(head, "--head")
