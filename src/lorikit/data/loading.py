@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LorikitError, UsageError
+from ..utils.textfile import read_text
 from .builtin import BUILTIN_TASKS, builtin_rows, parse_builtin
 from .formats import FORMATS, Example, detect_format, to_example
 
@@ -27,14 +28,7 @@ from .formats import FORMATS, Example, detect_format, to_example
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a .jsonl (one object a line) or .json (a list, or an object holding one) file."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"--data {path}: is a folder (give a .json or .jsonl file)")
-    if not path.is_file():
-        raise UsageError(f"--data {path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LorikitError(f"{path}: cannot read ({exc})") from exc
+    text = read_text(path, f"--data {path}", missing="file not found", expected="a .json or .jsonl file")
     if path.suffix == ".jsonl":
         rows = []
         # split on "\n" only: str.splitlines() also breaks on U+2028, which JSON allows inside strings

@@ -13,12 +13,12 @@ is refused too (YAML would silently keep the last one); mappings remember the li
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import LorikitError, UsageError
+from ..errors import UsageError
+from .textfile import read_text
 
 MAX_NODES = 20_000  # after alias expansion; a recipe of 100 stages is about 2 000
 MAX_DEPTH = 100
@@ -132,12 +132,5 @@ def parse_yaml(text: str, source: str) -> Any:
 
 def load_yaml(path: str | os.PathLike, source: str | None = None) -> Any:
     """``parse_yaml`` of a file; ``source`` (default the path) names it in errors."""
-    path = Path(path)
     source = source or str(path)
-    if not path.is_file():
-        raise UsageError(f"{source}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LorikitError(f"{source}: cannot read ({exc})") from exc
-    return parse_yaml(text, source)
+    return parse_yaml(read_text(path, source, expected="a YAML file"), source)
