@@ -268,6 +268,18 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
     assert study_status(StudyConfig(**cfg))["seconds_left"] > 0
 
 
+def test_status_of_a_study_not_started_estimates_nothing_and_writes_nothing(tmp_path, capsys):
+    cfg = {**TINY, "workdir": str(tmp_path / "study"), "tasks": ["pair-greater", "pair-add"], "methods": ["lora"]}
+    f = tmp_path / "study.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert main(["study", str(f), "--status"]) == 0
+    out = capsys.readouterr().out
+    n = len(study_recipe(StudyConfig(**cfg))["stages"])
+    assert f"0 of {n} stages done" in out and "seeds finished for every method: none of 2" in out
+    assert "time left: not estimated (no stage has finished yet" in out and "of stage time" not in out
+    assert not (tmp_path / "study").exists()
+
+
 def test_choice_tasks_come_from_the_builtin_registry():
     from lorikit.data.builtin import TASKS, builtin_rows
     from lorikit.study.config import CHOICE_BUILTINS, parse_task

@@ -108,9 +108,12 @@ def format_status(status: dict[str, Any]) -> str:
     for run in status["under_way"]:
         lines.append(f"under way: {run['stage']}: resume state at step {run['step']} (cap {run['cap']})")
     for key, (n, mean) in status["costs"].items():
-        lines.append(f"  measured: {key}: {mean / 60:.1f} min per stage (n {n})")
+        lines.append(f"  measured: {key}: {_duration(mean)} per stage (n {n})")
     left, workers = status["seconds_left"], status["workers"]
     missing = status["not_estimated"]
+    if not status["costs"]:
+        lines.append("time left: not estimated (no stage has finished yet, so no cost is measured)")
+        return "\n".join(lines)
     lines.append(f"time left at the measured costs: {_duration(left)} of stage time"
                  + (f", about {_duration(left / workers)} with {workers} workers" if workers > 1 else "")
                  + (" (not counted, nothing of their kind finished yet: "
