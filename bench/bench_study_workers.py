@@ -17,6 +17,7 @@ while it runs: a study running beside it takes the cores it measures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -40,14 +41,15 @@ def run_arm(arm: str, tasks: list[str], steps: int, work: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     procs = []
-    for task in tasks:
-        log = (work / f"{arm}-{task}.log").open("w")
-        p = subprocess.Popen(command(task, steps, work / f"{arm}-{task}"), stdout=log, stderr=subprocess.STDOUT,
-                             env=env)
-        if arm == "sequential":
-            p.wait()
-        procs.append(p)
-    codes = [p.wait() for p in procs]
+    with contextlib.ExitStack() as logs:
+        for task in tasks:
+            log = logs.enter_context((work / f"{arm}-{task}.log").open("w"))
+            p = subprocess.Popen(command(task, steps, work / f"{arm}-{task}"), stdout=log, stderr=subprocess.STDOUT,
+                                 env=env)
+            if arm == "sequential":
+                p.wait()
+            procs.append(p)
+        codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"{arm}: a training failed (exit {max(codes)}); logs in {work}")
     return time.perf_counter() - t0
