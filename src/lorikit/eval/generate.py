@@ -17,8 +17,9 @@ import inspect
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
+from ..models.cache import cache_kwargs, new_cache
 from .generation_config import GenerationConfig
 
 
@@ -64,9 +65,8 @@ def _forward_kwargs(model, cache) -> dict:
     """The cache under the forward's name for it (``cache`` in transformers >= 5.2x, else
     ``past_key_values``), and ``logits_to_keep=1`` where the model supports it."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
-    if "logits_to_keep" in params:
+    kwargs = cache_kwargs(base, cache)
+    if "logits_to_keep" in inspect.signature(base.forward).parameters:
         kwargs["logits_to_keep"] = 1
     return kwargs
 
@@ -79,7 +79,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def _decode_batch(model, ids: torch.Tensor, mask: torch.Tensor, cfg: GenerationConfig, stopper: _Stopper,
                   warpers: LogitsProcessorList | None) -> list[list[int]]:
     """New tokens for each row of a left-padded batch; finished rows leave the KV cache."""
-    cache = DynamicCache()
+    cache = new_cache()
     fixed = _forward_kwargs(model, cache)
     out = [[] for _ in range(ids.shape[0])]
     alive = list(range(ids.shape[0]))  # batch row -> index into ``out``

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LorikitError
+from ..models.cache import cache_kwargs, new_cache
 from ..train.loss import decoder_and_head
 
 
@@ -121,7 +122,8 @@ def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]
     shared = _shared_lengths(encoded)
     heads = [ctx + conts[0][:c] for (ctx, conts), c in zip(encoded, shared)]
     ctx_ids, ctx_mask = _padded(heads, pad, device)
-    res = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, use_cache=True)
+    cache = new_cache()
+    res = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, **cache_kwargs(decoder, cache))
     where = [(b, len(ctx) - 1 + j) for b, ((ctx, _), c) in enumerate(zip(encoded, shared)) for j in range(c + 1)]
     logp = torch.log_softmax(head(res.last_hidden_state[[b for b, _ in where], [j for _, j in where]]).float(), -1)
     out, n = [], 0
@@ -132,14 +134,13 @@ def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]
     rows = [(b, k) for b, (_, conts) in enumerate(encoded) for k, cont in enumerate(conts) if len(cont) > shared[b] + 1]
     if not rows:
         return out
-    cache = res.past_key_values
     cache.batch_select_indices(torch.tensor([b for b, _ in rows], device=device))
     tails = [encoded[b][1][k][shared[b]:-1] for b, k in rows]  # tail token t predicts the option's next one
     tail_ids, tail_mask = _padded(tails, pad, device)
     starts = torch.tensor([len(heads[b]) for b, _ in rows], device=device)
     positions = starts[:, None] + torch.arange(tail_ids.shape[1], device=device)[None, :]
     hidden = decoder(input_ids=tail_ids, attention_mask=torch.cat([ctx_mask[[b for b, _ in rows]], tail_mask], 1),
-                     position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+                     position_ids=positions, **cache_kwargs(decoder, cache)).last_hidden_state
     where = [(r, t) for r, tail in enumerate(tails) for t in range(len(tail))]
     logp = torch.log_softmax(head(hidden[[r for r, _ in where], [t for _, t in where]]).float(), -1)
     n = 0
