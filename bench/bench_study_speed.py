@@ -11,8 +11,9 @@ process, as in a study. The two arms differ only in their defaults:
 
 - old: ``--dtype float32`` (lorikit's default before ``--dtype auto``), one unit after another with
   torch's default threads (a one-process study);
-- new: lorikit's current defaults (``--dtype auto``: bfloat16 on a CPU with native bf16), ``--workers``
-  units at a time with cores // workers threads each, as ``lorikit study --workers N`` runs seeds.
+- new: lorikit's current defaults (``--dtype auto``: bfloat16 on a CPU with native bf16) and the
+  study's ``--shared-prefix`` (each batch's shared prompt tokens run once), ``--workers`` units at a
+  time with cores // workers threads each, as ``lorikit study --workers N`` runs seeds.
 
 Rounds alternate which arm runs first (``--rounds``), so load from other jobs falls on both. The
 table gives each arm's wall seconds per round and each unit's accuracy; the last line is
@@ -38,7 +39,9 @@ from lorikit.study.config import DEFAULT_TASKS, StudyConfig
 
 STUDY = {f.name: f.default for f in fields(StudyConfig)}
 LORIKIT = [sys.executable, "-m", "lorikit"]
-ARMS = {"old": ["--dtype", "float32"], "new": []}
+# what each arm adds to `lorikit train` / `lorikit eval`; the new arm trains as a study does now
+ARMS = {"old": {"train": ["--dtype", "float32"], "eval": ["--dtype", "float32"]},
+        "new": {"train": ["--shared-prefix"] if STUDY["shared_prefix"] else [], "eval": []}}
 
 
 def run(cmd: list[str], log: Path, env: dict) -> float:
@@ -62,11 +65,11 @@ def unit(args, task: str, method: str, arm: str, work: Path, env: dict) -> dict:
              "--eval-every", str(args.eval_every), "--patience", str(STUDY["patience"]),
              "--dev-fraction", str(STUDY["dev_fraction"]), "--dev-limit", str(args.dev_limit),
              "--builtin-rows", str(args.rows), "--max-length", str(STUDY["max_length"]),
-             "--out", str(folder / "adapter"), *ARMS[arm]]
+             "--out", str(folder / "adapter"), *ARMS[arm]["train"]]
     evaluate = [*LORIKIT, "eval", "--model", args.model, "--adapter", str(folder / "adapter"), "--task", "builtin",
                 "--data", f"builtin:{task}:test", "--builtin-rows", str(max(args.limit, 200)), "--limit", str(args.limit),
                 "--batch-size", str(STUDY["eval_batch_size"]), "--max-new-tokens", str(STUDY["max_new_tokens"]),
-                "--out", str(folder / "result.json"), *ARMS[arm]]
+                "--out", str(folder / "result.json"), *ARMS[arm]["eval"]]
     if BUILTIN_TASKS[task].choice:
         evaluate += ["--scoring", STUDY["scoring"]]
     train_s = run(train, folder / "train.log", env)

@@ -39,6 +39,12 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     # the same rule for every method: every training run stops on the dev plateau under the same cap
     defaults = study_recipe(cfg)["defaults"]
     assert defaults["train"]["eval_every"] == 25 and defaults["train"]["max_steps"] == 300
+    # a study trains with --shared-prefix unless told not to; off, the key is absent (older stages keep their hash)
+    assert defaults["train"]["shared_prefix"] is True
+    off = StudyConfig(workdir=str(tmp_path), tasks=["pair-add", "pair-max"], shared_prefix=False)
+    assert "shared_prefix" not in study_recipe(off)["defaults"]["train"]
+    headline = Path(__file__).resolve().parents[1] / "bench" / "studies" / "headline.yaml"
+    assert load_study_config(str(headline)).shared_prefix is False  # it started without it: same stages
     assert stages["lori-s-s2-pair-max"]["mask"] == "$masks-lori-s-s2-pair-max/masks/0.9_mask.pt"
     assert stages["masks-lori-s-s2-pair-max"]["adapter"] == "$lori-d-s2-pair-max"
     assert stages["osrm-s1-pair-add"]["init"] == "osrm"

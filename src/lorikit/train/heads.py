@@ -23,6 +23,7 @@ class TrainingHead:
     needs_labels: ClassVar[bool] = False  # --num-labels applies
     early_stopping: ClassVar[bool] = True  # --eval-every (dev loss) applies
     from_adapter: ClassVar[bool] = True  # --mask / --from (starts from an existing adapter) apply
+    shares_prefix: ClassVar[bool] = True  # --shared-prefix applies (loss.py)
 
     def load_model(self, cfg):
         from ..models import load_model
@@ -57,7 +58,7 @@ class CausalLMHead(TrainingHead):
     def loss_sum(self, cfg, model, batch):
         from .loss import sft_loss_sum
 
-        return sft_loss_sum(model, batch, cfg.logits == "supervised")[0]
+        return sft_loss_sum(model, batch, cfg.logits == "supervised", cfg.shared_prefix)[0]
 
     def make_batch(self, cfg, items, pad_id):
         from ..data import collate
@@ -74,6 +75,7 @@ class ClassificationHead(TrainingHead):
     needs_labels = True
     early_stopping = False
     from_adapter = False
+    shares_prefix = False
 
     def load_model(self, cfg):
         from ..models import load_model

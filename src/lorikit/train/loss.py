@@ -5,6 +5,20 @@ token: ``logits = lm_head(h[labels[:, 1:] != -100])``. Prompts are usually much 
 answers (the NLU format: ~120 prompt tokens for a 5-token answer), and the head is a
 (hidden × vocab) matmul per position — for SmolLM2 49,152 columns — so skipping the prompt
 positions saves most of the head's compute and the (tokens × vocab) logits memory.
+
+With ``shared_prefix`` the prompt tokens that every row of a micro-batch shares — a template's
+preamble ("Below is an instruction that describes a task ... ### Instruction:"), a system prompt —
+run once, as a batch of one, and every row attends to their keys and values (the KV cache of that
+pass, repeated over the rows) while only its own remaining tokens run through the decoder:
+
+    K, V = decoder(x[0, :P]);  h[:, P:] = decoder(x[:, P:] | K, V)
+
+The function is the same; gradients flow into the shared pass from every row. Without dropout the
+loss and gradients equal the full pass up to float rounding (tested). With LoRA dropout the shared
+tokens draw one dropout mask for the micro-batch instead of one per row: each row's loss is still
+a sample of the same dropout-regularised objective (its expectation is unchanged), but the rows'
+noise on the shared tokens is correlated. ``P`` stops before the first response token of any row,
+so every loss position is in the rows' own part.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.tokenize import IGNORE
+from ..models.cache import cache_kwargs, new_cache
 
 
 def decoder_and_head(causal_lm):
@@ -29,13 +44,50 @@ def decoder_and_head(causal_lm):
     return decoder, head
 
 
-def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: bool = True) -> tuple[torch.Tensor, int]:
+# Below this many shared tokens the second decoder call costs more than the rows save.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens every row of ``batch`` shares at its start (unpadded), stopped before the position
+    that predicts the first response token of any row; 0 when fewer than ``MIN_SHARED_PREFIX`` or one row."""
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    if ids.shape[0] < 2:
+        return 0
+    same = ((ids == ids[:1]) & (mask == 1)).all(0)
+    common = int(same.long().cumprod(0).sum())
+    supervised = labels != IGNORE
+    first_response = int(torch.where(supervised.any(1), supervised.float().argmax(1), ids.shape[1]).min())
+    length = min(common, first_response - 1)
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def decode_with_shared_prefix(decoder, batch: dict[str, torch.Tensor], length: int) -> torch.Tensor:
+    """The decoder's last hidden states at positions ``length:`` of every row, the first ``length``
+    tokens (the same in every row) run once and attended to through their repeated KV cache."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    rows, total = ids.shape
+    cache = new_cache()
+    decoder(input_ids=ids[:1, :length], attention_mask=mask[:1, :length], **cache_kwargs(decoder, cache))
+    cache.batch_repeat_interleave(rows)  # differentiable: every row's gradient reaches the shared pass
+    positions = torch.arange(length, total, device=ids.device)[None].expand(rows, -1)
+    return decoder(input_ids=ids[:, length:], attention_mask=mask, position_ids=positions,
+                   **cache_kwargs(decoder, cache)).last_hidden_state
+
+
+def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: bool = True,
+                 shared_prefix: bool = False) -> tuple[torch.Tensor, int]:
     """(sum of token cross-entropies, number of supervised tokens) for one micro-batch."""
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = targets != IGNORE
     n = int(keep.sum())
     decoder, head = decoder_and_head(causal_lm) if supervised_only else (None, None)
+    length = shared_prefix_length(batch) if decoder is not None and shared_prefix else 0
+    if length:
+        hidden = decode_with_shared_prefix(decoder, batch, length)
+        logits = head(hidden[:, :-1][keep[:, length:]])
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), n
     if decoder is not None:
         hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          use_cache=False).last_hidden_state
