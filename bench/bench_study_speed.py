@@ -40,8 +40,10 @@ from lorikit.study.config import DEFAULT_TASKS, StudyConfig
 STUDY = {f.name: f.default for f in fields(StudyConfig)}
 LORIKIT = [sys.executable, "-m", "lorikit"]
 # what each arm adds to `lorikit train` / `lorikit eval`; the new arm trains as a study does now
-ARMS = {"old": {"train": ["--dtype", "float32"], "eval": ["--dtype", "float32"]},
-        "new": {"train": ["--shared-prefix"] if STUDY["shared_prefix"] else [], "eval": []}}
+# (loglik: added to the evaluations scored by log-likelihood)
+SHARED = ["--shared-prefix"] if STUDY["shared_prefix"] else []
+ARMS = {"old": {"train": ["--dtype", "float32"], "eval": ["--dtype", "float32"], "loglik": []},
+        "new": {"train": SHARED, "eval": [], "loglik": SHARED}}
 
 
 def run(cmd: list[str], log: Path, env: dict) -> float:
@@ -71,7 +73,7 @@ def unit(args, task: str, method: str, arm: str, work: Path, env: dict) -> dict:
                 "--batch-size", str(STUDY["eval_batch_size"]), "--max-new-tokens", str(STUDY["max_new_tokens"]),
                 "--out", str(folder / "result.json"), *ARMS[arm]["eval"]]
     if BUILTIN_TASKS[task].choice:
-        evaluate += ["--scoring", STUDY["scoring"]]
+        evaluate += ["--scoring", STUDY["scoring"], *ARMS[arm]["loglik"]]
     train_s = run(train, folder / "train.log", env)
     eval_s = run(evaluate, folder / "eval.log", env)
     result = json.loads((folder / "result.json").read_text())

@@ -16,6 +16,7 @@ from lorikit.data import collate, load_examples, tokenize
 from lorikit.data.templates import apply_template
 from lorikit.errors import UsageError
 from lorikit.models import load_model
+from lorikit.models.cache import decode_with_shared_prefix
 from lorikit.train.loss import IGNORE, MIN_SHARED_PREFIX, sft_loss_sum, shared_prefix_length
 
 TINY = dict(model="tiny-random-llama", builtin_rows=40, max_length=512, dtype="float32")
@@ -117,3 +118,40 @@ def test_with_dropout_the_shared_tokens_draw_one_mask_and_training_still_learns(
 def test_shared_prefix_refuses_what_it_cannot_share(tmp_path, change, message):
     with pytest.raises(UsageError, match=message):
         TrainConfig(out=str(tmp_path / "a"), data="builtin:pair-max", shared_prefix=True, **{**TINY, **change})
+
+
+def test_loglik_scores_with_a_shared_prefix_equal_the_scores_without(monkeypatch):
+    """Prompts of one template share their preamble; options of several tokens run against the cache
+    the shared pass filled; a prompt as short as the preamble keeps its last token."""
+    from lorikit.eval import loglik
+    from lorikit.eval.loglik import ChoiceItem, option_logliks
+
+    lengths = []
+
+    def spy(decoder, ids, mask, length, cache=None):
+        lengths.append(length)
+        return decode_with_shared_prefix(decoder, ids, mask, length, cache)
+
+    monkeypatch.setattr(loglik, "decode_with_shared_prefix", spy)
+
+    bundle = load_model("tiny-random-llama", dtype="float32")
+    preamble = "Below is an instruction that describes a task.\n\n### Input:\n"
+    items = [ChoiceItem(preamble + "23 47\n", ["the answer is 47", "the answer is 23"]),
+             ChoiceItem(preamble + "a longer input than the others\n", ["x", "a longer option here"]),
+             ChoiceItem(preamble, ["1", "12"]),
+             ChoiceItem(preamble + "9\n", ["yes", "no"])]
+    full = option_logliks(bundle.model, bundle.tokenizer, items, batch_size=4, progress=False)
+    shared = option_logliks(bundle.model, bundle.tokenizer, items, batch_size=4, progress=False, shared_prefix=True)
+    # the shared pass ran: the whole preamble but the short prompt's last token
+    assert lengths[0] == 0 and lengths[1] == len(bundle.tokenizer(preamble).input_ids) - 1 >= MIN_SHARED_PREFIX
+    for a, b in zip(full, shared):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-5)
+    assert len({round(v, 3) for row in full for v in row}) > 4  # distinct scores: a real comparison
+
+
+def test_eval_shared_prefix_is_for_loglik_scoring():
+    from lorikit.eval.config import EvalConfig
+
+    with pytest.raises(UsageError, match=r"--shared-prefix: only with --scoring loglik or both"):
+        EvalConfig(task="builtin", data="builtin:pair-max", shared_prefix=True, scoring="generate")
+    assert EvalConfig(task="builtin", data="builtin:pair-max", shared_prefix=True, scoring="loglik").shared_prefix

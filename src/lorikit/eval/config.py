@@ -38,6 +38,9 @@ class EvalConfig:
         "help": "choice tasks (nlu; exact rows with 'options'; builtin compare/pair-max/pair-min/pair-greater): generate an answer "
                 "and extract it (the reference's way), loglik = the most likely option (one forward per item), "
                 "both = generate and report loglik's accuracy and the agreement rate", "choices": SCORINGS})
+    shared_prefix: bool = field(default=False, metadata={
+        "help": "--scoring loglik: the prompt tokens every item of a batch starts with (a template's preamble) "
+                "run once per batch; the same scores up to rounding"})
     template: str = field(default="auto", metadata={
         "help": "prompt template: reference (the task's own: Alpaca / GSM8K), chat (the tokenizer's chat template), "
                 "auto = what the adapter was trained with (its lorikit.json), else reference",
@@ -104,6 +107,8 @@ class EvalConfig:
         if self.task in TASKS and self.scoring not in TASKS[self.task].scorings:
             raise UsageError(f"--scoring {self.scoring}: --task {self.task} has no options to score by "
                              f"log-likelihood (choice tasks: {', '.join(choice_tasks)})")
+        if self.shared_prefix and self.scoring == "generate":
+            raise UsageError("--shared-prefix: only with --scoring loglik or both (generation left-pads its prompts)")
         if self.scoring != "generate" and self.samples > 1:
             raise UsageError(f"--scoring {self.scoring}: log-likelihood picks one answer; drop --samples {self.samples}")
         if self.harness not in HARNESSES:

@@ -32,7 +32,8 @@ def generation_config(cfg, spec: TaskSpec) -> GenerationConfig:
 
 def _loglik(cfg, items, choices, model, tokenizer, progress: bool, settings: dict) -> tuple[dict, list[dict]]:
     t0, stats = time.time(), {}
-    scored = score_loglik(items, option_logliks(model, tokenizer, choices, cfg.batch_size, progress, stats))
+    scored = score_loglik(items, option_logliks(model, tokenizer, choices, cfg.batch_size, progress, stats,
+                                                cfg.shared_prefix))
     settings.update(loglik_seconds=round(time.time() - t0, 2), loglik_sequences=stats["sequences"])
     return scored
 

@@ -33,7 +33,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LorikitError
-from ..models.cache import cache_kwargs, new_cache
+from ..models.cache import (MIN_SHARED_PREFIX, cache_kwargs, common_prefix_length, decode_with_shared_prefix,
+                            new_cache)
 from ..train.loss import decoder_and_head
 
 
@@ -115,7 +116,8 @@ def _shared_lengths(encoded) -> list[int]:
     return [min(_common_prefix(conts), min(len(c) for c in conts) - 1) for _, conts in encoded]
 
 
-def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]], pad: int, device) -> list[list[float]]:
+def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]], pad: int, device,
+                  shared_prefix: bool = False) -> list[list[float]]:
     """Option log-likelihoods of a batch of items: each prompt (with the options' common prefix)
     forwarded once, the options' later tokens against the prompt's cache rows (positions continue
     each prompt, padding masked)."""
@@ -123,9 +125,13 @@ def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]
     heads = [ctx + conts[0][:c] for (ctx, conts), c in zip(encoded, shared)]
     ctx_ids, ctx_mask = _padded(heads, pad, device)
     cache = new_cache()
-    res = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, **cache_kwargs(decoder, cache))
-    where = [(b, len(ctx) - 1 + j) for b, ((ctx, _), c) in enumerate(zip(encoded, shared)) for j in range(c + 1)]
-    logp = torch.log_softmax(head(res.last_hidden_state[[b for b, _ in where], [j for _, j in where]]).float(), -1)
+    # with shared_prefix, the tokens every prompt of the batch starts with (a template's preamble) run
+    # once; every row keeps its last prompt token, whose position reads the first option token
+    common = common_prefix_length(ctx_ids, ctx_mask, min(len(ctx) for ctx, _ in encoded) - 1) if shared_prefix else 0
+    common = common if common >= MIN_SHARED_PREFIX and len(encoded) > 1 else 0
+    hidden = decode_with_shared_prefix(decoder, ctx_ids, ctx_mask, common, cache)
+    where = [(b, len(ctx) - 1 + j - common) for b, ((ctx, _), c) in enumerate(zip(encoded, shared)) for j in range(c + 1)]
+    logp = torch.log_softmax(head(hidden[[b for b, _ in where], [j for _, j in where]]).float(), -1)
     out, n = [], 0
     for (ctx, conts), c in zip(encoded, shared):
         prefix = float(sum(logp[n + j, conts[0][j]] for j in range(c)))
@@ -152,12 +158,12 @@ def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]
 
 
 def _cached_option_logliks(decoder, head, encoded, batch_size: int, pad: int, device, progress: bool,
-                           stats: dict | None) -> list[list[float]]:
+                           stats: dict | None, shared_prefix: bool = False) -> list[list[float]]:
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     out: list[list[float]] = [[] for _ in encoded]
     for batch in tqdm(batches, desc="loglik", unit="batch", disable=not progress or len(batches) < 2):
-        for i, scores in zip(batch, _cached_batch(decoder, head, [encoded[i] for i in batch], pad, device)):
+        for i, scores in zip(batch, _cached_batch(decoder, head, [encoded[i] for i in batch], pad, device, shared_prefix)):
             out[i] = scores
     if stats is not None:
         shared = _shared_lengths(encoded)
@@ -169,8 +175,11 @@ def _cached_option_logliks(decoder, head, encoded, batch_size: int, pad: int, de
 
 @torch.no_grad()
 def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 16,
-                   progress: bool = True, stats: dict | None = None) -> list[list[float]]:
+                   progress: bool = True, stats: dict | None = None, shared_prefix: bool = False) -> list[list[float]]:
     """Summed continuation log-probabilities, one list (one value per option) per item, in item order.
+
+    ``shared_prefix`` (models with a KV cache): the tokens every prompt of a batch starts with run
+    once per batch (``models.cache.decode_with_shared_prefix``): the same scores up to rounding.
 
     ``stats`` (a dict) receives ``sequences`` (forwards needed) and ``tokens`` (tokens forwarded)."""
     model.eval()
@@ -179,7 +188,7 @@ def option_logliks(model, tokenizer, items: list[ChoiceItem], batch_size: int = 
     encoded = [encode(tokenizer, item, f"item {i + 1}") for i, item in enumerate(items)]
     decoder, head = decoder_and_head(model)
     if decoder is not None and getattr(model.config, "use_cache", True):
-        return _cached_option_logliks(decoder, head, encoded, batch_size, pad, device, progress, stats)
+        return _cached_option_logliks(decoder, head, encoded, batch_size, pad, device, progress, stats, shared_prefix)
     seqs: list[_Sequence] = []
     for i, (ctx, conts) in enumerate(encoded):
         seqs.extend(_plan(i, ctx, conts))

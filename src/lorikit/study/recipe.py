@@ -44,7 +44,9 @@ class _Builder:
         data = spec.dev(self.cfg.dev_fraction) if dev else spec.test
         self.stages[name] = {"kind": "eval", "data": data, "task": spec.eval_task, "scoring": spec.scoring,
                              **({"adapter": f"${adapter}"} if adapter else {}),
-                             **({"limit": self.cfg.dev_examples} if dev else {})}
+                             **({"limit": self.cfg.dev_examples} if dev else {}),
+                             # absent when off: stages of studies made before it keep their hash
+                             **({"shared_prefix": True} if self.cfg.shared_prefix and spec.scoring != "generate" else {})}
         return f"${name}"
 
     def train(self, name: str, method: str, seed: int, task: str, **extra: Any) -> None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.tokenize import IGNORE
-from ..models.cache import cache_kwargs, new_cache
+from ..models.cache import MIN_SHARED_PREFIX, common_prefix_length, decode_with_shared_prefix
 
 
 def decoder_and_head(causal_lm):
@@ -44,35 +44,16 @@ def decoder_and_head(causal_lm):
     return decoder, head
 
 
-# Below this many shared tokens the second decoder call costs more than the rows save.
-MIN_SHARED_PREFIX = 8
-
-
 def shared_prefix_length(batch: dict[str, torch.Tensor]) -> int:
     """Tokens every row of ``batch`` shares at its start (unpadded), stopped before the position
     that predicts the first response token of any row; 0 when fewer than ``MIN_SHARED_PREFIX`` or one row."""
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     if ids.shape[0] < 2:
         return 0
-    same = ((ids == ids[:1]) & (mask == 1)).all(0)
-    common = int(same.long().cumprod(0).sum())
     supervised = labels != IGNORE
     first_response = int(torch.where(supervised.any(1), supervised.float().argmax(1), ids.shape[1]).min())
-    length = min(common, first_response - 1)
+    length = common_prefix_length(ids, mask, first_response - 1)
     return length if length >= MIN_SHARED_PREFIX else 0
-
-
-def decode_with_shared_prefix(decoder, batch: dict[str, torch.Tensor], length: int) -> torch.Tensor:
-    """The decoder's last hidden states at positions ``length:`` of every row, the first ``length``
-    tokens (the same in every row) run once and attended to through their repeated KV cache."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    rows, total = ids.shape
-    cache = new_cache()
-    decoder(input_ids=ids[:1, :length], attention_mask=mask[:1, :length], **cache_kwargs(decoder, cache))
-    cache.batch_repeat_interleave(rows)  # differentiable: every row's gradient reaches the shared pass
-    positions = torch.arange(length, total, device=ids.device)[None].expand(rows, -1)
-    return decoder(input_ids=ids[:, length:], attention_mask=mask, position_ids=positions,
-                   **cache_kwargs(decoder, cache)).last_hidden_state
 
 
 def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: bool = True,
@@ -85,7 +66,7 @@ def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: boo
     decoder, head = decoder_and_head(causal_lm) if supervised_only else (None, None)
     length = shared_prefix_length(batch) if decoder is not None and shared_prefix else 0
     if length:
-        hidden = decode_with_shared_prefix(decoder, batch, length)
+        hidden = decode_with_shared_prefix(decoder, batch["input_ids"], batch["attention_mask"], length)
         logits = head(hidden[:, :-1][keep[:, length:]])
         return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), n
     if decoder is not None:
