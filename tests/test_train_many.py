@@ -95,6 +95,7 @@ def test_lori_s_and_a_continual_run_train_together(tmp_path):
     ({"dtype": "bfloat16"}, "run 2 .*--dtype"),
     ({"save_every": 2}, "run 2 .*--save-every is not supported"),
     ({"grad_checkpointing": True}, "run 2 .*--grad-checkpointing is not supported"),
+    ({"shared_prefix": True}, "run 2 .*--shared-prefix is not supported"),
     ({"out": "SAME"}, "run 2 .*--out overlaps run 1's --out"),
 ])
 def test_incompatible_runs_are_refused_before_anything_is_written(tmp_path, change, message):
