@@ -113,6 +113,16 @@ def test_world_size_not_dividing_the_batch_fails_fast_on_every_rank(tmp_path):
     assert not out.exists()
 
 
+def test_shared_prefix_is_refused_under_torchrun_on_every_rank(tmp_path):
+    out = tmp_path / "shared"
+    proc = torchrun(cli_args(out, extra=["--shared-prefix"]), timeout=120)
+    assert proc.returncode != 0
+    message = "lorikit: error: --shared-prefix: single process only (not under torchrun)"
+    assert proc.stderr.count(message) == 1, proc.stderr[-3000:]
+    assert "exitcode  : 2" in proc.stderr
+    assert not out.exists()
+
+
 def _agree_worker(rank: int, world: int, init_file: str, queue) -> None:
     import torch.distributed as dist
 

@@ -145,6 +145,10 @@ class Trainer:
     def _run(self, dist) -> Path:
         cfg = self.cfg
         self.device = dist.device
+        if cfg.shared_prefix and dist.sharded:
+            # FSDP2 gathers and frees each layer around one forward; the shared pass would be a second
+            # forward of every layer before one backward, which this trainer has not been checked under
+            raise distributed.AgreedError("--shared-prefix: single process only (not under torchrun)", UsageError.exit_code)
         claim_checkpoint_dir(cfg, dist)
         if cfg.deterministic:
             use_deterministic_kernels()
