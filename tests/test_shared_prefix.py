@@ -16,8 +16,8 @@ from lorikit.data import collate, load_examples, tokenize
 from lorikit.data.templates import apply_template
 from lorikit.errors import UsageError
 from lorikit.models import load_model
-from lorikit.models.cache import decode_with_shared_prefix
-from lorikit.train.loss import IGNORE, MIN_SHARED_PREFIX, sft_loss_sum, shared_prefix_length
+from lorikit.models.cache import MIN_SHARED_PREFIX, decode_with_shared_prefix
+from lorikit.train.loss import IGNORE, sft_loss_sum, shared_prefix_length
 
 TINY = dict(model="tiny-random-llama", builtin_rows=40, max_length=512, dtype="float32")
 

@@ -33,8 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LorikitError
-from ..models.cache import (MIN_SHARED_PREFIX, cache_kwargs, common_prefix_length, decode_with_shared_prefix,
-                            new_cache)
+from ..models.cache import cache_kwargs, common_prefix_length, decode_with_shared_prefix, new_cache
 from ..train.loss import decoder_and_head
 
 
@@ -128,7 +127,6 @@ def _cached_batch(decoder, head, encoded: list[tuple[list[int], list[list[int]]]
     # with shared_prefix, the tokens every prompt of the batch starts with (a template's preamble) run
     # once; every row keeps its last prompt token, whose position reads the first option token
     common = common_prefix_length(ctx_ids, ctx_mask, min(len(ctx) for ctx, _ in encoded) - 1) if shared_prefix else 0
-    common = common if common >= MIN_SHARED_PREFIX and len(encoded) > 1 else 0
     hidden = decode_with_shared_prefix(decoder, ctx_ids, ctx_mask, common, cache)
     where = [(b, len(ctx) - 1 + j - common) for b, ((ctx, _), c) in enumerate(zip(encoded, shared)) for j in range(c + 1)]
     logp = torch.log_softmax(head(hidden[[b for b, _ in where], [j for _, j in where]]).float(), -1)

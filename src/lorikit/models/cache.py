@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -11,11 +12,16 @@ import torch
 MIN_SHARED_PREFIX = 8
 
 
+@functools.cache
+def _cache_arg(forward) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
 def cache_kwargs(model, cache) -> dict:
-    """``{name: cache, "use_cache": True}`` for ``model``'s forward (a PEFT model: its base model's)."""
+    """``{name: cache, "use_cache": True}`` for ``model``'s forward (a PEFT model: its base model's);
+    the name is looked up once per model class (training asks twice per micro-batch)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    return {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+    return {_cache_arg(type(base).forward): cache, "use_cache": True}
 
 
 def new_cache():
@@ -26,9 +32,13 @@ def new_cache():
 
 
 def common_prefix_length(ids: torch.Tensor, mask: torch.Tensor, limit: int) -> int:
-    """Tokens every row of a right-padded batch shares at its start (none of them padding), at most ``limit``."""
+    """Tokens every row of a right-padded batch shares at its start (none of them padding), at most
+    ``limit``; 0 when that is fewer than ``MIN_SHARED_PREFIX`` or the batch has one row (nothing to share)."""
+    if ids.shape[0] < 2:
+        return 0
     same = ((ids == ids[:1]) & (mask == 1)).all(0)
-    return min(int(same.long().cumprod(0).sum()), limit)
+    length = min(int(same.long().cumprod(0).sum()), limit)
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 def decode_with_shared_prefix(decoder, ids: torch.Tensor, mask: torch.Tensor, length: int, cache=None) -> torch.Tensor:

@@ -150,8 +150,9 @@ class StudyConfig:
     builtin_rows: int = field(default=2000, metadata={"help": "training rows generated per built-in task"})
     max_length: int = field(default=384, metadata={"help": "max tokens per training example"})
     shared_prefix: bool = field(default=True, metadata={
-        "help": "train with --shared-prefix: the prompt tokens every row of a batch shares (the template's "
-                "preamble) run once per batch (~2x fewer tokens; LoRA dropout draws one mask for them per batch); "
+        "help": "train and score (loglik) with --shared-prefix: the prompt tokens every row of a batch shares "
+                "(the template's preamble) run once per batch (~2x fewer tokens; LoRA dropout draws one mask for "
+                "them per batch); "
                 "false: every row runs in full, as studies did before it existed"})
     eval_examples: int = field(default=200, metadata={"help": "test items per task (fewer if the task has fewer)"})
     eval_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})

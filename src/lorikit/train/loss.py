@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.tokenize import IGNORE
-from ..models.cache import MIN_SHARED_PREFIX, common_prefix_length, decode_with_shared_prefix
+from ..models.cache import common_prefix_length, decode_with_shared_prefix
 
 
 def decoder_and_head(causal_lm):
@@ -46,14 +46,10 @@ def decoder_and_head(causal_lm):
 
 def shared_prefix_length(batch: dict[str, torch.Tensor]) -> int:
     """Tokens every row of ``batch`` shares at its start (unpadded), stopped before the position
-    that predicts the first response token of any row; 0 when fewer than ``MIN_SHARED_PREFIX`` or one row."""
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    if ids.shape[0] < 2:
-        return 0
-    supervised = labels != IGNORE
+    that predicts the first response token of any row (``common_prefix_length``: 0 when too few to pay)."""
+    ids, supervised = batch["input_ids"], batch["labels"] != IGNORE
     first_response = int(torch.where(supervised.any(1), supervised.float().argmax(1), ids.shape[1]).min())
-    length = common_prefix_length(ids, mask, first_response - 1)
-    return length if length >= MIN_SHARED_PREFIX else 0
+    return common_prefix_length(ids, batch["attention_mask"], first_response - 1)
 
 
 def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: bool = True,
@@ -64,15 +60,14 @@ def sft_loss_sum(causal_lm, batch: dict[str, torch.Tensor], supervised_only: boo
     keep = targets != IGNORE
     n = int(keep.sum())
     decoder, head = decoder_and_head(causal_lm) if supervised_only else (None, None)
-    length = shared_prefix_length(batch) if decoder is not None and shared_prefix else 0
-    if length:
-        hidden = decode_with_shared_prefix(decoder, batch["input_ids"], batch["attention_mask"], length)
-        logits = head(hidden[:, :-1][keep[:, length:]])
-        return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), n
     if decoder is not None:
-        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         use_cache=False).last_hidden_state
-        logits = head(hidden[:, :-1][keep])
+        length = shared_prefix_length(batch) if shared_prefix else 0
+        if length:  # hidden states from position `length` on: every loss position is there
+            hidden = decode_with_shared_prefix(decoder, batch["input_ids"], batch["attention_mask"], length)
+        else:
+            hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][keep[:, length:]])
         return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), n
     out = causal_lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     logits = out.logits[:, :-1]
