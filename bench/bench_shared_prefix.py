@@ -1,7 +1,7 @@
 """What ``--shared-prefix`` saves per training step at a study's shapes (issue 27, "any other lever").
 
     python bench/bench_shared_prefix.py [--tasks pair-max words-reverse parity py-type] \
-        [--data safety=../shared/datasets/safety/train.jsonl:128] [--rounds 3] [--dtype bfloat16]
+        [--data safety=ROWS.jsonl:128] [--rounds 3] [--dtype bfloat16]
 
 SmolLM2-135M (base in ``--dtype``), a PEFT LoRA r 8 adapter on every linear layer (float32, B drawn
 so the loss is not the base model's), dropout 0 so both arms compute the same function: one forward
