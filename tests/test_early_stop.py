@@ -43,6 +43,26 @@ def test_plateau_stops_early_and_keeps_the_best_step(tmp_path):
     assert got.keys() == want.keys() and all((got[k] == want[k]).all() for k in got)
 
 
+def test_min_steps_holds_off_a_plateau_stop_until_that_step(tmp_path):
+    """The run above stops on a plateau early; with --min-steps past that step it goes on (same data order, same
+    evaluations up to there) and stops on the first plateau at or after --min-steps, keeping the best of all."""
+    common = dict(data="builtin:compare", max_steps=40, lr=2.0, eval_every=2, patience=2, dev_fraction=0.25,
+                  adapter=AdapterConfig(method="lora", rank=4, seed=1), **TINY)
+    train(TrainConfig(out=str(tmp_path / "free"), **common))
+    free = meta(tmp_path / "free")["early_stopping"]
+    assert free["stopped"] == "plateau" and free["min_steps"] == 0
+    hold = free["steps_run"] + 6
+    train(TrainConfig(out=str(tmp_path / "held"), min_steps=hold, **common))
+    held = meta(tmp_path / "held")["early_stopping"]
+    assert held["min_steps"] == hold and held["steps_run"] >= hold
+    assert held["history"][:len(free["history"])] == free["history"]
+    losses = [h["dev_loss"] for h in held["history"]]
+    assert held["best_dev_loss"] == min(losses)
+    if held["stopped"] == "plateau":  # the first evaluation from `hold` on that is `patience` past the best
+        since_best = len(losses) - 1 - losses.index(min(losses))
+        assert since_best >= 2 and (since_best == 2 or held["history"][-2]["step"] < hold)
+
+
 def test_no_patience_runs_to_the_cap_and_evaluates_the_last_step(tmp_path):
     out = tmp_path / "b"
     assert main(["train", "--model", "tiny-random-llama", "--data", "builtin:reverse", "--builtin-rows", "24",
@@ -60,6 +80,9 @@ def test_no_patience_runs_to_the_cap_and_evaluates_the_last_step(tmp_path):
     (dict(eval_every=2, dev_fraction=1.5), "--dev-fraction 1.5"),
     (dict(eval_every=2, dev_fraction=0.1, dev_data="x.jsonl"), "give one"),
     (dict(eval_every=-1), "--eval-every -1"),
+    (dict(eval_every=2, dev_fraction=0.1, min_steps=10), "--min-steps 10: needs --patience"),
+    (dict(eval_every=2, dev_fraction=0.1, patience=2, min_steps=50, max_steps=20), "--min-steps 50: above --max-steps 20"),
+    (dict(eval_every=2, dev_fraction=0.1, patience=2, min_steps=-1), "--min-steps -1"),
 ])
 def test_bad_early_stopping_flags_are_one_line_usage_errors(tmp_path, kwargs, flag):
     with pytest.raises(UsageError, match=flag.replace("?", r"\?")):

@@ -45,6 +45,12 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     assert "shared_prefix" not in study_recipe(off)["defaults"]["train"]
     headline = Path(__file__).resolve().parents[1] / "bench" / "studies" / "headline.yaml"
     assert load_study_config(str(headline)).shared_prefix is False  # it started without it: same stages
+    assert "min_steps" not in defaults["train"]  # likewise absent unless set
+    held = StudyConfig(workdir=str(tmp_path), tasks=["pair-add", "pair-max"], min_steps=150)
+    assert study_recipe(held)["defaults"]["train"]["min_steps"] == 150
+    assert load_study_config(str(headline.with_name("conflict.yaml"))).min_steps == 150  # declared before it runs
+    with pytest.raises(UsageError, match="--min-steps 400: must be between 0 and --max-steps"):
+        StudyConfig(workdir=str(tmp_path), tasks=["pair-add", "pair-max"], min_steps=400)
     assert stages["lori-s-s2-pair-max"]["mask"] == "$masks-lori-s-s2-pair-max/masks/0.9_mask.pt"
     assert stages["masks-lori-s-s2-pair-max"]["adapter"] == "$lori-d-s2-pair-max"
     assert stages["osrm-s1-pair-add"]["init"] == "osrm"

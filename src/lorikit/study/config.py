@@ -145,6 +145,9 @@ class StudyConfig:
         "help": "a dev loss counts as an improvement only when it beats the best by more than this (absolute, "
                 "as HF's early_stopping_threshold); with 0, a loss creeping down by 1e-5 near zero never plateaus "
                 "and every well-learned adapter runs to the cap"})
+    min_steps: int = field(default=0, metadata={
+        "help": "no plateau stops a training run before this step (0: from the first evaluation); for tasks "
+                "whose dev loss stays at chance for a while before they are learned"})
     dev_fraction: float = field(default=0.1, metadata={"help": "share of each task's training rows carved out as dev"})
     dev_limit: int = field(default=64, metadata={"help": "dev examples per dev-loss evaluation"})
     builtin_rows: int = field(default=2000, metadata={"help": "training rows generated per built-in task"})
@@ -201,6 +204,8 @@ class StudyConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if not 1 <= self.workers <= len(self.seeds):
             raise UsageError(f"--workers {self.workers}: between 1 and the number of seeds ({len(self.seeds)})")
+        if not 0 <= self.min_steps <= self.max_steps:
+            raise UsageError(f"--min-steps {self.min_steps}: must be between 0 and --max-steps ({self.max_steps})")
         if not 0 <= self.min_delta < 1:
             raise UsageError(f"--min-delta {self.min_delta}: must be in [0, 1)")
         if not 0 < self.dev_fraction < 1:

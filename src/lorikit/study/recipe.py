@@ -157,6 +157,8 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
                      "builtin_rows": max(cfg.eval_examples, cfg.dev_examples, 200)}
     if cfg.shared_prefix:  # absent when off: stages of studies made before it keep their hash
         train_defaults["shared_prefix"] = True
+    if cfg.min_steps:  # likewise
+        train_defaults["min_steps"] = cfg.min_steps
     if cfg.dtype != "auto":  # absent by default: `auto` resolves per stage (and is hashed there)
         train_defaults["dtype"] = eval_defaults["dtype"] = cfg.dtype
     return {"name": "study", "workdir": cfg.workdir, "defaults": {"train": train_defaults, "eval": eval_defaults},

@@ -145,6 +145,9 @@ class TrainConfig:
     patience: int = field(default=0, metadata={
         "help": "stop after this many dev evaluations without a new best (0 = run to the cap, still keep the best)"})
     min_delta: float = field(default=0.0, metadata={"help": "a dev loss must beat the best by more than this to count"})
+    min_steps: int = field(default=0, metadata={
+        "help": "a plateau may stop the run only from this optimizer step on (0 = from the start): a task whose "
+                "dev loss sits at chance before it is learned is not stopped in that phase (needs --patience)"})
     dev_data: str | None = field(default=None, metadata={
         "help": "dev examples for --eval-every (any --data spec, e.g. builtin:NAME:dev)"})
     dev_fraction: float | None = field(default=None, metadata={
@@ -268,13 +271,17 @@ class TrainConfig:
         if self.eval_strategy == "epoch" and self.eval_every:
             raise UsageError(f"--eval-strategy epoch with --eval-steps {self.eval_every}: give one (each epoch's "
                              "end, or every N optimizer steps)")
-        for name in ("eval_every", "patience"):
+        for name in ("eval_every", "patience", "min_steps"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 (off) or positive")
         if self.dev_limit is not None and self.dev_limit <= 0:
             raise UsageError(f"--dev-limit {self.dev_limit}: must be positive")
         if self.dev_fraction is not None and not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction {self.dev_fraction}: must be in (0, 1)")
+        if self.min_steps and not self.patience:
+            raise UsageError(f"--min-steps {self.min_steps}: needs --patience N (without it no plateau stops a run)")
+        if self.min_steps and self.max_steps is not None and self.min_steps > self.max_steps:
+            raise UsageError(f"--min-steps {self.min_steps}: above --max-steps {self.max_steps}")
         if self.dev_data and self.dev_fraction is not None:
             raise UsageError("--dev-data and --dev-fraction: give one (a dev file, or a share of --data to carve out)")
         if not self.evaluating:

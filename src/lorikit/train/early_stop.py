@@ -5,7 +5,9 @@ The rule (the same for every method): every ``eval_every`` optimizer steps, or w
 batch⌉ steps, the epoch length of ``trainer.step_schedule``), and after the last step, the mean cross-entropy per response token on the dev examples is computed with dropout off.
 An evaluation lower than the best so far by more than ``min_delta`` becomes the new best, and the
 trainable tensors are copied aside. After ``patience`` evaluations in a row without a new best
-training stops (``patience`` 0: never stop early, run to ``--max-steps``, still keep the best).
+training stops (``patience`` 0: never stop early, run to ``--max-steps``, still keep the best), but
+not before step ``--min-steps``: a task whose dev loss sits at chance for a while before it is
+learned (parity, pair-greater) would otherwise be stopped in that phase and kept at chance.
 The adapter written is the best one; ``lorikit.json`` records the evaluations, the chosen step,
 the step reached and why training ended (``plateau`` or ``cap``).
 
@@ -86,7 +88,8 @@ class EarlyStopping:
         else:
             self.bad_evals += 1
         logger.info("step %d: dev loss %.4f (best %.4f at step %d)", step, loss, self.best_loss, self.best_step)
-        if self.cfg.patience and self.bad_evals >= self.cfg.patience and step != last_step:
+        if (self.cfg.patience and self.bad_evals >= self.cfg.patience and step >= self.cfg.min_steps
+                and step != last_step):
             self.reason = "plateau"
             return True
         return False
@@ -123,6 +126,7 @@ class EarlyStopping:
     def summary(self, steps_run: int) -> dict[str, Any]:
         return {"dev_data": self.source, "dev_examples": len(self.dev), "eval_every": self.interval,
                 "eval_strategy": "epoch" if self.cfg.eval_strategy == "epoch" else "steps",
-                "patience": self.cfg.patience, "min_delta": self.cfg.min_delta, "chosen_step": self.best_step,
+                "patience": self.cfg.patience, "min_delta": self.cfg.min_delta,
+                "min_steps": self.cfg.min_steps, "chosen_step": self.best_step,
                 "best_dev_loss": self.best_loss, "steps_run": steps_run, "step_cap": self.cfg.max_steps,
                 "stopped": self.reason, "history": self.history}
