@@ -178,6 +178,29 @@ def test_resume_refuses_changed_settings(tmp_path):
     train(config(out, save_every=3, max_steps=4, log_every=2, resume=True))
 
 
+def test_resume_states_written_before_a_setting_existed_continue_at_its_default(tmp_path):
+    """A study runs for days, and lorikit may be upgraded under it: a resume state that does not name a setting
+    added since (``shared_prefix``, ``min_steps``) continues a run that has it at its default, bit for bit,
+    and is refused by a run that sets it otherwise."""
+    reference = train(config(tmp_path / "ref", max_steps=4))
+    out = tmp_path / "run"
+    train(config(out, save_every=2, max_steps=4))
+    shutil.rmtree(out)  # keep only the resume states
+    assert sorted(p.name for p in Path(f"{out}.ckpt").iterdir()) == ["step-000002"]
+    state_file = Path(f"{out}.ckpt") / "step-000002" / "state.json"
+    state = json.loads(state_file.read_text())
+    for added in ("shared_prefix", "min_steps"):
+        del state["settings"][added]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(UsageError, match=r"--resume: --shared-prefix is True but the checkpoint \S*step-000002 "
+                                         r"was made with False"):
+        train(config(out, save_every=2, max_steps=4, shared_prefix=True, resume=True))
+    resumed = train(config(out, save_every=2, max_steps=4, resume=True))
+    log = [json.loads(line) for line in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # steps 1-2 from the resume state's log, not run again
+    assert_bit_identical(reference, resumed)
+
+
 def test_grad_checkpointing_gives_the_same_adapter(tmp_path):
     plain = tensors(train(config(tmp_path / "a", max_steps=3)))
     ckpt = tensors(train(config(tmp_path / "b", max_steps=3, grad_checkpointing=True)))

@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import MARKER, atomic_output_dir, mark_output_dir, remove_stale_leftovers, stale_leftovers
+from .config import SUBCONFIGS
 from .rng import rng_state, set_rng_state
 
 FORMAT = 1
@@ -192,12 +193,30 @@ def settings(cfg, adapter=None) -> dict[str, Any]:
     return json.loads(json.dumps(flat, default=str))  # tuples → lists, as they come back from JSON
 
 
+def setting_defaults(cfg, adapter=None) -> dict[str, Any]:
+    """Each setting's default, flat as ``settings`` gives them (the run's class and its sub-configs')."""
+    values: dict[str, Any] = {}
+    for config in (type(cfg), type(adapter or cfg.adapter), *SUBCONFIGS.values()):
+        for f in dataclasses.fields(config):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+    return json.loads(json.dumps(values, default=str))
+
+
 def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adapter=None) -> None:
-    current = settings(cfg, adapter)
+    """``saved``: the checkpoint's state. A setting the checkpoint does not name was added to lorikit after
+    it was written, and counts as its default — lorikit adds a setting with the default that keeps the
+    older behaviour (``--shared-prefix`` off, ``--min-steps`` 0) — so upgrading lorikit mid-run does not
+    throw a run's resume states away; any other difference refuses to continue it."""
+    current, defaults = settings(cfg, adapter), setting_defaults(cfg, adapter)
+    made = {key: saved["settings"].get(key, defaults.get(key)) for key in current}
+    made.update(saved["settings"])
     for key in list(current) + [k for k in saved["settings"] if k not in current]:
-        if saved["settings"].get(key) != current.get(key):
+        if made.get(key) != current.get(key):
             raise CheckpointMismatch(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
-                             f"{ckpt} was made with {saved['settings'].get(key)!r} (same settings are required)")
+                             f"{ckpt} was made with {made.get(key)!r} (same settings are required)")
     if saved["world_size"] != world:
         raise CheckpointMismatch(f"--resume: world size is {world} but the checkpoint {ckpt} was made with "
                          f"{saved['world_size']} processes")
