@@ -177,6 +177,14 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
         echo(f"  [{i}/{len(plans)}] {plan.describe()}")
     if dry_run:
         return plans
+    from ..models.loading import keep_base_loaded  # here: planning a recipe does not import torch
+
+    with keep_base_loaded():  # the stages' base model is read once, then copied (models/loading.py)
+        _run_stages(recipe, plans, todo, echo)
+    return plans
+
+
+def _run_stages(recipe: Recipe, plans: list[StagePlan], todo: list[StagePlan], echo: Callable[[str], None]) -> None:
     for i, plan in enumerate(todo, 1):
         kind = get_kind(plan.kind, plan.name, recipe.source)
         echo(f"lorikit run: [{i}/{len(todo)}] {plan.name} ({plan.kind}) ...")
@@ -196,4 +204,3 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
             "outputs": fingerprint(plan.out)})
         plan.status, plan.reason = "done", ""
         echo(f"lorikit run: {plan.name} done in {seconds:.1f} s")
-    return plans

@@ -100,10 +100,13 @@ def run_worker(settings_file: str) -> int:
     cfg = StudyConfig(**job["config"])
     recipe = parse_recipe(study_recipe(cfg), source=f"lorikit study worker {settings_file}", workdir=cfg.workdir)
     claims = Path(job["claims"])
-    for index, group in enumerate(job["groups"]):
-        if claim(claims, index):
-            logger.info("lorikit study worker: group %d: %s ... (%d stages)", index, group[0], len(group))
-            run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=group, echo=logger.info)
+    from ..models.loading import keep_base_loaded
+
+    with keep_base_loaded():  # one read of the base model for all the groups this worker runs
+        for index, group in enumerate(job["groups"]):
+            if claim(claims, index):
+                logger.info("lorikit study worker: group %d: %s ... (%d stages)", index, group[0], len(group))
+                run_recipe(recipe, resume=not job["fresh"], overwrite=job["fresh"], only=group, echo=logger.info)
     return 0
 
 
