@@ -3,20 +3,23 @@
     python bench/bench_study_speed.py [--quick] [--tasks pair-greater pair-max ...] [--methods lora lori-d] \
         [--workdir runs/study-speed] [--out bench/results/study_speed.json]
 
-Each unit is one (task, method): ``lorikit train`` to convergence under the study's budget rule
-(dev loss every ``--eval-every`` steps on a carved dev split, stop on a plateau or at the cap, best
-step kept), then ``lorikit eval`` of the adapter on the task's first ``--limit`` test items (choice
-tasks by log-likelihood, as the study scores them). Every training and evaluation is its own
-process, as in a study. The two arms differ only in their defaults:
+Each unit is one (task, method): a training to convergence under the study's budget rule (dev loss
+every ``--eval-every`` steps on a carved dev split, stop on a plateau or at the cap, best step kept),
+then an evaluation of the adapter on the task's first ``--limit`` test items (choice tasks by
+log-likelihood, as the study scores them). The two arms:
 
-- old: ``--dtype float32`` (lorikit's default before ``--dtype auto``), one unit after another with
-  torch's default threads (a one-process study);
-- new: lorikit's current defaults (``--dtype auto``: bfloat16 on a CPU with native bf16) and the
-  study's ``--shared-prefix`` (each batch's shared prompt tokens run once), ``--workers`` units at a
-  time with cores // workers threads each, as ``lorikit study --workers N`` runs seeds.
+- old: lorikit's defaults before this wave — ``--dtype float32``, every training and evaluation its
+  own ``lorikit train`` / ``lorikit eval`` process (one adapter per process), one unit after another
+  with torch's default threads;
+- new: as ``lorikit study --workers N`` runs a study now — lorikit's current defaults (``--dtype
+  auto``: bfloat16 on a CPU with native bf16) and the study's ``shared_prefix`` (each batch's shared
+  prompt tokens run once), the units' stages written as one recipe and shared among ``--workers``
+  processes (cores // workers threads each), each running its stages in one ``lorikit run`` process,
+  which imports once and reads the base model once (``keep_base_loaded``).
 
 Rounds alternate which arm runs first (``--rounds``), so load from other jobs falls on both. The
-table gives each arm's wall seconds per round and each unit's accuracy; the last line is
+table gives each arm's wall seconds per round and each unit's seconds (old: the two processes'
+wall time; new: the two stages' own time inside their process) and accuracy; the last line is
 ``speed-up N.NN× (old S s, new S s; accuracy old A, new A)`` (wall seconds summed over rounds,
 accuracies pooled over units). ``--quick``: two choice tasks, LoRA, a 10-step cap, 50 test items.
 """
@@ -34,16 +37,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
+import yaml
+
 from lorikit.data import BUILTIN_TASKS
+from lorikit.pipeline.runner import STAGE_RECORD
 from lorikit.study.config import DEFAULT_TASKS, StudyConfig
 
 STUDY = {f.name: f.default for f in fields(StudyConfig)}
 LORIKIT = [sys.executable, "-m", "lorikit"]
-# what each arm adds to `lorikit train` / `lorikit eval`; the new arm trains as a study does now
-# (loglik: added to the evaluations scored by log-likelihood)
-SHARED = ["--shared-prefix"] if STUDY["shared_prefix"] else []
-ARMS = {"old": {"train": ["--dtype", "float32"], "eval": ["--dtype", "float32"], "loglik": []},
-        "new": {"train": SHARED, "eval": [], "loglik": SHARED}}
+ARMS = ("old", "new")
+OLD = ["--dtype", "float32"]  # what the old arm adds to `lorikit train` / `lorikit eval`
 
 
 def run(cmd: list[str], log: Path, env: dict) -> float:
@@ -55,9 +58,9 @@ def run(cmd: list[str], log: Path, env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def unit(args, task: str, method: str, arm: str, work: Path, env: dict) -> dict:
-    """Train and evaluate one adapter with ``arm``'s defaults: (seconds, accuracy, dtype used)."""
-    folder = work / f"{arm}-{method}-{task}"
+def old_unit(args, task: str, method: str, work: Path, env: dict) -> dict:
+    """Train and evaluate one adapter the old way, one process each: (seconds, accuracy, dtype used)."""
+    folder = work / f"old-{method}-{task}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     lr = STUDY["lori_s_lr"] if method == "lori-s" else STUDY["lr"]
@@ -67,20 +70,68 @@ def unit(args, task: str, method: str, arm: str, work: Path, env: dict) -> dict:
              "--eval-every", str(args.eval_every), "--patience", str(STUDY["patience"]),
              "--dev-fraction", str(STUDY["dev_fraction"]), "--dev-limit", str(args.dev_limit),
              "--builtin-rows", str(args.rows), "--max-length", str(STUDY["max_length"]),
-             "--out", str(folder / "adapter"), *ARMS[arm]["train"]]
+             "--out", str(folder / "adapter"), *OLD]
     evaluate = [*LORIKIT, "eval", "--model", args.model, "--adapter", str(folder / "adapter"), "--task", "builtin",
                 "--data", f"builtin:{task}:test", "--builtin-rows", str(max(args.limit, 200)), "--limit", str(args.limit),
                 "--batch-size", str(STUDY["eval_batch_size"]), "--max-new-tokens", str(STUDY["max_new_tokens"]),
-                "--out", str(folder / "result.json"), *ARMS[arm]["eval"]]
+                "--out", str(folder / "result.json"), *OLD]
     if BUILTIN_TASKS[task].choice:
-        evaluate += ["--scoring", STUDY["scoring"], *ARMS[arm]["loglik"]]
+        evaluate += ["--scoring", STUDY["scoring"]]
     train_s = run(train, folder / "train.log", env)
     eval_s = run(evaluate, folder / "eval.log", env)
-    result = json.loads((folder / "result.json").read_text())
-    meta = json.loads((folder / "adapter" / "lorikit.json").read_text())
+    return unit_record(folder / "adapter", folder / "result.json", train_s, eval_s)
+
+
+def unit_record(adapter: Path, result_file: Path, train_s: float, eval_s: float) -> dict:
+    result = json.loads(result_file.read_text())
+    meta = json.loads((adapter / "lorikit.json").read_text())
     return {"seconds": round(train_s + eval_s, 1), "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
             "steps": meta["train"]["steps"], "correct": int(result["correct"]), "n": int(result["n"]),
             "dtype": result["settings"]["dtype"]}
+
+
+def new_recipe(args, units: list[tuple[str, str]], work: Path) -> dict:
+    """The units as one recipe with a study's stage settings (lorikit's defaults, the study's shared prefix)."""
+    train = {"model": args.model, "rank": STUDY["rank"], "dropout": STUDY["dropout"], "batch_size": STUDY["batch_size"],
+             "max_steps": args.max_steps, "eval_every": args.eval_every, "patience": STUDY["patience"],
+             "dev_fraction": STUDY["dev_fraction"], "dev_limit": args.dev_limit, "builtin_rows": args.rows,
+             "max_length": STUDY["max_length"], "shared_prefix": STUDY["shared_prefix"]}
+    evaluate = {"model": args.model, "limit": args.limit, "batch_size": STUDY["eval_batch_size"],
+                "max_new_tokens": STUDY["max_new_tokens"], "builtin_rows": max(args.limit, 200)}
+    stages: dict = {}
+    for task, method in units:
+        lr = STUDY["lori_s_lr"] if method == "lori-s" else STUDY["lr"]
+        stages[f"train-{method}-{task}"] = {"kind": "train", "method": method, "data": f"builtin:{task}", "seed": 1,
+                                            "lr": lr}
+        stages[f"eval-{method}-{task}"] = {"kind": "eval", "adapter": f"$train-{method}-{task}", "task": "builtin",
+                                           "data": f"builtin:{task}:test",
+                                           **({"scoring": STUDY["scoring"], "shared_prefix": STUDY["shared_prefix"]}
+                                              if BUILTIN_TASKS[task].choice else {})}
+    return {"name": "study-speed-new", "workdir": str(work.resolve()), "defaults": {"train": train, "eval": evaluate},
+            "stages": stages}
+
+
+def new_arm(args, units: list[tuple[str, str]], work: Path, env: dict) -> list[dict]:
+    """The units' stages shared among ``args.workers`` `lorikit run` processes, as a study's workers run them."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    recipe = work.with_name(work.name + "-recipe.yaml")  # not in the workdir: lorikit never writes into its inputs
+    recipe.write_text(yaml.safe_dump(new_recipe(args, units, work), sort_keys=False))
+    shares = [units[k::args.workers] for k in range(args.workers)]
+
+    def worker(k: int) -> float:
+        only = [flag for task, method in shares[k] for flag in ("--only", f"train-{method}-{task}",
+                                                                  "--only", f"eval-{method}-{task}")]
+        return run([*LORIKIT, "run", str(recipe), *only], work / f"worker-{k}.log", env)
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(worker, [k for k in range(args.workers) if shares[k]]))
+
+    def seconds(stage: str) -> float:
+        return json.loads((work / stage / STAGE_RECORD).read_text())["seconds"]
+
+    return [unit_record(work / f"train-{m}-{t}", work / f"eval-{m}-{t}" / "result.json", seconds(f"train-{m}-{t}"),
+                        seconds(f"eval-{m}-{t}")) for t, m in units]
 
 
 def main() -> None:
@@ -119,8 +170,10 @@ def main() -> None:
         for arm in order:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads[arm])}
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(parallel[arm]) as pool:
-                results = list(pool.map(lambda u: unit(args, u[0], u[1], arm, work / f"round{r + 1}", env), units))
+            if arm == "old":
+                results = [old_unit(args, t, m, work / f"round{r + 1}", env) for t, m in units]
+            else:
+                results = new_arm(args, units, work / f"round{r + 1}" / "new", env)
             row[arm] = {"seconds": round(time.perf_counter() - t0, 1), "threads": threads[arm],
                         "at_once": parallel[arm], "units": [{"task": t, "method": m, **res}
                                                             for (t, m), res in zip(units, results)]}
@@ -128,13 +181,13 @@ def main() -> None:
         load.append(os.getloadavg())
         print(f"round {r + 1} ({order[0]} first): old {row['old']['seconds']:7.1f} s   new {row['new']['seconds']:7.1f} s"
               f"   {row['old']['seconds'] / row['new']['seconds']:.2f}×", flush=True)
-    print("\n| round | first | old: float32, one at a time, threads | new: bf16, at once, threads | old s | new s | "
+    print("\n| round | first | old: float32, a process per stage, threads | new: bf16, workers × threads | old s | new s | "
           "old / new |\n|---|---|---|---|---:|---:|---:|")
     for row in rounds:
         print(f"| {row['round']} | {row['first']} | 1 × {row['old']['threads']} | {row['new']['at_once']} × "
               f"{row['new']['threads']} | {row['old']['seconds']} | {row['new']['seconds']} | "
               f"{row['old']['seconds'] / row['new']['seconds']:.2f}× |")
-    print("\n| unit | old: train + eval s, acc | new: train + eval s, acc |\n|---|---|---|")
+    print("\n| unit | old: train + eval s (processes), acc | new: train + eval s (stages), acc |\n|---|---|---|")
     for row in rounds:
         for o, n in zip(row["old"]["units"], row["new"]["units"]):
             print(f"| round {row['round']} {o['task']} {o['method']} | {o['train_s']} + {o['eval_s']}, "
