@@ -4,7 +4,8 @@
         [--workdir runs/study-speed] [--out bench/results/study_speed.json]
 
 Each unit is one (task, method): a training to convergence under the study's budget rule (dev loss
-every ``--eval-every`` steps on a carved dev split, stop on a plateau or at the cap, best step kept),
+every ``--eval-every`` steps on a carved dev split, stop on a plateau — ``min_delta`` as the study's —
+or at the cap, best step kept),
 then an evaluation of the adapter on the task's first ``--limit`` test items (choice tasks by
 log-likelihood, as the study scores them). The two arms:
 
@@ -68,6 +69,7 @@ def old_unit(args, task: str, method: str, work: Path, env: dict) -> dict:
              "--seed", "1", "--rank", str(STUDY["rank"]), "--dropout", str(STUDY["dropout"]), "--lr", str(lr),
              "--batch-size", str(STUDY["batch_size"]), "--max-steps", str(args.max_steps),
              "--eval-every", str(args.eval_every), "--patience", str(STUDY["patience"]),
+             "--min-delta", str(STUDY["min_delta"]),
              "--dev-fraction", str(STUDY["dev_fraction"]), "--dev-limit", str(args.dev_limit),
              "--builtin-rows", str(args.rows), "--max-length", str(STUDY["max_length"]),
              "--out", str(folder / "adapter"), *OLD]
@@ -94,6 +96,7 @@ def new_recipe(args, units: list[tuple[str, str]], work: Path) -> dict:
     """The units as one recipe with a study's stage settings (lorikit's defaults, the study's shared prefix)."""
     train = {"model": args.model, "rank": STUDY["rank"], "dropout": STUDY["dropout"], "batch_size": STUDY["batch_size"],
              "max_steps": args.max_steps, "eval_every": args.eval_every, "patience": STUDY["patience"],
+             "min_delta": STUDY["min_delta"],
              "dev_fraction": STUDY["dev_fraction"], "dev_limit": args.dev_limit, "builtin_rows": args.rows,
              "max_length": STUDY["max_length"], "shared_prefix": STUDY["shared_prefix"]}
     evaluate = {"model": args.model, "limit": args.limit, "batch_size": STUDY["eval_batch_size"],
