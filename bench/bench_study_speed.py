@@ -39,6 +39,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import yaml
+from scipy.stats import binomtest
 
 from lorikit.data import BUILTIN_TASKS
 from lorikit.pipeline.runner import STAGE_RECORD
@@ -89,7 +90,20 @@ def unit_record(adapter: Path, result_file: Path, train_s: float, eval_s: float)
     meta = json.loads((adapter / "lorikit.json").read_text())
     return {"seconds": round(train_s + eval_s, 1), "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
             "steps": meta["train"]["steps"], "correct": int(result["correct"]), "n": int(result["n"]),
-            "dtype": result["settings"]["dtype"]}
+            "dtype": result["settings"]["dtype"],
+            "outcomes": {str(r["id"]): int(bool(r["correct"])) for r in result["records"]}}  # per item, for pairing
+
+
+def discordant(rounds: list[dict]) -> tuple[int, int]:
+    """Items right in only the old arm's adapter, and only in the new one's (same unit, same round)."""
+    only_old = only_new = 0
+    for row in rounds:
+        for o, n in zip(row["old"]["units"], row["new"]["units"]):
+            if o["outcomes"].keys() != n["outcomes"].keys():
+                raise SystemExit(f"{o['task']}: the arms scored different items")
+            only_old += sum(o["outcomes"][i] and not n["outcomes"][i] for i in o["outcomes"])
+            only_new += sum(n["outcomes"][i] and not o["outcomes"][i] for i in o["outcomes"])
+    return only_old, only_new
 
 
 def new_recipe(args, units: list[tuple[str, str]], work: Path) -> dict:
@@ -200,12 +214,18 @@ def main() -> None:
     acc = {arm: sum(u["correct"] for row in rounds for u in row[arm]["units"]) /
            sum(u["n"] for row in rounds for u in row[arm]["units"]) for arm in ARMS}
     speedup = total["old"] / total["new"]
+    only_old, only_new = discordant(rounds)
+    mcnemar = binomtest(only_old, only_old + only_new).pvalue if only_old + only_new else 1.0
     settings = {k: getattr(args, k) for k in ("quick", "tasks", "methods", "model", "max_steps", "eval_every",
                                               "dev_limit", "rows", "limit", "workers", "rounds")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": settings, "rounds": rounds, "seconds": total, "accuracy": acc,
-                                          "speedup": round(speedup, 3), "load_average": load}, indent=2) + "\n")
+                                          "speedup": round(speedup, 3), "load_average": load,
+                                          "paired": {"only_old": only_old, "only_new": only_new,
+                                                     "mcnemar_exact_p": mcnemar}}, indent=2) + "\n")
     print(f"load average before {load[0][0]:.2f}, after {load[-1][0]:.2f}")
+    print(f"paired items: right only in old {only_old}, only in new {only_new} (exact McNemar p = {mcnemar:.3g}; "
+          f"these adapters on these items)")
     print(f"speed-up {speedup:.2f}× (old {total['old']:.0f} s, new {total['new']:.0f} s; "
           f"accuracy old {acc['old']:.3f}, new {acc['new']:.3f})")
 
