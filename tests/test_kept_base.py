@@ -94,3 +94,13 @@ def test_stages_of_a_recipe_train_the_same_adapters_as_runs_of_their_own(tmp_pat
         got = load_file(tmp_path / "w" / name / "adapter_model.safetensors")
         want = load_file(alone / "adapter_model.safetensors")
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+
+def test_loading_a_folder_model_draws_nothing_from_torchs_generator():
+    """Why a kept copy and a fresh read are interchangeable: training seeds torch before it loads the base,
+    so a load that drew random numbers would shift the run's draws whenever the read was skipped."""
+    torch.manual_seed(5)
+    want = torch.rand(4)
+    torch.manual_seed(5)
+    load_model(str(tiny_folder()))
+    assert torch.equal(torch.rand(4), want)
