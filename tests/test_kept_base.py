@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lorikit import AdapterConfig, TrainConfig, train
-from lorikit.models import loading
+from lorikit.models import kept, loading
 from lorikit.models.loading import keep_base_loaded, load_model, tiny_folder
 from lorikit.pipeline import parse_recipe, run_recipe
 
@@ -50,7 +50,7 @@ def test_a_kept_base_is_read_once_and_every_caller_gets_its_own_copy(monkeypatch
         load_model(folder, dtype="bfloat16")  # other settings: read again, and kept instead
         load_model(folder, dtype="bfloat16")
         assert len(calls) == 2
-    assert loading._KEPT.bundle is None  # dropped on leaving
+    assert kept._KEPT.bundle is None  # dropped on leaving
     load_model(folder)
     assert len(calls) == 3  # outside the block every load reads the folder
 

@@ -179,7 +179,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
         return plans
     from ..models.loading import keep_base_loaded  # here: planning a recipe does not import torch
 
-    with keep_base_loaded():  # the stages' base model is read once, then copied (models/loading.py)
+    with keep_base_loaded():  # the stages' base model is read once, then copied (models/kept.py)
         _run_stages(recipe, plans, todo, echo)
     return plans
 
