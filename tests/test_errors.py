@@ -601,3 +601,26 @@ if __name__ == "__main__":  # regenerate the tables of docs/errors.md from real 
             shown = " ".join(fill(a, short).replace("=/", "=").lstrip("/") or "." for a in argv)
             row = [f"`{case_id}`", f"`lorikit {shown}`", str(got), f"`` {message} ``" if "`" in message else f"`{message}`"]
             print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--data", "{T}/nope.jsonl"], r"--data \S*nope.jsonl: file not found"),
+    (["--data", "{T}/nope.jsonl?split=train&fraction=0.2"], r"--data \S*nope.jsonl: file not found"),
+    (["--data", "{T}/no such folder"], r"--data \S*no such folder: file not found"),
+    (["--data", "builtin:nosuchtask"], r"builtin:nosuchtask"),
+    (["--data", "builtin:compare", "--eval-every", "2", "--dev-data", "{T}/dev.jsonl"],
+     r"--dev-data \S*dev.jsonl: file not found"),
+])
+def test_a_missing_data_file_fails_before_the_model_loads(tmp_path, monkeypatch, capsys, flags, message):
+    """Reading a model takes seconds to minutes; a mistyped --data path is told before it."""
+    from lorikit.models import loading
+
+    def no_load(*args):
+        raise AssertionError("the model was loaded before the data was checked")
+
+    monkeypatch.setattr(loading, "_load_model", no_load)
+    argv = ["train", "--model", "tiny-random-llama", *[f.replace("{T}", str(tmp_path)) for f in flags],
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()

@@ -123,9 +123,25 @@ def load_rows(spec: str, split: str = "train", n_builtin: int = 1000, seed: int 
     path = Path(spec)
     if path.suffix in (".json", ".jsonl") or path.exists():
         return read_rows(path), str(path)
-    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
+    if HUB_NAME.fullmatch(spec):
         return _hub_rows(spec, split), spec
     raise UsageError(f"--data {spec}: file not found")
+
+
+HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # a Hugging Face dataset id, as load_rows tells it from a file
+
+
+def check_source(spec: str, flag: str = "--data") -> None:
+    """Fail now — not after a model has loaded — when ``spec`` names a local file that is not there or
+    an unknown built-in task; what only reading can tell (a row's fields, a Hub id offline) waits for
+    ``load_rows``, which resolves specs by the same rules."""
+    base, _ = parse_split(spec)
+    if base.startswith("builtin:"):
+        parse_builtin(base)
+        return
+    path = Path(base)
+    if not path.exists() and (path.suffix in (".json", ".jsonl") or not HUB_NAME.fullmatch(base)):
+        raise UsageError(f"{flag} {base}: file not found")
 
 
 def load_examples(spec: str, fmt: str = "auto", limit: int | None = None, split: str = "train",

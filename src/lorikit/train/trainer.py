@@ -34,6 +34,7 @@ from ..adapters.config import RunSeed
 from ..adapters.methods import get_method
 from ..adapters.inits import get_init
 from ..adapters.starts import build_adapter
+from ..data.loading import check_source
 from ..errors import LorikitError, UsageError
 from ..models import resolve_device
 from ..utils.atomic import atomic_output_dir, check_output_dir, output_lock
@@ -128,6 +129,9 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume_from:  # a missing resume state fails here, before the model is loaded
             resume_state_for(cfg.resume_from)
+        check_source(cfg.data)  # likewise a missing data file (the load takes seconds to minutes)
+        if cfg.dev_data:
+            check_source(cfg.dev_data, "--dev-data")
         # a resumed run's <out> holds its checkpoint-N adapters and runs/ until the final adapter is written
         check_output_dir(cfg.out, cfg.overwrite or (cfg.resuming and only_run_outputs(cfg.out)), self.inputs())
         dist = distributed.setup(cfg.device, cfg.batch_size * cfg.grad_accum)
