@@ -117,30 +117,40 @@ def load_rows(spec: str, split: str = "train", n_builtin: int = 1000, seed: int 
         train_rows, dev_rows = split_dev(rows, carve["fraction"], carve["seed"])
         # row numbers in errors then count within the split, so name the split, not the file
         return (dev_rows if carve["split"] == "dev" else train_rows), spec
-    if spec.startswith("builtin:"):
+    kind = source_kind(spec)
+    if kind == "builtin":
         name, bsplit = parse_builtin(spec)
         return builtin_rows(name, bsplit, n_builtin, seed), spec
+    if kind == "file":
+        return read_rows(Path(spec)), str(Path(spec))
+    return _hub_rows(spec, split), spec
+
+
+HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # a Hugging Face dataset id
+
+
+def source_kind(spec: str, flag: str = "--data") -> str:
+    """How ``load_rows`` reads ``spec`` (no ``?split=`` carve): ``builtin``, ``file`` or ``hub``; a spec
+    that is none of them is a file not found."""
+    if spec.startswith("builtin:"):
+        return "builtin"
     path = Path(spec)
     if path.suffix in (".json", ".jsonl") or path.exists():
-        return read_rows(path), str(path)
+        return "file"
     if HUB_NAME.fullmatch(spec):
-        return _hub_rows(spec, split), spec
-    raise UsageError(f"--data {spec}: file not found")
-
-
-HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # a Hugging Face dataset id, as load_rows tells it from a file
+        return "hub"
+    raise UsageError(f"{flag} {spec}: file not found")
 
 
 def check_source(spec: str, flag: str = "--data") -> None:
     """Fail now — not after a model has loaded — when ``spec`` names a local file that is not there or
     an unknown built-in task; what only reading can tell (a row's fields, a Hub id offline) waits for
-    ``load_rows``, which resolves specs by the same rules."""
+    ``load_rows``."""
     base, _ = parse_split(spec)
-    if base.startswith("builtin:"):
+    kind = source_kind(base, flag)
+    if kind == "builtin":
         parse_builtin(base)
-        return
-    path = Path(base)
-    if not path.exists() and (path.suffix in (".json", ".jsonl") or not HUB_NAME.fullmatch(base)):
+    elif kind == "file" and not Path(base).exists():
         raise UsageError(f"{flag} {base}: file not found")
 
 
