@@ -82,7 +82,8 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
         runs, base, seeds = whole_seeds(table, root)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")
-        store = collect(runs, base, None, declared={k: table[k] for k in ("primary", "alpha", "equivalence_margin")})
+        declared = {k: table[k] for k in ("primary", "alpha", "equivalence_margin", "learned_at")}
+        store = collect(runs, base, None, declared=declared)
     study = summarize(store)
     by_kind: dict[str, list[float]] = defaultdict(list)
     for rec in root.glob("*/lorikit-stage.json"):

@@ -78,6 +78,8 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     ({"tasks": ["pair-add", "nope"]}, "not built in"),
     ({"continual": {"first": "pair-add"}}, "continual"),
     ({"scoring": "bogus"}, "scoring"),
+    ({"learned_at": 0}, "--learned-at 0"),
+    ({"learned_at": 1.5}, "--learned-at 1.5"),
     # a test carved out of the training file needs the complementary carve as training data
     ({"tasks": {"pair-add": None, "q": {"train": "q.jsonl", "test": "q.jsonl?split=dev&seed=7"}}},
      r"'q': test 'q.jsonl\?split=dev&seed=7' overlaps train 'q.jsonl' .*train on 'q.jsonl\?split=train&seed=7'"),
@@ -482,3 +484,58 @@ def test_a_task_can_cut_its_own_training_rows_and_only_its_stages_change():
     assert cut["defaults"] == plain["defaults"]
     with pytest.raises(UsageError, match="max_length must be a positive number of tokens"):
         StudyConfig(tasks={"pair-max": None, "safety": {**safety, "max_length": 0}})
+
+
+def _accuracy_eval(path: Path, right: int) -> str:
+    return _fake_eval(path, [1] * right + [0] * (100 - right))
+
+
+def test_learned_counts_runs_at_the_declared_accuracy_and_checks_the_suite_premise(tmp_path):
+    from lorikit.analysis.study.checks import learned_rows
+    from lorikit.analysis.study.report import learned_section
+
+    right = {"a": {"x": (95, 90, 100), "y": (97, 96, 99)}, "b": {"x": (89, 99, 99), "y": (99, 99, 99)}}
+    runs = {m: {str(s + 1): {"single": {"1": {t: _accuracy_eval(tmp_path / f"{m}-{s}-{t}", right[m][t][s])
+                                              for t in "xy"}}} for s in range(3)} for m in "ab"}
+    store = collect(runs, {}, None)
+    rows = {(r["task"], r["method"]): r for r in learned_rows(store, store.layout["runs"], 0.9, 0.05)}
+    assert rows[("x", "a")]["learned_runs"] == 3  # 0.90 exactly counts as learned
+    assert rows[("x", "b")]["learned_runs"] == 2 and rows[("x", "b")]["not_learned"] == ["1"]
+    from statsmodels.stats.proportion import proportion_confint
+    # pooled over runs: 285 of 300, Wilson lower bound 0.919 (statsmodels' Wilson as the reference): met
+    low, _ = proportion_confint(285, 300, alpha=0.05, method="wilson")
+    assert rows[("x", "a")]["pooled"]["low"] == pytest.approx(low, abs=1e-9) and rows[("x", "a")]["premise_met"]
+    assert rows[("y", "b")]["premise_met"] and rows[("y", "b")]["pooled"]["n"] == 300
+    strict = {(r["task"], r["method"]): r for r in learned_rows(store, store.layout["runs"], 0.95, 0.05)}
+    assert not strict[("x", "a")]["premise_met"] and strict[("x", "a")]["learned_runs"] == 2
+    two = {m: {s: runs[m][s] for s in ("1", "2")} for m in runs}  # two runs: the premise needs three
+    assert not any(r["premise_met"] for r in learned_rows(collect(two, {}, None), collect(two, {}, None).layout["runs"],
+                                                          0.5, 0.05))
+    text = "\n".join(learned_section(list(rows.values()), 0.9, 0.05))
+    assert "| x | b | 2 of 3 (not: seed 1) | 0.957 [" in text and "**not met**" not in text.split("| x | a |")[1][:80]
+
+
+def test_continual_forgetting_is_compared_again_on_the_runs_that_learned_both_tasks(tmp_path):
+    from lorikit.analysis.study.report import continual_table
+    from lorikit.analysis.study.table import continual_rows
+
+    # (first before, first after, then after) per seed; lora's seed 2 never learned 'then' (0.50)
+    plan = {"lora": [(95, 75, 95), (96, 96, 50), (94, 74, 97)], "lori-s": [(95, 93, 95), (97, 77, 96), (93, 92, 91)]}
+    methods = {}
+    for method, seeds in plan.items():
+        methods[method] = {}
+        for k, (before, after, then_after) in enumerate(seeds, 1):
+            ev = lambda name, right, m=method, k=k: _accuracy_eval(tmp_path / f"{m}-{k}-{name}", right)  # noqa: E731
+            methods[method][str(k)] = {"before": {"f": ev("bf", before), "t": ev("bt", 50)},
+                                       "after": {"f": ev("af", after), "t": ev("at", then_after)},
+                                       "single": {"t": ev("st", 98)}}
+    store = collect({}, {}, {"first": "f", "then": "t", "methods": methods})
+    rows = {r["method"]: r for r in continual_rows(store, store.layout["continual"], Stats(0.05, 0.05), 0.9)}
+    assert rows["lora"]["learned_both"] == ["1", "3"] and rows["lori-s"]["learned_both"] == ["1", "2", "3"]
+    every = rows["lori-s"]["forgetting_vs_ref"]  # (2, 20, 1) - (20, 0, 20) over all three runs
+    assert every["n_seeds"] == 3 and every["estimate"] == pytest.approx((-18 + 20 - 19) / 300)
+    learned = rows["lori-s"]["forgetting_vs_ref_learned"]  # seeds 1 and 3 only: lora's seed 2 did not learn 't'
+    assert rows["lori-s"]["learned_both_with_ref"] == ["1", "3"]
+    assert learned["n_seeds"] == 2 and learned["estimate"] == pytest.approx((-18 - 19) / 200)
+    table = continual_table(list(rows.values()), 0.9)
+    assert "| 2 of 3 (seeds 1, 3) | control |" in table and "| 3 of 3 | -0.185 [" in table

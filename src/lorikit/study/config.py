@@ -127,6 +127,11 @@ class StudyConfig:
         "help": "a difference counts as 'equivalent' (no difference) only when a TOST at this margin "
                 "(accuracy points as a fraction) rejects both one-sided nulls; else it is 'inconclusive'"})
     alpha: float = field(default=0.05, metadata={"help": "level of every test and (1 - alpha) interval"})
+    learned_at: float = field(default=0.9, metadata={
+        "help": "a training run learned a task when its single adapter (w = 1) scores at least this on the "
+                "task's test items; the table counts such runs per method and task, checks the suite's premise "
+                "(each task learned: Wilson lower bound of the runs' pooled items at least this, over >= 3 runs) "
+                "and compares continual forgetting again on the runs that learned both tasks"})
     dev_examples: int = field(default=100, metadata={
         "help": "dev items per task on which each run chooses its merge weight"})
     pair_weight: float | None = field(default=1.0, metadata={
@@ -216,6 +221,8 @@ class StudyConfig:
             raise UsageError(f"--alpha {self.alpha}: must be in (0, 0.5)")
         if not 0 < self.equivalence_margin < 1:
             raise UsageError(f"--equivalence-margin {self.equivalence_margin}: must be in (0, 1)")
+        if not 0 < self.learned_at <= 1:
+            raise UsageError(f"--learned-at {self.learned_at}: must be in (0, 1]")
         self.primary_weight  # noqa: B018 (validates --primary)
         self._check_continual()
 

@@ -144,7 +144,8 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
                 b.train(f"{method}-s{seed}-{task}", method, seed, task)
             runs[method][str(seed)] = b.single_and_merges(f"{method}-s{seed}")
     table: dict[str, Any] = {"kind": "study-table", "runs": runs, "base": base, "primary": cfg.primary_weight,
-                             "alpha": cfg.alpha, "equivalence_margin": cfg.equivalence_margin}
+                             "alpha": cfg.alpha, "equivalence_margin": cfg.equivalence_margin,
+                             "learned_at": cfg.learned_at}
     if cfg.continual:
         table["continual"] = b.continual()
     b.stages["table"] = table

@@ -6,6 +6,10 @@ learned task. Merging or continual training that moves such an adapter's score m
 that prior, not of a skill. The study flags every single adapter (w = 1) whose most frequent answer
 covers at least ``ONE_ANSWER_SHARE`` of the items while the gold answers take at least two values,
 and prints the share of items on which that answer is right (the accuracy it explains).
+
+And which runs learned each task at all (``learned_rows``): a merge cannot keep a skill a run never
+learned, so the table counts, per task and method, the runs whose single adapter reached the declared
+``learned_at`` and checks the suite's premise on the runs' pooled items.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..stats import wilson
 from .outcomes import Outcomes
+from .table import outcomes, run_learned
 
 ONE_ANSWER_SHARE = 0.95
 
@@ -50,3 +56,21 @@ def describe(flag: dict[str, Any]) -> str:
             "learned the label prior, not yet the task), and merging or continual results on this task "
             "measure a shift of that prior")
 
+
+
+
+def learned_rows(store: Outcomes, runs: dict[str, Any], at: float, alpha: float) -> list[dict[str, Any]]:
+    """Per (task, method): how many runs' single adapters (w = 1) learned the task (accuracy ≥ ``at``), and
+    the suite's premise, "each task learned to ≥ ``at``": the Wilson lower bound of all runs' items pooled
+    (these adapters on these items, not a statement about training runs) at least ``at``, over ≥ 3 runs."""
+    rows = []
+    tasks = list(next(iter(next(iter(runs.values())).values()))["single"]["1"])
+    for task in tasks:
+        for method, by_seed in runs.items():
+            m = outcomes(store, [by_seed[s]["single"]["1"][task] for s in by_seed])
+            flags = run_learned(m.values, at)
+            pooled = wilson(int(m.values.sum()), int(m.values.size), 1 - alpha)
+            rows.append({"task": task, "method": method, "learned_runs": sum(flags), "runs": len(flags),
+                         "not_learned": [s for s, f in zip(by_seed, flags) if not f],
+                         "pooled": pooled.to_json(), "premise_met": bool(len(flags) >= 3 and pooled.low >= at)})
+    return rows

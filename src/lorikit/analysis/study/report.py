@@ -149,20 +149,52 @@ def single_table(rows: list[dict[str, Any]], ref: str) -> str:
     return "\n".join(lines)
 
 
-def continual_table(rows: list[dict[str, Any]]) -> str:
+def _runs_text(seeds: list[str], n: int) -> str:
+    return f"{len(seeds)} of {n}" + (f" (seeds {', '.join(seeds)})" if seeds and len(seeds) < n else "")
+
+
+def continual_table(rows: list[dict[str, Any]], at: float) -> str:
     if not rows:
         return ""
     first, then, ref = rows[0]["first"], rows[0]["then"], rows[0]["method"]
     head = ["method", f"{first} before", f"{first} after", "forgetting (before − after)", f"forgetting minus {ref}'s",
-            f"{then} after", f"{then} trained alone", "gap to alone"]
+            f"{then} after", f"{then} trained alone", "gap to alone", f"runs that learned both (≥ {at:g})",
+            f"forgetting minus {ref}'s, runs where both learned both"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        control = "forgetting_vs_ref" not in r
+        common = r.get("learned_both_with_ref", [])
+        restricted = ("control" if control else comparison(r["forgetting_vs_ref_learned"])
+                      if r.get("forgetting_vs_ref_learned") else f"n/a ({len(common)} run(s) in common)")
         lines.append("| " + " | ".join([r["method"], cell(r["first_before"]), cell(r["first_after"]),
                                         comparison(r["forgetting"]),
-                                        comparison(r["forgetting_vs_ref"]) if r.get("forgetting_vs_ref") else "control",
+                                        "control" if control else comparison(r["forgetting_vs_ref"]),
                                         cell(r["then_after"]), cell(r["then_alone"]),
-                                        comparison(r["then_gap_to_alone"])]) + " |")
+                                        comparison(r["then_gap_to_alone"]),
+                                        _runs_text(r.get("learned_both", []), r.get("runs", 0)), restricted]) + " |")
     return "\n".join(lines)
+
+
+def learned_section(rows: list[dict[str, Any]], at: float, alpha: float) -> list[str]:
+    """Per task and method: the runs that learned the task, and the suite's premise."""
+    if not rows:
+        return []
+    level = f"{1 - alpha:.0%}"
+    head = ["task", "method", f"runs with accuracy ≥ {at:g}", f"pooled accuracy [{level} Wilson]",
+            f"premise: Wilson lower bound ≥ {at:g} over ≥ 3 runs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        missed = r["not_learned"]
+        runs = f"{r['learned_runs']} of {r['runs']}" + (f" (not: seed{'s' * (len(missed) > 1)} {', '.join(missed)})" if missed else "")
+        p = r["pooled"]
+        pooled = f"{p['estimate']:.3f} [{p['low']:.3f}, {p['high']:.3f}] of {p['n']}"
+        lines.append("| " + " | ".join([r["task"], r["method"], runs, pooled,
+                                        "met" if r["premise_met"] else "**not met**"]) + " |")
+    return ["## Learned: which runs learned each task", "",
+            f"A run learned a task when its single adapter (w = 1) scored at least {at:g} on the task's test items "
+            f"(declared before the study ran). The pooled interval counts every run's items as trials: it "
+            f"describes these adapters on these items, not training runs (the single-adapter table has the "
+            f"run-level intervals).", "", "\n".join(lines), ""]
 
 
 def prediction_table(pred: dict[str, Any]) -> str:
@@ -242,12 +274,13 @@ def markdown(study: dict[str, Any], figures: bool) -> str:
           *convergence_section(study.get("convergence", {})),
           "## Fixed weights (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
           *one_answer_section(study.get("one_answer", [])),
+          *learned_section(study.get("learned", []), study.get("learned_at", 0.9), study["alpha"]),
           "## Single adapters (w = 1)", "", single_table(study["single"], ref), "",
           "## Merging: down-weighting vs interference", "", merge_table(study["merge"], ref), ""]
     if figures:
         md += ["![interference](interference.png)", ""]
     if study.get("continual"):
-        md += ["## Continual learning", "", continual_table(study["continual"]), ""]
+        md += ["## Continual learning", "", continual_table(study["continual"], study.get("learned_at", 0.9)), ""]
     if study.get("prediction") and study["prediction"]["points"]:
         md += ["## Does the interference report predict measured interference?", "",
                prediction_table(study["prediction"]), ""]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checks import one_answer_adapters
+from .checks import learned_rows, one_answer_adapters
 from .outcomes import Outcomes
 from .table import (Stats, adjust, base_rows, continual_rows, convergence, headline, merge_rows, prediction,
                     primary_rows, single_rows)
@@ -15,10 +15,11 @@ def summarize(store: Outcomes) -> dict[str, Any]:
     """Tables of a finished study (see ``table`` for the definitions), with the analysis the study
     declared before it ran (``store.declared``): ``primary``: ``dev`` (each run's dev-chosen merge
     weight) or a fixed weight; ``alpha``: level of every test and interval; ``equivalence_margin``:
-    the margin of every TOST."""
+    the margin of every TOST; ``learned_at``: the accuracy at which a run counts as having learned a task."""
     primary = str(store.declared.get("primary", "dev"))
     alpha = float(store.declared.get("alpha", 0.05))
     margin = float(store.declared.get("equivalence_margin", 0.05))
+    learned_at = float(store.declared.get("learned_at", 0.9))
     runs, continual = store.layout["runs"], store.layout.get("continual")
     methods = list(runs)
     seeds = list(next(iter(runs.values())))
@@ -38,13 +39,15 @@ def summarize(store: Outcomes) -> dict[str, Any]:
         notes.append("ONE training run per method: there is no run-level interval; these numbers describe these "
                      "adapters on these items and illustrate, they do not test the methods")
     study: dict[str, Any] = {"reference_method": methods[0], "methods": methods, "seeds": seeds, "alpha": alpha,
-                             "equivalence_margin": margin, "n_items": n_items, "base": base, "notes": notes,
+                             "equivalence_margin": margin, "learned_at": learned_at, "n_items": n_items,
+                             "base": base, "notes": notes,
                              "primary": primary_rows(store, runs, st, primary),
                              "single": single_rows(store, runs, st), "merge": merge_rows(store, runs, st),
                              "headline": headline(store, runs, st), "one_answer": one_answer_adapters(store, runs),
+                             "learned": learned_rows(store, runs, learned_at, alpha),
                              "convergence": convergence(store, runs, continual)}
     if continual:
-        study["continual"] = continual_rows(store, continual, st)
+        study["continual"] = continual_rows(store, continual, st, learned_at)
     adjust(st.secondary, alpha)
     study["n_secondary"] = len(st.secondary)
     study["prediction"] = prediction(store, runs)

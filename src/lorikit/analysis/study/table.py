@@ -80,6 +80,11 @@ class Stats:
         return out
 
 
+def run_learned(values: np.ndarray, at: float) -> list[bool]:
+    """Per run (row of a seeds × items 0/1 matrix): did it learn the task, i.e. score at least ``at``?"""
+    return [bool(row.mean() >= at - 1e-12) for row in values]
+
+
 def _first(runs: dict[str, Any]) -> dict[str, Any]:
     return next(iter(next(iter(runs.values())).values()))
 
@@ -198,26 +203,39 @@ def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
         c["significant_holm"] = bool(math.isfinite(p) and p < alpha)
 
 
-def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats) -> list[dict[str, Any]]:
+def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats, at: float) -> list[dict[str, Any]]:
     """Forgetting of the first task (before − after) and the second task's score, per method; the
-    first method (plain LoRA) is the control each method's forgetting is compared with."""
+    first method (plain LoRA) is the control each method's forgetting is compared with — over every
+    run, and again over the runs of both methods that learned both tasks (the first before, the second
+    after; ``run_learned`` at ``at``), the setting in which forgetting means losing a learned skill."""
     first, then = cont["first"], cont["then"]
     rows, ref = [], None
     for method, by_seed in cont["methods"].items():
         seeds = list(by_seed)
-        get = lambda part, task: outcomes(store, [by_seed[s][part][task] for s in seeds])  # noqa: E731
+
+        def get(part: str, task: str, only: list[str] = seeds, by_seed: dict = by_seed) -> Matrix:
+            return outcomes(store, [by_seed[s][part][task] for s in only])
+
+        def forgetting(only: list[str], get=get) -> Matrix:
+            return get("before", first, only) - get("after", first, only)
+
         before_first, after_first = get("before", first), get("after", first)
         after_then, alone_then = get("after", then), get("single", then)
-        row = {"method": method, "first": first, "then": then,
+        both = [s for s, a, b in zip(seeds, run_learned(before_first.values, at), run_learned(after_then.values, at))
+                if a and b]
+        row = {"method": method, "first": first, "then": then, "learned_both": both, "runs": len(seeds),
                "first_before": st.accuracy(before_first), "first_after": st.accuracy(after_first),
                "forgetting": st.compare(before_first, after_first),
                "then_before": st.accuracy(get("before", then)), "then_after": st.accuracy(after_then),
                "then_alone": st.accuracy(alone_then), "then_gap_to_alone": st.compare(alone_then, after_then)}
-        forgetting = before_first - after_first
         if ref is None:
-            ref = forgetting
-        elif ref.values.shape == forgetting.values.shape:
-            row["forgetting_vs_ref"] = st.compare(forgetting, ref)
+            ref = (forgetting, set(both), seeds)
+        elif ref[2] == seeds:
+            row["forgetting_vs_ref"] = st.compare(forgetting(seeds), ref[0](seeds))
+            common = [s for s in seeds if s in both and s in ref[1]]
+            row["learned_both_with_ref"] = common
+            if len(common) >= 2:  # one run has no run-level interval
+                row["forgetting_vs_ref_learned"] = st.compare(forgetting(common), ref[0](common))
         rows.append(row)
     return rows
 

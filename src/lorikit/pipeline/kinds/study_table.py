@@ -3,7 +3,7 @@
 Settings (``lorikit study`` writes them): ``runs``: {METHOD: {SEED: {single: {W: {TASK: $eval}},
 merged: {W: {TASK: $eval}}, pairs: {A+B: {TASK: $eval}}, pair_weight: W, analysis: $report/analysis.json}}},
 ``base``: {TASK: $eval}, optional ``continual``; ``primary`` (``dev`` or a weight), ``alpha`` and
-``equivalence_margin`` (the study's declared analysis). The first method is the reference of every
+``equivalence_margin``, ``learned_at`` (the study's declared analysis). The first method is the reference of every
 "vs" column. Output: ``table.md``, ``study.json``, ``interference.png``
 (and ``prediction.png``), written atomically.
 """
@@ -30,11 +30,12 @@ class StudyTableSettings:
     primary: str = "dev"
     alpha: float = 0.05
     equivalence_margin: float = 0.05
+    learned_at: float = 0.9
 
 
 class StudyTableKind(StageKind):
     name = "study-table"
-    version = 3  # 3: run-level comparisons (compare_runs), primary endpoint, Holm, TOST; outcomes.json.gz
+    version = 4  # 3: run-level comparisons (compare_runs), primary endpoint, Holm, TOST; 4: learned runs
     summary = "the study table: accuracies, down-weighting vs interference, continual, prediction, with intervals"
 
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
@@ -42,8 +43,8 @@ class StudyTableKind(StageKind):
         cfg = build_dataclass(StudyTableSettings, settings, where)
         if not cfg.runs or not all(isinstance(v, dict) and v for v in cfg.runs.values()):
             raise UsageError(f"{where}: 'runs' must map each method to its seeds' evals")
-        if not 0 < cfg.alpha < 0.5 or not 0 < cfg.equivalence_margin < 1:
-            raise UsageError(f"{where}: alpha must be in (0, 0.5) and equivalence_margin in (0, 1)")
+        if not 0 < cfg.alpha < 0.5 or not 0 < cfg.equivalence_margin < 1 or not 0 < cfg.learned_at <= 1:
+            raise UsageError(f"{where}: alpha must be in (0, 0.5), equivalence_margin in (0, 1) and learned_at in (0, 1]")
         return cfg
 
     def run(self, prepared: StudyTableSettings, out: Path) -> None:
@@ -53,7 +54,8 @@ class StudyTableKind(StageKind):
 
         store = collect(prepared.runs, prepared.base, prepared.continual,
                         declared={"primary": prepared.primary, "alpha": prepared.alpha,
-                                  "equivalence_margin": prepared.equivalence_margin})
+                                  "equivalence_margin": prepared.equivalence_margin,
+                                  "learned_at": prepared.learned_at})
         study = summarize(store)
         with atomic_output_dir(out, overwrite=True) as tmp:
             store.save(tmp / FILE)
