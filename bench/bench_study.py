@@ -7,7 +7,9 @@ Collect: recomputes the study's table from the per-item outcomes of every finish
 finished study is summarised over the seeds every method has finished) and writes
 ``bench/results/science-NAME-outcomes.json.gz`` (the outcomes: item id, correct, chosen and gold
 answer of every eval, each training's early-stopping record), ``science-NAME.json`` (the study's
-numbers, per-stage wall times by kind, the load average) and ``science-NAME-table.md``.
+numbers, per-stage wall times by kind, the load average), ``science-NAME-table.md`` and the figures
+``science-NAME-primary.png`` (the primary endpoint run by run), ``-interference.png`` (and
+``-prediction.png`` where the study has pairwise merges).
 
 Progress (``--progress``): while a study runs, the per-item outcomes of every eval finished so far
 and the early-stopping record of every finished training go to ``science-NAME-progress.json.gz``
@@ -99,12 +101,18 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
             "study": study}
     (results / f"science-{name}.json").write_text(json.dumps(report._clean(meta), indent=1) + "\n")
     (results / f"science-{name}-table.md").write_text(quoted(study))
+    figures = []
+    if report.have_matplotlib():
+        from lorikit.analysis.study.figures import write_figures
+
+        figures = [p.name for p in write_figures(results, study, prefix=f"science-{name}-")]
     print(f"{root}: seeds complete for every method: {', '.join(seeds)}; {meta['uptime']}")
     print("| stage kind | stages | total s | mean s |\n|---|---:|---:|---:|")
     for k, v in meta["seconds_by_kind"].items():
         print(f"| {k} | {v['n']} | {v['total']} | {v['mean']} |")
     print("\n" + quoted(study))
-    print(f"written {outcomes_path(results, name)}, science-{name}.json, science-{name}-table.md")
+    print(f"written {outcomes_path(results, name)}, science-{name}.json, science-{name}-table.md"
+          + "".join(f", {f}" for f in figures))
     return 0
 
 

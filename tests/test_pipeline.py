@@ -158,7 +158,8 @@ def test_demo_recipe_runs_end_to_end_on_tiny_model(tmp_path, capsys):
     result = json.loads((work / "eval-lori-s-s1-pair-max-w0p5-pair-max" / "result.json").read_text())
     assert result["settings"]["scoring"] == "loglik" and result["n"] == 6
     assert json.loads((work / "lori-s-s1-merged-w0p5" / "lorikit.json").read_text())["method"] == "merge:cat"
-    assert (work / "table" / "interference.png").is_file()
+    assert (work / "table" / "interference.png").is_file() and (work / "table" / "primary.png").is_file()
+    assert "![primary endpoint](primary.png)" in (work / "table" / "table.md").read_text()
     # a second run resumes: every stage is already complete
     assert main(args) == 0
     assert " 0 to run" in capsys.readouterr().out

@@ -180,7 +180,7 @@ def test_one_seed_gives_no_run_level_interval(tmp_path):
     rows = merge_rows(store, store.layout["runs"], Stats(0.05, 0.05))
     r = next(r for r in rows if r["method"] == "b" and r["weight"] == 0.5)
     assert np.isnan(r["interference_vs_ref"]["low"]) and r["interference_vs_ref"]["verdict"] == "inconclusive"
-    from lorikit.analysis.study.report import comparison
+    from lorikit.analysis.study.cells import comparison
     assert comparison(r["interference_vs_ref"]).endswith("no test with one run")
 
 
@@ -539,3 +539,23 @@ def test_continual_forgetting_is_compared_again_on_the_runs_that_learned_both_ta
     assert learned["n_seeds"] == 2 and learned["estimate"] == pytest.approx((-18 - 19) / 200)
     table = continual_table(list(rows.values()), 0.9)
     assert "| 2 of 3 (seeds 1, 3) | control |" in table and "| 3 of 3 | -0.185 [" in table
+
+
+def test_figures_of_a_committed_study_are_written_from_its_numbers(tmp_path, capsys):
+    """bench_study.py collects a study's figures beside its table: real PNGs, one per plot with data."""
+    from PIL import Image
+
+    from lorikit.analysis.study.figures import write_figures
+    from lorikit.analysis.study.outcomes import load
+    from lorikit.analysis.study.summary import summarize
+
+    study = summarize(load(Path(__file__).parent / "data" / "study" / "science-tiny-outcomes.json.gz"))
+    paths = write_figures(tmp_path, study, prefix="science-tiny-")
+    assert [p.name for p in paths] == ["science-tiny-primary.png", "science-tiny-interference.png"]  # no pairs
+    for p in paths:
+        with Image.open(p) as image:
+            assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+    one = {**study, "primary": {**study["primary"], "rows": [
+        {**r, "merged": {**r["merged"], "low": float("nan"), "high": float("nan")}} for r in study["primary"]["rows"]]}}
+    write_figures(tmp_path, one)  # one run (no interval) still draws
+    assert (tmp_path / "primary.png").stat().st_size > 0

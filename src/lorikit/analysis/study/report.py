@@ -1,4 +1,4 @@
-"""The study's report section: ``table.md`` (markdown tables), ``study.json`` and PNGs.
+"""The study's report section: ``table.md`` (markdown tables), ``study.json`` and PNGs (``figures``).
 
 Accuracies read ``0.612 [0.571, 0.651]``: the mean of the per-run accuracies and its t-interval over
 training runs. Differences read ``+0.031 [-0.012, +0.074] p 0.14 (Holm 0.56) inconclusive, MDE
@@ -16,63 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..report import REPORT_EXTRA, have_matplotlib
+from .cells import cell, comparison, finite, holm_verdict
 from .checks import describe
 
 log = logging.getLogger(__name__)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def cell(iv: dict[str, Any] | None, signed: bool = False) -> str:
-    """``estimate [low, high]``; without a run-level interval (one run) ``estimate (1 run)``."""
-    if not iv:
-        return "n/a"
-    est = iv.get("estimate", iv.get("mean"))
-    if not _finite(est):
-        return "n/a"
-    f = "+.3f" if signed else ".3f"
-    if not (_finite(iv.get("low")) and _finite(iv.get("high"))):
-        return f"{est:{f}} (1 run)"
-    return f"{est:{f}} [{iv['low']:{f}}, {iv['high']:{f}}]"
-
-
-def comparison(c: dict[str, Any] | None, holm: bool = True) -> str:
-    """A difference with its test, Holm-adjusted p, verdict and MDE."""
-    if not c:
-        return "n/a"
-    text = cell(c, signed=True)
-    if not _finite(c.get("p")):
-        return text + " — no test with one run"
-    text += f" {p_text(c['p'])}"
-    if holm and _finite(c.get("p_holm")):
-        text += f" (Holm {p_text(c['p_holm'])})"
-    verdict = c["verdict"] if not holm or c.get("p_holm") is None else _holm_verdict(c)
-    text += f" {verdict}"
-    if _finite(c.get("mde")):
-        text += f", MDE {c['mde']:.3f}"
-    return text
-
-
-def p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
-
-
-def _holm_verdict(c: dict[str, Any]) -> str:
-    """The verdict after Holm: 'different' only if the adjusted p clears the level."""
-    if c["verdict"] == "different" and not c.get("significant_holm", False):
-        return "inconclusive after Holm"
-    return c["verdict"]
 
 
 def primary_section(primary: dict[str, Any], ref: str, margin: float) -> list[str]:
@@ -86,8 +33,8 @@ def primary_section(primary: dict[str, Any], ref: str, margin: float) -> list[st
         c = r.get("vs_ref")
         weights = ", ".join(f"{w}" for w in r["weights"].values())
         lines.append("| " + " | ".join([r["method"], weights, cell(r["merged"]), comparison(c) if c else "reference",
-                                        f"{c['tost_p']:.3f}" if c and _finite(c.get("tost_p")) else "n/a",
-                                        _holm_verdict(c) if c and c.get("p_holm") is not None else
+                                        f"{c['tost_p']:.3f}" if c and finite(c.get("tost_p")) else "n/a",
+                                        holm_verdict(c) if c and c.get("p_holm") is not None else
                                         (c["verdict"] if c else "")]) + " |")
     return lines + [""]
 
@@ -145,7 +92,7 @@ def single_table(rows: list[dict[str, Any]], ref: str) -> str:
         lines.append("| " + " | ".join([r["method"], r["task"], cell(r["accuracy"]),
                                         " ".join(f"{x:.2f}" for x in r["accuracy"]["per_seed"]),
                                         comparison(r.get("vs_ref")) if r.get("vs_ref") else "reference",
-                                        "n/a" if ratio is None or not _finite(ratio) else f"{ratio:.3f}"]) + " |")
+                                        "n/a" if ratio is None or not finite(ratio) else f"{ratio:.3f}"]) + " |")
     return "\n".join(lines)
 
 
@@ -205,50 +152,6 @@ def prediction_table(pred: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_interference(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Interference (and down-weighting loss, dashed) vs w, one panel per task, one line per method."""
-    plt = pyplot()
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [r for r in rows if r["task"] == task and r["method"] == method]
-            ws = [r["weight"] for r in pts]
-            est = [r["interference"]["estimate"] for r in pts]
-            bound = lambda v, e: abs(v - e) if _finite(v) else 0.0  # noqa: E731 (one run: no interval)
-            err = [[bound(r["interference"]["low"], e) for e, r in zip(est, pts)],
-                   [bound(r["interference"]["high"], e) for e, r in zip(est, pts)]]
-            line = ax.errorbar(ws, est, yerr=err, marker="o", capsize=3, label=f"{method} interference")
-            ax.plot(ws, [r.get("downweighting_loss", {"estimate": 0.0})["estimate"] for r in pts], ls="--", color=line[0].get_color(),
-                    alpha=0.6, label=f"{method} down-weighting")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(task)
-        ax.set_xlabel("merge weight w")
-        ax.set_ylabel("accuracy lost")
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_prediction(path: Path, pred: dict[str, Any]) -> None:
-    plt = pyplot()
-    measures = list(pred["correlations"])
-    fig, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 3.5), squeeze=False)
-    for ax, measure in zip(axes[0], measures):
-        for method in dict.fromkeys(p["method"] for p in pred["points"]):
-            pts = [p for p in pred["points"] if p["method"] == method]
-            ax.scatter([p.get(measure, math.nan) for p in pts], [p["interference"] for p in pts], label=method, s=18)
-        r = pred["correlations"][measure]["spearman"]
-        ax.set_title(f"{measure} (ρ = {cell(r, True)})", fontsize=9)
-        ax.set_xlabel(measure)
-        ax.set_ylabel("measured interference (pair merge)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -271,6 +174,7 @@ def markdown(study: dict[str, Any], figures: bool) -> str:
     ref = study["reference_method"]
     md = ["# lorikit study", "", *[f"- {n}" for n in study["notes"]], "",
           *primary_section(study["primary"], ref, study["equivalence_margin"]),
+          *(["![primary endpoint](primary.png)", ""] if figures else []),
           *convergence_section(study.get("convergence", {})),
           "## Fixed weights (all tasks' test items pooled)", "", *verdicts(study.get("headline", []), ref), "",
           *one_answer_section(study.get("one_answer", [])),
@@ -293,9 +197,9 @@ def write(folder: Path, study: dict[str, Any]) -> str:
     """Write table.md, study.json and the PNGs into ``folder``; returns the markdown."""
     figures = have_matplotlib()
     if figures:
-        plot_interference(folder / "interference.png", study["merge"])
-        if study.get("prediction") and study["prediction"]["points"]:
-            plot_prediction(folder / "prediction.png", study["prediction"])
+        from .figures import write_figures  # matplotlib only when it is there
+
+        write_figures(folder, study)
     else:
         log.info("study: figures skipped (matplotlib is not installed: %s); the tables are complete", REPORT_EXTRA)
     text = markdown(study, figures)
