@@ -52,9 +52,8 @@ def check_same_settings(saved: dict[str, Any], cfg, world: int, ckpt: Path, adap
     older behaviour (``--shared-prefix`` off, ``--min-steps`` 0) — so upgrading lorikit mid-run does not
     throw a run's resume states away; any other difference refuses to continue it."""
     current, defaults = settings(cfg, adapter), setting_defaults(cfg, adapter)
-    made = {key: saved["settings"].get(key, defaults.get(key)) for key in current}
-    made.update(saved["settings"])
-    for key in list(current) + [k for k in saved["settings"] if k not in current]:
+    made = {**{key: defaults.get(key) for key in current}, **saved["settings"]}
+    for key in made:  # every current setting, then those only the checkpoint names
         if made.get(key) != current.get(key):
             raise CheckpointMismatch(f"--resume: --{key.replace('_', '-')} is {current.get(key)!r} but the checkpoint "
                              f"{ckpt} was made with {made.get(key)!r} (same settings are required)")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..stats import wilson
 from .outcomes import Outcomes
-from .table import outcomes, run_learned
+from .table import first_run, outcomes, run_learned
 
 ONE_ANSWER_SHARE = 0.95
 
@@ -64,8 +64,7 @@ def learned_rows(store: Outcomes, runs: dict[str, Any], at: float, alpha: float)
     the suite's premise, "each task learned to ≥ ``at``": the Wilson lower bound of all runs' items pooled
     (these adapters on these items, not a statement about training runs) at least ``at``, over ≥ 3 runs."""
     rows = []
-    tasks = list(next(iter(next(iter(runs.values())).values()))["single"]["1"])
-    for task in tasks:
+    for task in first_run(runs)["single"]["1"]:
         for method, by_seed in runs.items():
             m = outcomes(store, [by_seed[s]["single"]["1"][task] for s in by_seed])
             flags = run_learned(m.values, at)

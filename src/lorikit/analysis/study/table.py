@@ -85,7 +85,8 @@ def run_learned(values: np.ndarray, at: float) -> list[bool]:
     return [bool(row.mean() >= at - 1e-12) for row in values]
 
 
-def _first(runs: dict[str, Any]) -> dict[str, Any]:
+def first_run(runs: dict[str, Any]) -> dict[str, Any]:
+    """The first method's first run: the layout every run shares (its tasks and weights)."""
     return next(iter(next(iter(runs.values())).values()))
 
 
@@ -94,7 +95,7 @@ def single_rows(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[s
     ref_method = next(iter(runs))
     rows = []
     for method in runs:
-        for task in _first(runs)["single"]["1"]:
+        for task in first_run(runs)["single"]["1"]:
             m = outcomes(store, [runs[method][s]["single"]["1"][task] for s in runs[method]])
             ref = outcomes(store, [runs[ref_method][s]["single"]["1"][task] for s in runs[ref_method]])
             row = {"method": method, "task": task, "accuracy": st.accuracy(m)}
@@ -109,7 +110,7 @@ def merge_rows(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[st
     """One row per (method, task, w): single@w, merged@w, down-weighting loss, interference, Δ vs first."""
     rows = []
     ref_method = next(iter(runs))
-    weights, tasks = list(_first(runs)["merged"]), list(_first(runs)["single"]["1"])
+    weights, tasks = list(first_run(runs)["merged"]), list(first_run(runs)["single"]["1"])
 
     def mat(method: str, kind: str, w: str, task: str) -> Matrix:
         return outcomes(store, [runs[method][s][kind][w][task] for s in runs[method]])
@@ -138,9 +139,9 @@ def headline(store: Outcomes, runs: dict[str, Any], st: Stats) -> list[dict[str,
     """Per method and fixed w, all tasks' items side by side: interference, down-weighting loss, the
     merged model's accuracy, and the differences of interference and merged accuracy from the first method."""
     ref_method = next(iter(runs))
-    tasks = list(_first(runs)["single"]["1"])
+    tasks = list(first_run(runs)["single"]["1"])
     rows = []
-    for w in _first(runs)["merged"]:
+    for w in first_run(runs)["merged"]:
         ref_merged = _pooled(store, runs[ref_method], "merged", w, tasks)
         ref_int = _pooled(store, runs[ref_method], "single", w, tasks) - ref_merged
         for method in runs:
@@ -169,7 +170,7 @@ def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str)
     """The primary endpoint: merged accuracy over all tasks' test items at each run's chosen weight
     (``dev``) or a fixed one, each method minus the first; Holm over these comparisons only."""
     ref_method = next(iter(runs))
-    tasks = list(_first(runs)["single"]["1"])
+    tasks = list(first_run(runs)["single"]["1"])
     chosen = {m: {s: (dev_weight(store, run) if primary == "dev" else primary) for s, run in by_seed.items()}
               for m, by_seed in runs.items()}
 
