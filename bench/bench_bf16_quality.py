@@ -10,7 +10,8 @@ float32). Each is scored on the same first ``--limit`` test items in its own dty
 accuracy difference bf16 − fp32 with a bootstrap interval and McNemar's exact test), and the
 float32-trained adapter and the base model are also scored in bf16: the share of items where bf16
 and float32 evaluation pick the same option (log-likelihood choice agreement). A finished
-adapter or result in the workdir is reused, so an interrupted run resumes.
+adapter or result in the workdir is reused and a killed training continues from its last resume
+state (every 20 steps), so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lorikit.eval.config import EvalConfig
 from lorikit.eval.runner import evaluate
 from lorikit.study.config import StudyConfig
 from lorikit.train import TrainConfig, train
+from lorikit.train.checkpoint import checkpoint_root, checkpoints
 
 STUDY = {f.name: f.default for f in fields(StudyConfig)}
 DTYPES = ("float32", "bfloat16")
@@ -36,14 +38,19 @@ DTYPES = ("float32", "bfloat16")
 
 def train_one(args, task: str, dtype: str, out: Path) -> dict:
     if not (out / "lorikit.json").is_file():
+        # resume states every 20 steps, so that a killed run continues where it stopped (as study stages do)
+        resume = bool(checkpoints(checkpoint_root(out)))
         train(TrainConfig(out=str(out), overwrite=True, model=args.model, data=f"builtin:{task}", dtype=dtype,
+                          save_every=20, resume_state_only=True, keep_checkpoints=1, resume=resume,
                           device="cpu", lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
-                          eval_every=args.eval_every, patience=args.patience, dev_fraction=args.dev_fraction,
+                          eval_every=args.eval_every, patience=args.patience, min_delta=args.min_delta,
+                          dev_fraction=args.dev_fraction,
                           dev_limit=args.dev_limit, builtin_rows=args.rows, max_length=args.max_length,
                           adapter=AdapterConfig(method=args.method, rank=args.rank, dropout=args.dropout, seed=args.seed)))
     meta = json.loads((out / "lorikit.json").read_text())
     stop = meta.get("early_stopping") or {}
-    return {"seconds": meta["train"]["seconds"], "steps": meta["train"]["steps"], "best_step": stop.get("chosen_step")}
+    return {"seconds": meta["train"]["seconds"], "steps": meta["train"]["steps"], "best_step": stop.get("chosen_step"),
+            "stopped": stop.get("stopped"), "min_delta": stop.get("min_delta")}
 
 
 def eval_one(args, task: str, adapter: Path | None, dtype: str, out: Path) -> dict:
@@ -95,7 +102,7 @@ def main() -> None:
     p.add_argument("--model", default=STUDY["model"])
     p.add_argument("--method", default="lora")
     p.add_argument("--seed", type=int, default=1)
-    for name in ("lr", "dropout", "dev_fraction"):
+    for name in ("lr", "dropout", "dev_fraction", "min_delta"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=STUDY[name])
     for name in ("rank", "batch_size", "max_steps", "eval_every", "patience", "dev_limit", "max_length"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=STUDY[name])
@@ -108,7 +115,8 @@ def main() -> None:
     bad = [t for t in args.tasks if t not in BUILTIN_TASKS or not BUILTIN_TASKS[t].choice]
     if bad:
         raise SystemExit(f"--tasks {bad[0]}: not a built-in choice task (log-likelihood scoring needs options)")
-    work = Path(args.workdir) / f"{args.model}-{args.method}-s{args.seed}-steps{args.max_steps}-n{args.limit}"
+    work = Path(args.workdir) / (f"{args.model}-{args.method}-s{args.seed}-steps{args.max_steps}-n{args.limit}"
+                                 f"-every{args.eval_every}-md{args.min_delta:g}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     rows = [measure(args, t, work) for t in args.tasks]
@@ -121,7 +129,7 @@ def main() -> None:
               f"{r['eval_agreement']['fp32_adapter']['rate']:14.3f} {r['eval_agreement']['base']['rate']:11.3f} "
               f"{r['train']['float32']['seconds']:8.0f}/{r['train']['bfloat16']['seconds']:.0f}")
     out = {"budget": {k: getattr(args, k) for k in ("model", "method", "seed", "lr", "rank", "batch_size", "max_steps",
-                                                      "eval_every", "patience", "dev_limit", "rows", "limit")},
+                                                      "eval_every", "patience", "min_delta", "dev_limit", "rows", "limit")},
            "rows": rows, "seconds": round(time.time() - t0), "load_average": os.getloadavg()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
