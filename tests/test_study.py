@@ -469,9 +469,11 @@ def test_stage_groups_are_independent_and_keep_lori_s_with_its_lori_d(tmp_path):
     assert claim(tmp_path, 0) and not claim(tmp_path, 0) and claim(tmp_path, 1)
 
 
-def test_workers_must_fit_the_seeds():
-    with pytest.raises(UsageError, match="--workers 3: between 1 and the number of seeds \\(2\\)"):
-        StudyConfig(seeds=[1, 2], workers=3)
+def test_workers_are_counted_in_groups_not_seeds():
+    # one seed holds a group per method family (LoRA, LoRI-D with its LoRI-S, OSRM): two workers can share it
+    assert StudyConfig(seeds=[5], workers=2).workers == 2
+    with pytest.raises(UsageError, match="--workers 0: must be at least 1"):
+        StudyConfig(seeds=[1, 2], workers=0)
 
 
 def test_a_task_can_cut_its_own_training_rows_and_only_its_stages_change():

@@ -207,8 +207,8 @@ class StudyConfig:
                      "eval_batch_size", "max_new_tokens", "samples", "osrm_samples", "dev_examples"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if not 1 <= self.workers <= len(self.seeds):
-            raise UsageError(f"--workers {self.workers}: between 1 and the number of seeds ({len(self.seeds)})")
+        if self.workers < 1:  # more workers than groups of stages is harmless: the extra ones are not started
+            raise UsageError(f"--workers {self.workers}: must be at least 1")
         if not 0 <= self.min_steps <= self.max_steps:
             raise UsageError(f"--min-steps {self.min_steps}: must be between 0 and --max-steps ({self.max_steps})")
         if not 0 <= self.min_delta < 1:
