@@ -52,8 +52,8 @@ def quoted(study: dict) -> str:
     return re.sub(r"^(#+) ", r"\1## ", text, flags=re.M).rstrip("\n") + "\n"
 
 
-def whole_seeds(table_settings: dict, workdir: Path) -> tuple[dict, dict, list[str]]:
-    """The layout restricted to the seeds whose every eval has finished, for every method."""
+def whole_seeds(table_settings: dict, workdir: Path, archived: set[str] = frozenset()) -> tuple[dict, dict, list[str]]:
+    """The layout restricted to the seeds whose every eval has finished (here or in ``archived``), for every method."""
     runs = table_settings["runs"]
 
     def finished(value) -> bool:
@@ -61,8 +61,7 @@ def whole_seeds(table_settings: dict, workdir: Path) -> tuple[dict, dict, list[s
             return all(finished(v) for v in value.values())
         if isinstance(value, str) and value.startswith("$"):
             name = value[1:].split("/")[0]
-            return (workdir / name / "lorikit-stage.json").is_file()
-        return True
+            return (workdir / name / "lorikit-stage.json").is_file() or name in archived
 
     seeds = [s for s in next(iter(runs.values())) if all(finished(by_seed[s]) for by_seed in runs.values())]
     resolve = lambda v: ({k: resolve(x) for k, x in v.items()} if isinstance(v, dict)  # noqa: E731
@@ -81,11 +80,13 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
         store = load(root / "table" / "outcomes.json.gz")
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
-        runs, base, seeds = whole_seeds(table, root)
+        archive = load(cfg.resume_from) if cfg.resume_from else None
+        archived = set(archive.data["evals"]) | set(archive.data["trainings"]) if archive else set()
+        runs, base, seeds = whole_seeds(table, root, archived)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")
         declared = {k: table[k] for k in ("primary", "alpha", "equivalence_margin", "learned_at")}
-        store = collect(runs, base, None, declared=declared)
+        store = collect(runs, base, None, declared=declared, archive=archive)
     study = summarize(store)
     by_kind: dict[str, list[float]] = defaultdict(list)
     for rec in root.glob("*/lorikit-stage.json"):
@@ -126,10 +127,19 @@ def collect_progress(config: str, workdir: str | None, name: str, results: Path)
     finished = {p.name: str(p.out) for p in plan_recipe(recipe, resume=True)
                 if p.status == "done" and p.kind in ("eval", "train")}
     store = collect({"finished": finished}, {}, None)
+    data = store.data
+    if cfg.resume_from:  # the committed outcomes carry over; a stage run again here is compared, then kept from here
+        old = load(cfg.resume_from).data
+        for part in ("evals", "trainings"):
+            again = sorted(set(old[part]) & set(data[part]))
+            same = sum(old[part][n] == data[part][n] for n in again)
+            print(f"{part} run again here that {cfg.resume_from} also holds: {len(again)}, identical: {same}"
+                  + "".join(f"\n  differs: {n}" for n in again if old[part][n] != data[part][n]))
+            data[part] = {**old[part], **data[part]}
+        data["layout"]["runs"]["finished"] = {n: n for part in ("evals", "trainings") for n in data[part]}
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"science-{name}-progress.json.gz"
     store.save(path)
-    data = store.data
     print(f"{path}: {len(data['evals'])} evals ({sum(len(e['ids']) for e in data['evals'].values())} "
           f"items), {len(data['trainings'])} trainings of {len(recipe.stages)} stages")
     return 0

@@ -18,7 +18,8 @@ since; otherwise it is missing (no folder) or stale (other settings, unfinished,
 - default: run everything; refuse if any stage's output folder already exists;
 - ``resume``: skip done stages, run missing and stale ones (and everything downstream of a rerun);
 - ``overwrite``: run everything, replacing existing outputs;
-- ``only``: run just these stages; their parents must be done;
+- ``only``: run just these stages; their parents must be done, or ``settled``: held elsewhere (a study's
+  committed outcomes, ``lorikit study --resume-from``), so never run here;
 - ``dry_run``: validate and print the plan, run nothing.
 """
 
@@ -119,7 +120,7 @@ def changed_output(out: Path, recorded: dict[str, list] | None) -> str | None:
 
 
 def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
-                only: list[str] | None = None) -> list[StagePlan]:
+                only: list[str] | None = None, settled: set[str] | frozenset[str] = frozenset()) -> list[StagePlan]:
     """Validate every stage (kind registered, settings well formed) and decide what runs."""
     if resume and overwrite:
         raise UsageError("--resume and --overwrite: choose one")
@@ -147,7 +148,7 @@ def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
             plan.action = "skip"
             continue
         if only:
-            missing = [p for p in parents if p not in selected and plans[p].status != "done"]
+            missing = [p for p in parents if p not in selected and plans[p].status != "done" and p not in settled]
             if missing:
                 raise UsageError(f"--only {name}: needs stage {missing[0]!r}, which is {plans[missing[0]].status} "
                                  f"(run it first, or add --only {missing[0]})")
@@ -167,9 +168,10 @@ def plan_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False,
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, only: list[str] | None = None,
-               dry_run: bool = False, echo: Callable[[str], None] = log.info) -> list[StagePlan]:
+               dry_run: bool = False, echo: Callable[[str], None] = log.info,
+               settled: set[str] | frozenset[str] = frozenset()) -> list[StagePlan]:
     """Run the recipe; returns the plan (each stage's action) for callers and tests."""
-    plans = plan_recipe(recipe, resume, overwrite, only)
+    plans = plan_recipe(recipe, resume, overwrite, only, settled)
     todo = [p for p in plans if p.action == "run"]
     prefix = "plan" if dry_run else "lorikit run"
     echo(f"{prefix}: {recipe.source}: {len(plans)} stages, {len(todo)} to run, workdir {recipe.workdir}")

@@ -48,12 +48,21 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
     check_task_rows(cfg.task_specs, cfg.eval_examples)
     recipe = parse_recipe(study_recipe(cfg), source=source, workdir=cfg.workdir)
     logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
+    needed, settled = None, frozenset()
+    if cfg.resume_from:  # what the committed outcomes hold is not run again (study/resume.py)
+        from .resume import TABLE, archived_stages, needed_stages, settled_stages
+
+        archived = archived_stages(cfg.resume_from)
+        needed, settled = needed_stages(recipe, archived), settled_stages(recipe, archived)
+        (echo or logger.info)(f"lorikit study: {len(settled)} results taken from {cfg.resume_from}; "
+                              f"{len(needed)} stages to run or resume here, then the table")
     if cfg.workers > 1:
         from .workers import run_parallel
 
-        run_parallel(cfg, recipe, fresh, echo or logger.info)
+        run_parallel(cfg, recipe, fresh, echo or logger.info, needed=needed, settled=settled)
     else:
-        run_recipe(recipe, resume=not fresh, overwrite=fresh, **({"echo": echo} if echo else {}))
+        run_recipe(recipe, resume=not fresh, overwrite=fresh, only=None if needed is None else [*needed, TABLE],
+                   settled=settled, **({"echo": echo} if echo else {}))
     return Path(cfg.workdir) / "table"
 
 

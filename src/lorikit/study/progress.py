@@ -45,10 +45,18 @@ def _under_way(out: Path) -> int | None:
 def study_status(cfg: StudyConfig) -> dict[str, Any]:
     recipe = parse_recipe(study_recipe(cfg), source="lorikit study --status", workdir=cfg.workdir)
     plans = plan_recipe(recipe, resume=True)
+    skip: set[str] = set()  # with --resume-from: what the outcomes file settles, and what only it needed
+    if cfg.resume_from:
+        from .resume import TABLE as _TABLE, archived_stages, needed_stages
+
+        skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from))) - {_TABLE}
     kinds: dict[str, Counter] = defaultdict(Counter)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     stopped, steps, under_way, left = Counter(), [], [], []
     for plan in plans:
+        if plan.status != "done" and plan.name in skip:
+            kinds[plan.kind]["settled"] += 1
+            continue
         done = plan.status == "done"
         kinds[plan.kind]["done" if done else "left"] += 1
         if not done:
@@ -77,11 +85,11 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
             unknown[key[0]] += 1
     from .workers import TABLE, shared_stages, stages_by_seed  # a seed is whole when every stage of its own is done
 
-    status_of = {p.name: p.status for p in plans}
+    status_of = {p.name: "done" if p.name in skip else p.status for p in plans}
     by_seed = stages_by_seed(cfg)
     shared = shared_stages(by_seed)
     whole = [s for s, names in by_seed.items() if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
-    return {"workdir": cfg.workdir, "stages": len(plans), "seeds_whole": whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
+    return {"workdir": cfg.workdir, "stages": len(plans), "resume_from": cfg.resume_from, "seeds_whole": whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
             "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,
             "seconds_left": estimate, "not_estimated": dict(unknown), "workers": cfg.workers,
             "costs": {f"{k} {d}".strip(): (len(v), statistics.mean(v)) for (k, d), v in sorted(seconds.items())}}
@@ -95,9 +103,11 @@ def _duration(seconds: float) -> str:
 
 def format_status(status: dict[str, Any]) -> str:
     kinds = status["kinds"]
-    done = sum(c.get("done", 0) for c in kinds.values())
+    done = sum(c.get("done", 0) + c.get("settled", 0) for c in kinds.values())
+    settled = sum(c.get("settled", 0) for c in kinds.values())
     lines = [f"{status['workdir']}: {done} of {status['stages']} stages done ("
-             + ", ".join(f"{k} {c.get('done', 0)}/{c.get('done', 0) + c.get('left', 0)}" for k, c in kinds.items()) + ")"]
+             + ", ".join(f"{k} {c.get('done', 0) + c.get('settled', 0)}/{sum(c.values())}" for k, c in kinds.items())
+             + ")" + (f"; {settled} of them settled by {status['resume_from']} (not run here)" if settled else "")]
     lines.append(f"seeds finished for every method: {', '.join(map(str, status['seeds_whole'])) or 'none'} "
                  f"of {len(status['seeds'])}")
     stops, steps = status["trainings_stopped"], status["steps_run"]

@@ -148,6 +148,8 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
                              "learned_at": cfg.learned_at}
     if cfg.continual:
         table["continual"] = b.continual()
+    if cfg.resume_from:  # absent otherwise: the tables of studies run in one workdir keep their hash
+        table["archive"] = cfg.resume_from
     b.stages["table"] = table
     train_defaults = {"model": cfg.model, "rank": cfg.rank, "dropout": cfg.dropout, "batch_size": cfg.batch_size,
                       "max_steps": cfg.max_steps, "eval_every": cfg.eval_every, "patience": cfg.patience,

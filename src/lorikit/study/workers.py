@@ -34,7 +34,7 @@ import yaml
 
 from ..errors import LorikitError
 from ..pipeline.recipe import Recipe, parse_recipe
-from ..pipeline.runner import run_recipe
+from ..pipeline.runner import plan_recipe, run_recipe
 from .config import StudyConfig
 from .recipe import study_recipe
 
@@ -115,13 +115,17 @@ def remaining_work(group: list[str], plans: dict) -> float:
     return sum((1.0 if plans[n].kind == "train" else 0.1) for n in group if plans[n].status != "done")
 
 
-def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None]) -> None:
-    """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe)."""
+def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None],
+                 needed: list[str] | None = None, settled: set[str] | frozenset[str] = frozenset()) -> None:
+    """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe;
+    ``needed``: only these stages run, the table's other inputs being ``settled``, see study/resume.py)."""
     by_seed = stages_by_seed(cfg)
     shared = shared_stages(by_seed)
-    plans = {p.name: p for p in run_recipe(full, resume=not fresh, overwrite=fresh,
-                                           only=[n for n in full.stages if n in shared], echo=echo)}
-    groups = stage_groups(full, shared | {TABLE})
+    keep = set(full.stages) if needed is None else set(needed)
+    first = [n for n in full.stages if n in shared and n in keep]
+    plans = {p.name: p for p in (run_recipe(full, resume=not fresh, overwrite=fresh, only=first, echo=echo) if first
+                                 else plan_recipe(full, resume=not fresh, overwrite=fresh))}
+    groups = [g for g in ([n for n in group if n in keep] for group in stage_groups(full, shared | {TABLE})) if g]
     # seed by seed (a partial study is summarised over whole seeds), the largest remaining work of a
     # seed first, so that the last groups to start are small ones
     rank = {name: i for i, s in enumerate(cfg.seeds) for name in by_seed[s] - shared}
@@ -155,7 +159,8 @@ def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[st
         raise LorikitError(f"--workers: worker {k} failed (exit {codes[k]}); its log: {folder / f'worker-{k}.log'}; "
                            f"finished stages are kept, run again to resume")
     # the table is hashed from settings, not from its parents' outputs: a fresh study rewrites it
-    run_recipe(full, resume=not fresh, overwrite=fresh, only=[TABLE] if fresh else None, echo=echo)
+    run_recipe(full, resume=not fresh, overwrite=fresh, only=[TABLE] if fresh or needed is not None else None,
+               echo=echo, settled=settled)
 
 
 if __name__ == "__main__":

@@ -73,10 +73,11 @@ def _eval_record(folder: Path) -> dict[str, Any]:
 
 
 def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any] | None,
-            declared: dict[str, Any] | None = None) -> Outcomes:
+            declared: dict[str, Any] | None = None, archive: Outcomes | None = None) -> Outcomes:
     """Read a finished study's stage outputs (paths, as the stage receives them) into ``Outcomes``:
     each path becomes its stage's name, and what the table needs from it is copied in. ``declared``:
-    the analysis the study declared before it ran (``primary``, ``alpha``, ``equivalence_margin``)."""
+    the analysis the study declared before it ran (``primary``, ``alpha``, ``equivalence_margin``).
+    ``archive``: committed outcomes of the same study, read for each stage whose folder is not here."""
     evals: dict[str, Any] = {}
     trainings: dict[str, Any] = {}
     analyses: dict[str, Any] = {}
@@ -110,6 +111,14 @@ def collect(runs: dict[str, Any], base: dict[str, Any], continual: dict[str, Any
             es = json.loads(meta.read_text()).get("early_stopping") or {}
             trainings[named(path)] = {k: es.get(k) for k in _EARLY_STOP_KEYS} if es else None
             return path.name
+        if archive is not None and not path.exists():
+            name = named(path)
+            if name in archive.data["evals"]:
+                evals[name] = archive.data["evals"][name]
+                return name
+            if name in archive.data["trainings"]:
+                trainings[name] = archive.data["trainings"][name]
+                return name
         raise LorikitError(f"study table: {value}: neither an eval result nor a trained adapter")
 
     layout = {"runs": walk(runs), "base": walk(base), "continual": walk(continual) if continual else None}

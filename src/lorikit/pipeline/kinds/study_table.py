@@ -3,7 +3,9 @@
 Settings (``lorikit study`` writes them): ``runs``: {METHOD: {SEED: {single: {W: {TASK: $eval}},
 merged: {W: {TASK: $eval}}, pairs: {A+B: {TASK: $eval}}, pair_weight: W, analysis: $report/analysis.json}}},
 ``base``: {TASK: $eval}, optional ``continual``; ``primary`` (``dev`` or a weight), ``alpha`` and
-``equivalence_margin``, ``learned_at`` (the study's declared analysis). The first method is the reference of every
+``equivalence_margin``, ``learned_at`` (the study's declared analysis); optional ``archive``: a committed outcomes
+file whose evals and trainings stand in for the stages that did not run here (``lorikit study --resume-from``;
+its SHA-256 is part of the stage's hash). The first method is the reference of every
 "vs" column. Output: ``table.md``, ``study.json``, ``interference.png``
 (and ``prediction.png``), written atomically.
 """
@@ -31,6 +33,7 @@ class StudyTableSettings:
     alpha: float = 0.05
     equivalence_margin: float = 0.05
     learned_at: float = 0.9
+    archive: str | None = None
 
 
 class StudyTableKind(StageKind):
@@ -45,17 +48,28 @@ class StudyTableKind(StageKind):
             raise UsageError(f"{where}: 'runs' must map each method to its seeds' evals")
         if not 0 < cfg.alpha < 0.5 or not 0 < cfg.equivalence_margin < 1 or not 0 < cfg.learned_at <= 1:
             raise UsageError(f"{where}: alpha must be in (0, 0.5), equivalence_margin in (0, 1) and learned_at in (0, 1]")
+        if cfg.archive is not None and not Path(cfg.archive).is_file():
+            raise UsageError(f"{where}: archive {cfg.archive}: no such file")
         return cfg
+
+    def resolved(self, settings: dict[str, Any], prepared: StudyTableSettings) -> dict[str, Any]:
+        """The archive's content, not only its path: a newer commit of the outcomes makes a new table."""
+        if prepared.archive is None:
+            return {}
+        import hashlib
+
+        return {"archive_sha256": hashlib.sha256(Path(prepared.archive).read_bytes()).hexdigest()}
 
     def run(self, prepared: StudyTableSettings, out: Path) -> None:
         from ...analysis.study import report
-        from ...analysis.study.outcomes import FILE, collect
+        from ...analysis.study.outcomes import FILE, collect, load
         from ...analysis.study.summary import summarize
 
         store = collect(prepared.runs, prepared.base, prepared.continual,
                         declared={"primary": prepared.primary, "alpha": prepared.alpha,
                                   "equivalence_margin": prepared.equivalence_margin,
-                                  "learned_at": prepared.learned_at})
+                                  "learned_at": prepared.learned_at},
+                        archive=load(prepared.archive) if prepared.archive else None)
         study = summarize(store)
         with atomic_output_dir(out, overwrite=True) as tmp:
             store.save(tmp / FILE)

@@ -1,0 +1,108 @@
+"""``lorikit study --resume-from``: a study resumed on a machine without its workdir, from committed outcomes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import yaml
+
+from lorikit.analysis.study.outcomes import load
+from lorikit.cli import main
+from lorikit.errors import UsageError
+from lorikit.pipeline.recipe import parse_recipe
+from lorikit.study import StudyConfig, study_recipe
+from lorikit.study.resume import archived_stages, needed_stages, settled_stages
+
+from test_study import TINY, _bench_study
+
+SMALL = {**TINY, "tasks": {"pair-max": None, "parity": None}, "methods": ["lora"], "pair_weight": None}
+
+
+def _recipe(tmp_path, **extra):
+    return parse_recipe(study_recipe(StudyConfig(**{**SMALL, "workdir": str(tmp_path / "w"), **extra})),
+                        workdir=tmp_path / "w")
+
+
+def test_needed_stages_are_the_missing_results_and_everything_they_are_computed_from(tmp_path):
+    recipe = _recipe(tmp_path)
+    everything = set(recipe.stages) - {"table"}
+    assert set(needed_stages(recipe, set())) == everything  # nothing committed: the whole study runs
+    results = {n for n in everything if recipe.stages[n].kind in ("eval", "train")}
+    assert needed_stages(recipe, results) == []
+    gone = "eval-lora-s2-merged-w0p5-parity"
+    needed = needed_stages(recipe, results - {gone})
+    assert set(needed) == {gone, "lora-s2-merged-w0p5", "lora-s2-pair-max", "lora-s2-parity"}
+    assert needed == [n for n in recipe.order() if n in needed]  # parents before children
+    settled = settled_stages(recipe, results - {gone})
+    # the two trainings run again (their merge needs them), so the table reads them from here
+    assert gone not in settled and "lora-s2-parity" not in settled and "eval-lora-s1-parity" in settled
+
+
+def test_an_unreadable_outcomes_file_is_one_line_naming_it(tmp_path, capsys):
+    bad = tmp_path / "outcomes.json.gz"
+    bad.write_bytes(gzip.compress(b'{"format": "something else"}'))
+    with pytest.raises(UsageError, match=f"--resume-from {bad}: .*not a lorikit-study-outcomes v1 file"):
+        archived_stages(bad)
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({**SMALL, "workdir": str(tmp_path / "w"), "resume_from": str(tmp_path / "nope.gz")}))
+    assert main(["study", str(f)]) != 0
+    assert "--resume-from" in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_a_study_resumes_on_a_fresh_workdir_from_its_committed_outcomes(tmp_path, capsys):
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump({**SMALL, "workdir": str(tmp_path / "first")}))
+    assert main(["study", str(first)]) == 0
+    assert _bench_study().main([str(first), "--name", "s", "--progress", "--results", str(tmp_path / "res")]) == 0
+    full = load(tmp_path / "res" / "science-s-progress.json.gz").data
+    # the machine is gone, and with it the workdir; the committed file lacks one eval of seed 2
+    gone = "eval-lora-s2-merged-w0p5-parity"
+    partial = {**full, "evals": {k: v for k, v in full["evals"].items() if k != gone}}
+    archive = tmp_path / "committed.json.gz"
+    archive.write_bytes(gzip.compress(json.dumps(partial).encode()))
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump({**SMALL, "workdir": str(tmp_path / "again"), "resume_from": str(archive)}))
+    capsys.readouterr()
+
+    assert main(["study", str(again), "--status"]) == 0
+    status = capsys.readouterr().out
+    assert "settled by" in status and "seeds finished for every method: 1 of 2" in status
+
+    assert main(["study", str(again)]) == 0
+    out = capsys.readouterr().out
+    assert "stages to run or resume here" in out
+    ran = {p.name for p in (tmp_path / "again").iterdir() if (p / "lorikit-stage.json").is_file()}
+    assert ran == {gone, "lora-s2-merged-w0p5", "lora-s2-pair-max", "lora-s2-parity", "table"}
+    # the same table as the study that ran whole in one workdir: training and evaluation are deterministic here
+    table = (tmp_path / "again" / "table" / "table.md").read_text()
+    assert table == (tmp_path / "first" / "table" / "table.md").read_text()
+
+    # two workers: the one group with something left runs in a worker, and the table is the same
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        two = tmp_path / "two.yaml"
+        two.write_text(yaml.safe_dump({**SMALL, "workdir": str(tmp_path / "two"), "resume_from": str(archive),
+                                       "workers": 2}))
+        assert main(["study", str(two)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "1 groups of stages, 1 workers" in capsys.readouterr().out
+    assert (tmp_path / "two" / "table" / "table.md").read_text() == table
+
+    # the progress file carries the committed outcomes over, compares what ran again, and is whole again
+    assert _bench_study().main([str(again), "--name", "t", "--progress", "--results", str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "trainings run again here that" in out and "also holds: 2, identical: 2" in out
+    merged = load(tmp_path / "res" / "science-t-progress.json.gz").data
+    assert merged["evals"] == full["evals"] and merged["trainings"] == full["trainings"]
+
+    # a newer commit of the outcomes makes a new table (the file's SHA-256 is in the table's hash)
+    assert main(["study", str(again)]) == 0 and " 0 to run" in capsys.readouterr().out
+    archive.write_bytes(gzip.compress(json.dumps(full).encode()))
+    assert main(["study", str(again)]) == 0
+    assert "table (study-table): redo" in capsys.readouterr().out
