@@ -93,6 +93,12 @@ def measure(args, task: str, work: Path) -> dict:
                               "mcnemar_p": round(test.p_value, 4), "only_bf16": test.only_a, "only_fp32": test.only_b}
     row["eval_agreement"] = {"fp32_adapter": agreement(own["float32"], cross), "base": agreement(base["float32"], base["bfloat16"])}
     row["eval_seconds"] = {d: own[d]["settings"].get("loglik_seconds") for d in DTYPES}
+    # per item, so every figure above can be recomputed from the committed file
+    evals = {f"{d}-adapter-as-{d}": own[d] for d in DTYPES} | {"float32-adapter-as-bfloat16": cross} \
+        | {f"base-as-{d}": base[d] for d in DTYPES}
+    row["items"] = {name: {"ids": [str(r.get("id", i)) for i, r in enumerate(res["records"])],
+                           "correct": "".join(str(int(c)) for c in correct(res)), "picks": picks(res)}
+                    for name, res in evals.items()}
     return row
 
 
@@ -119,7 +125,10 @@ def main() -> None:
                                  f"-every{args.eval_every}-md{args.min_delta:g}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    rows = [measure(args, t, work) for t in args.tasks]
+    rows = []
+    for task in args.tasks:  # written after each task: a run cut short keeps what finished
+        rows.append(measure(args, task, work))
+        write(args, rows, t0)
     print(f"{'task':14} {'fp32 acc':>9} {'bf16 acc':>9} {'bf16-fp32 [95% CI]':>24} {'McNemar p':>9} "
           f"{'agree(adapter)':>14} {'agree(base)':>11} {'train s fp32/bf16':>18}")
     for r in rows:
@@ -128,11 +137,17 @@ def main() -> None:
               f"{d['diff']:+8.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] {d['mcnemar_p']:9.3f} "
               f"{r['eval_agreement']['fp32_adapter']['rate']:14.3f} {r['eval_agreement']['base']['rate']:11.3f} "
               f"{r['train']['float32']['seconds']:8.0f}/{r['train']['bfloat16']['seconds']:.0f}")
+
+
+def write(args, rows: list[dict], t0: float) -> None:
     out = {"budget": {k: getattr(args, k) for k in ("model", "method", "seed", "lr", "rank", "batch_size", "max_steps",
                                                       "eval_every", "patience", "min_delta", "dev_limit", "rows", "limit")},
+           "tasks": args.tasks, "finished": [r["task"] for r in rows],
            "rows": rows, "seconds": round(time.time() - t0), "load_average": os.getloadavg()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(args.out)
 
 
 if __name__ == "__main__":
