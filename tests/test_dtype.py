@@ -34,6 +34,22 @@ def test_auto_follows_the_cpu_and_explicit_values_are_kept(monkeypatch):
         resolve_dtype("int8", "cpu")
 
 
+def test_explicit_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, caplog):
+    devmod._warn_emulated_bf16.cache_clear()
+    monkeypatch.setenv(devmod.CPU_BF16_ENV, "1")
+    with caplog.at_level("WARNING", logger="lorikit.models.device"):
+        resolve_dtype("bfloat16", "cpu")
+    assert not caplog.records  # native: nothing to say
+    monkeypatch.setenv(devmod.CPU_BF16_ENV, "0")
+    with caplog.at_level("WARNING", logger="lorikit.models.device"):
+        for _ in range(3):
+            assert resolve_dtype("bfloat16", "cpu") == "bfloat16"  # kept: the user asked for it
+        resolve_dtype("float32", "cpu")
+    assert len(caplog.records) == 1 and "emulates it" in caplog.records[0].getMessage()
+    assert "--dtype auto picks float32 here" in caplog.records[0].getMessage()
+    devmod._warn_emulated_bf16.cache_clear()
+
+
 def test_cpu_detection_reads_the_bf16_flags(monkeypatch):
     monkeypatch.delenv(devmod.CPU_BF16_ENV)
     monkeypatch.setattr(devmod.platform, "machine", lambda: "x86_64")
