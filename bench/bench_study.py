@@ -13,7 +13,10 @@ numbers, per-stage wall times by kind, the load average), ``science-NAME-table.m
 
 Progress (``--progress``): while a study runs, the per-item outcomes of every eval finished so far
 and the early-stopping record of every finished training go to ``science-NAME-progress.json.gz``
-(no table: a table waits for whole seeds), so what has been measured is committed as it finishes.
+(no table: a table waits for whole seeds), so what has been measured is committed as it finishes,
+with every finished stage's kind and wall time (``stage_seconds``: a study resumed on other machines
+still adds up what it cost). With a study file that names ``resume_from``, the committed outcomes
+are carried over and the stages run again here are compared with them.
 
 Verify: bench/RESULTS.md quotes each study's table between ``<!-- study:NAME -->`` and
 ``<!-- /study:NAME -->``. ``--verify`` recomputes every quoted block from the committed outcomes
@@ -120,14 +123,17 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
 def collect_progress(config: str, workdir: str | None, name: str, results: Path) -> int:
     from lorikit.pipeline import plan_recipe
     from lorikit.pipeline.recipe import parse_recipe
+    from lorikit.pipeline.runner import read_record
     from lorikit.study import load_study_config, study_recipe
 
     cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
     recipe = parse_recipe(study_recipe(cfg), source=config, workdir=cfg.workdir)
-    finished = {p.name: str(p.out) for p in plan_recipe(recipe, resume=True)
-                if p.status == "done" and p.kind in ("eval", "train")}
+    plans = [p for p in plan_recipe(recipe, resume=True) if p.status == "done"]
+    finished = {p.name: str(p.out) for p in plans if p.kind in ("eval", "train")}
     store = collect({"finished": finished}, {}, None)
     data = store.data
+    # every finished stage's wall time and kind, so a study run across machines still adds up its cost
+    data["stage_seconds"] = {p.name: [p.kind, (read_record(p.out) or {}).get("seconds")] for p in plans}
     if cfg.resume_from:  # the committed outcomes carry over; a stage run again here is compared, then kept from here
         old = load(cfg.resume_from).data
         for part in ("evals", "trainings"):
@@ -136,6 +142,7 @@ def collect_progress(config: str, workdir: str | None, name: str, results: Path)
             print(f"{part} run again here that {cfg.resume_from} also holds: {len(again)}, identical: {same}"
                   + "".join(f"\n  differs: {n}" for n in again if old[part][n] != data[part][n]))
             data[part] = {**old[part], **data[part]}
+        data["stage_seconds"] = {**old.get("stage_seconds", {}), **data["stage_seconds"]}
         data["layout"]["runs"]["finished"] = {n: n for part in ("evals", "trainings") for n in data[part]}
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"science-{name}-progress.json.gz"

@@ -100,6 +100,9 @@ def test_a_study_resumes_on_a_fresh_workdir_from_its_committed_outcomes(tmp_path
     assert "trainings run again here that" in out and "also holds: 2, identical: 2" in out
     merged = load(tmp_path / "res" / "science-t-progress.json.gz").data
     assert merged["evals"] == full["evals"] and merged["trainings"] == full["trainings"]
+    # the wall times of both machines' stages, the table of the first included
+    assert set(merged["stage_seconds"]) == set(full["stage_seconds"])  # every stage of the study, once
+    assert merged["stage_seconds"]["lora-s2-parity"][0] == "train" and merged["stage_seconds"]["lora-s2-parity"][1] > 0
 
     # a newer commit of the outcomes makes a new table (the file's SHA-256 is in the table's hash)
     assert main(["study", str(again)]) == 0 and " 0 to run" in capsys.readouterr().out

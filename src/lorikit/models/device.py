@@ -77,5 +77,5 @@ def resolve_dtype(dtype: str, device: str, option: str = "--dtype") -> str:
 @functools.lru_cache(maxsize=1)  # once per process: a study validates hundreds of stages
 def _warn_emulated_bf16(option: str) -> None:
     logger.warning("%s bfloat16 on a CPU without native bfloat16 (no AVX512-BF16, AMX or Arm BF16): torch emulates "
-                   "it, many times slower than float32 (a 2048x576x1536 matmul ran 35x slower on an AVX2-only "
+                   "it, many times slower than float32 (a 2048x576x1536 matmul ran 40x slower on an AVX2-only "
                    "EPYC); --dtype auto picks float32 here", option)
