@@ -76,6 +76,9 @@ def whole_seeds(table_settings: dict, workdir: Path, archived: set[str] = frozen
 def collect_study(config: str, workdir: str | None, name: str, results: Path) -> int:
     from lorikit.study import load_study_config, study_recipe
 
+    from lorikit.pipeline.recipe import parse_recipe
+    from lorikit.study.resume import archived_stages
+
     cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
     root = Path(cfg.workdir)
     table = study_recipe(cfg)["stages"]["table"]
@@ -84,7 +87,7 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
         archive = load(cfg.resume_from) if cfg.resume_from else None
-        archived = set(archive.data["evals"]) | set(archive.data["trainings"]) if archive else set()
+        archived = archived_stages(cfg.resume_from, parse_recipe(study_recipe(cfg), workdir=root)) if archive else set()
         runs, base, seeds = whole_seeds(table, root, archived)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")
@@ -134,15 +137,19 @@ def collect_progress(config: str, workdir: str | None, name: str, results: Path)
     data = store.data
     # every finished stage's wall time and kind, so a study run across machines still adds up its cost
     data["stage_seconds"] = {p.name: [p.kind, (read_record(p.out) or {}).get("seconds")] for p in plans}
+    # each result's stage hash: --resume-from takes a result only for a stage whose hash is still the same
+    data["stage_hashes"] = {p.name: p.hash for p in plans}
     if cfg.resume_from:  # the committed outcomes carry over; a stage run again here is compared, then kept from here
         old = load(cfg.resume_from).data
         for part in ("evals", "trainings"):
-            again = sorted(set(old[part]) & set(data[part]))
+            again = sorted(n for n in set(old[part]) & set(data[part])  # the same stage, not one of other settings
+                           if old.get("stage_hashes", {}).get(n) == data["stage_hashes"][n])
             same = sum(old[part][n] == data[part][n] for n in again)
             print(f"{part} run again here that {cfg.resume_from} also holds: {len(again)}, identical: {same}"
                   + "".join(f"\n  differs: {n}" for n in again if old[part][n] != data[part][n]))
             data[part] = {**old[part], **data[part]}
         data["stage_seconds"] = {**old.get("stage_seconds", {}), **data["stage_seconds"]}
+        data["stage_hashes"] = {**old.get("stage_hashes", {}), **data["stage_hashes"]}
         data["layout"]["runs"]["finished"] = {n: n for part in ("evals", "trainings") for n in data[part]}
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"science-{name}-progress.json.gz"

@@ -40,11 +40,43 @@ def test_needed_stages_are_the_missing_results_and_everything_they_are_computed_
     assert gone not in settled and "lora-s2-parity" not in settled and "eval-lora-s1-parity" in settled
 
 
+def _archive(path, recipe, names, **changes):
+    """An outcomes file holding ``names`` (evals and trainings) with the hashes ``recipe`` gives them."""
+    from lorikit.pipeline import plan_recipe
+
+    hashes = {p.name: p.hash for p in plan_recipe(recipe, resume=True)}
+    data = {"format": "lorikit-study-outcomes", "version": 1, "layout": {}, "declared": {}, "analyses": {},
+            "evals": {n: {"ids": [], "correct": "", "answers": [], "gold": []} for n in names
+                      if recipe.stages[n].kind == "eval"},
+            "trainings": {n: None for n in names if recipe.stages[n].kind == "train"},
+            "stage_hashes": {**{n: hashes[n] for n in names}, **changes}}
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    return path
+
+
+def test_a_result_is_taken_only_while_its_stage_hash_is_the_same(tmp_path, caplog):
+    recipe = _recipe(tmp_path)
+    results = {n for n in recipe.stages if recipe.stages[n].kind in ("eval", "train")}
+    archive = _archive(tmp_path / "a.json.gz", recipe, results, **{"eval-lora-s1-parity": "0" * 64})
+    with caplog.at_level("WARNING", logger="lorikit.study.resume"):
+        taken = archived_stages(archive, recipe)
+    assert taken == results - {"eval-lora-s1-parity"}  # a hash that differs: run again
+    assert "1 of its" in caplog.text and "eval-lora-s1-parity" in caplog.text
+    # another learning rate changes every training's hash and, through them, every result under them
+    other = archived_stages(archive, _recipe(tmp_path, lr=0.002))
+    assert other == {n for n in results if n.startswith("eval-base-")}
+    data = json.loads(gzip.decompress(archive.read_bytes()))
+    del data["stage_hashes"]
+    archive.write_bytes(gzip.compress(json.dumps(data).encode()))
+    with pytest.raises(UsageError, match="records no stage hashes, so its results cannot be matched"):
+        archived_stages(archive, recipe)
+
+
 def test_an_unreadable_outcomes_file_is_one_line_naming_it(tmp_path, capsys):
     bad = tmp_path / "outcomes.json.gz"
     bad.write_bytes(gzip.compress(b'{"format": "something else"}'))
     with pytest.raises(UsageError, match=f"--resume-from {bad}: .*not a lorikit-study-outcomes v1 file"):
-        archived_stages(bad)
+        archived_stages(bad, _recipe(tmp_path))
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump({**SMALL, "workdir": str(tmp_path / "w"), "resume_from": str(tmp_path / "nope.gz")}))
     assert main(["study", str(f)]) != 0

@@ -52,7 +52,7 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
     if cfg.resume_from:  # what the committed outcomes hold is not run again (study/resume.py)
         from .resume import TABLE, archived_stages, needed_stages, settled_stages
 
-        archived = archived_stages(cfg.resume_from)
+        archived = archived_stages(cfg.resume_from, recipe)
         needed, settled = needed_stages(recipe, archived), settled_stages(recipe, archived)
         (echo or logger.info)(f"lorikit study: {len(settled)} results taken from {cfg.resume_from}; "
                               f"{len(needed)} stages to run or resume here, then the table")

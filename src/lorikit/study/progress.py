@@ -49,7 +49,7 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
     if cfg.resume_from:
         from .resume import TABLE as _TABLE, archived_stages, needed_stages
 
-        skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from))) - {_TABLE}
+        skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from, recipe))) - {_TABLE}
     kinds: dict[str, Counter] = defaultdict(Counter)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     stopped, steps, under_way, left = Counter(), [], [], []

@@ -7,7 +7,9 @@ machine without the workdir, the stages the table would read from such a file ar
 run. A stage still runs where something the file lacks needs it: every eval the file does not hold,
 and each of its ancestors (the trainings, masks and merges it is computed from), so a method's
 seed that stopped part-way is trained again whole. The table reads each stage from the workdir
-where it ran here, else from the file.
+where it ran here, else from the file. A result is taken only when the stage hash the file records
+for it equals the one this study's recipe gives it now (the settings, every ancestor's and the
+stage kind's version), so a changed study file never mixes its results with the old ones.
 
 Why: a long study outlives the machine it started on; the outcomes are small enough to commit, the
 adapters are not.
@@ -15,24 +17,40 @@ adapters are not.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import UsageError
 from ..pipeline.recipe import Recipe
 
 TABLE = "table"
+logger = logging.getLogger(__name__)
 
 
-def archived_stages(path: str | Path) -> set[str]:
-    """The stage names whose results the outcomes file holds (evals and trainings)."""
+def archived_stages(path: str | Path, recipe: Recipe) -> set[str]:
+    """The stage names whose results the outcomes file holds (evals and trainings) for ``recipe`` as it is
+    now: each one's recorded stage hash must equal the recipe's, so a result made with other settings, an
+    ancestor's included, or by another version of its stage kind is never taken for this study's."""
     from ..analysis.study.outcomes import load
     from ..errors import LorikitError
+    from ..pipeline.runner import plan_recipe
 
     try:
         data = load(path).data
     except LorikitError as exc:
         raise UsageError(f"--resume-from {exc}") from None  # the message starts with the path
-    return set(data["evals"]) | set(data["trainings"])
+    recorded = data.get("stage_hashes")
+    if not recorded:
+        raise UsageError(f"--resume-from {path}: records no stage hashes, so its results cannot be matched to this "
+                         "study's settings (collect it with bench/bench_study.py --progress)")
+    hashes = {p.name: p.hash for p in plan_recipe(recipe, resume=True)}
+    held = set(data["evals"]) | set(data["trainings"])
+    matched = {n for n in held if n in hashes and recorded.get(n) == hashes[n]}
+    if held - matched:
+        logger.warning("--resume-from %s: %d of its %d results were made with other settings (or by another "
+                       "version of their stage; the hashes differ) and are not taken: %s%s", path, len(held - matched),
+                       len(held), ", ".join(sorted(held - matched)[:5]), " ..." if len(held - matched) > 5 else "")
+    return matched
 
 
 def needed_stages(recipe: Recipe, archived: set[str]) -> list[str]:
