@@ -87,10 +87,15 @@ bench: $(STAMP)
 # Hours on 2 CPU cores (bench/RESULTS.md gives the measured stage costs). STUDY_DIR holds the stages.
 STUDY_DIR ?= runs
 STUDIES ?= headline conflict
+# FROM_COMMITTED=1: take what bench/results/science-NAME-progress.json.gz already holds and run only the
+# rest (lorikit study --resume-from; docs/study.md). Unset, every stage runs: a reproduction from scratch.
+FROM_COMMITTED ?=
 science: $(STAMP)
 	@for s in $(STUDIES); do \
-	  $(VENV)/bin/lorikit study bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s || exit $$?; \
-	  $(PY) bench/bench_study.py bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s --name $$s || exit $$?; \
+	  from=""; committed=bench/results/science-$$s-progress.json.gz; \
+	  if [ -n "$(FROM_COMMITTED)" ] && [ -f $$committed ]; then from="--resume-from $$committed"; fi; \
+	  $(VENV)/bin/lorikit study bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s $$from || exit $$?; \
+	  $(PY) bench/bench_study.py bench/studies/$$s.yaml --workdir $(STUDY_DIR)/$$s --name $$s $$from || exit $$?; \
 	done
 
 clean:

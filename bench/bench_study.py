@@ -73,13 +73,20 @@ def whole_seeds(table_settings: dict, workdir: Path, archived: set[str] = frozen
     return kept, resolve(table_settings["base"]), seeds
 
 
-def collect_study(config: str, workdir: str | None, name: str, results: Path) -> int:
-    from lorikit.study import load_study_config, study_recipe
+def _config(config: str, workdir: str | None, resume_from: str | None):
+    from lorikit.study import load_study_config
+
+    return load_study_config(config, **({"workdir": workdir} if workdir else {}),
+                             **({"resume_from": resume_from} if resume_from else {}))
+
+
+def collect_study(config: str, workdir: str | None, name: str, results: Path, resume_from: str | None = None) -> int:
+    from lorikit.study import study_recipe
 
     from lorikit.pipeline.recipe import parse_recipe
     from lorikit.study.resume import archived_stages
 
-    cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
+    cfg = _config(config, workdir, resume_from)
     root = Path(cfg.workdir)
     table = study_recipe(cfg)["stages"]["table"]
     if (root / "table" / "outcomes.json.gz").is_file():  # the study finished: its own table's outcomes
@@ -123,13 +130,13 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path) ->
     return 0
 
 
-def collect_progress(config: str, workdir: str | None, name: str, results: Path) -> int:
+def collect_progress(config: str, workdir: str | None, name: str, results: Path, resume_from: str | None = None) -> int:
     from lorikit.pipeline import plan_recipe
     from lorikit.pipeline.recipe import parse_recipe
     from lorikit.pipeline.runner import read_record
-    from lorikit.study import load_study_config, study_recipe
+    from lorikit.study import study_recipe
 
-    cfg = load_study_config(config, **({"workdir": workdir} if workdir else {}))
+    cfg = _config(config, workdir, resume_from)
     recipe = parse_recipe(study_recipe(cfg), source=config, workdir=cfg.workdir)
     plans = [p for p in plan_recipe(recipe, resume=True) if p.status == "done"]
     finished = {p.name: str(p.out) for p in plans if p.kind in ("eval", "train")}
@@ -189,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", help="the study's YAML file (its stages are read from the workdir)")
     ap.add_argument("--workdir", help="the study's workdir, if not the config's")
+    ap.add_argument("--resume-from", help="the committed outcomes the study was resumed from (lorikit study "
+                    "--resume-from), if not the config's: its results count beside the workdir's")
     ap.add_argument("--name", help="the study's name in bench/results (science-NAME-*)")
     ap.add_argument("--verify", action="store_true", help="recompute every study block of RESULTS.md; exit 1 on a mismatch")
     ap.add_argument("--progress", action="store_true", help="with STUDY.yaml --name: commit what has finished so far "
@@ -202,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, or --verify")
     try:
         if args.progress:
-            return collect_progress(args.config, args.workdir, args.name, Path(args.results))
-        return collect_study(args.config, args.workdir, args.name, Path(args.results))
+            return collect_progress(args.config, args.workdir, args.name, Path(args.results), args.resume_from)
+        return collect_study(args.config, args.workdir, args.name, Path(args.results), args.resume_from)
     except LorikitError as exc:  # a missing or malformed study file: one line, as lorikit's commands say it
         print(f"bench_study: error: {exc}", file=sys.stderr)
         return 2
