@@ -106,9 +106,10 @@ class StudyConfig:
     model: str = field(default="smollm2-135m", metadata={"help": "base model"})
     workdir: str = field(default="runs/study", metadata={"help": "where stage outputs go (resumable)"})
     resume_from: str | None = field(default=None, metadata={
-        "help": "a committed outcomes file (bench_study.py --progress, or a table's outcomes.json.gz) of this "
-                "study: the evals and trainings it holds are not run again, so another machine resumes the study "
-                "without its workdir; what the file lacks runs here with everything it is computed from"})
+        "help": "a committed progress file of this study (bench/bench_study.py --progress): the evals and "
+                "trainings it holds, with the stage hashes they still have, are not run again, so another machine "
+                "resumes the study without its workdir; what the file lacks runs here with everything it is "
+                "computed from"})
     suite: str = field(default=DEFAULT_SUITE, metadata={
         "help": "named task suite used when no tasks are given: papers (different inputs, the LoRI / OSRM "
                 "papers' setting: " + ", ".join(SUITES["papers"]) + ") or conflict (a stress test: one family "
