@@ -101,6 +101,8 @@ def test_a_study_resumes_on_a_fresh_workdir_from_its_committed_outcomes(tmp_path
     assert main(["study", str(again), "--status"]) == 0
     status = capsys.readouterr().out
     assert "settled by" in status and "seeds finished for every method: 1 of 2" in status
+    # nothing has run here yet: the time left comes from the wall times the committed file recorded
+    assert "measured: train builtin:pair-max:" in status and "time left at the measured costs" in status
     # before anything ran here, bench_study.py summarises the seed the committed file already holds whole
     assert _bench_study().main([str(first), "--workdir", str(tmp_path / "again"), "--resume-from", str(archive),
                                 "--name", "part", "--results", str(tmp_path / "res")]) == 0

@@ -3,7 +3,7 @@ finished trainings stopped (the plateau share the table will report), the traini
 newest resume state), and the time left at the stage costs measured so far in this workdir.
 
 Costs are estimated per stage kind and data set (a safety training costs ten built-in ones), from
-``seconds`` in each finished stage's record; a (kind, data) pair with nothing finished yet borrows
+``seconds`` in each finished stage's record (and, with ``--resume-from``, the wall times its file records); a (kind, data) pair with nothing finished yet borrows
 the mean of its kind. Nothing is run or written.
 """
 
@@ -42,16 +42,28 @@ def _under_way(out: Path) -> int | None:
     return int(state["step"]) if state else None
 
 
+def _from_archive(cfg: StudyConfig, recipe, done_here: set[str]) -> tuple[set[str], dict[tuple[str, str], list[float]]]:
+    """With ``--resume-from``: the stages its file settles (or that only settled ones needed), and the wall
+    times it recorded (``stage_seconds``) of stages not done here, per (kind, data): a resumed study's time
+    left is estimated before anything has finished on this machine."""
+    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    if not cfg.resume_from:
+        return set(), seconds
+    from ..analysis.study.outcomes import load
+    from .resume import TABLE, archived_stages, needed_stages
+
+    skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from, recipe))) - {TABLE}
+    for name, (_, value) in (load(cfg.resume_from).data.get("stage_seconds") or {}).items():
+        if name in recipe.stages and name not in done_here and value is not None:
+            seconds[_cost_key(recipe, name)].append(float(value))
+    return skip, seconds
+
+
 def study_status(cfg: StudyConfig) -> dict[str, Any]:
     recipe = parse_recipe(study_recipe(cfg), source="lorikit study --status", workdir=cfg.workdir)
     plans = plan_recipe(recipe, resume=True)
-    skip: set[str] = set()  # with --resume-from: what the outcomes file settles, and what only it needed
-    if cfg.resume_from:
-        from .resume import TABLE as _TABLE, archived_stages, needed_stages
-
-        skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from, recipe))) - {_TABLE}
+    skip, seconds = _from_archive(cfg, recipe, {p.name for p in plans if p.status == "done"})
     kinds: dict[str, Counter] = defaultdict(Counter)
-    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     stopped, steps, under_way, left = Counter(), [], [], []
     for plan in plans:
         if plan.status != "done" and plan.name in skip:
