@@ -65,6 +65,12 @@ def test_a_result_is_taken_only_while_its_stage_hash_is_the_same(tmp_path, caplo
     # another learning rate changes every training's hash and, through them, every result under them
     other = archived_stages(archive, _recipe(tmp_path, lr=0.002))
     assert other == {n for n in results if n.startswith("eval-base-")}
+    # a folder of that name left in the workdir by other settings: the table would read it, so the stage runs again
+    stale = tmp_path / "w" / "eval-lora-s2-parity"
+    stale.mkdir(parents=True)
+    (stale / "lorikit-stage.json").write_text(json.dumps({"hash": "1" * 64}))
+    assert archived_stages(archive, recipe) == results - {"eval-lora-s1-parity", "eval-lora-s2-parity"}
+    assert set(needed_stages(recipe, archived_stages(archive, recipe))) >= {"eval-lora-s2-parity", "lora-s2-parity"}
     data = json.loads(gzip.decompress(archive.read_bytes()))
     del data["stage_hashes"]
     archive.write_bytes(gzip.compress(json.dumps(data).encode()))

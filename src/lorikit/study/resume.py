@@ -43,13 +43,20 @@ def archived_stages(path: str | Path, recipe: Recipe) -> set[str]:
     if not recorded:
         raise UsageError(f"--resume-from {path}: records no stage hashes, so its results cannot be matched to this "
                          "study's settings (collect it with bench/bench_study.py --progress)")
-    hashes = {p.name: p.hash for p in plan_recipe(recipe, resume=True)}
+    plans = {p.name: p for p in plan_recipe(recipe, resume=True)}
     held = set(data["evals"]) | set(data["trainings"])
-    matched = {n for n in held if n in hashes and recorded.get(n) == hashes[n]}
-    if held - matched:
+    matched = {n for n in held if n in plans and recorded.get(n) == plans[n].hash}
+    # a folder of that name here from other settings would be what the table reads: run the stage again over it
+    stale = {n for n in matched if plans[n].status == "stale"}
+    if stale:
+        logger.warning("--resume-from %s: %d stages it holds have an out-of-date folder in %s and run again: %s",
+                       path, len(stale), recipe.workdir, ", ".join(sorted(stale)[:5]))
+        matched -= stale
+    if held - matched - stale:
         logger.warning("--resume-from %s: %d of its %d results were made with other settings (or by another "
-                       "version of their stage; the hashes differ) and are not taken: %s%s", path, len(held - matched),
-                       len(held), ", ".join(sorted(held - matched)[:5]), " ..." if len(held - matched) > 5 else "")
+                       "version of their stage; the hashes differ) and are not taken: %s%s", path, len(held - matched - stale),
+                       len(held), ", ".join(sorted(held - matched - stale)[:5]),
+                       " ..." if len(held - matched - stale) > 5 else "")
     return matched
 
 
