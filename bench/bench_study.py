@@ -84,7 +84,7 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
     from lorikit.study import study_recipe
 
     from lorikit.pipeline.recipe import parse_recipe
-    from lorikit.study.resume import archived_stages
+    from lorikit.study.resume import settled_results
 
     cfg = _config(config, workdir, resume_from)
     root = Path(cfg.workdir)
@@ -94,7 +94,7 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
         archive = load(cfg.resume_from) if cfg.resume_from else None
-        archived = archived_stages(cfg.resume_from, parse_recipe(study_recipe(cfg), workdir=root)) if archive else set()
+        archived = settled_results(cfg, parse_recipe(study_recipe(cfg), workdir=root)) if archive else set()
         runs, base, seeds = whole_seeds(table, root, archived)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")

@@ -50,9 +50,9 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
     logger.info("study: %d stages in %s", len(recipe.stages), cfg.workdir)
     needed, settled = None, frozenset()
     if cfg.resume_from:  # what the committed outcomes hold is not run again (study/resume.py)
-        from .resume import TABLE, archived_stages, needed_stages, settled_stages
+        from .resume import TABLE, needed_stages, settled_results, settled_stages
 
-        archived = archived_stages(cfg.resume_from, recipe)
+        archived = settled_results(cfg, recipe)
         needed, settled = needed_stages(recipe, archived), settled_stages(recipe, archived)
         (echo or logger.info)(f"lorikit study: {len(settled)} results taken from {cfg.resume_from}; "
                               f"{len(needed)} stages to run or resume here, then the table")

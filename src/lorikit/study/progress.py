@@ -50,9 +50,9 @@ def _from_archive(cfg: StudyConfig, recipe, done_here: set[str]) -> tuple[set[st
     if not cfg.resume_from:
         return set(), seconds
     from ..analysis.study.outcomes import load
-    from .resume import TABLE, archived_stages, needed_stages
+    from .resume import TABLE, needed_stages, settled_results
 
-    skip = set(recipe.stages) - set(needed_stages(recipe, archived_stages(cfg.resume_from, recipe))) - {TABLE}
+    skip = set(recipe.stages) - set(needed_stages(recipe, settled_results(cfg, recipe))) - {TABLE}
     for name, (_, value) in (load(cfg.resume_from).data.get("stage_seconds") or {}).items():
         if name in recipe.stages and name not in done_here and value is not None:
             seconds[_cost_key(recipe, name)].append(float(value))

@@ -5,8 +5,9 @@ outcomes of its evaluations and the early-stopping record of its trainings, and 
 ``bench/bench_study.py --progress`` (or a finished table's ``outcomes.json.gz``) commits. On a
 machine without the workdir, the stages the table would read from such a file are **settled**: not
 run. A stage still runs where something the file lacks needs it: every eval the file does not hold,
-and each of its ancestors (the trainings, masks and merges it is computed from), so a method's
-seed that stopped part-way is trained again whole. The table reads each stage from the workdir
+and each of its ancestors (the trainings, masks and merges it is computed from); a method's seed
+that stopped part-way runs again whole, its results in the file included (``settled_results``), so
+that every run is computed on one machine. The table reads each stage from the workdir
 where it ran here, else from the file. A result is taken only when the stage hash the file records
 for it equals the one this study's recipe gives it now (the settings, every ancestor's and the
 stage kind's version), so a changed study file never mixes its results with the old ones.
@@ -58,6 +59,28 @@ def archived_stages(path: str | Path, recipe: Recipe) -> set[str]:
                        len(held), ", ".join(sorted(held - matched - stale)[:5]),
                        " ..." if len(held - matched - stale) > 5 else "")
     return matched
+
+
+def settled_results(cfg, recipe: Recipe) -> set[str]:
+    """What ``cfg.resume_from`` settles for the study ``cfg``: ``archived_stages``, by whole groups — a
+    method's seed (its trainings, masks, merges, evaluations) is taken from the file only if every result
+    of it is there; otherwise the whole group runs again here. Each run is then computed on one machine:
+    kernels of other CPUs round differently, so an adapter trained again elsewhere need not be the same
+    adapter, and a run's single and merged scores must come from the same adapters."""
+    from .workers import shared_stages, stage_groups, stages_by_seed
+
+    archived = archived_stages(cfg.resume_from, recipe)
+    reads = set(recipe.stages[TABLE].parents)
+    split = []
+    for group in stage_groups(recipe, shared_stages(stages_by_seed(cfg)) | {TABLE}):
+        results = [n for n in group if n in reads]
+        if any(n in archived for n in results) and not all(n in archived for n in results):
+            split.append(group)
+    if split:
+        logger.warning("--resume-from %s: %d groups of stages stopped part-way there and run again whole here "
+                       "(their results in the file are compared, not used): %s", cfg.resume_from, len(split),
+                       ", ".join(g[0] for g in split[:5]))
+    return archived - {n for group in split for n in group}
 
 
 def needed_stages(recipe: Recipe, archived: set[str]) -> list[str]:
