@@ -65,6 +65,7 @@ def whole_seeds(table_settings: dict, workdir: Path, archived: set[str] = frozen
         if isinstance(value, str) and value.startswith("$"):
             name = value[1:].split("/")[0]
             return (workdir / name / "lorikit-stage.json").is_file() or name in archived
+        return True  # task names, weights
 
     seeds = [s for s in next(iter(runs.values())) if all(finished(by_seed[s]) for by_seed in runs.values())]
     resolve = lambda v: ({k: resolve(x) for k, x in v.items()} if isinstance(v, dict)  # noqa: E731

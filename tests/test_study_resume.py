@@ -35,7 +35,7 @@ def test_needed_stages_are_the_missing_results_and_everything_they_are_computed_
     needed = needed_stages(recipe, results - {gone})
     assert set(needed) == {gone, "lora-s2-merged-w0p5", "lora-s2-pair-max", "lora-s2-parity"}
     assert needed == [n for n in recipe.order() if n in needed]  # parents before children
-    settled = settled_stages(recipe, results - {gone})
+    settled = settled_stages(recipe, results - {gone}, needed)
     # the two trainings run again (their merge needs them), so the table reads them from here
     assert gone not in settled and "lora-s2-parity" not in settled and "eval-lora-s1-parity" in settled
 
@@ -76,6 +76,17 @@ def test_a_result_is_taken_only_while_its_stage_hash_is_the_same(tmp_path, caplo
     archive.write_bytes(gzip.compress(json.dumps(data).encode()))
     with pytest.raises(UsageError, match="records no stage hashes, so its results cannot be matched"):
         archived_stages(archive, recipe)
+
+
+def test_whole_seeds_counts_plain_layout_values_as_finished(tmp_path):
+    # a run's layout holds values that name no stage (a pair weight): they never hold a seed back
+    runs = {"lora": {"1": {"merged": {"pair-max": "$eval-a"}, "pair_weight": 1.0},
+                     "2": {"merged": {"pair-max": "$eval-b"}, "pair_weight": 1.0}}}
+    (tmp_path / "eval-a").mkdir()
+    (tmp_path / "eval-a" / "lorikit-stage.json").write_text("{}")
+    _, _, seeds = _bench_study().whole_seeds({"runs": runs, "base": {}}, tmp_path)
+    assert seeds == ["1"]
+    assert _bench_study().whole_seeds({"runs": runs, "base": {}}, tmp_path, {"eval-b"})[2] == ["1", "2"]
 
 
 def test_an_unreadable_outcomes_file_is_one_line_naming_it(tmp_path, capsys):

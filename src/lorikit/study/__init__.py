@@ -53,7 +53,8 @@ def run_study(cfg: StudyConfig, fresh: bool = False, source: str = "lorikit stud
         from .resume import TABLE, needed_stages, settled_results, settled_stages
 
         archived = settled_results(cfg, recipe)
-        needed, settled = needed_stages(recipe, archived), settled_stages(recipe, archived)
+        needed = needed_stages(recipe, archived)
+        settled = settled_stages(recipe, archived, needed)
         (echo or logger.info)(f"lorikit study: {len(settled)} results taken from {cfg.resume_from}; "
                               f"{len(needed)} stages to run or resume here, then the table")
     if cfg.workers > 1:

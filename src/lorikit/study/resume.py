@@ -2,7 +2,7 @@
 
 A study's workdir holds adapters and stage records; what its table reads is only the per-item
 outcomes of its evaluations and the early-stopping record of its trainings, and those are what
-``bench/bench_study.py --progress`` (or a finished table's ``outcomes.json.gz``) commits. On a
+``bench/bench_study.py --progress`` commits, with each result's stage hash. On a
 machine without the workdir, the stages the table would read from such a file are **settled**: not
 run. A stage still runs where something the file lacks needs it: every eval the file does not hold,
 and each of its ancestors (the trainings, masks and merges it is computed from); a method's seed
@@ -53,11 +53,11 @@ def archived_stages(path: str | Path, recipe: Recipe) -> set[str]:
         logger.warning("--resume-from %s: %d stages it holds have an out-of-date folder in %s and run again: %s",
                        path, len(stale), recipe.workdir, ", ".join(sorted(stale)[:5]))
         matched -= stale
-    if held - matched - stale:
+    other = sorted(held - matched - stale)
+    if other:
         logger.warning("--resume-from %s: %d of its %d results were made with other settings (or by another "
-                       "version of their stage; the hashes differ) and are not taken: %s%s", path, len(held - matched - stale),
-                       len(held), ", ".join(sorted(held - matched - stale)[:5]),
-                       " ..." if len(held - matched - stale) > 5 else "")
+                       "version of their stage; the hashes differ) and are not taken: %s%s", path, len(other),
+                       len(held), ", ".join(other[:5]), " ..." if len(other) > 5 else "")
     return matched
 
 
@@ -96,7 +96,7 @@ def needed_stages(recipe: Recipe, archived: set[str]) -> list[str]:
     return [n for n in recipe.order() if n in needed]
 
 
-def settled_stages(recipe: Recipe, archived: set[str]) -> set[str]:
-    """The table's inputs taken from the outcomes file: those it holds that nothing left to run needs."""
-    needed = set(needed_stages(recipe, archived))
-    return {p for p in recipe.stages[TABLE].parents if p in archived and p not in needed}
+def settled_stages(recipe: Recipe, archived: set[str], needed: list[str]) -> set[str]:
+    """The table's inputs taken from the outcomes file: those it holds that nothing left to run
+    (``needed``: ``needed_stages(recipe, archived)``) needs."""
+    return {p for p in recipe.stages[TABLE].parents if p in archived and p not in set(needed)}
