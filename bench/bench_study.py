@@ -94,8 +94,8 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
         store = load(root / "table" / "outcomes.json.gz")
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
+        archived = settled_results(cfg, parse_recipe(study_recipe(cfg), workdir=root)) if cfg.resume_from else set()
         archive = load(cfg.resume_from) if cfg.resume_from else None
-        archived = settled_results(cfg, parse_recipe(study_recipe(cfg), workdir=root)) if archive else set()
         runs, base, seeds = whole_seeds(table, root, archived)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")
