@@ -48,8 +48,8 @@ def _cpu_flags() -> frozenset[str]:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16),
-    where oneDNN's bf16 GEMMs run several times faster than float32 ones; without it bf16 is emulated
-    and slower. ``LORIKIT_CPU_BF16=0`` / ``1`` overrides the detection."""
+    where oneDNN's bf16 GEMMs run several times faster than float32 ones; without it torch emulates bf16,
+    many times slower, and lorikit computes a bf16 base model's Linears in float32 (``cpu_bf16``). ``LORIKIT_CPU_BF16=0`` / ``1`` overrides the detection."""
     forced = os.environ.get(CPU_BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
@@ -77,5 +77,6 @@ def resolve_dtype(dtype: str, device: str, option: str = "--dtype") -> str:
 @functools.lru_cache(maxsize=1)  # once per process: a study validates hundreds of stages
 def _warn_emulated_bf16(option: str) -> None:
     logger.warning("%s bfloat16 on a CPU without native bfloat16 (no AVX512-BF16, AMX or Arm BF16): torch emulates "
-                   "it, many times slower than float32 (a 2048x576x1536 matmul ran 40x slower on an AVX2-only "
-                   "EPYC); --dtype auto picks float32 here", option)
+                   "it, many times slower than float32, so each Linear of the base model is computed as a float32 "
+                   "GEMM of its bf16 operands, rounded to bf16 (the same arithmetic; a step takes ~1.2x its float32 "
+                   "time); --dtype auto picks float32 here", option)

@@ -25,6 +25,8 @@ import torch
 from ..errors import LorikitError, UsageError
 from ..utils.atomic import atomic_output_dir
 from ..utils.registry import Registry
+from .cpu_bf16 import use_float32_gemms
+from .device import cpu_has_bf16
 from .kept import folder_key, keep_base_loaded, keeping, kept_copy  # noqa: F401 (keep_base_loaded: importers' name)
 
 log = logging.getLogger(__name__)
@@ -314,6 +316,8 @@ def _load_model(name: str, dtype: torch.dtype, device: str | None, head: str, nu
             raise LorikitError(f"--model {name}: cannot load ({str(exc).splitlines()[0]})") from exc
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tok.pad_token_id
+    if dtype == torch.bfloat16 and device in (None, "cpu") and not cpu_has_bf16():
+        use_float32_gemms(model)
     if device:
         model.to(device)
     model.eval()
