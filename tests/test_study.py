@@ -294,6 +294,19 @@ def test_status_of_a_study_not_started_estimates_nothing_and_writes_nothing(tmp_
     assert not (tmp_path / "study").exists()
 
 
+def test_status_left_only_with_unmeasured_kinds_says_not_estimated_not_zero():
+    from lorikit.study.progress import format_status
+
+    status = {"workdir": "w", "stages": 10, "resume_from": None, "seeds_whole": [], "seeds": [1],
+              "kinds": {"train": {"done": 1, "missing": 3}}, "trainings_stopped": {}, "steps_run": [],
+              "under_way": [], "seconds_left": 0.0, "not_estimated": {"train": 3}, "workers": 2,
+              "costs": {"osrm-stats": (1, 150.0)}}
+    out = format_status(status)
+    assert "time left: not estimated (nothing of their kind finished yet: 3 train)" in out and "of stage time" not in out
+    status["seconds_left"], status["not_estimated"] = 300.0, {}
+    assert "time left at the measured costs: 5.0 min of stage time, about 2.5 min with 2 workers" in format_status(status)
+
+
 def test_choice_tasks_come_from_the_builtin_registry():
     from lorikit.data.builtin import TASKS, builtin_rows
     from lorikit.study.config import CHOICE_BUILTINS, parse_task
