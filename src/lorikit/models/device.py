@@ -49,7 +49,8 @@ def _cpu_flags() -> frozenset[str]:
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16),
     where oneDNN's bf16 GEMMs run several times faster than float32 ones; without it torch emulates bf16,
-    many times slower, and lorikit computes a bf16 base model's Linears in float32 (``cpu_bf16``). ``LORIKIT_CPU_BF16=0`` / ``1`` overrides the detection."""
+    many times slower, and lorikit computes a bf16 base model's Linears in float32 (``cpu_bf16``).
+    ``LORIKIT_CPU_BF16=0`` / ``1`` overrides the detection."""
     forced = os.environ.get(CPU_BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"

@@ -136,12 +136,11 @@ def format_status(status: dict[str, Any]) -> str:
     if not status["costs"]:
         lines.append("time left: not estimated (no stage has finished yet, so no cost is measured)")
         return "\n".join(lines)
+    unmeasured = f"nothing of their kind finished yet: {', '.join(f'{c} {k}' for k, c in missing.items())}"
     if not left and missing:  # what is left is all of kinds with no measured cost: "0 s" would read as done
-        lines.append("time left: not estimated (nothing of their kind finished yet: "
-                     + ", ".join(f"{c} {k}" for k, c in missing.items()) + ")")
+        lines.append(f"time left: not estimated ({unmeasured})")
         return "\n".join(lines)
     lines.append(f"time left at the measured costs: {_duration(left)} of stage time"
                  + (f", about {_duration(left / workers)} with {workers} workers" if workers > 1 else "")
-                 + (" (not counted, nothing of their kind finished yet: "
-                    + ", ".join(f"{c} {k}" for k, c in missing.items()) + ")" if missing else ""))
+                 + (f" (not counted, {unmeasured})" if missing else ""))
     return "\n".join(lines)

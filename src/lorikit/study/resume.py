@@ -99,4 +99,5 @@ def needed_stages(recipe: Recipe, archived: set[str]) -> list[str]:
 def settled_stages(recipe: Recipe, archived: set[str], needed: list[str]) -> set[str]:
     """The table's inputs taken from the outcomes file: those it holds that nothing left to run
     (``needed``: ``needed_stages(recipe, archived)``) needs."""
-    return {p for p in recipe.stages[TABLE].parents if p in archived and p not in set(needed)}
+    left = set(needed)
+    return {p for p in recipe.stages[TABLE].parents if p in archived and p not in left}
