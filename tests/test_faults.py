@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from lorikit.adapters.state import load_adapter
 from lorikit.cli import main
+from lorikit.train.checkpoint import adapter_checkpoints, only_run_outputs
 
 TINY = "tiny-random-llama"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -99,14 +100,15 @@ def _kill_after(argv: list[str], delay: float) -> int:
 
 def _complete_or_absent(out: Path) -> bool:
     """True when ``out`` is a complete adapter. A training killed mid-run may leave ``out`` holding only
-    its ``checkpoint-N`` folders (Hugging Face's layout: --save-every writes them into --out during the
-    run); each of those must then be a complete, loadable adapter, and nothing else may be there."""
+    what a run writes before its end (Hugging Face's layout: --save-every writes ``checkpoint-N`` folders
+    into --out during the run, with lorikit's marker file) and, when the kill fell inside a checkpoint's
+    write, that write's temporary folder and lock file, which the resumed run removes; each
+    ``checkpoint-N`` must then be a complete, loadable adapter, and nothing else may be there."""
     if not out.exists():
         return False
     if not (out / "adapter_config.json").exists():
-        entries = sorted(out.iterdir())
-        assert entries and all(e.name.startswith("checkpoint-") for e in entries), entries
-        for ckpt in entries:
+        assert only_run_outputs(out), sorted(out.iterdir())
+        for ckpt in adapter_checkpoints(out):
             load_adapter(ckpt)  # complete and loadable, or this raises
         return False
     load_adapter(out)  # complete and loadable, or this raises
@@ -128,6 +130,7 @@ def test_sigkill_during_training_and_merging_never_leaves_a_broken_output(adapte
         assert rc.returncode == 0, rc.stderr
         load_adapter(out)
         assert not list(tmp_path.glob(f".t{i}.*")), list(tmp_path.iterdir())  # no temporary, no lock
+        assert not list(out.glob(".checkpoint-*")), sorted(out.iterdir())  # nor those of a checkpoint's write
     for i in range(2):
         out = tmp_path / f"m{i}"
         argv = ["merge", str(adapters / "a"), str(adapters / "b"), "--method", "cat", "--out", str(out)]
