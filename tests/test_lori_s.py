@@ -195,3 +195,33 @@ def test_continual_without_mask_trains_all_of_b(lori_s, tmp_path):
     meta = json.loads((out / "lorikit.json").read_text())
     assert meta["method"] == "lori-d" and meta["parent"]["method"] == "lori-s"
     assert meta["train"]["trainable_parameters"] == sum(m.B.numel() for m in parent.modules().values())
+
+
+def test_continue_a_trains_a_and_b_of_a_lora_parent(tmp_path):
+    """`--method lora --from P --continue-a`: plain LoRA continual fine-tuning — A and B both train on
+    from P's values (the LoRI reference's LoRA baseline); without --continue-a, A stays bit-identical."""
+    parent_dir = train(cfg_for(tmp_path / "p", method="lora", data="builtin:compare", adapter_kw={"seed": 3}))
+    both = train(cfg_for(tmp_path / "ab", method="lora", from_adapter=str(parent_dir), continue_a=True))
+    b_only = train(cfg_for(tmp_path / "b", method="lora", from_adapter=str(parent_dir)))
+    parent = load_adapter(parent_dir)
+    for child_dir, a_trains in ((both, True), (b_only, False)):
+        child = load_adapter(child_dir)
+        a_changed = [not torch.equal(bits(m.A), bits(parent.modules()[n].A)) for n, m in child.modules().items()]
+        b_changed = [not torch.equal(bits(m.B), bits(parent.modules()[n].B)) for n, m in child.modules().items()]
+        assert all(b_changed)
+        assert all(a_changed) if a_trains else not any(a_changed)
+        meta = json.loads((child_dir / "lorikit.json").read_text())
+        assert meta["method"] == ("lora" if a_trains else "lori-d") and meta["parent"]["method"] == "lora"
+        sizes = sum(m.B.numel() + (m.A.numel() if a_trains else 0) for m in parent.modules().values())
+        assert meta["train"]["trainable_parameters"] == sizes
+        assert meta["hyperparameters"]["continue_a"] is a_trains
+
+
+def test_continue_a_option_errors(lori_d, tmp_path):
+    with pytest.raises(UsageError, match="--continue-a: only with --from"):
+        cfg_for(tmp_path / "x", method="lora", continue_a=True)
+    with pytest.raises(UsageError, match="--continue-a: trains A, but --method lori-d keeps A frozen"):
+        cfg_for(tmp_path / "x", method="lori-d", from_adapter=str(lori_d), continue_a=True)
+    with pytest.raises(UsageError, match="--method lora with --mask keeps A frozen"):
+        cfg_for(tmp_path / "x", method="lora", from_adapter=str(lori_d), continue_a=True,
+                mask=str(lori_d / "masks" / "0.9_mask.pt"))

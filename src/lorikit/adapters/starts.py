@@ -12,7 +12,9 @@
   extracted for (docs/methods.md#lori-s); an explicit ``--seed`` still re-draws A (with a warning).
 - Continual, ``--from P [--mask M]``: A and B are loaded from adapter P; with a mask only its
   entries are trained (values start at P's B there), everything else stays bit-identical to P;
-  without a mask all of B is trained (LoRI-D variant). A stays frozen in both.
+  without a mask all of B is trained (LoRI-D variant). A stays frozen in both — unless the method
+  the run trains does not freeze A (``--method lora --continue-a``): then A and B both train on from
+  P's values, plain LoRA continual fine-tuning.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def _synced(acfg: AdapterConfig, info: dict) -> AdapterConfig:
 
 
 def _continual(bundle, method: AdapterMethod, acfg: AdapterConfig, mask: str | None, from_adapter: str):
-    """``--from P [--mask M]``: P's A and B, then all of B or the mask's entries trained."""
+    """``--from P [--mask M]``: P's A and B, then all of B (and A, for a method that trains A) or the
+    mask's entries trained."""
     folder = resolve_adapter_path(from_adapter)
     source = load_adapter(folder)
     masks = load_mask(mask, source) if mask else None
@@ -80,6 +83,7 @@ def _continual(bundle, method: AdapterMethod, acfg: AdapterConfig, mask: str | N
             p.requires_grad_(False)
         for _, layer in lora_layers(peft_model):
             layer.lora_B["default"].weight.requires_grad_(True)
+            layer.lora_A["default"].weight.requires_grad_(not method.freezes_a)
         return peft_model, method.plan(peft_model, info=info), _synced(acfg, info)
     info["mask"] = {"file": str(mask)}
     info["overlap"] = parent_overlap(source, masks)

@@ -95,7 +95,12 @@ class TrainConfig:
     from_adapter: str | None = field(default=None, metadata={
         "aliases": ("--from",),
         "help": "continual learning: start from this adapter's A and B; trains only --mask entries "
-                "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen"})
+                "(LoRI-S variant) or all of B without --mask (LoRI-D variant); A stays frozen unless "
+                "--continue-a"})
+    continue_a: bool = field(default=False, metadata={
+        "help": "with --from and --method lora: train the adapter's A as well as its B (plain LoRA "
+                "continual fine-tuning, as PEFT's is_trainable=True and the LoRI reference's LoRA baseline do); "
+                "without it A stays frozen"})
     head: str = field(default="causal-lm", metadata={
         "help": "causal-lm: SFT on response tokens; classification: sequence classifier on text/sentence1/"
                 "sentence2 + label rows, head trained in full and saved with the adapter", "choices": tuple(HEADS)})
@@ -211,7 +216,7 @@ class TrainConfig:
     @property
     def train_method(self) -> AdapterMethod:
         """The method this run trains: ``--method``, or with ``--from`` the continuing method ``--mask`` picks."""
-        if self.from_adapter:
+        if self.from_adapter and not self.continue_a:
             return continual_method(bool(self.mask))
         return get_method(self.adapter.method)
 
@@ -233,6 +238,14 @@ class TrainConfig:
 
     def _check_sources(self) -> None:
         method = get_method(self.adapter.method)
+        if self.continue_a:
+            if not self.from_adapter:
+                raise UsageError("--continue-a: only with --from ADAPTER (it trains that adapter's A as well as its B)")
+            if self.mask or method.uses_mask or method.freezes_a:
+                raise UsageError(f"--continue-a: trains A, but --method {method.name}"
+                                 f"{' with --mask' if self.mask else ''} keeps A frozen "
+                                 "(use --method lora without --mask, or drop --continue-a)")
+            return
         if self.from_adapter:
             if method.uses_mask and not self.mask:
                 raise UsageError(f"--method {method.name} with --from: needs --mask FILE (the new task's mask)")
