@@ -530,6 +530,53 @@ def test_learned_counts_runs_at_the_declared_accuracy_and_checks_the_suite_premi
     assert "| x | b | 2 of 3 (not: seed 1) | 0.957 [" in text and "**not met**" not in text.split("| x | a |")[1][:80]
 
 
+def test_plain_lora_control_adds_its_own_adapters_trained_a_and_b_and_leaves_the_study_s_stages(tmp_path):
+    """continual.plain_lora: per seed a LoRA adapter of the arm's own on `first`, continued on `then`
+    with --continue-a (A and B), scored before and after, and first in the layout (the reference);
+    every other stage is the one the study had without it."""
+    common = dict(workdir=str(tmp_path), tasks=["pair-add", "pair-max", "pair-greater"], seeds=[1, 2],
+                  methods=["lora", "lori-d", "lori-s"])
+    without = study_recipe(StudyConfig(**common, continual={"first": "pair-greater", "then": "pair-add"}))
+    plain = study_recipe(StudyConfig(**common, continual={"first": "pair-greater", "then": "pair-add",
+                                                          "plain_lora": True}))
+    added = set(plain["stages"]) - set(without["stages"])
+    assert all(plain["stages"][n] == without["stages"][n] for n in without["stages"] if n != "table")
+    for s in (1, 2):
+        own, after = f"plain-lora-s{s}-pair-greater", f"continual-plain-lora-s{s}-pair-greater-pair-add"
+        assert {own, after, f"eval-{own}", f"eval-{own}-on-pair-add", f"eval-{after}-pair-greater",
+                f"eval-{after}-pair-add"} <= added
+        assert {k: v for k, v in plain["stages"][own].items()} == without["stages"][f"lora-s{s}-pair-greater"]
+        cont = plain["stages"][after]
+        assert cont["continue_a"] is True and cont["method"] == "lora" and cont["from_adapter"] == f"${own}"
+        assert "seed" not in cont  # A, B and the run's seed come from the arm's own adapter
+        # the B-only LoRA arm is still there, as it was
+        assert "continue_a" not in plain["stages"][f"continual-lora-s{s}-pair-greater-pair-add"]
+    assert len(added) == 12
+    layout = plain["stages"]["table"]["continual"]["methods"]
+    assert list(layout)[0] == "plain-lora" and list(layout)[1:] == ["lora", "lori-d", "lori-s"]
+    assert layout["plain-lora"]["1"]["single"] == {"pair-add": "$eval-lora-s1-pair-add"}
+    with pytest.raises(UsageError, match="plain_lora: expected true or false"):
+        StudyConfig(**common, continual={"first": "pair-greater", "then": "pair-add", "plain_lora": "yes"})
+    with pytest.raises(UsageError, match="plain_lora: needs lora among 'methods'"):
+        StudyConfig(**{**common, "methods": ["lori-d", "lori-s"]},
+                    continual={"first": "pair-greater", "then": "pair-add", "plain_lora": True})
+
+
+def test_the_headline_study_s_committed_stages_keep_their_hashes(tmp_path):
+    """Every stage whose result bench/results/science-headline-progress.json.gz holds is planned with the
+    same hash by today's code and study file: --resume-from keeps taking them (plain_lora added stages)."""
+    import gzip
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_study_config(str(root / "bench/studies/headline.yaml"))
+    cfg.workdir = str(tmp_path / "w")
+    hashes = {p.name: p.hash for p in plan_recipe(parse_recipe(study_recipe(cfg), source="t", workdir=cfg.workdir))}
+    committed = json.loads(gzip.decompress((root / "bench/results/science-headline-progress.json.gz").read_bytes()))
+    changed = [n for n, h in committed["stage_hashes"].items() if hashes.get(n) != h]
+    assert len(committed["stage_hashes"]) > 600 and not changed, changed[:5]
+    assert cfg.continual["plain_lora"] is True and "continual-plain-lora-s5-safety-parity" in hashes
+
+
 def test_continual_forgetting_is_compared_again_on_the_runs_that_learned_both_tasks(tmp_path):
     from lorikit.analysis.study.report import continual_table
     from lorikit.analysis.study.table import continual_rows

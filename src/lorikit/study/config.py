@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..adapters.inits import data_init_names
-from ..adapters.methods import continual_method, method_names
+from ..adapters.methods import continual_method, method_names, plain_method
 from ..data.builtin import TASKS as BUILTIN
 from ..data.loading import carve_spec, source_of
 from ..errors import UsageError
@@ -177,7 +177,10 @@ class StudyConfig:
                 "one forward per item) or generate (decode and extract the answer); other tasks always generate",
         "choices": SCORINGS})
     continual: Any = field(default=None, metadata={
-        "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores"})
+        "help": "(YAML) {first: TASK, then: TASK}: train on first, continue on then; before/after scores. "
+                "Add plain_lora: true for the papers' control: LoRA adapters of their own on first, continued "
+                "on then with A and B trained (--continue-a), the reference every arm's forgetting is compared "
+                "with (without it the LoRA arm continues B only, A frozen, and is the reference)"})
     workers: int = field(default=1, metadata={
         "help": "processes that run the study side by side (each takes the next (seed, method) group of stages "
                 "from one queue), each with cores/N "
@@ -235,10 +238,15 @@ class StudyConfig:
         if self.continual is None:
             return
         c = self.continual
-        if not isinstance(c, dict) or set(c) != {"first", "then"} or \
+        if not isinstance(c, dict) or not {"first", "then"} <= set(c) <= {"first", "then", "plain_lora"} or \
                 not {c["first"], c["then"]} <= set(self.task_specs) or c["first"] == c["then"]:
             raise UsageError(f"continual: expected {{first: TASK, then: TASK}}, two different tasks of 'tasks' "
-                             f"({', '.join(self.task_specs)}), got {c!r}")
+                             f"({', '.join(self.task_specs)}), and optionally plain_lora: true, got {c!r}")
+        if not isinstance(c.get("plain_lora", False), bool):
+            raise UsageError(f"continual: plain_lora: expected true or false, got {c['plain_lora']!r}")
+        if c.get("plain_lora") and plain_method().name not in self.methods:
+            raise UsageError(f"continual: plain_lora: needs {plain_method().name} among 'methods' (its adapters "
+                             f"trained alone on {c['then']!r} are the ones the control is set against)")
 
     @property
     def primary_weight(self) -> str:

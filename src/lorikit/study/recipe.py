@@ -24,9 +24,11 @@ from itertools import combinations
 from typing import Any
 
 from ..adapters.inits import data_init_names, get_init
-from ..adapters.methods import continual_method, find_method
+from ..adapters.methods import continual_method, find_method, plain_method
 from ..data.loading import carve_spec
 from .config import CONTINUAL_METHODS, StudyConfig
+
+PLAIN_ARM = "plain-lora"  # the continual arm of plain LoRA fine-tuning (A and B), ``continual.plain_lora``
 
 
 def tag(w: float) -> str:
@@ -114,6 +116,8 @@ class _Builder:
     def continual(self) -> dict[str, Any]:
         first, then = self.cfg.continual["first"], self.cfg.continual["then"]
         out: dict[str, Any] = {"first": first, "then": then, "methods": {}}
+        if self.cfg.continual.get("plain_lora"):  # first: the reference every arm is compared with
+            out["methods"][PLAIN_ARM] = self.plain_control(first, then)
         for method in (m for m in CONTINUAL_METHODS if m in self.cfg.methods):
             out["methods"][method] = {}
             for seed in self.cfg.seeds:
@@ -127,6 +131,25 @@ class _Builder:
                     "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
                     "single": {then: f"$eval-{run}-{then}"}}
         return out
+
+
+    def plain_control(self, first: str, then: str) -> dict[str, Any]:
+        """The papers' control: per seed a LoRA adapter of its own on ``first`` (the same settings as the
+        method's, under its own name, so that its before and after scores come from one adapter), then
+        continued on ``then`` with A and B trained (``--continue-a``)."""
+        method, by_seed = plain_method().name, {}
+        for seed in self.cfg.seeds:
+            run, own = f"{method}-s{seed}", f"{PLAIN_ARM}-s{seed}"
+            after = f"continual-{own}-{first}-{then}"
+            self.train(f"{own}-{first}", method, seed, first)
+            self.train(after, method, seed, then, from_adapter=f"${own}-{first}", continue_a=True)
+            by_seed[str(seed)] = {
+                "first_training": f"${own}-{first}", "training": f"${after}",
+                "before": {first: self.eval(f"eval-{own}-{first}", f"{own}-{first}", first),
+                           then: self.eval(f"eval-{own}-{first}-on-{then}", f"{own}-{first}", then)},
+                "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
+                "single": {then: f"$eval-{run}-{then}"}}
+        return by_seed
 
 
 def study_recipe(cfg: StudyConfig) -> dict[str, Any]:

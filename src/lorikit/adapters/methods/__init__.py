@@ -52,6 +52,14 @@ def continual_method(with_mask: bool) -> AdapterMethod:
     raise UsageError("--from: no registered method continues an adapter" + (" with --mask" if with_mask else ""))
 
 
+def plain_method() -> AdapterMethod:
+    """The method that trains A and B with nothing frozen, masked or seeded (LoRA): the papers' control."""
+    for method in METHODS.values():
+        if not (method.freezes_a or method.uses_mask or method.seeded_a):
+            return method
+    raise UsageError("no registered method trains A and B unconstrained")
+
+
 def mask_method_names() -> str:
     return " / ".join(m.name for m in METHODS.values() if m.uses_mask)
 

@@ -206,7 +206,8 @@ def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
 
 def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats, at: float) -> list[dict[str, Any]]:
     """Forgetting of the first task (before − after) and the second task's score, per method; the
-    first method (plain LoRA) is the control each method's forgetting is compared with — over every
+    first method (LoRA; plain LoRA, A and B trained, with ``plain_lora``) is the control each method's
+    forgetting is compared with — over every
     run, and again over the runs of both methods that learned both tasks (the first before, the second
     after; ``run_learned`` at ``at``), the setting in which forgetting means losing a learned skill."""
     first, then = cont["first"], cont["then"]
@@ -245,8 +246,8 @@ def convergence(store: Outcomes, runs: dict[str, Any], continual: dict[str, Any]
     """How each adapter's training ended: on a dev-loss plateau or at the step cap (the continual arm's
     second trainings count too)."""
     names = [name for by_seed in runs.values() for run in by_seed.values() for name in run.get("trainings", {}).values()]
-    names += [run["training"] for by_seed in (continual or {}).get("methods", {}).values()
-              for run in by_seed.values() if "training" in run]
+    names += [run[key] for by_seed in (continual or {}).get("methods", {}).values()
+              for run in by_seed.values() for key in ("first_training", "training") if key in run]
     records = {n: store.training(n) for n in names}
     stopped = [r["stopped"] for r in records.values() if r]
     at_cap = [n for n, r in records.items() if r and r["stopped"] == "cap"]
