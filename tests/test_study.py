@@ -370,7 +370,8 @@ def test_default_suite_reads_different_inputs_and_the_conflict_suite_the_same():
 
     default = StudyConfig()
     assert default.suite == "papers" and list(default.task_specs) == ["pair-max", "words-reverse", "parity", "py-type"]
-    assert study_config(DemoConfig(full=True)).task_specs.keys() == default.task_specs.keys()
+    full = study_config(DemoConfig(full=True))
+    assert full.task_specs.keys() == default.task_specs.keys() and full.continual["plain_lora"] is True
     # the papers' setting: no two default tasks share a family or any test input's content
     assert len({TASKS[t].family or t for t in default.task_specs}) == len(default.task_specs)
     keys = {t: {content_key(r["input"]) for r in builtin_rows(t, "test", 100)} for t in default.task_specs}

@@ -68,8 +68,10 @@ class DemoConfig:
 def study_config(cfg: DemoConfig) -> StudyConfig:
     """The study the demo runs."""
     if cfg.full:
-        # the study's own defaults (tasks, budget, seeds, weights), plus the continual arm
-        return StudyConfig(model=cfg.model, workdir=cfg.workdir, continual={"first": "pair-max", "then": "parity"})
+        # the study's own defaults (tasks, budget, seeds, weights), plus the continual arm with the
+        # papers' control (plain LoRA continual fine-tuning, A and B)
+        return StudyConfig(model=cfg.model, workdir=cfg.workdir,
+                           continual={"first": "pair-max", "then": "parity", "plain_lora": True})
     methods = list(method_names()) + (["osrm"] if cfg.osrm else [])
     return StudyConfig(model=cfg.model, workdir=cfg.workdir, tasks=list(DEMO_TASKS), methods=methods,
                        seeds=list(cfg.seeds), weights=list(cfg.sweep), pair_weight=None, rank=cfg.rank, lr=cfg.lr,
