@@ -483,6 +483,23 @@ def test_stage_groups_are_independent_and_keep_lori_s_with_its_lori_d(tmp_path):
     assert claim(tmp_path, 0) and not claim(tmp_path, 0) and claim(tmp_path, 1)
 
 
+def test_the_queue_takes_groups_a_run_started_first_then_seed_by_seed_largest_first():
+    from types import SimpleNamespace
+
+    from lorikit.study.workers import queue_order
+
+    def plan(kind: str, done: bool) -> SimpleNamespace:
+        return SimpleNamespace(kind=kind, status="done" if done else "missing")
+
+    plans = {"a1": plan("train", False), "a1e": plan("eval", False),  # seed 1, small, not started
+             "b1": plan("train", False), "b1t": plan("train", False),  # seed 1, larger, not started
+             "c2": plan("train", True), "c2t": plan("train", False),  # seed 2, started here
+             "d2": plan("train", False)}  # seed 2, not started
+    rank = {"a1": 0, "b1": 0, "c2": 1, "d2": 1}
+    groups = [["a1", "a1e"], ["b1", "b1t"], ["d2"], ["c2", "c2t"]]
+    assert queue_order(groups, plans, rank) == [["c2", "c2t"], ["b1", "b1t"], ["a1", "a1e"], ["d2"]]
+
+
 def test_workers_are_counted_in_groups_not_seeds():
     # one seed holds a group per method family (LoRA, LoRI-D with its LoRI-S, OSRM): two workers can share it
     assert StudyConfig(seeds=[5], workers=2).workers == 2

@@ -3,8 +3,9 @@
 The stages every seed shares (the OSRM statistics, the base model's evaluations) run first, here.
 The rest falls into independent groups: stages joined by parent links, i.e. one method's trainings,
 masks, merges and evaluations for one seed (LoRI-S together with the LoRI-D run whose mask it
-retrains). N worker processes, ``cores // N`` threads each, take groups from one queue, seed by seed and
-the largest remaining work (trainings not yet done) of a seed first, each claiming a group with a file created
+retrains). N worker processes, ``cores // N`` threads each, take groups from one queue (``queue_order``:
+groups a resumed run started first, then seed by seed and the largest remaining work (trainings not
+yet done) of a seed first), each claiming a group with a file created
 exclusively, so a process that finishes early takes the next group instead of idling while another
 still has whole seeds to do. Last, this process runs what is left of the recipe: the table. Every
 stage is the one a single process would run (same settings, same hash, same folder), so the workdir
@@ -115,6 +116,17 @@ def remaining_work(group: list[str], plans: dict) -> float:
     return sum((1.0 if plans[n].kind == "train" else 0.1) for n in group if plans[n].status != "done")
 
 
+def queue_order(groups: list[list[str]], plans: dict, rank: dict[str, int]) -> list[list[str]]:
+    """The order workers take ``groups`` in: groups a run here already started first (a resumed study
+    finishes what it began before it opens new groups, so they settle sooner), then seed by seed (a
+    partial study is summarised over whole seeds), the largest remaining work of a seed first, so that
+    the last groups to start are small ones. ``rank``: stage name -> its seed's position."""
+    def started(group: list[str]) -> bool:
+        return any(plans[n].status == "done" for n in group)
+
+    return sorted(groups, key=lambda g: (not started(g), rank[g[0]], -remaining_work(g, plans)))
+
+
 def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[str], None],
                  needed: list[str] | None = None, settled: set[str] | frozenset[str] = frozenset()) -> None:
     """Shared stages here, the groups in N processes, then the table here (``full``: the whole study's recipe;
@@ -126,10 +138,8 @@ def run_parallel(cfg: StudyConfig, full: Recipe, fresh: bool, echo: Callable[[st
     plans = {p.name: p for p in (run_recipe(full, resume=not fresh, overwrite=fresh, only=first, echo=echo) if first
                                  else plan_recipe(full, resume=not fresh, overwrite=fresh))}
     groups = [g for g in ([n for n in group if n in keep] for group in stage_groups(full, shared | {TABLE})) if g]
-    # seed by seed (a partial study is summarised over whole seeds), the largest remaining work of a
-    # seed first, so that the last groups to start are small ones
     rank = {name: i for i, s in enumerate(cfg.seeds) for name in by_seed[s] - shared}
-    groups.sort(key=lambda g: (rank[g[0]], -remaining_work(g, plans)))
+    groups = queue_order(groups, plans, rank)
     folder = Path(cfg.workdir) / FOLDER
     claims = folder / f"claims-{os.getpid()}"
     claims.mkdir(parents=True, exist_ok=True)
