@@ -483,13 +483,13 @@ def test_stage_groups_are_independent_and_keep_lori_s_with_its_lori_d(tmp_path):
     assert claim(tmp_path, 0) and not claim(tmp_path, 0) and claim(tmp_path, 1)
 
 
-def test_the_queue_takes_groups_a_run_started_first_then_seed_by_seed_largest_first():
+def test_the_queue_takes_groups_a_run_started_first_then_seed_by_seed_largest_first(tmp_path):
     from types import SimpleNamespace
 
     from lorikit.study.workers import queue_order
 
-    def plan(kind: str, done: bool) -> SimpleNamespace:
-        return SimpleNamespace(kind=kind, status="done" if done else "missing")
+    def plan(kind: str, done: bool, name: str = "x") -> SimpleNamespace:
+        return SimpleNamespace(kind=kind, status="done" if done else "missing", out=tmp_path / name)
 
     plans = {"a1": plan("train", False), "a1e": plan("eval", False),  # seed 1, small, not started
              "b1": plan("train", False), "b1t": plan("train", False),  # seed 1, larger, not started
@@ -498,6 +498,12 @@ def test_the_queue_takes_groups_a_run_started_first_then_seed_by_seed_largest_fi
     rank = {"a1": 0, "b1": 0, "c2": 1, "d2": 1}
     groups = [["a1", "a1e"], ["b1", "b1t"], ["d2"], ["c2", "c2t"]]
     assert queue_order(groups, plans, rank) == [["c2", "c2t"], ["b1", "b1t"], ["a1", "a1e"], ["d2"]]
+    # a training killed mid-way (a resume state, nothing finished) counts as started too
+    plans["d2"] = plan("train", False, "d2")
+    state = tmp_path / "d2.ckpt" / "step-000020"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text('{"step": 20}')
+    assert queue_order(groups, plans, rank)[:2] == [["d2"], ["c2", "c2t"]]
 
 
 def test_workers_are_counted_in_groups_not_seeds():
