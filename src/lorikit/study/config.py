@@ -244,8 +244,9 @@ class StudyConfig:
                              f"({', '.join(self.task_specs)}), and optionally plain_lora: true, got {c!r}")
         if not isinstance(c.get("plain_lora", False), bool):
             raise UsageError(f"continual: plain_lora: expected true or false, got {c['plain_lora']!r}")
-        if c.get("plain_lora") and plain_method().name not in self.methods:
-            raise UsageError(f"continual: plain_lora: needs {plain_method().name} among 'methods' (its adapters "
+        plain = plain_method().name
+        if c.get("plain_lora") and plain not in self.methods:
+            raise UsageError(f"continual: plain_lora: needs {plain} among 'methods' (its adapters "
                              f"trained alone on {c['then']!r} are the ones the control is set against)")
 
     @property

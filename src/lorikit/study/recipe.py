@@ -117,38 +117,35 @@ class _Builder:
         first, then = self.cfg.continual["first"], self.cfg.continual["then"]
         out: dict[str, Any] = {"first": first, "then": then, "methods": {}}
         if self.cfg.continual.get("plain_lora"):  # first: the reference every arm is compared with
-            out["methods"][PLAIN_ARM] = self.plain_control(first, then)
+            out["methods"][PLAIN_ARM] = self.plain_control(first)
         for method in (m for m in CONTINUAL_METHODS if m in self.cfg.methods):
-            out["methods"][method] = {}
-            for seed in self.cfg.seeds:
-                run = f"{method}-s{seed}"
-                after = f"continual-{run}-{first}-{then}"
-                self.train(after, method, seed, then, from_adapter=f"${run}-{first}")
-                out["methods"][method][str(seed)] = {
-                    "training": f"${after}",  # its early-stopping record counts in the plateau share
-                    "before": {first: f"$eval-{run}-{first}", then: self.eval(f"eval-{run}-{first}-on-{then}",
-                                                                             f"{run}-{first}", then)},
-                    "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
-                    "single": {then: f"$eval-{run}-{then}"}}
+            out["methods"][method] = {str(seed): self.continued(f"{method}-s{seed}", method, seed, f"{method}-s{seed}")
+                                      for seed in self.cfg.seeds}
         return out
 
+    def continued(self, run: str, method: str, seed: int, single: str, **extra: Any) -> dict[str, Any]:
+        """``run``'s adapter of the first task trained on from on the second (``extra``: more train
+        settings), scored on both tasks before and after; ``single``: the run whose adapter trained on
+        the second task alone is set beside it."""
+        first, then = self.cfg.continual["first"], self.cfg.continual["then"]
+        parent, after = f"{run}-{first}", f"continual-{run}-{first}-{then}"
+        self.train(after, method, seed, then, from_adapter=f"${parent}", **extra)
+        return {"training": f"${after}",  # its early-stopping record counts in the plateau share
+                "before": {first: f"$eval-{parent}", then: self.eval(f"eval-{parent}-on-{then}", parent, then)},
+                "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
+                "single": {then: f"$eval-{single}-{then}"}}
 
-    def plain_control(self, first: str, then: str) -> dict[str, Any]:
+    def plain_control(self, first: str) -> dict[str, Any]:
         """The papers' control: per seed a LoRA adapter of its own on ``first`` (the same settings as the
         method's, under its own name, so that its before and after scores come from one adapter), then
-        continued on ``then`` with A and B trained (``--continue-a``)."""
+        continued with A and B trained (``--continue-a``)."""
         method, by_seed = plain_method().name, {}
         for seed in self.cfg.seeds:
-            run, own = f"{method}-s{seed}", f"{PLAIN_ARM}-s{seed}"
-            after = f"continual-{own}-{first}-{then}"
+            own = f"{PLAIN_ARM}-s{seed}"
             self.train(f"{own}-{first}", method, seed, first)
-            self.train(after, method, seed, then, from_adapter=f"${own}-{first}", continue_a=True)
-            by_seed[str(seed)] = {
-                "first_training": f"${own}-{first}", "training": f"${after}",
-                "before": {first: self.eval(f"eval-{own}-{first}", f"{own}-{first}", first),
-                           then: self.eval(f"eval-{own}-{first}-on-{then}", f"{own}-{first}", then)},
-                "after": {t: self.eval(f"eval-{after}-{t}", after, t) for t in (first, then)},
-                "single": {then: f"$eval-{run}-{then}"}}
+            self.eval(f"eval-{own}-{first}", f"{own}-{first}", first)
+            by_seed[str(seed)] = {"first_training": f"${own}-{first}",
+                                  **self.continued(own, method, seed, f"{method}-s{seed}", continue_a=True)}
         return by_seed
 
 

@@ -118,10 +118,10 @@ def remaining_work(group: list[str], plans: dict) -> float:
 
 def queue_order(groups: list[list[str]], plans: dict, rank: dict[str, int]) -> list[list[str]]:
     """The order workers take ``groups`` in: groups a run here already started first (a stage done or a
-    training with a resume state: a resumed study
-    finishes what it began before it opens new groups, so they settle sooner), then seed by seed (a
-    partial study is summarised over whole seeds), the largest remaining work of a seed first, so that
-    the last groups to start are small ones. ``rank``: stage name -> its seed's position."""
+    training with a resume state: a resumed study finishes what it began before it opens new groups,
+    so they settle sooner), then seed by seed (a partial study is summarised over whole seeds), the
+    largest remaining work of a seed first, so that the last groups to start are small ones.
+    ``rank``: stage name -> its seed's position."""
     from ..train.checkpoint import checkpoint_root, latest_checkpoint  # the worker's imports, not the CLI's
 
     def started(group: list[str]) -> bool:  # a stage finished, or a training with a resume state

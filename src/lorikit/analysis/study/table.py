@@ -207,9 +207,9 @@ def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
 def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats, at: float) -> list[dict[str, Any]]:
     """Forgetting of the first task (before − after) and the second task's score, per method; the
     first method (LoRA; plain LoRA, A and B trained, with ``plain_lora``) is the control each method's
-    forgetting is compared with — over every
-    run, and again over the runs of both methods that learned both tasks (the first before, the second
-    after; ``run_learned`` at ``at``), the setting in which forgetting means losing a learned skill."""
+    forgetting is compared with — over every run, and again over the runs of both methods that learned
+    both tasks (the first before, the second after; ``run_learned`` at ``at``), the setting in which
+    forgetting means losing a learned skill."""
     first, then = cont["first"], cont["then"]
     rows, ref = [], None
     for method, by_seed in cont["methods"].items():
