@@ -307,6 +307,19 @@ def test_status_left_only_with_unmeasured_kinds_says_not_estimated_not_zero():
     assert "time left at the measured costs: 5.0 min of stage time, about 2.5 min with 2 workers" in format_status(status)
 
 
+def test_status_names_the_seeds_whose_merges_are_finished_apart_from_the_continual_arm():
+    from lorikit.study.progress import format_status
+
+    status = {"workdir": "w", "stages": 10, "resume_from": None, "seeds_whole": [], "seeds_merges_whole": [1, 2],
+              "seeds": [1, 2], "kinds": {"train": {"done": 4, "missing": 2}}, "trainings_stopped": {},
+              "steps_run": [], "under_way": [], "seconds_left": 60.0, "not_estimated": {}, "workers": 1,
+              "costs": {"train": (4, 30.0)}}
+    out = format_status(status)
+    assert "seeds finished for every method: 1, 2 of 2; with the continual arm: none of 2" in out
+    status["seeds_whole"] = [1, 2]
+    assert "seeds finished for every method: 1, 2 of 2\n" in format_status(status) + "\n"
+
+
 def test_choice_tasks_come_from_the_builtin_registry():
     from lorikit.data.builtin import TASKS, builtin_rows
     from lorikit.study.config import CHOICE_BUILTINS, parse_task

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import replace
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -42,32 +43,41 @@ def _under_way(out: Path) -> int | None:
     return int(state["step"]) if state else None
 
 
-def _from_archive(cfg: StudyConfig, recipe, done_here: set[str]) -> tuple[set[str], dict[tuple[str, str], list[float]]]:
-    """With ``--resume-from``: the stages its file settles (or that only settled ones needed), and the wall
-    times it recorded (``stage_seconds``) of stages not done here, per (kind, data): a resumed study's time
-    left is estimated before anything has finished on this machine."""
+def _from_archive(cfg: StudyConfig, recipe, done_here: set[str]) -> tuple[set[str], dict[tuple[str, str], list[float]], dict]:
+    """With ``--resume-from``: the stages its file settles (or that only settled ones needed), the wall
+    times it recorded (``stage_seconds``) of stages not done here, per (kind, data) — a resumed study's time
+    left is estimated before anything has finished on this machine — and its trainings' early-stopping records."""
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     if not cfg.resume_from:
-        return set(), seconds
+        return set(), seconds, {}
     from ..analysis.study.outcomes import load
     from .resume import TABLE, needed_stages, settled_results
 
     skip = set(recipe.stages) - set(needed_stages(recipe, settled_results(cfg, recipe))) - {TABLE}
-    for name, (_, value) in (load(cfg.resume_from).data.get("stage_seconds") or {}).items():
+    archive = load(cfg.resume_from).data
+    for name, (_, value) in (archive.get("stage_seconds") or {}).items():
         if name in recipe.stages and name not in done_here and value is not None:
             seconds[_cost_key(recipe, name)].append(float(value))
-    return skip, seconds
+    return skip, seconds, archive.get("trainings") or {}
+
+
+def _count_stop(early_stopping: dict, stopped: Counter, steps: list[int]) -> None:
+    stopped[early_stopping.get("stopped", "no dev evaluation")] += 1
+    if "steps_run" in early_stopping:
+        steps.append(int(early_stopping["steps_run"]))
 
 
 def study_status(cfg: StudyConfig) -> dict[str, Any]:
     recipe = parse_recipe(study_recipe(cfg), source="lorikit study --status", workdir=cfg.workdir)
     plans = plan_recipe(recipe, resume=True)
-    skip, seconds = _from_archive(cfg, recipe, {p.name for p in plans if p.status == "done"})
+    skip, seconds, archived = _from_archive(cfg, recipe, {p.name for p in plans if p.status == "done"})
     kinds: dict[str, Counter] = defaultdict(Counter)
     stopped, steps, under_way, left = Counter(), [], [], []
     for plan in plans:
         if plan.status != "done" and plan.name in skip:
             kinds[plan.kind]["settled"] += 1
+            if plan.kind == "train":  # the share stopped by plateau is the whole study's, settled runs too
+                _count_stop(archived.get(plan.name) or {}, stopped, steps)
             continue
         done = plan.status == "done"
         kinds[plan.kind]["done" if done else "left"] += 1
@@ -80,10 +90,7 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
         if "seconds" in record:
             seconds[_cost_key(recipe, plan.name)].append(float(record["seconds"]))
         if plan.kind == "train":
-            es = (_read(plan.out / "lorikit.json") or {}).get("early_stopping") or {}
-            stopped[es.get("stopped", "no dev evaluation")] += 1
-            if "steps_run" in es:
-                steps.append(int(es["steps_run"]))
+            _count_stop((_read(plan.out / "lorikit.json") or {}).get("early_stopping") or {}, stopped, steps)
     by_kind: dict[str, list[float]] = defaultdict(list)
     for (kind, _), values in seconds.items():
         by_kind[kind].extend(values)
@@ -101,7 +108,11 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
     by_seed = stages_by_seed(cfg)
     shared = shared_stages(by_seed)
     whole = [s for s, names in by_seed.items() if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
-    return {"workdir": cfg.workdir, "stages": len(plans), "resume_from": cfg.resume_from, "seeds_whole": whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
+    # the table's comparisons wait for a seed's merges of every method, not for its continual arm
+    merges_whole = whole if not cfg.continual else [
+        s for s, names in stages_by_seed(replace(cfg, continual=None)).items()
+        if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
+    return {"workdir": cfg.workdir, "stages": len(plans), "resume_from": cfg.resume_from, "seeds_whole": whole, "seeds_merges_whole": merges_whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
             "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,
             "seconds_left": estimate, "not_estimated": dict(unknown), "workers": cfg.workers,
             "costs": {f"{k} {d}".strip(): (len(v), statistics.mean(v)) for (k, d), v in sorted(seconds.items())}}
@@ -120,8 +131,12 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [f"{status['workdir']}: {done} of {status['stages']} stages done ("
              + ", ".join(f"{k} {c.get('done', 0) + c.get('settled', 0)}/{sum(c.values())}" for k, c in kinds.items())
              + ")" + (f"; {settled} of them settled by {status['resume_from']} (not run here)" if settled else "")]
-    lines.append(f"seeds finished for every method: {', '.join(map(str, status['seeds_whole'])) or 'none'} "
-                 f"of {len(status['seeds'])}")
+    seeds = lambda key: f"{', '.join(map(str, status[key])) or 'none'} of {len(status['seeds'])}"  # noqa: E731
+    if status.get("seeds_merges_whole", status["seeds_whole"]) != status["seeds_whole"]:
+        lines.append(f"seeds finished for every method: {seeds('seeds_merges_whole')}; "
+                     f"with the continual arm: {seeds('seeds_whole')}")
+    else:
+        lines.append(f"seeds finished for every method: {seeds('seeds_whole')}")
     stops, steps = status["trainings_stopped"], status["steps_run"]
     if stops:
         n = sum(stops.values())
