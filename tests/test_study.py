@@ -58,7 +58,7 @@ def test_recipe_has_every_method_seed_weight_and_pair(tmp_path):
     assert stages["eval-lora-s1-pair-max"]["scoring"] == "loglik"
     assert stages["eval-lora-s1-pair-add"]["scoring"] == "generate"
     assert study_recipe(cfg)["defaults"]["eval"]["limit"] == 200
-    assert set(stages["table"]["continual"]["methods"]) == {"lora", "lori-d", "lori-s"}
+    assert set(stages["table"]["continual"]["methods"]) == {"lora (B only)", "lori-d", "lori-s"}
     assert stages["continual-lori-s-s1-pair-greater-pair-add"]["from_adapter"] == "$lori-s-s1-pair-greater"
     # each run chooses its merge weight on the task's dev split, never on the test items
     dev = stages["dev-lora-s2-merged-w0p5-pair-max"]
@@ -234,7 +234,7 @@ def test_study_runs_end_to_end_on_tiny_model_and_resumes(tmp_path, capsys):
                                                                     for w in (0.5, 1.0)}
     row = study["merge"][0]
     assert {"single", "merged", "downweighting_loss", "interference"} <= set(row)
-    assert [r["method"] for r in study["continual"]] == ["lora", "lori-d", "lori-s"]
+    assert [r["method"] for r in study["continual"]] == ["lora (B only)", "lori-d", "lori-s"]
     # every training counts in the plateau share, the continual arm's second trainings too
     kinds = [st["kind"] for st in study_recipe(StudyConfig(**cfg))["stages"].values()]
     assert study["convergence"]["adapters"] == kinds.count("train") == 12 + 6
@@ -590,7 +590,8 @@ def test_plain_lora_control_adds_its_own_adapters_trained_a_and_b_and_leaves_the
         assert "continue_a" not in plain["stages"][f"continual-lora-s{s}-pair-greater-pair-add"]
     assert len(added) == 12
     layout = plain["stages"]["table"]["continual"]["methods"]
-    assert list(layout)[0] == "plain-lora" and list(layout)[1:] == ["lora", "lori-d", "lori-s"]
+    # the LoRA arm continued by lorikit's --from rule trains B alone, and is named so
+    assert list(layout)[0] == "plain-lora" and list(layout)[1:] == ["lora (B only)", "lori-d", "lori-s"]
     assert layout["plain-lora"]["1"]["single"] == {"pair-add": "$eval-lora-s1-pair-add"}
     with pytest.raises(UsageError, match="plain_lora: expected true or false"):
         StudyConfig(**common, continual={"first": "pair-greater", "then": "pair-add", "plain_lora": "yes"})

@@ -119,8 +119,11 @@ class _Builder:
         if self.cfg.continual.get("plain_lora"):  # first: the reference every arm is compared with
             out["methods"][PLAIN_ARM] = self.plain_control(first)
         for method in (m for m in CONTINUAL_METHODS if m in self.cfg.methods):
-            out["methods"][method] = {str(seed): self.continued(f"{method}-s{seed}", method, seed, f"{method}-s{seed}")
-                                      for seed in self.cfg.seeds}
+            # continued, every adapter trains B alone (lorikit's --from rule): an arm whose method trains A
+            # too when it trains alone (LoRA) is named for what its continuation does
+            arm = method if find_method(method).freezes_a else f"{method} (B only)"
+            out["methods"][arm] = {str(seed): self.continued(f"{method}-s{seed}", method, seed, f"{method}-s{seed}")
+                                   for seed in self.cfg.seeds}
         return out
 
     def continued(self, run: str, method: str, seed: int, single: str, **extra: Any) -> dict[str, Any]:
