@@ -120,20 +120,23 @@ def _fake_eval(path: Path, correct: list[int]) -> str:
     return str(path)
 
 
-def _hand_made_runs(tmp_path, merged_of: dict, seeds=("1", "2", "3"), jitter=True) -> dict:
-    """Two tasks x the given seeds: full weight right on 80 of 100, w 0.5 on 60; merges as given."""
+def _hand_made_runs(tmp_path, merged_of: dict, seeds=("1", "2", "3"), jitter=True, full_right=None) -> dict:
+    """Two tasks x the given seeds: full weight right on 80 of 100 (or ``full_right[task]``), w 0.5 on 60;
+    merges as given."""
     runs = {}
     for method, merged in merged_of.items():
         runs[method] = {}
         for k, seed in enumerate(seeds):
             root = tmp_path / method / seed
             shift = k if jitter else 0  # per-seed variation: each run gets one more item right
-            full = [1] * (80 + shift) + [0] * (20 - shift)
+            full_of = {t: [1] * ((full_right or {}).get(t, 80) + shift) + [0] * (100 - (full_right or {}).get(t, 80) - shift)
+                       for t in "xy"}
             half = [1] * (60 + shift) + [0] * (40 - shift)
             m = [1] * (merged + shift) + [0] * (100 - merged - shift)
             ev = lambda name, c: _fake_eval(root / f"eval-{method}-{seed}-{name}", c)  # noqa: E731 (unique stage names)
             runs[method][seed] = {
-                "single": {"1": {t: ev(f"s1-{t}", full) for t in "xy"}, "0.5": {t: ev(f"s05-{t}", half) for t in "xy"}},
+                "single": {"1": {t: ev(f"s1-{t}", full_of[t]) for t in "xy"},
+                           "0.5": {t: ev(f"s05-{t}", half) for t in "xy"}},
                 "merged": {"1": {t: ev(f"m1-{t}", m) for t in "xy"}, "0.5": {t: ev(f"m05-{t}", m) for t in "xy"}},
                 "dev_merged": {"1": {t: ev(f"d1-{t}", [1] * 10) for t in "xy"},
                                "0.5": {t: ev(f"d05-{t}", [0] * 10) for t in "xy"}}}
@@ -172,6 +175,28 @@ def test_primary_endpoint_uses_each_runs_dev_chosen_weight(tmp_path):
     assert rows["b"]["weights"] == {"1": "1", "2": "1", "3": "1"}  # dev: all right at w = 1, none at 0.5
     assert rows["b"]["vs_ref"]["estimate"] == pytest.approx(0.3) and rows["b"]["vs_ref"]["p_holm"] < 0.05
     assert "p_holm" not in rows["a"]  # the reference
+
+
+def test_an_exploratory_primary_endpoint_reads_only_the_tasks_every_run_learned(tmp_path):
+    from lorikit.analysis.study.report import markdown
+    from lorikit.analysis.study.summary import summarize
+
+    # x learned (95-97 of 100 at w = 1) by every run of both methods, y by none (80-82): the exploratory
+    # endpoint is the primary one over x alone, labelled as not declared, with its own Holm family
+    runs = _hand_made_runs(tmp_path, {"a": 30, "b": 60}, full_right={"x": 95})
+    base = {t: runs["a"]["1"]["single"]["1"][t] for t in "xy"}
+    study = summarize(collect(runs, base, None))
+    learned = study["primary_learned"]
+    assert learned["tasks"] == ["x"] and study["primary"]["tasks"] == ["x", "y"]
+    b = next(r for r in learned["rows"] if r["method"] == "b")["vs_ref"]
+    assert b["n_items"] == 100 and b["estimate"] == pytest.approx(0.3) and "p_holm" in b
+    text = markdown(study, figures=False)
+    assert "## Exploratory: the primary endpoint over the tasks every run learned" in text
+    assert "over the test items of x only" in text and "Not declared before the study ran" in text
+    # every task learned, or none: nothing exploratory to add
+    for full in ({"x": 95, "y": 95}, {}):
+        runs = _hand_made_runs(tmp_path / str(len(full)), {"a": 30, "b": 60}, full_right=full)
+        assert "primary_learned" not in summarize(collect(runs, {t: runs["a"]["1"]["single"]["1"][t] for t in "xy"}, None))
 
 
 def test_one_seed_gives_no_run_level_interval(tmp_path):

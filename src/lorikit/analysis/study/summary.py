@@ -48,6 +48,11 @@ def summarize(store: Outcomes) -> dict[str, Any]:
                              "convergence": convergence(store, runs, continual)}
     if continual:
         study["continual"] = continual_rows(store, continual, st, learned_at)
+    learned_by_all = [t for t in n_items if all(r["learned_runs"] == r["runs"] for r in study["learned"] if r["task"] == t)]
+    if len(seeds) >= 2 and 0 < len(learned_by_all) < len(n_items):
+        # exploratory, not the declared endpoint: the same comparison over the tasks every run of every
+        # method learned (a rule on the single adapters, blind to the merges); its own Holm family
+        study["primary_learned"] = primary_rows(store, runs, Stats(alpha, margin), primary, tasks=learned_by_all)
     adjust(st.secondary, alpha)
     study["n_secondary"] = len(st.secondary)
     study["prediction"] = prediction(store, runs)

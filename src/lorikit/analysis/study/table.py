@@ -166,11 +166,12 @@ def dev_weight(store: Outcomes, run: dict[str, Any]) -> str:
     return max(scores, key=lambda w: (round(float(scores[w]), 12), float(w)))
 
 
-def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str) -> dict[str, Any]:
-    """The primary endpoint: merged accuracy over all tasks' test items at each run's chosen weight
-    (``dev``) or a fixed one, each method minus the first; Holm over these comparisons only."""
+def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str,
+                 tasks: list[str] | None = None) -> dict[str, Any]:
+    """The primary endpoint: merged accuracy over all tasks' test items (or ``tasks``') at each run's
+    chosen weight (``dev``) or a fixed one, each method minus the first; Holm over these comparisons only."""
     ref_method = next(iter(runs))
-    tasks = list(first_run(runs)["single"]["1"])
+    tasks = tasks or list(first_run(runs)["single"]["1"])
     chosen = {m: {s: (dev_weight(store, run) if primary == "dev" else primary) for s, run in by_seed.items()}
               for m, by_seed in runs.items()}
 
@@ -189,7 +190,7 @@ def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str)
         rows.append(row)
     adjust([r["vs_ref"] for r in rows if "vs_ref" in r], st.alpha)
     return {"endpoint": ("merged accuracy at the dev-chosen weight" if primary == "dev"
-                         else f"merged accuracy at w = {primary}"), "weight": primary, "rows": rows}
+                         else f"merged accuracy at w = {primary}"), "weight": primary, "rows": rows, "tasks": tasks}
 
 
 def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
