@@ -220,6 +220,22 @@ def test_holm_adjusts_the_secondary_comparisons_together(tmp_path):
     assert study["n_secondary"] > len(comps)
 
 
+def test_holm_adjusts_the_equivalence_tests_of_a_family_too():
+    from lorikit.analysis.study.cells import comparison, holm_verdict
+    from lorikit.analysis.study.table import adjust
+
+    # three TOSTs at 0.035, 0.3, 0.4: alone the first says "equivalent", Holm over three makes it 0.105
+    family = [{"estimate": 0.01, "low": -0.02, "high": 0.04, "p": 0.5, "tost_p": t, "verdict": v}
+              for t, v in ((0.035, "equivalent"), (0.3, "inconclusive"), (0.4, "inconclusive"))]
+    adjust(family, 0.05)
+    assert family[0]["tost_p_holm"] == pytest.approx(0.105) and not family[0]["equivalent_holm"]
+    assert holm_verdict(family[0]) == "inconclusive (equivalent before Holm)"
+    assert "inconclusive (equivalent before Holm)" in comparison(family[0])
+    alone = [dict(family[0])]
+    adjust(alone, 0.05)  # a family of one: nothing to adjust
+    assert alone[0]["equivalent_holm"] and holm_verdict(alone[0]) == "equivalent"
+
+
 def test_outcomes_file_recomputes_the_same_study(tmp_path):
     from lorikit.analysis.study.outcomes import load
     from lorikit.analysis.study.summary import summarize

@@ -45,7 +45,17 @@ def p_text(p: float) -> str:
 
 
 def holm_verdict(c: dict[str, Any]) -> str:
-    """The verdict after Holm: 'different' only if the adjusted p clears the level."""
+    """The verdict after Holm: 'different' only if the adjusted p clears the level, 'equivalent' only if
+    the adjusted TOST p does."""
     if c["verdict"] == "different" and not c.get("significant_holm", False):
         return "inconclusive after Holm"
+    if c["verdict"] == "equivalent" and "equivalent_holm" in c and not c["equivalent_holm"]:
+        return "inconclusive (equivalent before Holm)"
     return c["verdict"]
+
+
+def tost_text(c: dict[str, Any] | None) -> str:
+    """The equivalence test's p, and its Holm-adjusted p where the comparison was adjusted."""
+    if not c or not finite(c.get("tost_p")):
+        return "n/a"
+    return f"{c['tost_p']:.3f}" + (f" (Holm {c['tost_p_holm']:.3f})" if finite(c.get("tost_p_holm")) else "")

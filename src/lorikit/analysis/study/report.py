@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..report import REPORT_EXTRA, have_matplotlib
-from .cells import cell, comparison, finite, holm_verdict
+from .cells import cell, comparison, finite, holm_verdict, tost_text
 from .checks import describe
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def primary_section(primary: dict[str, Any], ref: str, margin: float, learned_at
         c = r.get("vs_ref")
         weights = ", ".join(f"{w}" for w in r["weights"].values())
         lines.append("| " + " | ".join([r["method"], weights, cell(r["merged"]), comparison(c) if c else "reference",
-                                        f"{c['tost_p']:.3f}" if c and finite(c.get("tost_p")) else "n/a",
+                                        tost_text(c),
                                         holm_verdict(c) if c and c.get("p_holm") is not None else
                                         (c["verdict"] if c else "")]) + " |")
     return lines + [""]

@@ -194,15 +194,19 @@ def primary_rows(store: Outcomes, runs: dict[str, Any], st: Stats, primary: str,
 
 
 def adjust(comparisons: list[dict[str, Any]], alpha: float) -> None:
-    """Holm's step-down adjustment over ``comparisons`` (in place: ``p_holm``, ``significant_holm``)."""
+    """Holm's step-down adjustment over ``comparisons``, of the difference tests and, as their own family,
+    of the equivalence tests (in place: ``p_holm``, ``significant_holm``, ``tost_p_holm``, ``equivalent_holm``):
+    a family of "no difference" claims needs the same error control as a family of differences."""
     from ..stats import holm
 
     if not comparisons:
         return
     adjusted = holm([c["p"] for c in comparisons])
-    for c, p in zip(comparisons, adjusted):
-        c["p_holm"] = float(p)
+    tost = holm([c.get("tost_p", math.nan) for c in comparisons])
+    for c, p, q in zip(comparisons, adjusted, tost):
+        c["p_holm"], c["tost_p_holm"] = float(p), float(q)
         c["significant_holm"] = bool(math.isfinite(p) and p < alpha)
+        c["equivalent_holm"] = bool(math.isfinite(q) and q < alpha)
 
 
 def continual_rows(store: Outcomes, cont: dict[str, Any], st: Stats, at: float) -> list[dict[str, Any]]:
