@@ -7,7 +7,8 @@ Collect: recomputes the study's table from the per-item outcomes of every finish
 finished study is summarised over the seeds every method has finished) and writes
 ``bench/results/science-NAME-outcomes.json.gz`` (the outcomes: item id, correct, chosen and gold
 answer of every eval, each training's early-stopping record), ``science-NAME.json`` (the study's
-numbers, per-stage wall times by kind, the load average), ``science-NAME-table.md`` and the figures
+numbers, per-stage wall times by kind — with ``--resume-from`` those its file recorded elsewhere too,
+and the count of stages with no recorded wall time — the load average), ``science-NAME-table.md`` and the figures
 ``science-NAME-primary.png`` (the primary endpoint run by run), ``-interference.png`` (and
 ``-prediction.png`` where the study has pairwise merges).
 
@@ -81,6 +82,13 @@ def _config(config: str, workdir: str | None, resume_from: str | None):
                              **({"resume_from": resume_from} if resume_from else {}))
 
 
+def table_stages(cfg) -> list[str]:
+    """Every stage of the study but its table (each one's wall time is what the study cost)."""
+    from lorikit.study import study_recipe
+
+    return [name for name, st in study_recipe(cfg)["stages"].items() if st["kind"] != "study-table"]
+
+
 def collect_study(config: str, workdir: str | None, name: str, results: Path, resume_from: str | None = None) -> int:
     from lorikit.study import study_recipe
 
@@ -103,9 +111,17 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
         store = collect(runs, base, None, declared=declared, archive=archive)
     study = summarize(store)
     by_kind: dict[str, list[float]] = defaultdict(list)
+    recorded = set()
     for rec in root.glob("*/lorikit-stage.json"):
         r = json.loads(rec.read_text())
         by_kind[r["kind"]].append(r["seconds"])
+        recorded.add(rec.parent.name)
+    if cfg.resume_from:  # the wall times the committed file recorded on other machines count too
+        for stage, (kind, seconds) in (load(cfg.resume_from).data.get("stage_seconds") or {}).items():
+            if stage not in recorded and seconds is not None:
+                by_kind[kind].append(seconds)
+                recorded.add(stage)
+    unrecorded = len(set(table_stages(cfg)) - recorded)
     results.mkdir(parents=True, exist_ok=True)
     store.save(outcomes_path(results, name))
     meta = {"workdir": str(root), "seeds_complete": seeds,
@@ -113,6 +129,7 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
             "cpu_count": os.cpu_count(),
             "seconds_by_kind": {k: {"n": len(v), "total": round(sum(v), 1), "mean": round(sum(v) / len(v), 1)}
                                 for k, v in sorted(by_kind.items())},
+            "stages_without_wall_time": unrecorded,
             "study": study}
     (results / f"science-{name}.json").write_text(json.dumps(report._clean(meta), indent=1) + "\n")
     (results / f"science-{name}-table.md").write_text(quoted(study))
@@ -125,6 +142,8 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
     print("| stage kind | stages | total s | mean s |\n|---|---:|---:|---:|")
     for k, v in meta["seconds_by_kind"].items():
         print(f"| {k} | {v['n']} | {v['total']} | {v['mean']} |")
+    if unrecorded:
+        print(f"({unrecorded} stages of the study have no recorded wall time: run where no record survived)")
     print("\n" + quoted(study))
     print(f"written {outcomes_path(results, name)}, science-{name}.json, science-{name}-table.md"
           + "".join(f", {f}" for f in figures))

@@ -127,6 +127,9 @@ def test_a_study_resumes_on_a_fresh_workdir_from_its_committed_outcomes(tmp_path
     assert _bench_study().main([str(first), "--workdir", str(tmp_path / "again"), "--resume-from", str(archive),
                                 "--name", "part", "--results", str(tmp_path / "res")]) == 0
     assert "seeds complete for every method: 1;" in capsys.readouterr().out
+    # the cost adds up the wall times the committed file recorded: nothing ran here, nothing is missing
+    cost = json.loads((tmp_path / "res" / "science-part.json").read_text())
+    assert cost["stages_without_wall_time"] == 0 and cost["seconds_by_kind"]["train"]["n"] == len(full["trainings"])
 
     assert main(["study", str(again)]) == 0
     out = capsys.readouterr().out
