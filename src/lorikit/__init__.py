@@ -1,4 +1,5 @@
-"""lorikit: train, merge and continually extend LoRA adapters with reduced cross-task interference.
+"""lorikit: train, merge and continually extend LoRA adapters with the methods proposed to reduce
+cross-task interference (LoRI, OSRM), and measure run by run whether they do (``lorikit study``).
 
 Python API (the command line is a thin layer over these)::
 

@@ -35,8 +35,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lorikit", description="LoRA adapters with reduced cross-task interference "
-                                                 "(LoRI, OSRM): train, mask, merge, evaluate.")
+    parser = _Parser(prog="lorikit", description="LoRA adapters with the methods proposed to reduce cross-task "
+                                                 "interference (LoRI, OSRM): train, mask, merge, evaluate, study.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser.add_argument("--version", action="version", version=f"lorikit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
