@@ -82,13 +82,6 @@ def _config(config: str, workdir: str | None, resume_from: str | None):
                              **({"resume_from": resume_from} if resume_from else {}))
 
 
-def table_stages(cfg) -> list[str]:
-    """Every stage of the study but its table (each one's wall time is what the study cost)."""
-    from lorikit.study import study_recipe
-
-    return [name for name, st in study_recipe(cfg)["stages"].items() if st["kind"] != "study-table"]
-
-
 def collect_study(config: str, workdir: str | None, name: str, results: Path, resume_from: str | None = None) -> int:
     from lorikit.study import study_recipe
 
@@ -97,13 +90,14 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
 
     cfg = _config(config, workdir, resume_from)
     root = Path(cfg.workdir)
-    table = study_recipe(cfg)["stages"]["table"]
+    recipe = study_recipe(cfg)
+    table = recipe["stages"]["table"]
+    archive = load(cfg.resume_from) if cfg.resume_from else None
     if (root / "table" / "outcomes.json.gz").is_file():  # the study finished: its own table's outcomes
         store = load(root / "table" / "outcomes.json.gz")
         seeds = list(next(iter(store.layout["runs"].values())))
     else:  # part-way: every seed that every method has finished (a continual arm waits for the table stage)
-        archived = settled_results(cfg, parse_recipe(study_recipe(cfg), workdir=root)) if cfg.resume_from else set()
-        archive = load(cfg.resume_from) if cfg.resume_from else None
+        archived = settled_results(cfg, parse_recipe(recipe, workdir=root)) if archive else set()
         runs, base, seeds = whole_seeds(table, root, archived)
         if not seeds:
             raise SystemExit(f"{root}: no seed has finished for every method yet")
@@ -116,12 +110,12 @@ def collect_study(config: str, workdir: str | None, name: str, results: Path, re
         r = json.loads(rec.read_text())
         by_kind[r["kind"]].append(r["seconds"])
         recorded.add(rec.parent.name)
-    if cfg.resume_from:  # the wall times the committed file recorded on other machines count too
-        for stage, (kind, seconds) in (load(cfg.resume_from).data.get("stage_seconds") or {}).items():
+    if archive:  # the wall times the committed file recorded on other machines count too
+        for stage, (kind, seconds) in (archive.data.get("stage_seconds") or {}).items():
             if stage not in recorded and seconds is not None:
                 by_kind[kind].append(seconds)
                 recorded.add(stage)
-    unrecorded = len(set(table_stages(cfg)) - recorded)
+    unrecorded = len({n for n, st in recipe["stages"].items() if st["kind"] != "study-table"} - recorded)
     results.mkdir(parents=True, exist_ok=True)
     store.save(outcomes_path(results, name))
     meta = {"workdir": str(root), "seeds_complete": seeds,

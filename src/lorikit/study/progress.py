@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import replace
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +107,17 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
     status_of = {p.name: "done" if p.name in skip else p.status for p in plans}
     by_seed = stages_by_seed(cfg)
     shared = shared_stages(by_seed)
-    whole = [s for s, names in by_seed.items() if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
     # the table's comparisons wait for a seed's merges of every method, not for its continual arm
-    merges_whole = whole if not cfg.continual else [
-        s for s, names in stages_by_seed(replace(cfg, continual=None)).items()
-        if all(status_of.get(n) == "done" for n in names - shared - {TABLE})]
-    return {"workdir": cfg.workdir, "stages": len(plans), "resume_from": cfg.resume_from, "seeds_whole": whole, "seeds_merges_whole": merges_whole, "seeds": list(cfg.seeds), "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
+    continual = (set(recipe.stages) - set(study_recipe(replace(cfg, continual=None))["stages"])
+                 if cfg.continual else set())
+
+    def whole(skipped: set[str]) -> list[int]:
+        return [s for s, names in by_seed.items()
+                if all(status_of.get(n) == "done" for n in names - shared - {TABLE} - skipped)]
+
+    return {"workdir": cfg.workdir, "stages": len(plans), "resume_from": cfg.resume_from,
+            "seeds_whole": whole(set()), "seeds_merges_whole": whole(continual), "seeds": list(cfg.seeds),
+            "kinds": {k: dict(v) for k, v in sorted(kinds.items())},
             "trainings_stopped": dict(stopped), "steps_run": steps, "under_way": under_way,
             "seconds_left": estimate, "not_estimated": dict(unknown), "workers": cfg.workers,
             "costs": {f"{k} {d}".strip(): (len(v), statistics.mean(v)) for (k, d), v in sorted(seconds.items())}}
