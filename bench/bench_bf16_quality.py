@@ -1,10 +1,12 @@
 """What bfloat16 costs in quality: the same adapters trained and evaluated in float32 and in bf16.
 
     python bench/bench_bf16_quality.py [--tasks pair-greater pair-max pair-min] [--method lora] \
-        [--max-steps 300] [--limit 200] [--workdir runs/bf16-quality] [--out bench/results/bf16_quality.json]
+        [--max-steps 300] [--min-steps 0] [--[no-]shared-prefix] [--limit 200] [--workdir runs/bf16-quality] \
+        [--out bench/results/bf16_quality.json]
 
 Per task, two adapters with the same seed, data and order, under the study's budget rule (dev loss
-every ``--eval-every`` steps, stop on a plateau or at the cap, best step kept): one trained with
+every ``--eval-every`` steps, stop on a plateau — not before ``--min-steps`` — or at the cap, best step
+kept; the shared prompt prefix as a study's default): one trained with
 ``--dtype float32``, one with ``--dtype bfloat16`` (frozen base in bf16, adapter and optimizer in
 float32). Each is scored on the same first ``--limit`` test items in its own dtype (the paired
 accuracy difference bf16 − fp32 with a bootstrap interval and McNemar's exact test), and the
@@ -44,7 +46,7 @@ def train_one(args, task: str, dtype: str, out: Path) -> dict:
                           save_every=20, resume_state_only=True, keep_checkpoints=1, resume=resume,
                           device="cpu", lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                           eval_every=args.eval_every, patience=args.patience, min_delta=args.min_delta,
-                          dev_fraction=args.dev_fraction,
+                          min_steps=args.min_steps, shared_prefix=args.shared_prefix, dev_fraction=args.dev_fraction,
                           dev_limit=args.dev_limit, builtin_rows=args.rows, max_length=args.max_length,
                           adapter=AdapterConfig(method=args.method, rank=args.rank, dropout=args.dropout, seed=args.seed)))
     meta = json.loads((out / "lorikit.json").read_text())
@@ -57,7 +59,8 @@ def eval_one(args, task: str, adapter: Path | None, dtype: str, out: Path) -> di
     if not out.is_file():
         evaluate(EvalConfig(model=args.model, adapter=str(adapter) if adapter else None, task="builtin",
                             data=f"builtin:{task}:test", builtin_rows=max(args.limit, 200), limit=args.limit,
-                            scoring="loglik", dtype=dtype, device="cpu", out=str(out), overwrite=True), progress=False)
+                            scoring="loglik", shared_prefix=args.shared_prefix, dtype=dtype, device="cpu",
+                            out=str(out), overwrite=True), progress=False)
     return json.loads(out.read_text())
 
 
@@ -110,8 +113,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     for name in ("lr", "dropout", "dev_fraction", "min_delta"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=STUDY[name])
-    for name in ("rank", "batch_size", "max_steps", "eval_every", "patience", "dev_limit", "max_length"):
+    for name in ("rank", "batch_size", "max_steps", "min_steps", "eval_every", "patience", "dev_limit", "max_length"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=STUDY[name])
+    p.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=STUDY["shared_prefix"],
+                   help="run the prompt tokens every row of a batch shares once per batch (the study's default)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the paired interval")
     p.add_argument("--rows", type=int, default=STUDY["builtin_rows"])
     p.add_argument("--limit", type=int, default=STUDY["eval_examples"])
@@ -122,7 +127,8 @@ def main() -> None:
     if bad:
         raise SystemExit(f"--tasks {bad[0]}: not a built-in choice task (log-likelihood scoring needs options)")
     work = Path(args.workdir) / (f"{args.model}-{args.method}-s{args.seed}-steps{args.max_steps}-n{args.limit}"
-                                 f"-every{args.eval_every}-md{args.min_delta:g}")
+                                 f"-every{args.eval_every}-md{args.min_delta:g}-min{args.min_steps}"
+                                 f"{'-sp' if args.shared_prefix else ''}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     rows = []
@@ -141,7 +147,7 @@ def main() -> None:
 
 def write(args, rows: list[dict], t0: float) -> None:
     out = {"budget": {k: getattr(args, k) for k in ("model", "method", "seed", "lr", "rank", "batch_size", "max_steps",
-                                                      "eval_every", "patience", "min_delta", "dev_limit", "rows", "limit")},
+                                                      "min_steps", "shared_prefix", "eval_every", "patience", "min_delta", "dev_limit", "rows", "limit")},
            "tasks": args.tasks, "finished": [r["task"] for r in rows],
            "rows": rows, "seconds": round(time.time() - t0), "load_average": os.getloadavg()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

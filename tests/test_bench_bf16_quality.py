@@ -15,13 +15,15 @@ def test_quality_file_holds_per_item_outcomes_that_recompute_its_accuracies(tmp_
     spec.loader.exec_module(module)
     out = tmp_path / "q.json"
     monkeypatch.setattr(sys, "argv", ["bench_bf16_quality.py", "--model", "tiny-random-llama", "--tasks", "pair-max",
-                                      "--max-steps", "2", "--eval-every", "1", "--patience", "1", "--dev-limit", "4",
+                                      "--max-steps", "3", "--min-steps", "2", "--eval-every", "1", "--patience", "1", "--dev-limit", "4",
                                       "--rows", "24", "--limit", "6", "--bootstrap", "20", "--workdir", str(tmp_path),
                                       "--out", str(out)])
     module.main()
     data = json.loads(out.read_text())
     assert data["finished"] == ["pair-max"] and not out.with_suffix(".tmp").exists()
     row = data["rows"][0]
+    assert data["budget"]["min_steps"] == 2 and data["budget"]["shared_prefix"] is True
+    assert row["train"]["float32"]["steps"] >= 2  # a plateau after step 1 does not stop it before --min-steps
     items = row["items"]
     for dtype in ("float32", "bfloat16"):
         own = items[f"{dtype}-adapter-as-{dtype}"]
