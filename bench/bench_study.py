@@ -10,7 +10,7 @@ answer of every eval, each training's early-stopping record), ``science-NAME.jso
 numbers, per-stage wall times by kind — with ``--resume-from`` those its file recorded elsewhere too,
 and the count of stages with no recorded wall time — the load average), ``science-NAME-table.md`` and the figures
 ``science-NAME-primary.png`` (the primary endpoint run by run), ``-interference.png`` (and
-``-prediction.png`` where the study has pairwise merges).
+``-continual.png`` where it has a continual arm, ``-prediction.png`` where it has pairwise merges).
 
 Progress (``--progress``): while a study runs, the per-item outcomes of every eval finished so far
 and the early-stopping record of every finished training go to ``science-NAME-progress.json.gz``

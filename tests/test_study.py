@@ -681,6 +681,14 @@ def test_continual_forgetting_is_compared_again_on_the_runs_that_learned_both_ta
     table = continual_table(list(rows.values()), 0.9)
     assert "| 2 of 3 (seeds 1, 3) | control |" in table and "| 3 of 3 | -0.185 [" in table
 
+    from PIL import Image
+
+    from lorikit.analysis.study.figures import plot_continual
+
+    plot_continual(tmp_path / "continual.png", list(rows.values()), 0.05)
+    with Image.open(tmp_path / "continual.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+
 
 def test_figures_of_a_committed_study_are_written_from_its_numbers(tmp_path, capsys):
     """bench_study.py collects a study's figures beside its table: real PNGs, one per plot with data."""

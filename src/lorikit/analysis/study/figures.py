@@ -1,5 +1,6 @@
-"""The study's figures: the primary endpoint run by run, interference against the merge weight, and the
-interference report's prediction. Every figure is drawn from ``study.json``'s numbers alone."""
+"""The study's figures: the primary endpoint run by run, interference against the merge weight, the
+continual arm's forgetting run by run, and the interference report's prediction. Every figure is drawn
+from ``study.json``'s numbers alone."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def write_figures(folder: Path, study: dict[str, Any], prefix: str = "") -> list
     written = [folder / f"{prefix}primary.png", folder / f"{prefix}interference.png"]
     plot_primary(written[0], study["primary"], study["equivalence_margin"])
     plot_interference(written[1], study["merge"])
+    if study.get("continual"):
+        written.append(folder / f"{prefix}continual.png")
+        plot_continual(written[-1], study["continual"], study["equivalence_margin"])
     if study.get("prediction") and study["prediction"]["points"]:
         written.append(folder / f"{prefix}prediction.png")
         plot_prediction(written[-1], study["prediction"])
@@ -65,6 +69,43 @@ def plot_primary(path: Path, primary: dict[str, Any], margin: float) -> None:
     right.set_ylim(-0.7, len(diffs) - 0.3)
     right.set_xlabel("paired by seed")
     right.set_title("difference, t-interval (red: p < alpha)", fontsize=8)
+    right.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_continual(path: Path, rows: list[dict[str, Any]], margin: float) -> None:
+    """Left: the first task's score before and after training on the second, one grey line per run
+    and each arm's mean with its t-interval. Right: each arm's forgetting minus the control's (the
+    first row), per run and as a t-interval, with the equivalence band ± margin."""
+    plt = pyplot()
+    arms = [r["method"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 1.4 * len(arms), 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    for x, r in enumerate(rows):
+        before, after = r["first_before"], r["first_after"]
+        for b, a in zip(before["per_seed"], after["per_seed"]):
+            left.plot([x - 0.18, x + 0.18], [b, a], color="grey", alpha=0.4, lw=0.8, marker=".", ms=4)
+        left.errorbar([x - 0.18], [before["mean"]], yerr=_error_bar(before), fmt="o", color="C0", capsize=4,
+                      label="before" if x == 0 else None)
+        left.errorbar([x + 0.18], [after["mean"]], yerr=_error_bar(after), fmt="o", color="C3", capsize=4,
+                      label="after" if x == 0 else None)
+    left.set_xticks(range(len(arms)), arms)
+    left.set_ylabel(f"{rows[0]['first']}: accuracy")
+    left.set_title(f"{rows[0]['first']} before and after training on {rows[0]['then']} (grey: one run)", fontsize=8)
+    left.legend(fontsize=7, loc="center")  # between the before and after clouds
+    compared = [r for r in rows if r.get("forgetting_vs_ref")]
+    for y, r in enumerate(compared):
+        c = r["forgetting_vs_ref"]
+        right.errorbar([c["estimate"]], [y], xerr=_error_bar(c), fmt="o", color="C3" if c["significant"] else "C0",
+                       capsize=4)
+        right.scatter(c["per_seed"], [y] * len(c["per_seed"]), color="grey", s=8, alpha=0.5)
+    right.axvspan(-margin, margin, color="C2", alpha=0.12, label=f"equivalence ±{margin:g}")
+    right.axvline(0, color="grey", lw=0.8)
+    right.set_yticks(range(len(compared)), [f"{r['method']} − {arms[0]}" for r in compared])
+    right.set_ylim(-0.7, max(len(compared), 1) - 0.3)
+    right.set_xlabel("forgetting difference, paired by seed")
+    right.set_title("t-interval (red: p < alpha)", fontsize=8)
     right.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -196,6 +196,8 @@ def markdown(study: dict[str, Any], figures: bool) -> str:
         md += ["![interference](interference.png)", ""]
     if study.get("continual"):
         md += ["## Continual learning", "", continual_table(study["continual"], study.get("learned_at", 0.9)), ""]
+        if figures:
+            md += ["![continual](continual.png)", ""]
     if study.get("prediction") and study["prediction"]["points"]:
         md += ["## Does the interference report predict measured interference?", "",
                prediction_table(study["prediction"]), ""]

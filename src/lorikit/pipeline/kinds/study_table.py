@@ -6,8 +6,8 @@ merged: {W: {TASK: $eval}}, pairs: {A+B: {TASK: $eval}}, pair_weight: W, analysi
 ``equivalence_margin``, ``learned_at`` (the study's declared analysis); optional ``archive``: a committed outcomes
 file whose evals and trainings stand in for the stages that did not run here (``lorikit study --resume-from``;
 its SHA-256 is part of the stage's hash). The first method is the reference of every
-"vs" column. Output: ``table.md``, ``study.json``, ``interference.png``
-(and ``prediction.png``), written atomically.
+"vs" column. Output: ``table.md``, ``study.json``, ``primary.png``, ``interference.png``
+(``continual.png`` with a continual arm, ``prediction.png`` with pairwise merges), written atomically.
 """
 
 from __future__ import annotations
