@@ -40,6 +40,21 @@ def _error_bar(iv: dict[str, Any]) -> list[list[float]]:
     return [[abs(e - iv["low"]) if finite(iv["low"]) else 0.0], [abs(iv["high"] - e) if finite(iv["high"]) else 0.0]]
 
 
+def differences_panel(ax, labelled: list[tuple[str, dict[str, Any]]], margin: float, xlabel: str, title: str) -> None:
+    """One row per (label, run-level comparison): the per-run differences (grey), the estimate with its
+    t-interval (red where significant), the equivalence band ± margin."""
+    for y, (_, c) in enumerate(labelled):
+        ax.errorbar([c["estimate"]], [y], xerr=_error_bar(c), fmt="o", color="C3" if c["significant"] else "C0", capsize=4)
+        ax.scatter(c["per_seed"], [y] * len(c["per_seed"]), color="grey", s=8, alpha=0.5)
+    ax.axvspan(-margin, margin, color="C2", alpha=0.12, label=f"equivalence ±{margin:g}")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(labelled)), [label for label, _ in labelled])
+    ax.set_ylim(-0.7, max(len(labelled), 1) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+
+
 def plot_primary(path: Path, primary: dict[str, Any], margin: float) -> None:
     """Left: each run's merged accuracy at its weight, one grey line per seed across the methods (the
     pairing), and each method's mean with its t-interval. Right: each method minus the reference, the
@@ -57,19 +72,8 @@ def plot_primary(path: Path, primary: dict[str, Any], margin: float) -> None:
     left.set_xticks(range(len(methods)), methods)
     left.set_ylabel("merged accuracy, all tasks' test items")
     left.set_title(f"{primary['endpoint']} (grey: one seed)", fontsize=8)
-    diffs = [r for r in rows if r.get("vs_ref")]
-    for y, r in enumerate(diffs):
-        c = r["vs_ref"]
-        right.errorbar([c["estimate"]], [y], xerr=_error_bar(c), fmt="o", color="C3" if c["significant"] else "C0",
-                       capsize=4)
-        right.scatter(c["per_seed"], [y] * len(c["per_seed"]), color="grey", s=8, alpha=0.5)
-    right.axvspan(-margin, margin, color="C2", alpha=0.12, label=f"equivalence ±{margin:g}")
-    right.axvline(0, color="grey", lw=0.8)
-    right.set_yticks(range(len(diffs)), [f"{r['method']} − {rows[0]['method']}" for r in diffs])
-    right.set_ylim(-0.7, len(diffs) - 0.3)
-    right.set_xlabel("paired by seed")
-    right.set_title("difference, t-interval (red: p < alpha)", fontsize=8)
-    right.legend(fontsize=7, loc="best")
+    differences_panel(right, [(f"{r['method']} − {rows[0]['method']}", r["vs_ref"]) for r in rows if r.get("vs_ref")],
+                      margin, "paired by seed", "difference, t-interval (red: p < alpha)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -94,19 +98,9 @@ def plot_continual(path: Path, rows: list[dict[str, Any]], margin: float) -> Non
     left.set_ylabel(f"{rows[0]['first']}: accuracy")
     left.set_title(f"{rows[0]['first']} before and after training on {rows[0]['then']} (grey: one run)", fontsize=8)
     left.legend(fontsize=7, loc="center")  # between the before and after clouds
-    compared = [r for r in rows if r.get("forgetting_vs_ref")]
-    for y, r in enumerate(compared):
-        c = r["forgetting_vs_ref"]
-        right.errorbar([c["estimate"]], [y], xerr=_error_bar(c), fmt="o", color="C3" if c["significant"] else "C0",
-                       capsize=4)
-        right.scatter(c["per_seed"], [y] * len(c["per_seed"]), color="grey", s=8, alpha=0.5)
-    right.axvspan(-margin, margin, color="C2", alpha=0.12, label=f"equivalence ±{margin:g}")
-    right.axvline(0, color="grey", lw=0.8)
-    right.set_yticks(range(len(compared)), [f"{r['method']} − {arms[0]}" for r in compared])
-    right.set_ylim(-0.7, max(len(compared), 1) - 0.3)
-    right.set_xlabel("forgetting difference, paired by seed")
-    right.set_title("t-interval (red: p < alpha)", fontsize=8)
-    right.legend(fontsize=7, loc="best")
+    differences_panel(right, [(f"{r['method']} − {arms[0]}", r["forgetting_vs_ref"]) for r in rows
+                              if r.get("forgetting_vs_ref")],
+                      margin, "forgetting difference, paired by seed", "t-interval (red: p < alpha)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
