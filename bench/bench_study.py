@@ -22,6 +22,8 @@ are carried over and the stages run again here are compared with them.
 Verify: bench/RESULTS.md quotes each study's table between ``<!-- study:NAME -->`` and
 ``<!-- /study:NAME -->``. ``--verify`` recomputes every quoted block from the committed outcomes
 file alone (no adapters, no model) and exits 1, with a diff, if a single character differs.
+``--quote NAME`` writes that block from ``science-NAME-outcomes.json.gz`` (the markers must be in
+place: where a table belongs in the prose is the author's choice).
 """
 
 from __future__ import annotations
@@ -206,6 +208,26 @@ def verify(results_md: Path, results: Path) -> int:
     return 1 if failed else 0
 
 
+def quote(results_md: Path, results: Path, name: str) -> int:
+    """Write study ``name``'s block of ``results_md`` from its committed outcomes; 2 without its markers."""
+    path = outcomes_path(results, name)
+    text = results_md.read_text()
+    block = next((m for m in BLOCK.finditer(text) if m["name"] == name), None)
+    if block is None:
+        print(f"bench_study: error: {results_md}: no <!-- study:{name} --> ... <!-- /study:{name} --> markers; "
+              "put them where the table belongs", file=sys.stderr)
+        return 2
+    if not path.is_file():
+        print(f"bench_study: error: {path}: missing (collect the study with --name {name} first)", file=sys.stderr)
+        return 2
+    body = quoted(summarize(load(path)))
+    tmp = results_md.with_suffix(".md.tmp")
+    tmp.write_text(text[:block.start("body")] + body + text[block.end("body"):])
+    tmp.replace(results_md)
+    print(f"study:{name}: {len(body.splitlines())} lines quoted from {path.name} into {results_md}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", help="the study's YAML file (its stages are read from the workdir)")
@@ -216,13 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify", action="store_true", help="recompute every study block of RESULTS.md; exit 1 on a mismatch")
     ap.add_argument("--progress", action="store_true", help="with STUDY.yaml --name: commit what has finished so far "
                     "(per-item outcomes, early-stopping records) to science-NAME-progress.json.gz; no table")
+    ap.add_argument("--quote", metavar="NAME", help="write study NAME's block of RESULTS.md (between its markers) "
+                    "from science-NAME-outcomes.json.gz")
     ap.add_argument("--results-md", default=str(RESULTS))
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     if args.verify:
         return verify(Path(args.results_md), Path(args.results))
+    if args.quote:
+        return quote(Path(args.results_md), Path(args.results), args.quote)
     if not args.config or not args.name:
-        ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, or --verify")
+        ap.error("give STUDY.yaml [--workdir DIR] --name NAME to collect, --quote NAME, or --verify")
     try:
         if args.progress:
             return collect_progress(args.config, args.workdir, args.name, Path(args.results), args.resume_from)

@@ -466,6 +466,26 @@ def test_verify_recomputes_a_committed_tiny_study_and_catches_any_changed_number
     assert bench.verify(data / "RESULTS.md", tmp_path) == 1  # the outcomes file is missing
 
 
+def test_quote_writes_a_study_block_that_verify_then_accepts(tmp_path, capsys):
+    """`bench_study.py --quote NAME` rewrites only NAME's block, from its committed outcomes."""
+    bench = _bench_study()
+    data = Path(__file__).parent / "data" / "study"
+    text = (data / "RESULTS.md").read_text()
+    stale = tmp_path / "RESULTS.md"
+    stale.write_text("intro\n" + text.replace("0.610 [0.585, 0.635]", "0.999 [0.585, 0.635]", 1) + "outro\n")
+    assert bench.verify(stale, data) == 1
+    assert bench.main(["--quote", "tiny", "--results-md", str(stale), "--results", str(data)]) == 0
+    assert stale.read_text() == "intro\n" + text + "outro\n" and bench.verify(stale, data) == 0
+    assert not stale.with_suffix(".md.tmp").exists()
+    capsys.readouterr()
+    assert bench.main(["--quote", "other", "--results-md", str(stale), "--results", str(data)]) == 2
+    assert "no <!-- study:other --> ... <!-- /study:other --> markers" in capsys.readouterr().err
+    (tmp_path / "m.md").write_text("<!-- study:tiny -->\nold\n<!-- /study:tiny -->\n")
+    assert bench.main(["--quote", "tiny", "--results-md", str(tmp_path / "m.md"), "--results", str(tmp_path)]) == 2
+    assert "science-tiny-outcomes.json.gz: missing" in capsys.readouterr().err
+    assert "old" in (tmp_path / "m.md").read_text()  # nothing half-written
+
+
 
 def test_plateau_threshold_reaches_every_training_and_is_validated():
     # with min_delta 0 a dev loss creeping down by 1e-5 near zero never plateaus: the study's rule is 1e-3
