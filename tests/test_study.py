@@ -728,3 +728,20 @@ def test_figures_of_a_committed_study_are_written_from_its_numbers(tmp_path, cap
         {**r, "merged": {**r["merged"], "low": float("nan"), "high": float("nan")}} for r in study["primary"]["rows"]]}}
     write_figures(tmp_path, one)  # one run (no interval) still draws
     assert (tmp_path / "primary.png").stat().st_size > 0
+
+
+def test_a_study_with_a_continual_arm_draws_and_links_its_continual_figure(tmp_path):
+    """The headline's committed outcomes (continual arm included): continual.png is written and linked from
+    the table's markdown only where figures are written (RESULTS.md quotes the table without figures)."""
+    from lorikit.analysis.study.figures import write_figures
+    from lorikit.analysis.study.outcomes import load
+    from lorikit.analysis.study.report import markdown
+    from lorikit.analysis.study.summary import summarize
+
+    root = Path(__file__).resolve().parents[1]
+    study = summarize(load(root / "bench" / "results" / "science-headline-outcomes.json.gz"))
+    assert [r["method"] for r in study["continual"]][0] == "plain-lora"
+    names = [p.name for p in write_figures(tmp_path, study)]
+    assert names == ["primary.png", "interference.png", "continual.png"]
+    assert "![continual](continual.png)" in markdown(study, figures=True)
+    assert "continual.png" not in markdown(study, figures=False)
