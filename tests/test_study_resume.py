@@ -172,5 +172,9 @@ def test_a_study_resumes_on_a_fresh_workdir_from_its_committed_outcomes(tmp_path
     # a newer commit of the outcomes makes a new table (the file's SHA-256 is in the table's hash)
     assert main(["study", str(again)]) == 0 and " 0 to run" in capsys.readouterr().out
     archive.write_bytes(gzip.compress(json.dumps(full).encode()))
+    capsys.readouterr()
+    assert main(["study", str(again), "--status"]) == 0  # the table, stale now, ran here once: its cost is known
+    status = capsys.readouterr().out
+    assert "study-table 0/1" in status and "measured: study-table" in status and "not estimated" not in status
     assert main(["study", str(again)]) == 0
     assert "table (study-table): redo" in capsys.readouterr().out

@@ -3,7 +3,9 @@ finished trainings stopped (the plateau share the table will report), the traini
 newest resume state), and the time left at the stage costs measured so far in this workdir.
 
 Costs are estimated per stage kind and data set (a safety training costs ten built-in ones), from
-``seconds`` in each finished stage's record (and, with ``--resume-from``, the wall times its file records); a (kind, data) pair with nothing finished yet borrows
+``seconds`` in each finished stage's record — or in the record of a stage that ran here before its
+inputs changed (a table after a newer ``--resume-from`` file) — and, with ``--resume-from``, the wall
+times its file records; a (kind, data) pair with nothing finished yet borrows
 the mean of its kind. Nothing is run or written.
 """
 
@@ -83,6 +85,9 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
         kinds[plan.kind]["done" if done else "left"] += 1
         if not done:
             left.append(plan.name)
+            stale = read_record(plan.out) if plan.status == "stale" else None
+            if stale and "seconds" in stale:  # it ran here once (its inputs changed since): a measured cost
+                seconds[_cost_key(recipe, plan.name)].append(float(stale["seconds"]))
             if plan.kind == "train" and (step := _under_way(plan.out)) is not None:
                 under_way.append({"stage": plan.name, "step": step, "cap": recipe.resolve(plan.name).get("max_steps")})
             continue
