@@ -187,22 +187,51 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False, on
 
 
 def _run_stages(recipe: Recipe, plans: list[StagePlan], todo: list[StagePlan], echo: Callable[[str], None]) -> None:
+    by_name, ran = {p.name: p for p in plans}, set()
     for i, plan in enumerate(todo, 1):
+        if plan.name in ran:  # trained together with an earlier stage
+            continue
         kind = get_kind(plan.kind, plan.name, recipe.source)
-        echo(f"lorikit run: [{i}/{len(todo)}] {plan.name} ({plan.kind}) ...")
+        pending = [q for q in todo[i:] if q.name not in ran]
+        group = _together(recipe, kind, plan, pending, by_name)
+        ran.update(p.name for p in group)
+        echo(f"lorikit run: [{i}/{len(todo)}] {plan.name} ({plan.kind})"
+             + (f" with {', '.join(p.name for p in group[1:])}" if len(group) > 1 else "") + " ...")
         t0 = time.perf_counter()
         try:
-            kind.run(plan.prepared, plan.out)
+            if len(group) > 1:
+                kind.run_together([p.prepared for p in group], [p.out for p in group])
+            else:
+                kind.run(plan.prepared, plan.out)
         except LorikitError as exc:
             raise type(exc)(f"stage {plan.name!r} ({plan.kind}): {exc}") from exc
-        if not kind.complete(plan.out):
-            raise LorikitError(f"stage {plan.name!r} ({plan.kind}): finished but {plan.out} is not a complete output")
         seconds = time.perf_counter() - t0
-        atomic_write_json(plan.out / STAGE_RECORD, {
-            "recipe": recipe.source, "stage": plan.name, "kind": plan.kind, "hash": plan.hash,
-            "settings": recipe.resolve(plan.name), "resolved": plan.resolved, "parents": {p: next(q.hash for q in plans if q.name == p)
-                                                               for p in recipe.stages[plan.name].parents},
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
-            "outputs": fingerprint(plan.out)})
-        plan.status, plan.reason = "done", ""
-        echo(f"lorikit run: {plan.name} done in {seconds:.1f} s")
+        for member in group:  # a joint run's wall time is shared out equally: stage times still add up
+            _record(recipe, member, by_name, seconds / len(group), [p.name for p in group] if len(group) > 1 else None)
+        echo(f"lorikit run: {', '.join(p.name for p in group)} done in {seconds:.1f} s")
+
+
+def _together(recipe: Recipe, kind: StageKind, plan: StagePlan, later: list[StagePlan],
+              by_name: dict[str, StagePlan]) -> list[StagePlan]:
+    """``plan`` and the ``later`` stages not run yet of its kind that may run with it: the same together
+    key (``StageKind.together_key``) and every parent done — not one this run has yet to (re)do."""
+    key = kind.together_key(plan.prepared)
+    if key is None:
+        return [plan]
+    waiting = {plan.name} | {q.name for q in later}
+    return [plan] + [q for q in later if q.kind == plan.kind and kind.together_key(q.prepared) == key
+                     and all(p not in waiting and by_name[p].status == "done" for p in recipe.stages[q.name].parents)]
+
+
+def _record(recipe: Recipe, plan: StagePlan, by_name: dict[str, StagePlan], seconds: float,
+            together: list[str] | None) -> None:
+    kind = get_kind(plan.kind, plan.name, recipe.source)
+    if not kind.complete(plan.out):
+        raise LorikitError(f"stage {plan.name!r} ({plan.kind}): finished but {plan.out} is not a complete output")
+    atomic_write_json(plan.out / STAGE_RECORD, {
+        "recipe": recipe.source, "stage": plan.name, "kind": plan.kind, "hash": plan.hash,
+        "settings": recipe.resolve(plan.name), "resolved": plan.resolved,
+        "parents": {p: by_name[p].hash for p in recipe.stages[plan.name].parents},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 2),
+        **({"trained_together": together} if together else {}), "outputs": fingerprint(plan.out)})
+    plan.status, plan.reason = "done", ""

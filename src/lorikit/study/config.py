@@ -167,6 +167,12 @@ class StudyConfig:
                 "(the template's preamble) run once per batch (~2x fewer tokens; LoRA dropout draws one mask for "
                 "them per batch); "
                 "false: every row runs in full, as studies did before it existed"})
+    train_together: bool = field(default=False, metadata={
+        "help": "train the adapters whose inputs are ready in one process over one copy of the base model "
+                "(lorikit train-many: the frozen GEMMs run once over every adapter's rows); equal to solo runs "
+                "to float tolerance, not bitwise, so it is part of every training's hash; needs shared_prefix: "
+                "false, writes no resume states (a killed joint run starts over), and measured no gain on 2 CPU "
+                "cores at one thread per process — for devices that small batches leave idle"})
     eval_examples: int = field(default=200, metadata={"help": "test items per task (fewer if the task has fewer)"})
     eval_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})
     max_new_tokens: int = field(default=32, metadata={"help": "generation budget per answer"})
@@ -217,6 +223,9 @@ class StudyConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if self.workers < 1:  # more workers than groups of stages is harmless: the extra ones are not started
             raise UsageError(f"--workers {self.workers}: must be at least 1")
+        if self.train_together and self.shared_prefix:
+            raise UsageError("train_together: needs shared_prefix: false (adapters trained together run every "
+                             "row in full)")
         if not 0 <= self.min_steps <= self.max_steps:
             raise UsageError(f"--min-steps {self.min_steps}: must be between 0 and --max-steps ({self.max_steps})")
         if not 0 <= self.min_delta < 1:

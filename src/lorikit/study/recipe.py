@@ -185,6 +185,8 @@ def study_recipe(cfg: StudyConfig) -> dict[str, Any]:
         train_defaults["shared_prefix"] = True
     if cfg.min_steps:  # likewise
         train_defaults["min_steps"] = cfg.min_steps
+    if cfg.train_together:  # likewise
+        train_defaults["train_together"] = True
     if cfg.dtype != "auto":  # absent by default: `auto` resolves per stage (and is hashed there)
         train_defaults["dtype"] = eval_defaults["dtype"] = cfg.dtype
     return {"name": "study", "workdir": cfg.workdir, "defaults": {"train": train_defaults, "eval": eval_defaults},

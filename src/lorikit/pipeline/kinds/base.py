@@ -28,6 +28,14 @@ class StageKind:
     def complete(self, out: Path) -> bool:
         raise NotImplementedError
 
+    def together_key(self, prepared: Any) -> Any:
+        """Pending stages of this kind with the same key (not None) may run in one ``run_together``
+        call once their parents are done; None (the default): the stage runs alone."""
+        return None
+
+    def run_together(self, prepared: list[Any], outs: list[Path]) -> None:
+        raise NotImplementedError
+
     def resolved(self, settings: dict[str, Any], prepared: Any) -> dict[str, Any]:
         """What validation decided that the settings leave open, and that changes the output: the
         dtype ``auto`` became on this machine. Part of the stage's hash, so a bfloat16 run and a

@@ -9,6 +9,12 @@ state (``<out>.ckpt/step-N``: trainable and best-so-far tensors, optimizer, sche
 record) every ``RESUME_EVERY`` steps, and a rerun of the recipe continues from the newest one, with
 the same bytes as an uninterrupted run. A resume state made with other settings (the stage changed)
 is discarded and the stage starts over; the state is removed when the stage finishes.
+
+``train_together: true`` (a stage setting, hashed: adapters trained together are equal to solo ones
+only to float tolerance) lets the runner train this stage in one process with the other pending
+``train_together`` stages whose parents are done and that share the base model and forward
+(``lorikit.train.multi.train_many``). Such a joint run writes no resume states: a killed one starts
+over from step 0.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ...errors import UsageError
 from .base import StageKind, build_dataclass
 
 log = logging.getLogger(__name__)
@@ -28,11 +35,13 @@ RESUME_EVERY = 20
 
 
 class PreparedTraining(NamedTuple):
-    """A validated train stage: its config, and whether the resume states it writes are the stage's
-    own (removed when it finishes) rather than checkpoints its settings asked for (a user's: kept)."""
+    """A validated train stage: its config, whether the resume states it writes are the stage's
+    own (removed when it finishes) rather than checkpoints its settings asked for (a user's: kept),
+    and whether it may be trained together with other such stages."""
 
     config: Any  # lorikit.train.config.TrainConfig (imported lazily: the CLI starts without torch)
     owns_resume_states: bool
+    together: bool = False
 
 
 class TrainKind(StageKind):
@@ -45,15 +54,40 @@ class TrainKind(StageKind):
     def validate(self, stage: str, settings: dict[str, Any], out: Path):
         from ...train.config import SUBCONFIGS, TrainConfig, split_settings
 
-        own, parts = split_settings(settings)
         where = f"stage {stage!r} (train)"
+        settings = dict(settings)
+        together = settings.pop("train_together", False)
+        if not isinstance(together, bool):
+            raise UsageError(f"{where}: train_together: {together!r} is not true or false")
+        own, parts = split_settings(settings)
         subs = {name: build_dataclass(cls, parts[name], where) for name, cls in SUBCONFIGS.items()}
         # unless the stage asks for its own checkpoints, resume states only: not part of its settings or hash
         resumable = {} if own.get("save_every") else {"save_every": RESUME_EVERY, "resume_state_only": True,
                                                       "keep_checkpoints": 1}
         own = {k: v for k, v in own.items() if k not in resumable}
         cfg = build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
-        return PreparedTraining(cfg, owns_resume_states=bool(resumable))
+        refused = [flag for flag, on in (("shared_prefix", cfg.shared_prefix), ("fp16", cfg.fp16),
+                                         ("grad_checkpointing", cfg.grad_checkpointing),
+                                         ("load_in_4bit", cfg.load_in_4bit)) if on] if together else []
+        if refused:  # said before anything runs (train_many names the rest when the joint run starts)
+            raise UsageError(f"{where}: train_together cannot be combined with {refused[0]}: true "
+                             "(adapters trained together run one plain forward over all their rows)")
+        return PreparedTraining(cfg, owns_resume_states=bool(resumable), together=together)
+
+    def together_key(self, prepared: PreparedTraining) -> tuple | None:
+        """Stages with the same key may train in one process (one base model, one forward); None: alone."""
+        from ...train.multi import SHARED
+
+        return tuple(getattr(prepared.config, n) for n in SHARED) if prepared.together else None
+
+    def run_together(self, prepared: list[PreparedTraining], outs: list[Path]) -> None:
+        from ...train.checkpoint import checkpoint_root
+        from ...train.multi import train_many
+
+        for p, out in zip(prepared, outs):
+            if p.owns_resume_states:  # a solo run's state cannot be continued jointly: start over
+                shutil.rmtree(checkpoint_root(out), ignore_errors=True)
+        train_many([_joint(p.config) for p in prepared])
 
     def resolved(self, settings: dict[str, Any], prepared: PreparedTraining) -> dict[str, Any]:
         return super().resolved(settings, prepared.config)
@@ -79,6 +113,13 @@ class TrainKind(StageKind):
 
     def complete(self, out: Path) -> bool:
         return all((out / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors", "lorikit.json"))
+
+
+def _joint(cfg):
+    """``cfg`` as a run of ``train_many`` takes it: no resume states (a joint run is not resumable)."""
+    joint = copy.copy(cfg)  # not dataclasses.replace: __post_init__ would carve a dev carve again
+    joint.save_every, joint.resume_state_only, joint.resume = 0, False, False
+    return joint
 
 
 KIND = TrainKind()
