@@ -71,6 +71,8 @@ def main() -> None:
             row = {"round": rnd + 1, "first": "together" if order[0] else "one by one", **result}
             rows.append(row)
             print(json.dumps(row))
+            write(args, rows, load_before)  # after each arm: a run cut short keeps what finished
+    out = write(args, rows, load_before)
     solo = [r for r in rows if not r["together"]]
     joint = [r for r in rows if r["together"]]
     print("| round | first | one by one: wall s (train stages s) | together: wall s (train stages s) | ratio |")
@@ -78,15 +80,24 @@ def main() -> None:
     for a, b in zip(solo, joint):
         print(f"| {a['round']} | {a['first']} | {a['wall_s']} ({a['train_stage_s']}) | {b['wall_s']} "
               f"({b['train_stage_s']}) | {a['wall_s'] / b['wall_s']:.2f}x |")
-    total_solo, total_joint = sum(r["wall_s"] for r in solo), sum(r["wall_s"] for r in joint)
-    same = all(a["single"] == b["single"] for a, b in zip(solo, joint))
-    out = {"args": vars(args), "rows": rows, "load_before": load_before, "load_after": os.getloadavg(),
-           "speed_up": round(total_solo / total_joint, 3), "same_single_accuracies": same}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"load average before {load_before[0]:.2f}, after {out['load_after'][0]:.2f}; "
-          f"single-adapter accuracies identical in both arms: {same}")
-    print(f"speed-up {out['speed_up']:.2f}x (one by one {total_solo:.0f} s, together {total_joint:.0f} s)")
+          f"single-adapter accuracies identical in both arms: {out['same_single_accuracies']}")
+    print(f"speed-up {out['speed_up']:.2f}x (one by one {out['solo_s']:.0f} s, together {out['together_s']:.0f} s)")
+
+
+def write(args, rows: list[dict], load_before) -> dict:
+    solo = [r for r in rows if not r["together"]]
+    joint = [r for r in rows if r["together"]]
+    total_solo, total_joint = sum(r["wall_s"] for r in solo), sum(r["wall_s"] for r in joint)
+    out = {"args": {k: v for k, v in vars(args).items() if k not in ("one_arm", "arm_dir")}, "rows": rows,
+           "load_before": load_before, "load_after": os.getloadavg(), "solo_s": total_solo, "together_s": total_joint,
+           "speed_up": round(total_solo / total_joint, 3) if total_joint else None,
+           "same_single_accuracies": all(a["single"] == b["single"] for a, b in zip(solo, joint))}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(args.out)
+    return out
 
 
 if __name__ == "__main__":
