@@ -73,8 +73,7 @@ def main() -> None:
             print(json.dumps(row))
             write(args, rows, load_before)  # after each arm: a run cut short keeps what finished
     out = write(args, rows, load_before)
-    solo = [r for r in rows if not r["together"]]
-    joint = [r for r in rows if r["together"]]
+    solo, joint = arms(rows)
     print("| round | first | one by one: wall s (train stages s) | together: wall s (train stages s) | ratio |")
     print("|---|---|---:|---:|---:|")
     for a, b in zip(solo, joint):
@@ -85,9 +84,13 @@ def main() -> None:
     print(f"speed-up {out['speed_up']:.2f}x (one by one {out['solo_s']:.0f} s, together {out['together_s']:.0f} s)")
 
 
+def arms(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The one-by-one rows and the together rows, each in round order."""
+    return [r for r in rows if not r["together"]], [r for r in rows if r["together"]]
+
+
 def write(args, rows: list[dict], load_before) -> dict:
-    solo = [r for r in rows if not r["together"]]
-    joint = [r for r in rows if r["together"]]
+    solo, joint = arms(rows)
     total_solo, total_joint = sum(r["wall_s"] for r in solo), sum(r["wall_s"] for r in joint)
     out = {"args": {k: v for k, v in vars(args).items() if k not in ("one_arm", "arm_dir")}, "rows": rows,
            "load_before": load_before, "load_after": os.getloadavg(), "solo_s": total_solo, "together_s": total_joint,

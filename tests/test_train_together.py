@@ -55,14 +55,19 @@ def test_a_study_trained_together_equals_the_one_trained_stage_by_stage(tmp_path
     assert (tmp_path / "joint" / "table" / "table.md").is_file()
 
 
-def test_train_together_is_refused_with_the_shared_prefix(tmp_path):
-    with pytest.raises(UsageError, match="train_together: needs shared_prefix: false"):
-        StudyConfig(**{**BASE, "shared_prefix": True}, train_together=True, workdir=str(tmp_path))
-    recipe = parse_recipe({"name": "r", "stages": {"a": {"kind": "train", "model": "tiny-random-llama",
-                                                        "data": "builtin:pair-max", "train_together": True,
-                                                        "shared_prefix": True}}}, workdir=tmp_path)
-    with pytest.raises(UsageError, match="stage 'a' \\(train\\): train_together cannot be combined with shared_prefix"):
-        plan_recipe(recipe)
+@pytest.mark.parametrize("setting", [{"shared_prefix": True}, {"grad_checkpointing": True},
+                                     {"head": "classification", "data": "builtin:parity"}])
+def test_train_together_refuses_at_planning_what_a_joint_run_cannot_do(tmp_path, setting):
+    """The stage says so before anything runs, with the setting train_many itself would refuse."""
+    if "shared_prefix" in setting:
+        with pytest.raises(UsageError, match="train_together: needs shared_prefix: false"):
+            StudyConfig(**{**BASE, "shared_prefix": True}, train_together=True, workdir=str(tmp_path))
+    stage = {"kind": "train", "model": "tiny-random-llama", "data": "builtin:pair-max", "train_together": True,
+             **setting}
+    name = next(k for k in setting if k != "data")
+    with pytest.raises(UsageError, match=f"stage 'a' \\(train\\): train_together cannot be combined with {name}"):
+        plan_recipe(parse_recipe({"name": "r", "stages": {"a": stage}}, workdir=tmp_path))
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_stage_waits_for_a_parent_this_run_redoes(tmp_path):

@@ -213,6 +213,16 @@ class TrainConfig:
         """``--resume`` or ``--resume-from PATH``: the run continues from a checkpoint."""
         return self.resume or bool(self.resume_from)
 
+    def joint_refusals(self, checkpoints: bool = True) -> list[tuple[str, str]]:
+        """(setting, flag) of what a joint run (train_many, a study's train_together) cannot do, in the order its
+        error names them; ``checkpoints=False`` leaves out the checkpointing a pipeline stage sets for itself."""
+        saving = [("save_every", "--save-every", self.save_every), ("resume", "--resume", self.resuming)]
+        return [(name, flag) for name, flag, on in (
+            ("fp16", "--fp16", self.fp16), *(saving if checkpoints else []),
+            ("grad_checkpointing", "--grad-checkpointing", self.grad_checkpointing),
+            ("load_in_4bit", "--load-in-4bit", self.load_in_4bit), ("shared_prefix", "--shared-prefix", self.shared_prefix),
+            ("head", f"--head {self.head}", HEADS[self.head].trains_head)) if on]
+
     @property
     def train_method(self) -> AdapterMethod:
         """The method this run trains: ``--method``, or with ``--from`` the continuing method ``--mask`` picks."""

@@ -76,10 +76,7 @@ def check_configs(configs: list[TrainConfig]) -> None:
             if getattr(cfg, name) != getattr(first, name):
                 raise UsageError(f"{where}: --{name.replace('_', '-')} {getattr(cfg, name)!r} differs from run 1's "
                                  f"{getattr(first, name)!r}; runs trained together share one base model and forward")
-        refused = [flag for flag, on in (("--fp16", cfg.fp16), ("--save-every", cfg.save_every),
-                                         ("--resume", cfg.resuming), ("--grad-checkpointing", cfg.grad_checkpointing),
-                                         ("--load-in-4bit", cfg.load_in_4bit), ("--shared-prefix", cfg.shared_prefix),
-                                         (f"--head {cfg.head}", HEADS[cfg.head].trains_head)) if on]
+        refused = [flag for _, flag in cfg.joint_refusals()]
         if refused:
             raise UsageError(f"{where}: {refused[0]} is not supported when training several adapters together")
         for j, other in enumerate(configs[:i]):

@@ -66,11 +66,9 @@ class TrainKind(StageKind):
                                                       "keep_checkpoints": 1}
         own = {k: v for k, v in own.items() if k not in resumable}
         cfg = build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
-        refused = [flag for flag, on in (("shared_prefix", cfg.shared_prefix), ("fp16", cfg.fp16),
-                                         ("grad_checkpointing", cfg.grad_checkpointing),
-                                         ("load_in_4bit", cfg.load_in_4bit)) if on] if together else []
+        refused = [name for name, _ in cfg.joint_refusals(checkpoints=False)] if together else []
         if refused:  # said before anything runs (train_many names the rest when the joint run starts)
-            raise UsageError(f"{where}: train_together cannot be combined with {refused[0]}: true "
+            raise UsageError(f"{where}: train_together cannot be combined with {refused[0]}: {getattr(cfg, refused[0])!r} "
                              "(adapters trained together run one plain forward over all their rows)")
         return PreparedTraining(cfg, owns_resume_states=bool(resumable), together=together)
 
