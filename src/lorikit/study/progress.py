@@ -36,15 +36,6 @@ def _cost_key(recipe, name: str) -> tuple[str, str]:
     return recipe.stages[name].kind, data if isinstance(data, str) else ""
 
 
-def _under_way(out: Path) -> int | None:
-    """The step of a training's newest resume state (``<out>.ckpt/step-N``), if it has one."""
-    from ..train.checkpoint import checkpoint_root, checkpoints  # newest first
-
-    states = [p for p in checkpoints(checkpoint_root(out)) if (p / "state.json").is_file()]
-    state = _read(states[0] / "state.json") if states else None
-    return int(state["step"]) if state else None
-
-
 def _from_archive(cfg: StudyConfig, recipe, done_here: set[str]) -> tuple[set[str], dict[tuple[str, str], list[float]], dict]:
     """With ``--resume-from``: the stages its file settles (or that only settled ones needed), the wall
     times it recorded (``stage_seconds``) of stages not done here, per (kind, data) — a resumed study's time
@@ -70,6 +61,8 @@ def _count_stop(early_stopping: dict, stopped: Counter, steps: list[int]) -> Non
 
 
 def study_status(cfg: StudyConfig) -> dict[str, Any]:
+    from ..train.checkpoint import resume_step  # imports torch: not at the CLI's start
+
     recipe = parse_recipe(study_recipe(cfg), source="lorikit study --status", workdir=cfg.workdir)
     plans = plan_recipe(recipe, resume=True)
     skip, seconds, archived = _from_archive(cfg, recipe, {p.name for p in plans if p.status == "done"})
@@ -88,7 +81,7 @@ def study_status(cfg: StudyConfig) -> dict[str, Any]:
             stale = read_record(plan.out) if plan.status == "stale" else None
             if stale and "seconds" in stale:  # it ran here once (its inputs changed since): a measured cost
                 seconds[_cost_key(recipe, plan.name)].append(float(stale["seconds"]))
-            if plan.kind == "train" and (step := _under_way(plan.out)) is not None:
+            if plan.kind == "train" and (step := resume_step(plan.out)) is not None:
                 under_way.append({"stage": plan.name, "step": step, "cap": recipe.resolve(plan.name).get("max_steps")})
             continue
         record = read_record(plan.out) or {}

@@ -122,11 +122,11 @@ def queue_order(groups: list[list[str]], plans: dict, rank: dict[str, int]) -> l
     so they settle sooner), then seed by seed (a partial study is summarised over whole seeds), the
     largest remaining work of a seed first, so that the last groups to start are small ones.
     ``rank``: stage name -> its seed's position."""
-    from ..train.checkpoint import checkpoint_root, latest_checkpoint  # the worker's imports, not the CLI's
+    from ..train.checkpoint import resume_step  # the worker's imports, not the CLI's
 
     def started(group: list[str]) -> bool:  # a stage finished, or a training with a resume state
         return any(plans[n].status == "done" or
-                   (plans[n].kind == "train" and latest_checkpoint(checkpoint_root(plans[n].out)) is not None)
+                   (plans[n].kind == "train" and resume_step(plans[n].out) is not None)
                    for n in group)
 
     return sorted(groups, key=lambda g: (not started(g), rank[g[0]], -remaining_work(g, plans)))

@@ -155,6 +155,15 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[0] if found else None
 
 
+def resume_step(out: str | os.PathLike) -> int | None:
+    """The step of the newest resume state of the run writing ``out``, if it has a readable one."""
+    found = checkpoints(checkpoint_root(Path(out)))
+    try:
+        return int(json.loads((found[0] / "state.json").read_text())["step"]) if found else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def claim_checkpoint_dir(cfg, dist) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's (pruning keeps the highest
     steps, --resume takes the highest): refuse them, or discard them with --overwrite."""
