@@ -16,9 +16,11 @@ def _bench_study():
     return module
 
 
-def test_results_md_quotes_the_headline_study_and_every_quoted_table_recomputes_from_its_outcomes(capsys):
+def test_results_md_quotes_every_finished_study_and_every_quoted_table_recomputes_from_its_outcomes(capsys):
     bench = _bench_study()
     quoted = [m["name"] for m in bench.BLOCK.finditer(bench.RESULTS.read_text())]
-    assert "headline" in quoted, quoted
+    finished = [p.name.removeprefix("science-").removesuffix("-outcomes.json.gz")
+                for p in (ROOT / "bench" / "results").glob("science-*-outcomes.json.gz")]
+    assert "headline" in finished and set(finished) <= set(quoted), (finished, quoted)
     assert bench.verify(bench.RESULTS, ROOT / "bench" / "results") == 0, capsys.readouterr().err
     assert f"study:headline: " in capsys.readouterr().out
