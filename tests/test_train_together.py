@@ -65,7 +65,8 @@ def test_train_together_refuses_at_planning_what_a_joint_run_cannot_do(tmp_path,
     stage = {"kind": "train", "model": "tiny-random-llama", "data": "builtin:pair-max", "train_together": True,
              **setting}
     name = next(k for k in setting if k != "data")
-    with pytest.raises(UsageError, match=f"stage 'a' \\(train\\): train_together cannot be combined with {name}"):
+    value = "true" if setting[name] is True else f'"{setting[name]}"'  # as the recipe spells it
+    with pytest.raises(UsageError, match=f"stage 'a' \\(train\\): train_together cannot be combined with {name}: {value} "):
         plan_recipe(parse_recipe({"name": "r", "stages": {"a": stage}}, workdir=tmp_path))
     assert not (tmp_path / "a").exists()
 

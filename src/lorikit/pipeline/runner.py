@@ -207,7 +207,8 @@ def _run_stages(recipe: Recipe, plans: list[StagePlan], todo: list[StagePlan], e
             raise type(exc)(f"stage {plan.name!r} ({plan.kind}): {exc}") from exc
         seconds = time.perf_counter() - t0
         for member in group:  # a joint run's wall time is shared out equally: stage times still add up
-            _record(recipe, member, by_name, seconds / len(group), [p.name for p in group] if len(group) > 1 else None)
+            _record(recipe, kind, member, by_name, seconds / len(group),
+                    [p.name for p in group] if len(group) > 1 else None)
         echo(f"lorikit run: {', '.join(p.name for p in group)} done in {seconds:.1f} s")
 
 
@@ -223,9 +224,8 @@ def _together(recipe: Recipe, kind: StageKind, plan: StagePlan, later: list[Stag
                      and all(p not in waiting and by_name[p].status == "done" for p in recipe.stages[q.name].parents)]
 
 
-def _record(recipe: Recipe, plan: StagePlan, by_name: dict[str, StagePlan], seconds: float,
+def _record(recipe: Recipe, kind: StageKind, plan: StagePlan, by_name: dict[str, StagePlan], seconds: float,
             together: list[str] | None) -> None:
-    kind = get_kind(plan.kind, plan.name, recipe.source)
     if not kind.complete(plan.out):
         raise LorikitError(f"stage {plan.name!r} ({plan.kind}): finished but {plan.out} is not a complete output")
     atomic_write_json(plan.out / STAGE_RECORD, {

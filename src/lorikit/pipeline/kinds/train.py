@@ -20,6 +20,7 @@ over from step 0.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -68,7 +69,8 @@ class TrainKind(StageKind):
         cfg = build_dataclass(TrainConfig, own, where, out=str(out), overwrite=True, **resumable, **subs)
         refused = [name for name, _ in cfg.joint_refusals(checkpoints=False)] if together else []
         if refused:  # said before anything runs (train_many names the rest when the joint run starts)
-            raise UsageError(f"{where}: train_together cannot be combined with {refused[0]}: {getattr(cfg, refused[0])!r} "
+            value = json.dumps(getattr(cfg, refused[0]))  # as the recipe spells it: true, "classification"
+            raise UsageError(f"{where}: train_together cannot be combined with {refused[0]}: {value} "
                              "(adapters trained together run one plain forward over all their rows)")
         return PreparedTraining(cfg, owns_resume_states=bool(resumable), together=together)
 
